@@ -1,0 +1,129 @@
+//! The per-call context handed to auth and hooks.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tonic::Code;
+use tonic::metadata::MetadataMap;
+
+use crate::rpc::RpcDescriptor;
+
+/// What is known about one call when it starts: which RPC, who is calling, until when.
+///
+/// `Call` is `Copy` (a reference and a few words), so stream wrappers and hooks hold it
+/// without allocating.
+#[derive(Debug, Clone, Copy)]
+pub struct Call {
+    rpc: &'static RpcDescriptor,
+    peer: Option<SocketAddr>,
+    started: Instant,
+    deadline: Option<Instant>,
+}
+
+impl Call {
+    /// Starts a call of `rpc`: reads the peer address and the client's `grpc-timeout`,
+    /// and caps the deadline at `timeout` (the RPC's own limit), whichever is earlier.
+    pub fn start<T>(
+        rpc: &'static RpcDescriptor,
+        request: &tonic::Request<T>,
+        timeout: Option<Duration>,
+    ) -> Self {
+        let started = Instant::now();
+        let client = grpc_timeout(request.metadata());
+        let deadline = match (client, timeout) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+        .map(|d| started + d);
+        Self {
+            rpc,
+            peer: request.remote_addr(),
+            started,
+            deadline,
+        }
+    }
+
+    /// The RPC being called.
+    pub fn rpc(&self) -> &'static RpcDescriptor {
+        self.rpc
+    }
+
+    /// The client's address, when the transport knows it.
+    pub fn peer(&self) -> Option<SocketAddr> {
+        self.peer
+    }
+
+    /// When the call started.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    /// The earlier of the client's `grpc-timeout` and the RPC's `timeout_ms`, if any.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// Time left before the deadline (zero once it has passed); `None` without a deadline.
+    pub fn remaining(&self) -> Option<Duration> {
+        self.deadline
+            .map(|d| d.saturating_duration_since(Instant::now()))
+    }
+}
+
+/// How a call ended, as seen by [`Hook::on_finish`](crate::Hook::on_finish).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome {
+    /// The status code the client receives (`Cancelled` when the client went away).
+    pub code: Code,
+    /// Request messages that passed every policy.
+    pub messages_in: u64,
+    /// Response messages that passed every policy.
+    pub messages_out: u64,
+    /// Encoded bytes of those request messages; counted only when a byte limit or a hook
+    /// is configured for the RPC, zero otherwise.
+    pub bytes_in: u64,
+    /// Encoded bytes of those response messages; counted like `bytes_in`.
+    pub bytes_out: u64,
+}
+
+/// Parses the `grpc-timeout` header: 1 to 8 digits and a unit (H, M, S, m, u, n).
+fn grpc_timeout(metadata: &MetadataMap) -> Option<Duration> {
+    let value = metadata.get("grpc-timeout")?.to_str().ok()?;
+    if value.len() < 2 || value.len() > 9 {
+        return None;
+    }
+    let (digits, unit) = value.split_at(value.len() - 1);
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.saturating_mul(3600)),
+        "M" => Duration::from_secs(n.saturating_mul(60)),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(v: &str) -> Option<Duration> {
+        let mut m = MetadataMap::new();
+        m.insert("grpc-timeout", v.parse().unwrap());
+        grpc_timeout(&m)
+    }
+
+    #[test]
+    fn grpc_timeout_units() {
+        assert_eq!(parse("2S"), Some(Duration::from_secs(2)));
+        assert_eq!(parse("150m"), Some(Duration::from_millis(150)));
+        assert_eq!(parse("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse("7n"), Some(Duration::from_nanos(7)));
+        assert_eq!(parse("12x"), None);
+        assert_eq!(parse("S"), None);
+        assert_eq!(parse("123456789S"), None);
+    }
+}

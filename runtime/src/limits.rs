@@ -1,0 +1,317 @@
+//! Per-RPC limits and the per-direction bookkeeping that enforces them.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tonic::Status;
+
+use crate::rpc::RpcDescriptor;
+
+/// The limits of one RPC, as `#[intercept(limit(...))]` declared them.
+///
+/// Built in a `const` by the macro; every field is optional.
+///
+/// ```
+/// use std::time::Duration;
+/// use tonic_intercept::{Limits, OnRateExceeded};
+///
+/// const LIST_USERS: Limits = Limits::new()
+///     .max_messages_out(10_000)
+///     .messages_per_second_out(500, 1, OnRateExceeded::Delay)
+///     .timeout(Duration::from_secs(30));
+/// assert_eq!(LIST_USERS.get_max_messages_out(), Some(10_000));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Limits {
+    max_messages_in: Option<u64>,
+    max_messages_out: Option<u64>,
+    max_message_bytes: Option<usize>,
+    rate_in: Option<Rate>,
+    rate_out: Option<Rate>,
+    timeout: Option<Duration>,
+}
+
+/// A token bucket: `per_second` messages a second, bursts of `burst`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    /// Sustained messages per second.
+    pub per_second: u32,
+    /// How many messages may pass back to back before pacing starts.
+    pub burst: u32,
+    /// Wait (backpressure) or fail when a message comes too early.
+    pub on_exceeded: OnRateExceeded,
+}
+
+/// What a stream does with a message that arrives faster than its rate allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnRateExceeded {
+    /// Hold the message until the bucket has a token. Inbound, this stops reading, so
+    /// HTTP/2 flow control slows the client down; outbound, it stops polling the producer.
+    #[default]
+    Delay,
+    /// End the call with `RESOURCE_EXHAUSTED`.
+    Reject,
+}
+
+impl Limits {
+    /// No limits.
+    pub const fn new() -> Self {
+        Self {
+            max_messages_in: None,
+            max_messages_out: None,
+            max_message_bytes: None,
+            rate_in: None,
+            rate_out: None,
+            timeout: None,
+        }
+    }
+    /// At most `n` request messages in one stream.
+    pub const fn max_messages_in(mut self, n: u64) -> Self {
+        self.max_messages_in = Some(n);
+        self
+    }
+    /// At most `n` response messages in one stream.
+    pub const fn max_messages_out(mut self, n: u64) -> Self {
+        self.max_messages_out = Some(n);
+        self
+    }
+    /// At most `n` encoded bytes per message, either way.
+    pub const fn max_message_bytes(mut self, n: usize) -> Self {
+        self.max_message_bytes = Some(n);
+        self
+    }
+    /// Paces request messages.
+    pub const fn messages_per_second_in(
+        mut self,
+        per_second: u32,
+        burst: u32,
+        on_exceeded: OnRateExceeded,
+    ) -> Self {
+        self.rate_in = Some(Rate {
+            per_second,
+            burst,
+            on_exceeded,
+        });
+        self
+    }
+    /// Paces response messages.
+    pub const fn messages_per_second_out(
+        mut self,
+        per_second: u32,
+        burst: u32,
+        on_exceeded: OnRateExceeded,
+    ) -> Self {
+        self.rate_out = Some(Rate {
+            per_second,
+            burst,
+            on_exceeded,
+        });
+        self
+    }
+    /// Ends the call with `DEADLINE_EXCEEDED` after `timeout` (or at the client's
+    /// `grpc-timeout`, if earlier).
+    pub const fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// See [`Limits::max_messages_in`].
+    pub const fn get_max_messages_in(&self) -> Option<u64> {
+        self.max_messages_in
+    }
+    /// See [`Limits::max_messages_out`].
+    pub const fn get_max_messages_out(&self) -> Option<u64> {
+        self.max_messages_out
+    }
+    /// See [`Limits::max_message_bytes`].
+    pub const fn get_max_message_bytes(&self) -> Option<usize> {
+        self.max_message_bytes
+    }
+    /// See [`Limits::messages_per_second_in`].
+    pub const fn get_rate_in(&self) -> Option<Rate> {
+        self.rate_in
+    }
+    /// See [`Limits::messages_per_second_out`].
+    pub const fn get_rate_out(&self) -> Option<Rate> {
+        self.rate_out
+    }
+    /// See [`Limits::timeout`].
+    pub const fn get_timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dir {
+    In,
+    Out,
+}
+
+impl Dir {
+    fn noun(self) -> &'static str {
+        match self {
+            Dir::In => "request",
+            Dir::Out => "response",
+        }
+    }
+}
+
+/// Counting and limits for one direction of one call. Plain integers: no allocation.
+#[derive(Debug)]
+pub(crate) struct Meter {
+    dir: Dir,
+    max_messages: Option<u64>,
+    max_bytes: Option<usize>,
+    count_bytes: bool,
+    rate: Option<Gcra>,
+    pub(crate) messages: u64,
+    pub(crate) bytes: u64,
+}
+
+/// What the rate limiter says about the message in hand.
+pub(crate) enum Admit {
+    Now,
+    At(Instant),
+}
+
+impl Meter {
+    pub(crate) fn new(dir: Dir, limits: &Limits, hooks_present: bool) -> Self {
+        let (max_messages, rate) = match dir {
+            Dir::In => (limits.max_messages_in, limits.rate_in),
+            Dir::Out => (limits.max_messages_out, limits.rate_out),
+        };
+        Self {
+            dir,
+            max_messages,
+            max_bytes: limits.max_message_bytes,
+            count_bytes: hooks_present || limits.max_message_bytes.is_some(),
+            rate: rate.map(Gcra::new),
+            messages: 0,
+            bytes: 0,
+        }
+    }
+
+    /// Counts a message and checks the count and size limits.
+    pub(crate) fn check<M: prost::Message>(
+        &mut self,
+        rpc: &RpcDescriptor,
+        message: &M,
+    ) -> Result<(), Status> {
+        if let Some(max) = self.max_messages
+            && self.messages >= max
+        {
+            return Err(Status::resource_exhausted(format!(
+                "{}: more than {max} {} messages in one stream",
+                rpc.method,
+                self.dir.noun()
+            )));
+        }
+        if self.count_bytes {
+            let len = message.encoded_len();
+            if let Some(max) = self.max_bytes
+                && len > max
+            {
+                return Err(Status::resource_exhausted(format!(
+                    "{}: {} message of {len} bytes exceeds the limit of {max} bytes",
+                    rpc.method,
+                    self.dir.noun()
+                )));
+            }
+            self.bytes += len as u64;
+        }
+        self.messages += 1;
+        Ok(())
+    }
+
+    /// Asks the token bucket when the message may pass.
+    pub(crate) fn admit(&mut self, rpc: &RpcDescriptor) -> Result<Admit, Status> {
+        let Some(rate) = &mut self.rate else {
+            return Ok(Admit::Now);
+        };
+        match rate.take(Instant::now()) {
+            None => Ok(Admit::Now),
+            Some(at) if rate.on_exceeded == OnRateExceeded::Delay => Ok(Admit::At(at)),
+            Some(_) => Err(Status::resource_exhausted(format!(
+                "{}: more than {} {} messages per second",
+                rpc.method,
+                rate.per_second,
+                self.dir.noun()
+            ))),
+        }
+    }
+}
+
+/// Generic cell rate algorithm, the integer form of a token bucket: one "theoretical
+/// arrival time" instead of a token count and a refill timer.
+#[derive(Debug)]
+struct Gcra {
+    per_second: u32,
+    on_exceeded: OnRateExceeded,
+    interval: Duration,
+    tolerance: Duration,
+    tat: Option<Instant>,
+}
+
+impl Gcra {
+    fn new(rate: Rate) -> Self {
+        let interval = Duration::from_secs(1) / rate.per_second.max(1);
+        Self {
+            per_second: rate.per_second,
+            on_exceeded: rate.on_exceeded,
+            interval,
+            tolerance: interval * rate.burst.saturating_sub(1),
+            tat: None,
+        }
+    }
+
+    /// Takes a token at `now`. `None`: it passes now. `Some(t)`: it may pass at `t`
+    /// (with `Delay` the token is already taken for `t`; with `Reject` nothing is taken).
+    fn take(&mut self, now: Instant) -> Option<Instant> {
+        let tat = self.tat.map_or(now, |t| t.max(now));
+        let earliest = tat.checked_sub(self.tolerance).unwrap_or(now);
+        if earliest <= now {
+            self.tat = Some(tat + self.interval);
+            None
+        } else if self.on_exceeded == OnRateExceeded::Delay {
+            self.tat = Some(tat + self.interval);
+            Some(earliest)
+        } else {
+            Some(earliest)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gcra(per_second: u32, burst: u32, on_exceeded: OnRateExceeded) -> Gcra {
+        Gcra::new(Rate {
+            per_second,
+            burst,
+            on_exceeded,
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn paces_after_the_burst() {
+        let mut g = gcra(10, 3, OnRateExceeded::Delay);
+        let t0 = Instant::now();
+        assert_eq!(g.take(t0), None);
+        assert_eq!(g.take(t0), None);
+        assert_eq!(g.take(t0), None);
+        // The fourth message waits one interval (100 ms), the fifth two.
+        assert_eq!(g.take(t0), Some(t0 + Duration::from_millis(100)));
+        assert_eq!(g.take(t0), Some(t0 + Duration::from_millis(200)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reject_takes_no_token() {
+        let mut g = gcra(10, 1, OnRateExceeded::Reject);
+        let t0 = Instant::now();
+        assert_eq!(g.take(t0), None);
+        assert!(g.take(t0).is_some());
+        assert!(g.take(t0 + Duration::from_millis(99)).is_some());
+        assert_eq!(g.take(t0 + Duration::from_millis(100)), None);
+    }
+}
