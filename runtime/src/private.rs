@@ -186,6 +186,16 @@ impl<R: Rpc, H: Hooks<R>> Guard<R, H> {
         }
     }
 
+    /// Runs a handler that has only call-start policies (auth): its response, stream or
+    /// not, goes out as it is.
+    pub async fn passthrough<T, F>(self, handler: F) -> Result<T, Status>
+    where
+        F: Future<Output = Result<T, Status>>,
+    {
+        let result = self.run(handler).await;
+        self.end(result)
+    }
+
     async fn run<T, F>(&self, handler: F) -> Result<T, Status>
     where
         F: Future<Output = Result<T, Status>>,

@@ -1,0 +1,135 @@
+//! Pure functions from the model to tokens: no I/O, no formatting.
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote};
+
+use crate::model::{Idempotency, RpcModel, ServiceModel};
+
+/// The `<service>_intercept` module for one service.
+pub fn service(model: &ServiceModel) -> TokenStream {
+    let module = format_ident!("{}", model.module);
+    let full_name = &model.full_name;
+    let mut header = vec![
+        format!(" Typed RPC types of `{full_name}` for `tonic-intercept`."),
+        String::new(),
+        " One type per RPC, each implementing `tonic_intercept::Rpc`; name them in".into(),
+        " `#[intercept(...)]` and in `impl tonic_intercept::Hook<Rpc> for YourHook`.".into(),
+    ];
+    if !model.docs.is_empty() {
+        header.push(String::new());
+        header.extend(model.docs.iter().map(|l| format!(" {l}")));
+    }
+    let rpc_types = model.rpcs.iter().map(|rpc| format_ident!("{}", rpc.type_name));
+    let rpcs = model.rpcs.iter().map(|rpc| self::rpc(model, rpc));
+    quote! {
+        #(#[doc = #header])*
+        pub mod #module {
+            /// The fully qualified service name.
+            pub const SERVICE_NAME: &str = #full_name;
+
+            /// Every RPC of the service, in `.proto` order.
+            pub const RPCS: &[&::tonic_intercept::RpcDescriptor] = &[
+                #(&<#rpc_types as ::tonic_intercept::Rpc>::DESCRIPTOR,)*
+            ];
+
+            #(#rpcs)*
+        }
+    }
+}
+
+fn rpc(service: &ServiceModel, rpc: &RpcModel) -> TokenStream {
+    let name = format_ident!("{}", rpc.type_name);
+    let request = rust_type(&rpc.request);
+    let response = rust_type(&rpc.response);
+    let kind = format_ident!("{}", rpc.kind());
+    let idempotency = format_ident!(
+        "{}",
+        match rpc.idempotency {
+            Idempotency::Unknown => "Unknown",
+            Idempotency::NoSideEffects => "NoSideEffects",
+            Idempotency::Idempotent => "Idempotent",
+        }
+    );
+    let (service_name, method) = (&service.full_name, &rpc.proto_name);
+    let path = format!("/{service_name}/{method}");
+    let deprecated = rpc.deprecated;
+
+    let stream = |side: bool, ty: &str| {
+        if side {
+            format!("stream {ty}")
+        } else {
+            ty.to_owned()
+        }
+    };
+    let mut docs = vec![format!(
+        " `rpc {}({}) returns ({})`",
+        rpc.proto_name,
+        stream(rpc.client_streaming, short(&rpc.request_proto)),
+        stream(rpc.server_streaming, short(&rpc.response_proto)),
+    )];
+    if !rpc.docs.is_empty() {
+        docs.push(String::new());
+        docs.extend(rpc.docs.iter().map(|l| format!(" {l}")));
+    }
+
+    let wrappers = stream_wrappers(rpc, &name);
+    quote! {
+        #(#[doc = #docs])*
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+        pub struct #name;
+
+        impl ::tonic_intercept::Rpc for #name {
+            type Request = #request;
+            type Response = #response;
+            const DESCRIPTOR: ::tonic_intercept::RpcDescriptor = ::tonic_intercept::RpcDescriptor::new(
+                #service_name,
+                #method,
+                #path,
+                ::tonic_intercept::RpcKind::#kind,
+                ::tonic_intercept::IdempotencyLevel::#idempotency,
+                #deprecated,
+            );
+        }
+
+        #wrappers
+    }
+}
+
+/// Named stream types, so handlers and helpers can spell the wrapped streams.
+fn stream_wrappers(rpc: &RpcModel, name: &syn::Ident) -> TokenStream {
+    let mut out = TokenStream::new();
+    if rpc.client_streaming {
+        let alias = format_ident!("{}Requests", rpc.type_name);
+        let doc = format!(" The request stream of `{}` after its policies.", rpc.proto_name);
+        out.extend(quote! {
+            #[doc = #doc]
+            pub type #alias<H = ()> = ::tonic_intercept::Inbound<#name, H>;
+        });
+    }
+    if rpc.server_streaming {
+        let alias = format_ident!("{}Responses", rpc.type_name);
+        let doc = format!(
+            " The response stream of `{}` after its policies, around the handler's stream `S`.",
+            rpc.proto_name
+        );
+        out.extend(quote! {
+            #[doc = #doc]
+            pub type #alias<S, H = ()> = ::tonic_intercept::Outbound<#name, S, H>;
+        });
+    }
+    out
+}
+
+/// prost-build paths are relative to the package module; ours sits one level below it.
+fn rust_type(path: &str) -> syn::Type {
+    let path = if path.starts_with("::") || path == "()" {
+        path.to_owned()
+    } else {
+        format!("super::{path}")
+    };
+    syn::parse_str(&path).unwrap_or_else(|e| panic!("prost-build gave the type `{path}`: {e}"))
+}
+
+fn short(proto_type: &str) -> &str {
+    proto_type.rsplit('.').next().unwrap_or(proto_type)
+}

@@ -1,0 +1,147 @@
+//! What the generator knows about a service, read once from prost-build's description.
+
+use prost_build::{Comments, Method, Service};
+
+/// A service as the generator sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceModel {
+    /// Rust name of the server trait, e.g. `UserService`.
+    pub name: String,
+    /// `users.v1.UserService`.
+    pub full_name: String,
+    /// The module tonic-intercept-build emits, e.g. `user_service_intercept`.
+    pub module: String,
+    pub docs: Vec<String>,
+    pub rpcs: Vec<RpcModel>,
+}
+
+/// One RPC of a service.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RpcModel {
+    /// The generated type, e.g. `ListUsers`: the UpperCamel form of tonic's method name,
+    /// which is also what `#[intercept]` computes from the handler's name.
+    pub type_name: String,
+    /// As written in the `.proto`.
+    pub proto_name: String,
+    pub docs: Vec<String>,
+    /// Rust paths relative to the package module, as prost-build gives them.
+    pub request: String,
+    pub response: String,
+    pub request_proto: String,
+    pub response_proto: String,
+    pub client_streaming: bool,
+    pub server_streaming: bool,
+    pub idempotency: Idempotency,
+    pub deprecated: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Idempotency {
+    Unknown,
+    NoSideEffects,
+    Idempotent,
+}
+
+impl ServiceModel {
+    pub fn from_prost(service: &Service) -> Self {
+        let full_name = if service.package.is_empty() {
+            service.proto_name.clone()
+        } else {
+            format!("{}.{}", service.package, service.proto_name)
+        };
+        Self {
+            module: format!("{}_intercept", naive_snake_case(&service.name)),
+            name: service.name.clone(),
+            full_name,
+            docs: docs(&service.comments),
+            rpcs: service.methods.iter().map(RpcModel::from_prost).collect(),
+        }
+    }
+}
+
+impl RpcModel {
+    fn from_prost(method: &Method) -> Self {
+        let idempotency = match method.options.idempotency_level {
+            Some(1) => Idempotency::NoSideEffects,
+            Some(2) => Idempotency::Idempotent,
+            _ => Idempotency::Unknown,
+        };
+        Self {
+            type_name: upper_camel(&method.name),
+            proto_name: method.proto_name.clone(),
+            docs: docs(&method.comments),
+            request: method.input_type.clone(),
+            response: method.output_type.clone(),
+            request_proto: method.input_proto_type.clone(),
+            response_proto: method.output_proto_type.clone(),
+            client_streaming: method.client_streaming,
+            server_streaming: method.server_streaming,
+            idempotency,
+            deprecated: method.options.deprecated.unwrap_or(false),
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match (self.client_streaming, self.server_streaming) {
+            (false, false) => "Unary",
+            (false, true) => "ServerStreaming",
+            (true, false) => "ClientStreaming",
+            (true, true) => "Bidi",
+        }
+    }
+}
+
+fn docs(comments: &Comments) -> Vec<String> {
+    comments
+        .leading
+        .iter()
+        .chain(&comments.trailing)
+        .flat_map(|c| c.lines())
+        .map(|l| l.trim_end().to_owned())
+        .collect()
+}
+
+/// `list_users` (tonic's method name, maybe `r#type`) to `ListUsers`. `#[intercept]` does
+/// the same to the handler's name, so the two always agree.
+pub fn upper_camel(snake: &str) -> String {
+    snake
+        .trim_start_matches("r#")
+        .split('_')
+        .filter(|p| !p.is_empty())
+        .map(|part| {
+            let mut chars = part.chars();
+            let first = chars.next().map(|c| c.to_ascii_uppercase());
+            first.into_iter().chain(chars).collect::<String>()
+        })
+        .collect()
+}
+
+/// tonic-build's own rule for module names (`naive_snake_case`), so our module sits
+/// beside `<name>_server` with the same stem.
+pub fn naive_snake_case(name: &str) -> String {
+    let mut s = String::new();
+    let mut it = name.chars().peekable();
+    while let Some(x) = it.next() {
+        s.push(x.to_ascii_lowercase());
+        if let Some(y) = it.peek()
+            && y.is_uppercase()
+        {
+            s.push('_');
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_agree_with_tonic() {
+        assert_eq!(upper_camel("list_users"), "ListUsers");
+        assert_eq!(upper_camel("r#type"), "Type");
+        assert_eq!(upper_camel("get_v2_user"), "GetV2User");
+        assert_eq!(naive_snake_case("UserService"), "user_service");
+        assert_eq!(naive_snake_case("ABCService"), "a_b_c_service");
+    }
+}

@@ -1,0 +1,28 @@
+//! Plugs the generator into prost-build, after tonic's own service generator.
+
+use prost_build::{Service, ServiceGenerator};
+
+use crate::generate;
+use crate::model::ServiceModel;
+
+/// Emits tonic's client and server for each service, then our module beside them.
+pub(crate) struct InterceptGenerator {
+    pub(crate) tonic: Box<dyn ServiceGenerator>,
+}
+
+impl ServiceGenerator for InterceptGenerator {
+    fn generate(&mut self, service: Service, buf: &mut String) {
+        let model = ServiceModel::from_prost(&service);
+        self.tonic.generate(service, buf);
+        buf.push('\n');
+        buf.push_str(&crate::format(generate::service(&model)));
+    }
+
+    fn finalize(&mut self, buf: &mut String) {
+        self.tonic.finalize(buf);
+    }
+
+    fn finalize_package(&mut self, package: &str, buf: &mut String) {
+        self.tonic.finalize_package(package, buf);
+    }
+}

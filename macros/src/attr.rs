@@ -1,0 +1,200 @@
+//! Parsing `#[intercept(...)]` arguments into a syntax tree. No rule is checked here
+//! beyond the grammar; see `check.rs`.
+
+use syn::parse::{Parse, ParseStream};
+use syn::punctuated::Punctuated;
+use syn::{Expr, Ident, LitInt, Token, Type};
+
+mod kw {
+    syn::custom_keyword!(public);
+    syn::custom_keyword!(auth);
+    syn::custom_keyword!(limit);
+    syn::custom_keyword!(hook);
+}
+
+pub const ENTRIES: &str = "`public(..)`, `auth(..)`, `limit(..)`, `hook(..)`";
+
+/// The arguments, entries in declared order.
+pub struct Args {
+    pub entries: Vec<Entry>,
+}
+
+pub enum Entry {
+    Public(Public),
+    Auth(Auth),
+    Limit(Limit),
+    Hook(Hook),
+}
+
+/// `public(CreateUser, Health)` or `public(*)`
+pub struct Public {
+    pub kw: Ident,
+    pub rpcs: Rpcs,
+}
+
+/// `auth(self.verifier)` (every RPC not public) or `auth(self.verifier, GetUser, ..)`
+pub struct Auth {
+    pub kw: Ident,
+    pub verifier: Expr,
+    pub rpcs: Vec<Ident>,
+}
+
+/// `limit(key = value, ..)` (every RPC it fits) or `limit(ListUsers, key = value, ..)`
+pub struct Limit {
+    pub kw: Ident,
+    pub rpcs: Vec<Ident>,
+    pub keys: Vec<LimitKey>,
+}
+
+/// `hook(Audit)` (a unit struct), `hook(self.audit: Audit)`, either followed by RPC names
+pub struct Hook {
+    pub value: Expr,
+    pub ty: Type,
+    pub rpcs: Vec<Ident>,
+}
+
+pub enum Rpcs {
+    All(Token![*]),
+    Named(Vec<Ident>),
+}
+
+pub struct LimitKey {
+    pub name: Ident,
+    pub value: LimitValue,
+}
+
+pub enum LimitValue {
+    Int(LitInt),
+    Word(Ident),
+}
+
+impl Parse for Args {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        let entries = Punctuated::<Entry, Token![,]>::parse_terminated(input)?;
+        Ok(Args {
+            entries: entries.into_iter().collect(),
+        })
+    }
+}
+
+impl Parse for Entry {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        let lookahead = input.lookahead1();
+        if lookahead.peek(kw::public) {
+            let kw = input.parse::<Ident>()?;
+            let content = parenthesized(input, &kw)?;
+            let rpcs = if content.peek(Token![*]) {
+                Rpcs::All(content.parse()?)
+            } else {
+                Rpcs::Named(idents(&content)?)
+            };
+            expect_end(&content)?;
+            Ok(Entry::Public(Public { kw, rpcs }))
+        } else if lookahead.peek(kw::auth) {
+            let kw = input.parse::<Ident>()?;
+            let content = parenthesized(input, &kw)?;
+            let verifier = content.parse()?;
+            let rpcs = if content.parse::<Option<Token![,]>>()?.is_some() {
+                idents(&content)?
+            } else {
+                Vec::new()
+            };
+            expect_end(&content)?;
+            Ok(Entry::Auth(Auth { kw, verifier, rpcs }))
+        } else if lookahead.peek(kw::limit) {
+            let kw = input.parse::<Ident>()?;
+            let content = parenthesized(input, &kw)?;
+            let mut rpcs = Vec::new();
+            let mut keys = Vec::new();
+            while !content.is_empty() {
+                let name: Ident = content.parse()?;
+                if content.peek(Token![=]) {
+                    content.parse::<Token![=]>()?;
+                    let value = if content.peek(LitInt) {
+                        LimitValue::Int(content.parse()?)
+                    } else if content.peek(Ident) {
+                        LimitValue::Word(content.parse()?)
+                    } else {
+                        return Err(content.error("expected a number, `delay` or `reject`"));
+                    };
+                    keys.push(LimitKey { name, value });
+                } else if keys.is_empty() {
+                    rpcs.push(name);
+                } else {
+                    return Err(syn::Error::new(
+                        name.span(),
+                        format!("expected `{name} = <value>`: RPC names come first in `limit(..)`, then `key = value` pairs"),
+                    ));
+                }
+                if content.is_empty() {
+                    break;
+                }
+                content.parse::<Token![,]>()?;
+            }
+            Ok(Entry::Limit(Limit { kw, rpcs, keys }))
+        } else if lookahead.peek(kw::hook) {
+            let kw = input.parse::<Ident>()?;
+            let content = parenthesized(input, &kw)?;
+            let value: Expr = content.parse()?;
+            let ty = if content.parse::<Option<Token![:]>>()?.is_some() {
+                content.parse()?
+            } else if let Expr::Path(path) = &value {
+                // A unit struct is its own value: `hook(Audit)`.
+                Type::Path(syn::TypePath {
+                    qself: None,
+                    path: path.path.clone(),
+                })
+            } else {
+                return Err(syn::Error::new_spanned(
+                    &value,
+                    "name the hook's type: `hook(self.audit: Audit)`; a unit struct can be written alone: `hook(Audit)`",
+                ));
+            };
+            let rpcs = if content.parse::<Option<Token![,]>>()?.is_some() {
+                idents(&content)?
+            } else {
+                Vec::new()
+            };
+            expect_end(&content)?;
+            Ok(Entry::Hook(Hook {
+                value,
+                ty,
+                rpcs,
+            }))
+        } else if input.peek(Ident) {
+            let unknown: Ident = input.parse()?;
+            Err(syn::Error::new(
+                unknown.span(),
+                format!("unknown #[intercept] argument `{unknown}`; expected one of {ENTRIES}"),
+            ))
+        } else {
+            Err(lookahead.error())
+        }
+    }
+}
+
+fn parenthesized<'a>(input: ParseStream<'a>, kw: &Ident) -> syn::Result<syn::parse::ParseBuffer<'a>> {
+    if !input.peek(syn::token::Paren) {
+        return Err(syn::Error::new(
+            kw.span(),
+            format!("expected `{kw}(...)`"),
+        ));
+    }
+    let content;
+    syn::parenthesized!(content in input);
+    Ok(content)
+}
+
+fn idents(input: ParseStream) -> syn::Result<Vec<Ident>> {
+    Ok(Punctuated::<Ident, Token![,]>::parse_terminated(input)?
+        .into_iter()
+        .collect())
+}
+
+fn expect_end(input: ParseStream) -> syn::Result<()> {
+    if input.is_empty() {
+        Ok(())
+    } else {
+        Err(input.error("unexpected tokens; RPC names are separated by commas"))
+    }
+}
