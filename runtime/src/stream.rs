@@ -189,16 +189,22 @@ where
                 ready!(pacing.as_mut().poll(cx));
                 return Poll::Ready(this.pending.take().map(Ok));
             }
-            if let Some(status) = this.inbound.violation() {
-                break status.clone();
-            }
             let Some(inner) = this.inner.as_mut().as_pin_mut() else {
                 return Poll::Ready(None);
             };
-            let message = match ready!(inner.poll_next(cx)) {
-                None => break Status::ok(""),
-                Some(Err(status)) => break status,
-                Some(Ok(message)) => message,
+            // What the handler already produced still goes out; a request-side
+            // violation ends the call once the handler has nothing ready.
+            let message = match inner.poll_next(cx) {
+                Poll::Pending => match this.inbound.violation() {
+                    Some(status) => break status.clone(),
+                    None => return Poll::Pending,
+                },
+                Poll::Ready(None) => match this.inbound.violation() {
+                    Some(status) => break status.clone(),
+                    None => break Status::ok(""),
+                },
+                Poll::Ready(Some(Err(status))) => break status,
+                Poll::Ready(Some(Ok(message))) => message,
             };
             let (call, hooks) = (&*this.call, &*this.hooks);
             let checked = check(this.meter, call, &message, *this.limits_first, |m| {

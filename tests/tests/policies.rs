@@ -1,0 +1,334 @@
+//! Every policy over real loopback TCP: accept and reject paths, exact codes and counts.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tonic::{Code, Request, Status};
+use tonic_intercept_tests::pb::{EchoReply, EchoRequest, StreamRequest};
+use tonic_intercept_tests::{Guarded, Paced, authed, client, serve, with_token};
+
+fn echo(text: &str) -> EchoRequest {
+    EchoRequest { text: text.into() }
+}
+
+fn texts(texts: &[&str]) -> impl tokio_stream::Stream<Item = EchoRequest> + Send + 'static {
+    tokio_stream::iter(texts.iter().map(|t| echo(t)).collect::<Vec<_>>())
+}
+
+fn stream_request(count: u32) -> StreamRequest {
+    StreamRequest {
+        count,
+        text: "tick".into(),
+        interval_ms: 0,
+    }
+}
+
+/// Reads a response stream to its end: the messages, then the final status.
+async fn drain(mut stream: tonic::Streaming<EchoReply>) -> (Vec<EchoReply>, Result<(), Status>) {
+    let mut replies = Vec::new();
+    loop {
+        match stream.message().await {
+            Ok(Some(reply)) => replies.push(reply),
+            Ok(None) => return (replies, Ok(())),
+            Err(status) => return (replies, Err(status)),
+        }
+    }
+}
+
+// ---- auth ----
+
+#[tokio::test]
+async fn public_rpc_needs_no_token() {
+    let service = Guarded::new();
+    let recorder = service.recorder.clone();
+    let mut client = client(serve(service).await).await;
+
+    let reply = client.unary(echo("hi")).await.unwrap().into_inner();
+    assert_eq!(reply.text, "hi from anonymous");
+    assert_eq!(
+        recorder.take(),
+        ["call Unary", "request hi", "response hi from anonymous", "finish Unary Ok in=1 out=1"]
+    );
+}
+
+#[tokio::test]
+async fn missing_token_is_unauthenticated_and_handler_never_runs() {
+    let service = Guarded::new();
+    let (work, recorder) = (service.work.clone(), service.recorder.clone());
+    let mut client = client(serve(service).await).await;
+
+    let status = client.server_stream(stream_request(1)).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+    assert_eq!(work.handled.load(Ordering::SeqCst), 0);
+    // The hook was declared after auth, so it never saw the call start, but it sees the end.
+    assert_eq!(recorder.take(), ["finish ServerStream Unauthenticated in=0 out=0"]);
+}
+
+#[tokio::test]
+async fn wrong_token_is_unauthenticated() {
+    let mut client = client(serve(Guarded::new()).await).await;
+    let status = client
+        .client_stream(with_token(texts(&["a"]), "wrong"))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+    assert_eq!(status.message(), "invalid bearer token");
+
+    let mut request = Request::new(texts(&["a"]));
+    request.metadata_mut().insert("authorization", "Basic abc".parse().unwrap());
+    let status = client.bidi(request).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+    assert_eq!(status.message(), "`authorization` metadata must be `Bearer <token>`");
+}
+
+#[tokio::test]
+async fn valid_token_reaches_handler_with_identity() {
+    let service = Guarded::new();
+    let work = service.work.clone();
+    let mut client = client(serve(service).await).await;
+
+    let (replies, end) = drain(client.server_stream(authed(stream_request(2))).await.unwrap().into_inner()).await;
+    assert_eq!(end.map_err(|s| s.code()), Ok(()));
+    assert_eq!(replies.len(), 2);
+    assert_eq!(replies[0].text, "tick for ada");
+    assert_eq!(work.handled.load(Ordering::SeqCst), 1);
+
+    // The identity reaches a unary handler through the request extensions; Unary is
+    // public, so a token there is not verified and no identity is attached.
+    let reply = client.unary(authed(echo("hi"))).await.unwrap().into_inner();
+    assert_eq!(reply.text, "hi from anonymous");
+}
+
+// ---- limits: exactly N passes, N + 1 is cut ----
+
+#[tokio::test]
+async fn server_stream_at_limit_passes() {
+    let service = Guarded::new();
+    let recorder = service.recorder.clone();
+    let mut client = client(serve(service).await).await;
+
+    let (replies, end) = drain(client.server_stream(authed(stream_request(5))).await.unwrap().into_inner()).await;
+    assert_eq!(end.map_err(|s| s.code()), Ok(()));
+    assert_eq!(replies.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2, 3, 4, 5]);
+    let events = recorder.take();
+    assert_eq!(events.first().map(String::as_str), Some("request count=5"));
+    assert_eq!(events.last().map(String::as_str), Some("finish ServerStream Ok in=1 out=5"));
+}
+
+#[tokio::test]
+async fn server_stream_over_limit_is_cut_with_resource_exhausted() {
+    let service = Guarded::new();
+    let recorder = service.recorder.clone();
+    let mut client = client(serve(service).await).await;
+
+    let (replies, end) = drain(client.server_stream(authed(stream_request(6))).await.unwrap().into_inner()).await;
+    let status = end.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert_eq!(status.message(), "ServerStream: more than 5 response messages in one stream");
+    assert_eq!(replies.len(), 5);
+    assert_eq!(
+        recorder.take().last().map(String::as_str),
+        Some("finish ServerStream ResourceExhausted in=1 out=5")
+    );
+}
+
+#[tokio::test]
+async fn client_stream_at_limit_passes_and_over_limit_fails() {
+    let service = Guarded::new();
+    let recorder = service.recorder.clone();
+    let mut client = client(serve(service).await).await;
+
+    let summary = client
+        .client_stream(authed(texts(&["a", "b", "c"])))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(summary.received, 3);
+    assert_eq!(summary.texts, ["a", "b", "c"]);
+    assert_eq!(
+        recorder.take(),
+        ["request a", "request b", "request c", "response received=3", "finish ClientStream Ok in=3 out=1"]
+    );
+
+    let status = client
+        .client_stream(authed(texts(&["a", "b", "c", "d"])))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert_eq!(status.message(), "ClientStream: more than 3 request messages in one stream");
+    assert_eq!(
+        recorder.take().last().map(String::as_str),
+        Some("finish ClientStream ResourceExhausted in=3 out=0")
+    );
+}
+
+#[tokio::test]
+async fn message_bytes_limit_applies_both_ways() {
+    let mut client = client(serve(Guarded::new()).await).await;
+    let one = |len: usize| authed(tokio_stream::iter(vec![echo(&"x".repeat(len))]));
+
+    // 60 characters: the request encodes to 62 bytes, the summary echoing it to 64,
+    // exactly the limit.
+    let summary = client.client_stream(one(60)).await.unwrap().into_inner();
+    assert_eq!(summary.received, 1);
+
+    // 62 characters: the request is exactly at the limit, the response is not.
+    let status = client.client_stream(one(62)).await.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert_eq!(
+        status.message(),
+        "ClientStream: response message of 66 bytes exceeds the limit of 64 bytes"
+    );
+
+    // 63 characters: the request itself is over.
+    let status = client.client_stream(one(63)).await.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert_eq!(
+        status.message(),
+        "ClientStream: request message of 65 bytes exceeds the limit of 64 bytes"
+    );
+}
+
+#[tokio::test]
+async fn bidi_at_limit_and_over_limit() {
+    let mut client = client(serve(Guarded::new()).await).await;
+
+    let (replies, end) = drain(client.bidi(authed(texts(&["1", "2", "3", "4"]))).await.unwrap().into_inner()).await;
+    assert_eq!(end.map_err(|s| s.code()), Ok(()));
+    assert_eq!(replies.iter().map(|r| r.text.as_str()).collect::<Vec<_>>(), ["1", "2", "3", "4"]);
+
+    let (replies, end) = drain(client.bidi(authed(texts(&["1", "2", "3", "4", "5"]))).await.unwrap().into_inner()).await;
+    // What the handler echoed before the fifth message arrived still goes out.
+    assert_eq!(replies.len(), 4);
+    let status = end.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert_eq!(status.message(), "Bidi: more than 4 request messages in one stream");
+}
+
+// ---- hooks ----
+
+#[tokio::test]
+async fn hook_rejects_with_invalid_argument_before_handler() {
+    let service = Guarded::new();
+    let (work, recorder) = (service.work.clone(), service.recorder.clone());
+    let mut client = client(serve(service).await).await;
+
+    let status = client.unary(echo("forbidden")).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(status.message(), "text must not be `forbidden`");
+    assert_eq!(work.handled.load(Ordering::SeqCst), 0);
+    assert_eq!(
+        recorder.take(),
+        ["call Unary", "request forbidden", "finish Unary InvalidArgument in=0 out=0"]
+    );
+}
+
+#[tokio::test]
+async fn hook_rejection_inside_client_stream_ends_the_call() {
+    let service = Guarded::new();
+    let recorder = service.recorder.clone();
+    let mut client = client(serve(service).await).await;
+
+    let status = client
+        .client_stream(authed(texts(&["a", "forbidden", "c"])))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(
+        recorder.take(),
+        ["request a", "request forbidden", "finish ClientStream InvalidArgument in=1 out=0"]
+    );
+}
+
+// ---- cancellation ----
+
+#[tokio::test]
+async fn dropped_server_stream_stops_the_producer() {
+    let service = Guarded::new();
+    let (work, recorder) = (service.work.clone(), service.recorder.clone());
+    let mut client = client(serve(service).await).await;
+
+    // Limit 5 would cut the stream: ask for 4 at 50 ms intervals and leave after 2.
+    let request = StreamRequest {
+        count: 4,
+        text: "tick".into(),
+        interval_ms: 50,
+    };
+    let stopped = work.producer_stopped.notified();
+    let mut stream = client.server_stream(authed(request)).await.unwrap().into_inner();
+    stream.message().await.unwrap().unwrap();
+    stream.message().await.unwrap().unwrap();
+    drop(stream);
+
+    tokio::time::timeout(Duration::from_secs(2), stopped)
+        .await
+        .expect("the producer stops within 2 s of the client leaving");
+    // Two were read; at most one more was in flight when the client left.
+    let produced = work.produced.load(Ordering::SeqCst);
+    assert!((2..=3).contains(&produced), "produced {produced}");
+    let finish = recorder.take().pop().unwrap();
+    assert!(finish.starts_with("finish ServerStream Cancelled in=1 out="), "{finish}");
+}
+
+// ---- rates and deadlines ----
+
+#[tokio::test]
+async fn outbound_rate_delays_without_dropping() {
+    let mut client = client(serve(Paced::default()).await).await;
+    let started = std::time::Instant::now();
+    let (replies, end) = drain(client.server_stream(stream_request(5)).await.unwrap().into_inner()).await;
+    assert_eq!(end.map_err(|s| s.code()), Ok(()));
+    assert_eq!(replies.len(), 5);
+    // 20 messages a second with a burst of 1: the fifth leaves no sooner than 4 × 50 ms.
+    // A lower bound only; a slow machine can only make it longer.
+    assert!(started.elapsed() >= Duration::from_millis(200), "{:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn inbound_rate_rejects_a_burst() {
+    let mut client = client(serve(Paced::default()).await).await;
+    // Burst 2: two back-to-back messages pass, the third is too early.
+    let summary = client.client_stream(texts(&["a", "b"])).await.unwrap().into_inner();
+    assert_eq!(summary.received, 2);
+    let status = client.client_stream(texts(&["a", "b", "c"])).await.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert_eq!(status.message(), "ClientStream: more than 2 request messages per second");
+}
+
+#[tokio::test]
+async fn timeout_ends_a_slow_unary_call_with_deadline_exceeded() {
+    let mut client = client(serve(Paced::default()).await).await;
+    let status = client.unary(echo("slow")).await.unwrap_err();
+    assert_eq!(status.code(), Code::DeadlineExceeded);
+    assert_eq!(status.message(), "Unary: deadline exceeded");
+}
+
+#[tokio::test]
+async fn timeout_cuts_a_long_stream_with_deadline_exceeded() {
+    let service = Paced::default();
+    let work = service.work.clone();
+    let mut client = client(serve(service).await).await;
+    let request = StreamRequest {
+        count: 1000,
+        text: "tick".into(),
+        interval_ms: 0,
+    };
+    let stopped = work.producer_stopped.notified();
+    let (replies, end) = drain(client.server_stream(request).await.unwrap().into_inner()).await;
+    assert_eq!(end.unwrap_err().code(), Code::DeadlineExceeded);
+    // Paced at 20/s with a 300 ms deadline: a handful of messages, far from 1000.
+    assert!((1..=8).contains(&replies.len()), "{} replies", replies.len());
+    tokio::time::timeout(Duration::from_secs(2), stopped)
+        .await
+        .expect("the producer stops once the deadline cuts the stream");
+}
+
+#[tokio::test]
+async fn server_keeps_serving_after_rejections() {
+    let mut client = client(serve(Guarded::new()).await).await;
+    for _ in 0..3 {
+        assert_eq!(client.server_stream(stream_request(1)).await.unwrap_err().code(), Code::Unauthenticated);
+        assert_eq!(client.unary(echo("forbidden")).await.unwrap_err().code(), Code::InvalidArgument);
+    }
+    assert_eq!(client.unary(echo("still")).await.unwrap().into_inner().text, "still from anonymous");
+}

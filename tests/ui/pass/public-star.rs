@@ -1,0 +1,58 @@
+// `public(*)`: no RPC needs credentials; limits and a hook still apply.
+
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+use tonic_intercept_tests::{Counter, pb};
+
+use pb::{EchoReply, EchoRequest, StreamRequest, Summary};
+
+#[derive(Default)]
+struct Echo {
+    counter: Counter,
+}
+
+#[tonic_intercept::intercept(
+    public(*),
+    limit(timeout_ms = 250),
+    limit(Bidi, messages_per_second_in = 100, burst = 10, on_rate_exceeded = delay),
+    hook(self.counter: Counter, ClientStream, Bidi),
+)]
+#[tonic::async_trait]
+impl pb::echo_service_server::EchoService for Echo {
+    async fn unary(&self, request: Request<EchoRequest>) -> Result<Response<EchoReply>, Status> {
+        Ok(Response::new(EchoReply { text: request.into_inner().text, seq: 0 }))
+    }
+
+    type ServerStreamStream = ReceiverStream<Result<EchoReply, Status>>;
+
+    async fn server_stream(
+        &self,
+        _request: Request<StreamRequest>,
+    ) -> Result<Response<Self::ServerStreamStream>, Status> {
+        let (_tx, rx) = tokio::sync::mpsc::channel(1);
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn client_stream(
+        &self,
+        request: Request<Streaming<EchoRequest>>,
+    ) -> Result<Response<Summary>, Status> {
+        let received = request.into_inner().count().await as u32;
+        Ok(Response::new(Summary { received, texts: Vec::new() }))
+    }
+
+    type BidiStream = ReceiverStream<Result<EchoReply, Status>>;
+
+    async fn bidi(
+        &self,
+        _request: Request<Streaming<EchoRequest>>,
+    ) -> Result<Response<Self::BidiStream>, Status> {
+        let (_tx, rx) = tokio::sync::mpsc::channel(1);
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+fn main() {
+    let _server = pb::echo_service_server::EchoServiceServer::new(Echo::default());
+}
