@@ -89,7 +89,9 @@ impl Builder {
                 println!("cargo:rerun-if-changed={}", path.display());
             }
         }
-        let fds = protox::compile(protos, includes).map_err(|e| Error::Proto(e.to_string()))?;
+        let fds = protox::compile(protos, includes)
+            // protox puts `file:line:column` in its Debug form only.
+            .map_err(|e| Error::Proto(format!("{e:?}")))?;
         self.compile_fds(fds)
     }
 

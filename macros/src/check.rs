@@ -209,6 +209,11 @@ pub fn check<'a>(args: &'a Args, service: &'a Service) -> syn::Result<Plan<'a>> 
             Entry::Hook(_) => {}
         }
     }
+    let misspelt_access = args
+        .entries
+        .iter()
+        .zip(&resolved)
+        .any(|(entry, ids)| matches!(entry, Entry::Public(_) | Entry::Auth(_)) && ids.contains(&None));
     if let Some(Entry::Public(p)) = all_public {
         if general_auth.is_some() || specific_auth.iter().any(Option::is_some) {
             errors.at(p.kw.span(), "`public(*)` makes every RPC public, so `auth(..)` would cover nothing; remove one of them");
@@ -219,7 +224,9 @@ pub fn check<'a>(args: &'a Args, service: &'a Service) -> syn::Result<Plan<'a>> 
         if public[id] && specific_auth[id].is_some() {
             errors.at(rpc.ident.span(), format!("`{}` is both public and covered by `auth(.., {})`; choose one", rpc.name, rpc.name));
         }
-        if !public[id] && specific_auth[id].is_none() && general_auth.is_none() {
+        // A misspelt name in `public(..)` or `auth(..)` is already reported; the RPC it
+        // meant would be reported again here as uncovered.
+        if !public[id] && specific_auth[id].is_none() && general_auth.is_none() && !misspelt_access {
             errors.at(
                 rpc.ident.span(),
                 format!(
@@ -366,7 +373,7 @@ fn check_limit_keys(limit: &attr::Limit, errors: &mut Errors) {
                 errors.at(w.span(), format!("`{name}` takes a number"));
             }
             (LimitValue::Int(v), _) => match v.base10_parse::<u64>() {
-                Ok(0) => errors.at(v.span(), format!("`{name}` must be at least 1; a limit of zero would refuse every call (remove the RPC or the key instead)")),
+                Ok(0) => errors.at(v.span(), format!("`{name}` must be at least 1: a limit of zero would refuse everything; to leave it unlimited, remove the key")),
                 Ok(x) if name.starts_with("messages_per_second") || name == "burst" => {
                     if x > u64::from(u32::MAX) {
                         errors.at(v.span(), format!("`{name}` must fit in a u32"));
@@ -401,7 +408,7 @@ fn check_limit_fits(limit: &attr::Limit, rpc: &RpcMethod, errors: &mut Errors) {
         let alternative = if rpc.client_streaming || rpc.server_streaming {
             format!("use the `_{other}` key, or `max_message_bytes`")
         } else {
-            "stream limits need a streaming RPC; use `max_message_bytes` or `timeout_ms`".to_string()
+            "a unary RPC has no stream to limit: use `max_message_bytes` or `timeout_ms`".to_string()
         };
         errors.at(
             key.name.span(),

@@ -193,7 +193,7 @@ fn rewrite_handler(f: &mut ImplItemFn, plan: &RpcPlan, service: &Service, stream
             }
         }
     };
-    let guard_mut = if full { quote!(mut) } else { quote!() };
+    let guard_mut = if admit.is_empty() { quote!() } else { quote!(mut) };
 
     // Inside the body, the user's stream type is the one they wrote, not the wrapper.
     let mut output = match &f.sig.output {
@@ -296,4 +296,63 @@ fn limits_expr(limits: &Limits) -> TokenStream {
         out.extend(quote!(.timeout(::tonic_intercept::__private::Duration::from_millis(#v))));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use quote::quote;
+
+    /// The expansion of a representative attribute, checked in so that a change to the
+    /// macro shows up as a readable diff. `UPDATE_SNAPSHOTS=1` rewrites it.
+    #[test]
+    fn expansion_snapshot() {
+        let args = quote! {
+            public(Unary),
+            auth(self.tokens),
+            limit(timeout_ms = 2_000),
+            limit(ServerStream, max_messages_out = 5, messages_per_second_out = 100, burst = 10),
+            limit(ClientStream, max_messages_in = 3, max_message_bytes = 64),
+            hook(self.recorder: Recorder, Unary, ClientStream),
+        };
+        let item = quote! {
+            #[tonic::async_trait]
+            impl pb::echo_service_server::EchoService for Echo {
+                async fn unary(&self, request: Request<EchoRequest>) -> Result<Response<EchoReply>, Status> {
+                    Ok(Response::new(EchoReply { text: request.into_inner().text, seq: 0 }))
+                }
+
+                type ServerStreamStream = ReceiverStream<Result<EchoReply, Status>>;
+
+                async fn server_stream(&self, request: Request<StreamRequest>) -> Result<Response<Self::ServerStreamStream>, Status> {
+                    let (_tx, rx) = tokio::sync::mpsc::channel(1);
+                    Ok(Response::new(ReceiverStream::new(rx)))
+                }
+
+                async fn client_stream(&self, request: Request<Streaming<EchoRequest>>) -> Result<Response<Summary>, Status> {
+                    let mut requests = request.into_inner();
+                    let mut received = 0;
+                    while let Some(_) = requests.message().await? {
+                        received += 1;
+                    }
+                    Ok(Response::new(Summary { received, texts: vec![] }))
+                }
+
+                type BidiStream = ReceiverStream<Result<EchoReply, Status>>;
+
+                async fn bidi(&self, request: Request<Streaming<EchoRequest>>) -> Result<Response<Self::BidiStream>, Status> {
+                    Err(Status::unimplemented("bidi"))
+                }
+            }
+        };
+        let expanded = super::pretty(&super::intercept(args, item));
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/snapshots/echo_service.expanded.rs");
+        if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+            std::fs::write(path, &expanded).unwrap();
+        }
+        let expected = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            expected == expanded,
+            "the expansion differs from {path}; review it and rerun with UPDATE_SNAPSHOTS=1:\n{expanded}"
+        );
+    }
 }
