@@ -405,15 +405,15 @@ fn check_limit_fits(limit: &attr::Limit, rpc: &RpcMethod, errors: &mut Errors) {
             Needs::RequestStream => ("requests", "out"),
             _ => ("responses", "in"),
         };
-        let alternative = if rpc.client_streaming || rpc.server_streaming {
-            format!("use the `_{other}` key, or `max_message_bytes`")
+        let why = if rpc.client_streaming || rpc.server_streaming {
+            format!("its {side} do not stream; use the `_{other}` key, or `max_message_bytes`")
         } else {
-            "a unary RPC has no stream to limit: use `max_message_bytes` or `timeout_ms`".to_string()
+            "neither side streams; use `max_message_bytes` or `timeout_ms`".to_string()
         };
         errors.at(
             key.name.span(),
             format!(
-                "`{name}` limits a stream of {side}, but `{}` is {} and its {side} do not stream; {alternative}",
+                "`{name}` limits a stream of {side}, but `{}` is {}: {why}",
                 rpc.name,
                 rpc.kind()
             ),

@@ -14,7 +14,32 @@ use proc_macro::TokenStream;
 
 /// Wraps every RPC of a tonic service impl in typed, compile-checked policies.
 ///
-/// See the `tonic_intercept` crate documentation for the reference.
+/// Place it above `#[tonic::async_trait]` on `impl pb::x_server::X for T`; RPCs are named
+/// as in the `.proto` (`ListUsers`). Entries run in the order written.
+///
+/// ```text
+/// #[intercept(
+///     public(CreateUser),                  // no credentials; `public(*)` for all
+///     auth(self.tokens),                   // every RPC not public: impl Authenticate
+///     auth(self.admins, DeleteUser),       // these RPCs use this verifier instead
+///     limit(timeout_ms = 5_000),           // every RPC the keys fit
+///     limit(ListUsers, max_messages_out = 10_000, messages_per_second_out = 500),
+///     limit(ImportUsers, max_messages_in = 1_000, max_message_bytes = 4_096),
+///     limit(Chat, messages_per_second_in = 20, burst = 5, on_rate_exceeded = reject),
+///     hook(self.audit: Audit, CreateUser), // impl Hook<CreateUser> for Audit
+///     hook(Metrics),                       // a unit struct, every RPC
+/// )]
+/// ```
+///
+/// Compile errors, each pointing at the offending token: an RPC name that does not exist
+/// (with the nearest one suggested), a stream limit on a side that does not stream, an
+/// RPC neither public nor covered by `auth`, the same RPC or key configured twice, an
+/// unknown entry or key (with the valid ones listed), a zero limit, a hook that does not
+/// implement `Hook<Rpc>` for an RPC it is attached to, a verifier that does not implement
+/// `Authenticate`, and the attribute placed below `#[tonic::async_trait]` or on anything
+/// but a service impl.
+///
+/// Set `TONIC_INTERCEPT_DEBUG=1` while building to print the expansion.
 #[proc_macro_attribute]
 pub fn intercept(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::intercept(args.into(), item.into()).into()

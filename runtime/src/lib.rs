@@ -8,17 +8,87 @@
 //! rejects policies that cannot be right: an RPC name that does not exist, a stream
 //! limit on a unary RPC, an RPC that no auth rule covers.
 //!
-//! ```ignore
-//! use tonic_intercept::intercept;
+//! ```
+//! # mod pb {
+//! #     #[derive(Clone, PartialEq, prost::Message)]
+//! #     pub struct CreateUserRequest { #[prost(string, tag = "1")] pub name: String }
+//! #     #[derive(Clone, PartialEq, prost::Message)]
+//! #     pub struct User { #[prost(string, tag = "1")] pub name: String }
+//! #     pub mod user_service_server {
+//! #         use tonic::{Request, Response, Status};
+//! #         #[tonic::async_trait]
+//! #         pub trait UserService: Send + Sync + 'static {
+//! #             async fn create_user(&self, r: Request<super::CreateUserRequest>) -> Result<Response<super::User>, Status>;
+//! #             async fn get_user(&self, r: Request<super::CreateUserRequest>) -> Result<Response<super::User>, Status>;
+//! #         }
+//! #     }
+//! #     pub mod user_service_intercept {
+//! #         use super::*;
+//! #         tonic_intercept::__doc_rpc!(CreateUser, "users.v1.UserService", "CreateUser", Unary, CreateUserRequest, User);
+//! #         tonic_intercept::__doc_rpc!(GetUser, "users.v1.UserService", "GetUser", Unary, CreateUserRequest, User);
+//! #     }
+//! # }
+//! use tonic::{Request, Response, Status};
+//! use tonic_intercept::{Call, Hook, StaticTokens, intercept};
+//! use pb::{CreateUserRequest, User, user_service_intercept::CreateUser};
+//!
+//! /// Rejects sign-ups without a name before the handler runs.
+//! #[derive(Clone)]
+//! struct NonEmptyName;
+//!
+//! impl Hook<CreateUser> for NonEmptyName {
+//!     fn on_request(&self, _: &Call, request: &CreateUserRequest) -> Result<(), Status> {
+//!         if request.name.is_empty() {
+//!             return Err(Status::invalid_argument("name must not be empty"));
+//!         }
+//!         Ok(())
+//!     }
+//! }
+//!
+//! struct Users {
+//!     tokens: StaticTokens<String>,
+//! }
 //!
 //! #[intercept(
 //!     public(CreateUser),
 //!     auth(self.tokens),
-//!     limit(ListUsers, max_messages_out = 10_000, messages_per_second_out = 500),
-//!     hook(self.audit: Audit, CreateUser),
+//!     limit(timeout_ms = 2_000),
+//!     hook(NonEmptyName, CreateUser),
 //! )]
 //! #[tonic::async_trait]
-//! impl pb::user_service_server::UserService for Users { /* your handlers */ }
+//! impl pb::user_service_server::UserService for Users {
+//!     async fn create_user(&self, request: Request<CreateUserRequest>) -> Result<Response<User>, Status> {
+//!         Ok(Response::new(User { name: request.into_inner().name }))
+//!     }
+//!
+//!     async fn get_user(&self, request: Request<CreateUserRequest>) -> Result<Response<User>, Status> {
+//!         let caller = request.extensions().get::<String>().cloned().unwrap_or_default();
+//!         Ok(Response::new(User { name: caller }))
+//!     }
+//! }
+//! ```
+//!
+//! A policy that cannot be right does not compile. Here `GetUser` is neither public nor
+//! covered by an `auth(..)`:
+//!
+//! ```compile_fail
+//! # mod pb {
+//! #     pub mod user_service_server {
+//! #         use tonic::{Request, Response, Status};
+//! #         #[tonic::async_trait]
+//! #         pub trait UserService: Send + Sync + 'static {
+//! #             async fn get_user(&self, r: Request<()>) -> Result<Response<()>, Status>;
+//! #         }
+//! #     }
+//! # }
+//! # struct Users;
+//! #[tonic_intercept::intercept(limit(GetUser, timeout_ms = 100))]
+//! #[tonic::async_trait]
+//! impl pb::user_service_server::UserService for Users {
+//!     async fn get_user(&self, _: tonic::Request<()>) -> Result<tonic::Response<()>, tonic::Status> {
+//!         Ok(tonic::Response::new(()))
+//!     }
+//! }
 //! ```
 //!
 //! See the README for the full `#[intercept]` reference and the generated code.
