@@ -178,11 +178,12 @@ where
         if *this.finished {
             return Poll::Ready(None);
         }
-        let status = loop {
+        // `None`: the stream ended well. (A `Status` is boxed: don't build one for Ok.)
+        let status: Option<Status> = loop {
             if let Some(deadline) = this.deadline
                 && deadline.as_mut().poll(cx).is_ready()
             {
-                break deadline_exceeded(this.call);
+                break Some(deadline_exceeded(this.call));
             }
             if this.pending.is_some() {
                 let pacing = this.pacing.as_mut().expect("armed with pending");
@@ -196,14 +197,11 @@ where
             // violation ends the call once the handler has nothing ready.
             let message = match inner.poll_next(cx) {
                 Poll::Pending => match this.inbound.violation() {
-                    Some(status) => break status.clone(),
+                    Some(status) => break Some(status.clone()),
                     None => return Poll::Pending,
                 },
-                Poll::Ready(None) => match this.inbound.violation() {
-                    Some(status) => break status.clone(),
-                    None => break Status::ok(""),
-                },
-                Poll::Ready(Some(Err(status))) => break status,
+                Poll::Ready(None) => break this.inbound.violation().cloned(),
+                Poll::Ready(Some(Err(status))) => break Some(status),
                 Poll::Ready(Some(Ok(message))) => message,
             };
             let (call, hooks) = (&*this.call, &*this.hooks);
@@ -211,7 +209,7 @@ where
                 hooks.on_response(call, m)
             });
             if let Err(status) = checked {
-                break status;
+                break Some(status);
             }
             match this.meter.admit(call.rpc()) {
                 Ok(Admit::Now) => return Poll::Ready(Some(Ok(message))),
@@ -219,7 +217,7 @@ where
                     arm(this.pacing, at);
                     *this.pending = Some(message);
                 }
-                Err(status) => break status,
+                Err(status) => break Some(status),
             }
         };
         // The call is over: drop the producer now so that its work stops, then report.
@@ -230,18 +228,14 @@ where
         this.hooks.on_finish(
             this.call,
             &Outcome {
-                code: status.code(),
+                code: status.as_ref().map_or(Code::Ok, Status::code),
                 messages_in,
                 messages_out: this.meter.messages,
                 bytes_in,
                 bytes_out: this.meter.bytes,
             },
         );
-        Poll::Ready(if status.code() == Code::Ok {
-            None
-        } else {
-            Some(Err(status))
-        })
+        Poll::Ready(status.map(Err))
     }
 }
 
