@@ -168,7 +168,13 @@ pub fn check<'a>(args: &'a Args, service: &'a Service) -> syn::Result<Plan<'a>> 
             Entry::Auth(a) => {
                 if a.rpcs.is_empty() {
                     if general_auth.is_some() {
-                        errors.at(a.kw.span(), "`auth(..)` for every RPC is configured twice; keep one, or name the RPCs each verifier covers: `auth(self.admin, DeleteUser)`");
+                        errors.at(
+                            a.kw.span(),
+                            format!(
+                                "`auth(..)` for every RPC is configured twice; keep one, or name the RPCs each verifier covers: `auth(self.admin, {})`",
+                                service.rpcs.last().map_or("MyRpc", |r| r.name.as_str())
+                            ),
+                        );
                     }
                     general_auth = Some(&a.verifier);
                 }
@@ -192,7 +198,11 @@ pub fn check<'a>(args: &'a Args, service: &'a Service) -> syn::Result<Plan<'a>> 
                         if let Some(need) = needs(&key_name)
                             && !service.rpcs.iter().any(|r| fits(r, need))
                         {
-                            let side = if need == Needs::RequestStream { "requests" } else { "responses" };
+                            let side = if need == Needs::RequestStream {
+                                "requests"
+                            } else {
+                                "responses"
+                            };
                             errors.at(key.name.span(), format!("`{key_name}` applies to no RPC: no RPC of `{}` streams its {side}", service.name));
                         }
                     }
@@ -209,11 +219,9 @@ pub fn check<'a>(args: &'a Args, service: &'a Service) -> syn::Result<Plan<'a>> 
             Entry::Hook(_) => {}
         }
     }
-    let misspelt_access = args
-        .entries
-        .iter()
-        .zip(&resolved)
-        .any(|(entry, ids)| matches!(entry, Entry::Public(_) | Entry::Auth(_)) && ids.contains(&None));
+    let misspelt_access = args.entries.iter().zip(&resolved).any(|(entry, ids)| {
+        matches!(entry, Entry::Public(_) | Entry::Auth(_)) && ids.contains(&None)
+    });
     if let Some(Entry::Public(p)) = all_public {
         if general_auth.is_some() || specific_auth.iter().any(Option::is_some) {
             errors.at(p.kw.span(), "`public(*)` makes every RPC public, so `auth(..)` would cover nothing; remove one of them");
@@ -222,11 +230,18 @@ pub fn check<'a>(args: &'a Args, service: &'a Service) -> syn::Result<Plan<'a>> 
     }
     for (id, rpc) in service.rpcs.iter().enumerate() {
         if public[id] && specific_auth[id].is_some() {
-            errors.at(rpc.ident.span(), format!("`{}` is both public and covered by `auth(.., {})`; choose one", rpc.name, rpc.name));
+            errors.at(
+                rpc.ident.span(),
+                format!(
+                    "`{}` is both public and covered by `auth(.., {})`; choose one",
+                    rpc.name, rpc.name
+                ),
+            );
         }
         // A misspelt name in `public(..)` or `auth(..)` is already reported; the RPC it
         // meant would be reported again here as uncovered.
-        if !public[id] && specific_auth[id].is_none() && general_auth.is_none() && !misspelt_access {
+        if !public[id] && specific_auth[id].is_none() && general_auth.is_none() && !misspelt_access
+        {
             errors.at(
                 rpc.ident.span(),
                 format!(
@@ -345,18 +360,27 @@ fn apply(limits: &mut Limits, key: &str, value: &LimitValue, specific: bool) {
 // Keys are checked where they are written, so each error points at the key or value.
 fn check_limit_keys(limit: &attr::Limit, errors: &mut Errors) {
     if limit.keys.is_empty() {
-        errors.at(limit.kw.span(), format!("`limit(..)` sets nothing; add at least one of: {LIMIT_KEYS}"));
+        errors.at(
+            limit.kw.span(),
+            format!("`limit(..)` sets nothing; add at least one of: {LIMIT_KEYS}"),
+        );
     }
     let mut seen: Vec<String> = Vec::new();
     let mut has_rate = false;
     for key in &limit.keys {
         let name = key.name.to_string();
         if needs(&name).is_none() {
-            errors.at(key.name.span(), format!("unknown limit `{name}`; valid keys are: {LIMIT_KEYS}"));
+            errors.at(
+                key.name.span(),
+                format!("unknown limit `{name}`; valid keys are: {LIMIT_KEYS}"),
+            );
             continue;
         }
         if seen.contains(&name) {
-            errors.at(key.name.span(), format!("`{name}` is set twice in this `limit(..)`"));
+            errors.at(
+                key.name.span(),
+                format!("`{name}` is set twice in this `limit(..)`"),
+            );
         }
         seen.push(name.clone());
         has_rate |= name.starts_with("messages_per_second");
@@ -401,12 +425,14 @@ fn check_limit_fits(limit: &attr::Limit, rpc: &RpcMethod, errors: &mut Errors) {
         if fits(rpc, need) {
             continue;
         }
-        let (side, other) = match need {
-            Needs::RequestStream => ("requests", "out"),
-            _ => ("responses", "in"),
+        let (side, counterpart) = match need {
+            Needs::RequestStream => ("requests", name.replace("_in", "_out")),
+            _ => ("responses", name.replace("_out", "_in")),
         };
         let why = if rpc.client_streaming || rpc.server_streaming {
-            format!("its {side} do not stream; use the `_{other}` key, or `max_message_bytes`")
+            format!(
+                "its {side} do not stream; did you mean `{counterpart}`? (`max_message_bytes` limits single messages)"
+            )
         } else {
             "neither side streams; use `max_message_bytes` or `timeout_ms`".to_string()
         };

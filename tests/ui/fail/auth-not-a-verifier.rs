@@ -1,9 +1,9 @@
 // `auth(..)` given a value that does not implement `Authenticate`.
 
+use pb::{EchoReply, EchoRequest, StreamRequest, Summary};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use tonic_intercept_tests::pb;
-use pb::{EchoReply, EchoRequest, StreamRequest, Summary};
 
 struct Echo {
     tokens: u32,

@@ -1,10 +1,10 @@
 // A type error in a handler body under a valid `#[intercept]` must point at the user's
 // line.
 
+use pb::{EchoReply, EchoRequest, StreamRequest, Summary};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use tonic_intercept_tests::pb;
-use pb::{EchoReply, EchoRequest, StreamRequest, Summary};
 
 struct Echo {
     rec: tonic_intercept_tests::Recorder,

@@ -1,9 +1,9 @@
 // A hook given by a field must name its type: `hook(self.rec: Recorder)`.
 
+use pb::{EchoReply, EchoRequest, StreamRequest, Summary};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use tonic_intercept_tests::pb;
-use pb::{EchoReply, EchoRequest, StreamRequest, Summary};
 
 struct Echo {
     rec: tonic_intercept_tests::Recorder,

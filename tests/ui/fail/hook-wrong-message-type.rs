@@ -1,9 +1,9 @@
 // A `Hook<Unary>` whose `on_request` takes another RPC's request type.
 
+use pb::{EchoReply, EchoRequest, StreamRequest, Summary};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use tonic_intercept_tests::pb;
-use pb::{EchoReply, EchoRequest, StreamRequest, Summary};
 
 struct Echo;
 
@@ -11,7 +11,11 @@ struct Echo;
 struct Audit;
 
 impl tonic_intercept::Hook<pb::echo_service_intercept::Unary> for Audit {
-    fn on_request(&self, _call: &tonic_intercept::Call, _msg: &StreamRequest) -> Result<(), Status> {
+    fn on_request(
+        &self,
+        _call: &tonic_intercept::Call,
+        _msg: &StreamRequest,
+    ) -> Result<(), Status> {
         Ok(())
     }
 }

@@ -1,9 +1,9 @@
 // An inbound stream limit on a server-streaming RPC: its request is a single message.
 
+use pb::{EchoReply, EchoRequest, StreamRequest, Summary};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use tonic_intercept_tests::pb;
-use pb::{EchoReply, EchoRequest, StreamRequest, Summary};
 
 struct Echo;
 

@@ -1,10 +1,10 @@
 // A name in `public(..)` that is not an RPC of the service; the error suggests the nearest
 // RPC.
 
+use pb::{EchoReply, EchoRequest, StreamRequest, Summary};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use tonic_intercept_tests::pb;
-use pb::{EchoReply, EchoRequest, StreamRequest, Summary};
 
 struct Echo;
 

@@ -1,9 +1,9 @@
-// A limit of zero would refuse every call.
+// A limit of zero would refuse everything, so it is an error.
 
+use pb::{EchoReply, EchoRequest, StreamRequest, Summary};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use tonic_intercept_tests::pb;
-use pb::{EchoReply, EchoRequest, StreamRequest, Summary};
 
 struct Echo;
 

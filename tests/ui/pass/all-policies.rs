@@ -11,7 +11,7 @@ use tonic_intercept::{Call, Hook, Outcome, Rpc, StaticTokens, intercept};
 use tonic_intercept_tests::{Recorder, pb};
 
 use pb::echo_service_intercept::{Bidi, ClientStream, Unary};
-use pb::echo_service_server::{EchoService, EchoServiceServer};
+use pb::echo_service_server::EchoServiceServer;
 use pb::{EchoReply, EchoRequest, StreamRequest, Summary};
 
 /// A hook for every RPC at once.
@@ -48,7 +48,11 @@ impl Hook<ClientStream> for NonEmpty {
 }
 
 impl Hook<Bidi> for NonEmpty {
-    async fn on_call(&self, _call: &Call, metadata: &tonic::metadata::MetadataMap) -> Result<(), Status> {
+    async fn on_call(
+        &self,
+        _call: &Call,
+        metadata: &tonic::metadata::MetadataMap,
+    ) -> Result<(), Status> {
         match metadata.get("x-tenant") {
             Some(_) => Ok(()),
             None => Err(Status::failed_precondition("missing x-tenant")),
@@ -81,7 +85,7 @@ struct Echo {
     hook(self.checks: Arc<NonEmpty>, Unary, ClientStream, Bidi),
 )]
 #[tonic::async_trait]
-impl EchoService for Echo {
+impl pb::echo_service_server::EchoService for Echo {
     async fn unary(&self, request: Request<EchoRequest>) -> Result<Response<EchoReply>, Status> {
         let text = request.into_inner().text;
         Ok(Response::new(EchoReply { text, seq: 0 }))
@@ -93,12 +97,19 @@ impl EchoService for Echo {
         &self,
         request: Request<StreamRequest>,
     ) -> Result<Response<Self::ServerStreamStream>, Status> {
-        let who = request.extensions().get::<String>().cloned().unwrap_or_default();
+        let who = request
+            .extensions()
+            .get::<String>()
+            .cloned()
+            .unwrap_or_default();
         let StreamRequest { count, text, .. } = request.into_inner();
         let (tx, rx) = mpsc::channel(1);
         tokio::spawn(async move {
             for seq in 1..=u64::from(count) {
-                let reply = EchoReply { text: format!("{text} for {who}"), seq };
+                let reply = EchoReply {
+                    text: format!("{text} for {who}"),
+                    seq,
+                };
                 if tx.send(Ok(reply)).await.is_err() {
                     break;
                 }

@@ -20,7 +20,9 @@ impl Authenticate for Admins {
 
     async fn authenticate(&self, _call: &Call, metadata: &MetadataMap) -> Result<Admin, Status> {
         match bearer_token(metadata)? {
-            "root" => Ok(Admin { name: "root".into() }),
+            "root" => Ok(Admin {
+                name: "root".into(),
+            }),
             _ => Err(Status::permission_denied("admins only")),
         }
     }
@@ -39,7 +41,10 @@ struct Echo {
 #[tonic::async_trait]
 impl pb::echo_service_server::EchoService for Echo {
     async fn unary(&self, request: Request<EchoRequest>) -> Result<Response<EchoReply>, Status> {
-        Ok(Response::new(EchoReply { text: request.into_inner().text, seq: 0 }))
+        Ok(Response::new(EchoReply {
+            text: request.into_inner().text,
+            seq: 0,
+        }))
     }
 
     type ServerStreamStream = ReceiverStream<Result<EchoReply, Status>>;
@@ -50,7 +55,10 @@ impl pb::echo_service_server::EchoService for Echo {
     ) -> Result<Response<Self::ServerStreamStream>, Status> {
         let user = request.extensions().get::<String>().cloned();
         let (tx, rx) = tokio::sync::mpsc::channel(1);
-        let _ = tx.try_send(Ok(EchoReply { text: user.unwrap_or_default(), seq: 1 }));
+        let _ = tx.try_send(Ok(EchoReply {
+            text: user.unwrap_or_default(),
+            seq: 1,
+        }));
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 
@@ -69,7 +77,10 @@ impl pb::echo_service_server::EchoService for Echo {
     ) -> Result<Response<Self::BidiStream>, Status> {
         let admin = request.extensions().get::<Admin>().map(|a| a.name.clone());
         let (tx, rx) = tokio::sync::mpsc::channel(1);
-        let _ = tx.try_send(Ok(EchoReply { text: admin.unwrap_or_default(), seq: 1 }));
+        let _ = tx.try_send(Ok(EchoReply {
+            text: admin.unwrap_or_default(),
+            seq: 1,
+        }));
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 }

@@ -21,7 +21,10 @@ struct Echo {
 #[tonic::async_trait]
 impl pb::echo_service_server::EchoService for Echo {
     async fn unary(&self, request: Request<EchoRequest>) -> Result<Response<EchoReply>, Status> {
-        Ok(Response::new(EchoReply { text: request.into_inner().text, seq: 0 }))
+        Ok(Response::new(EchoReply {
+            text: request.into_inner().text,
+            seq: 0,
+        }))
     }
 
     type ServerStreamStream = ReceiverStream<Result<EchoReply, Status>>;
@@ -38,8 +41,13 @@ impl pb::echo_service_server::EchoService for Echo {
         &self,
         request: Request<Streaming<EchoRequest>>,
     ) -> Result<Response<Summary>, Status> {
-        let received = request.into_inner().count().await as u32;
-        Ok(Response::new(Summary { received, texts: Vec::new() }))
+        let mut requests = request.into_inner();
+        let mut summary = Summary::default();
+        while let Some(message) = requests.next().await {
+            summary.received += 1;
+            summary.texts.push(message?.text);
+        }
+        Ok(Response::new(summary))
     }
 
     type BidiStream = ReceiverStream<Result<EchoReply, Status>>;
