@@ -1,1 +1,175 @@
+//! A user directory and a coffee bar's order desk, served with `#[intercept]` policies.
+//!
+//! [`serve`] runs both services on one listener; the `server`, `client` and `demo`
+//! binaries build on it. The policies are on the service impls in [`users`] and
+//! [`orders`]: auth with a public allowlist, stream and message limits, rates, timeouts
+//! and a typed [`Audit`](users::Audit) hook.
 
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt};
+use tonic::codec::CompressionEncoding;
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Channel, Server};
+use tonic::{Request, Status};
+use tonic_intercept::StaticTokens;
+
+pub mod orders;
+pub mod users;
+
+/// Messages, client, server and RPC types of `users.v1`.
+pub mod pb {
+    tonic::include_proto!("users.v1");
+}
+
+/// Messages, client, server and RPC types of `coffee.v1`.
+pub mod coffee {
+    tonic::include_proto!("coffee.v1");
+}
+
+use coffee::order_service_client::OrderServiceClient;
+use coffee::order_service_server::OrderServiceServer;
+use orders::Orders;
+use pb::user_service_client::UserServiceClient;
+use pb::user_service_server::UserServiceServer;
+use users::Users;
+
+/// The bearer token of the demo user `ada`.
+pub const ADA_TOKEN: &str = "ada-s3cret";
+
+/// The bearer token of the demo user `bob`.
+pub const BOB_TOKEN: &str = "bob-s3cret";
+
+/// Who is calling: what the auth step puts in the request extensions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// The caller's user name.
+    pub name: String,
+}
+
+impl Caller {
+    fn named(name: &str) -> Self {
+        Self { name: name.into() }
+    }
+}
+
+/// The tokens the demo server accepts: [`ADA_TOKEN`] and [`BOB_TOKEN`].
+pub fn demo_tokens() -> StaticTokens<Caller> {
+    StaticTokens::new([
+        (ADA_TOKEN, Caller::named("ada")),
+        (BOB_TOKEN, Caller::named("bob")),
+    ])
+}
+
+/// Both services, ready to serve; clone what you want to observe before serving.
+#[derive(Debug, Clone)]
+pub struct Services {
+    /// `users.v1.UserService`.
+    pub users: Users,
+    /// `coffee.v1.OrderService`.
+    pub orders: Orders,
+}
+
+impl Services {
+    /// Both services, accepting `tokens`.
+    pub fn new(tokens: StaticTokens<Caller>) -> Self {
+        Self {
+            users: Users::new(tokens.clone()),
+            orders: Orders::new(tokens),
+        }
+    }
+}
+
+/// Serves both services on `listener` until `shutdown` completes, then lets in-flight
+/// calls finish before returning; live `Subscribe` feeds end with `UNAVAILABLE`.
+///
+/// # Errors
+///
+/// When the transport fails, e.g. the listener stops accepting.
+pub async fn serve(
+    listener: TcpListener,
+    services: Services,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), tonic::transport::Error> {
+    let orders = services.orders.clone();
+    let shutdown = async move {
+        shutdown.await;
+        orders.feed().close();
+    };
+    let users = UserServiceServer::new(services.users)
+        .accept_compressed(CompressionEncoding::Gzip)
+        .send_compressed(CompressionEncoding::Gzip);
+    let orders = OrderServiceServer::new(services.orders)
+        .accept_compressed(CompressionEncoding::Gzip)
+        .send_compressed(CompressionEncoding::Gzip);
+    // `Server::tcp_keepalive` only applies to listeners tonic binds itself, so the
+    // socket options go on the incoming stream instead.
+    let incoming = TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .with_keepalive(Some(Duration::from_secs(60)));
+    Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .add_service(users)
+        .add_service(orders)
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await
+}
+
+/// Clients for both services on one connection to `addr`, sending and accepting gzip.
+///
+/// # Errors
+///
+/// When no connection can be made to `addr`.
+pub async fn connect(
+    addr: SocketAddr,
+) -> Result<(UserServiceClient<Channel>, OrderServiceClient<Channel>), tonic::transport::Error> {
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .expect("a socket address is a valid URI")
+        .connect()
+        .await?;
+    let users = UserServiceClient::new(channel.clone())
+        .send_compressed(CompressionEncoding::Gzip)
+        .accept_compressed(CompressionEncoding::Gzip);
+    let orders = OrderServiceClient::new(channel)
+        .send_compressed(CompressionEncoding::Gzip)
+        .accept_compressed(CompressionEncoding::Gzip);
+    Ok((users, orders))
+}
+
+/// A request carrying `authorization: Bearer <token>`.
+pub fn with_token<T>(message: T, token: &str) -> Request<T> {
+    let mut request = Request::new(message);
+    let value = format!("Bearer {token}")
+        .parse()
+        .expect("a token is valid metadata");
+    request.metadata_mut().insert("authorization", value);
+    request
+}
+
+/// Answers each message of a request stream from a task, until the client stops
+/// sending, an answer fails, or the client goes away (the send then fails).
+fn answer_each<S, T, U, F>(mut requests: S, mut answer: F) -> ReceiverStream<Result<U, Status>>
+where
+    S: Stream<Item = Result<T, Status>> + Unpin + Send + 'static,
+    T: Send + 'static,
+    U: Send + 'static,
+    F: FnMut(T) -> Result<U, Status> + Send + 'static,
+{
+    let (tx, rx) = mpsc::channel(4);
+    tokio::spawn(async move {
+        while let Some(request) = requests.next().await {
+            let reply = request.and_then(&mut answer);
+            let failed = reply.is_err();
+            if tx.send(reply).await.is_err() || failed {
+                break;
+            }
+        }
+    });
+    ReceiverStream::new(rx)
+}

@@ -1,0 +1,267 @@
+//! `users.v1.UserService`: an in-memory user directory.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+use tonic_intercept::{Call, Hook, Outcome, StaticTokens, intercept};
+
+use crate::pb::user_service_intercept as rpc;
+use crate::pb::{
+    CreateUserRequest, GetUserRequest, ImportSummary, ListUsersRequest, User, UserUpdate,
+};
+use crate::{Caller, answer_each};
+
+/// The user directory service.
+#[derive(Debug, Clone)]
+pub struct Users {
+    directory: Arc<RwLock<Directory>>,
+    tokens: StaticTokens<Caller>,
+    audit: Audit,
+}
+
+impl Users {
+    /// An empty directory, accepting `tokens` for every RPC but `CreateUser`.
+    pub fn new(tokens: StaticTokens<Caller>) -> Self {
+        Self {
+            directory: Arc::default(),
+            tokens,
+            audit: Audit::default(),
+        }
+    }
+
+    /// The hook that watches `CreateUser`.
+    pub fn audit(&self) -> &Audit {
+        &self.audit
+    }
+
+    /// How many users the directory holds.
+    pub fn count(&self) -> usize {
+        self.read().users.len()
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, Directory> {
+        self.directory
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Directory> {
+        write(&self.directory)
+    }
+}
+
+fn write(directory: &RwLock<Directory>) -> RwLockWriteGuard<'_, Directory> {
+    directory.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[derive(Debug, Default)]
+struct Directory {
+    last_id: u64,
+    users: BTreeMap<u64, User>,
+}
+
+impl Directory {
+    fn insert(&mut self, name: String, email: String) -> User {
+        self.last_id += 1;
+        let user = User {
+            id: self.last_id,
+            name,
+            email,
+            updated_by: String::new(),
+        };
+        self.users.insert(user.id, user.clone());
+        user
+    }
+
+    fn update(&mut self, update: UserUpdate, by: &Caller) -> Result<User, Status> {
+        let user = self
+            .users
+            .get_mut(&update.id)
+            .ok_or_else(|| Status::not_found(format!("no user #{}", update.id)))?;
+        let name = if update.name.is_empty() {
+            &user.name
+        } else {
+            &update.name
+        };
+        let email = if update.email.is_empty() {
+            &user.email
+        } else {
+            &update.email
+        };
+        if let Some(problem) = invalid(name, email) {
+            return Err(Status::invalid_argument(problem));
+        }
+        if !update.name.is_empty() {
+            user.name = update.name;
+        }
+        if !update.email.is_empty() {
+            user.email = update.email;
+        }
+        user.updated_by.clone_from(&by.name);
+        Ok(user.clone())
+    }
+}
+
+/// Why a user record is refused, or `None` when it is fine.
+fn invalid(name: &str, email: &str) -> Option<&'static str> {
+    if name.trim().is_empty() {
+        return Some("name must not be empty");
+    }
+    let valid_email = email.split_once('@').is_some_and(|(local, domain)| {
+        !local.is_empty()
+            && !domain.contains('@')
+            && domain.split('.').count() >= 2
+            && domain.split('.').all(|label| !label.is_empty())
+    });
+    if !valid_email {
+        return Some("email must look like `name@example.com`");
+    }
+    None
+}
+
+/// What the [`Audit`] hook counted.
+#[derive(Debug, Default)]
+pub struct AuditLog {
+    /// `CreateUser` requests seen.
+    pub requests: AtomicU64,
+    /// Requests the hook refused before the handler ran.
+    pub refused: AtomicU64,
+    /// Calls that ended with a created user.
+    pub created: AtomicU64,
+}
+
+/// A typed hook on `CreateUser`: counts sign-ups and refuses empty names.
+#[derive(Debug, Clone, Default)]
+pub struct Audit {
+    log: Arc<AuditLog>,
+}
+
+impl Audit {
+    /// The counters, shared by every clone of this hook.
+    pub fn log(&self) -> &AuditLog {
+        &self.log
+    }
+}
+
+impl Hook<rpc::CreateUser> for Audit {
+    fn on_request(&self, _: &Call, request: &CreateUserRequest) -> Result<(), Status> {
+        self.log.requests.fetch_add(1, Ordering::Relaxed);
+        if request.name.trim().is_empty() {
+            self.log.refused.fetch_add(1, Ordering::Relaxed);
+            return Err(Status::invalid_argument("name must not be empty"));
+        }
+        Ok(())
+    }
+
+    fn on_finish(&self, _: &Call, outcome: &Outcome) {
+        if outcome.code == tonic::Code::Ok {
+            self.log.created.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+// `limit(..)` takes literals, so these copies of its values, for clients and the demo,
+// must be kept in step with the attribute below.
+
+/// The longest `ListUsers` stream; page with `name_prefix` for more.
+pub const LIST_USERS_MAX: u64 = 50;
+/// How many users a second `ListUsers` streams.
+pub const LIST_USERS_PER_SECOND: u32 = 20;
+/// The most records one `ImportUsers` batch may hold.
+pub const IMPORT_USERS_MAX: u64 = 100;
+/// The largest encoded record `ImportUsers` and `UserUpdates` accept.
+pub const MAX_RECORD_BYTES: usize = 256;
+
+#[intercept(
+    public(CreateUser),
+    auth(self.tokens),
+    limit(timeout_ms = 5_000),
+    limit(ListUsers, max_messages_out = 50, messages_per_second_out = 20, timeout_ms = 10_000),
+    limit(ImportUsers, max_messages_in = 100, max_message_bytes = 256, timeout_ms = 30_000),
+    limit(UserUpdates, max_messages_in = 1_000, max_message_bytes = 256, timeout_ms = 600_000),
+    hook(self.audit: Audit, CreateUser),
+)]
+#[tonic::async_trait]
+impl crate::pb::user_service_server::UserService for Users {
+    async fn create_user(
+        &self,
+        request: Request<CreateUserRequest>,
+    ) -> Result<Response<User>, Status> {
+        let CreateUserRequest { name, email } = request.into_inner();
+        if let Some(problem) = invalid(&name, &email) {
+            return Err(Status::invalid_argument(problem));
+        }
+        Ok(Response::new(self.write().insert(name, email)))
+    }
+
+    async fn get_user(&self, request: Request<GetUserRequest>) -> Result<Response<User>, Status> {
+        let id = request.into_inner().id;
+        self.read()
+            .users
+            .get(&id)
+            .cloned()
+            .map(Response::new)
+            .ok_or_else(|| Status::not_found(format!("no user #{id}")))
+    }
+
+    type ListUsersStream = tokio_stream::Iter<std::vec::IntoIter<Result<User, Status>>>;
+
+    async fn list_users(
+        &self,
+        request: Request<ListUsersRequest>,
+    ) -> Result<Response<Self::ListUsersStream>, Status> {
+        let prefix = request.into_inner().name_prefix;
+        let users: Vec<_> = self
+            .read()
+            .users
+            .values()
+            .filter(|user| user.name.starts_with(&prefix))
+            .cloned()
+            .map(Ok)
+            .collect();
+        Ok(Response::new(tokio_stream::iter(users)))
+    }
+
+    async fn import_users(
+        &self,
+        request: Request<Streaming<CreateUserRequest>>,
+    ) -> Result<Response<ImportSummary>, Status> {
+        let mut records = request.into_inner();
+        let mut valid = Vec::new();
+        let mut rejected = 0;
+        while let Some(record) = records.message().await? {
+            match invalid(&record.name, &record.email) {
+                None => valid.push(record),
+                Some(_) => rejected += 1,
+            }
+        }
+        // Stored only once the whole batch is in, so a batch cut by a limit stores nothing.
+        let accepted = valid.len() as u64;
+        let mut directory = self.write();
+        for record in valid {
+            directory.insert(record.name, record.email);
+        }
+        Ok(Response::new(ImportSummary { accepted, rejected }))
+    }
+
+    type UserUpdatesStream = ReceiverStream<Result<User, Status>>;
+
+    async fn user_updates(
+        &self,
+        request: Request<Streaming<UserUpdate>>,
+    ) -> Result<Response<Self::UserUpdatesStream>, Status> {
+        let caller = request
+            .extensions()
+            .get::<Caller>()
+            .cloned()
+            .ok_or_else(|| Status::unauthenticated("no caller"))?;
+        let directory = self.directory.clone();
+        let updated = answer_each(request.into_inner(), move |update| {
+            write(&directory).update(update, &caller)
+        });
+        Ok(Response::new(updated))
+    }
+}
