@@ -19,7 +19,10 @@ pub fn service(model: &ServiceModel) -> TokenStream {
         header.push(String::new());
         header.extend(model.docs.iter().map(|l| format!(" {l}")));
     }
-    let rpc_types = model.rpcs.iter().map(|rpc| format_ident!("{}", rpc.type_name));
+    let rpc_types = model
+        .rpcs
+        .iter()
+        .map(|rpc| format_ident!("{}", rpc.type_name));
     let rpcs = model.rpcs.iter().map(|rpc| self::rpc(model, rpc));
     quote! {
         #(#[doc = #header])*
@@ -100,7 +103,10 @@ fn stream_wrappers(rpc: &RpcModel, name: &syn::Ident) -> TokenStream {
     let mut out = TokenStream::new();
     if rpc.client_streaming {
         let alias = format_ident!("{}Requests", rpc.type_name);
-        let doc = format!(" The request stream of `{}` after its policies.", rpc.proto_name);
+        let doc = format!(
+            " The request stream of `{}` after its policies.",
+            rpc.proto_name
+        );
         out.extend(quote! {
             #[doc = #doc]
             pub type #alias<H = ()> = ::tonic_intercept::Inbound<#name, H>;

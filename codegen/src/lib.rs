@@ -99,11 +99,14 @@ impl Builder {
     pub fn compile_fds(self, fds: prost_types::FileDescriptorSet) -> Result<(), Error> {
         let out_dir = match self.out_dir {
             Some(dir) => dir,
-            None => std::env::var_os("OUT_DIR").map(PathBuf::from).ok_or_else(|| {
-                Error::Config(
-                    "OUT_DIR is not set: call this from build.rs, or set `.out_dir(...)`".into(),
-                )
-            })?,
+            None => std::env::var_os("OUT_DIR")
+                .map(PathBuf::from)
+                .ok_or_else(|| {
+                    Error::Config(
+                        "OUT_DIR is not set: call this from build.rs, or set `.out_dir(...)`"
+                            .into(),
+                    )
+                })?,
         };
         let tonic = tonic_prost_build::configure()
             .build_client(self.build_client)

@@ -3,7 +3,10 @@
 use std::path::PathBuf;
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("tonic-intercept-build-{name}-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!(
+        "tonic-intercept-build-{name}-{}",
+        std::process::id()
+    ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("out")).unwrap();
     dir
@@ -23,7 +26,10 @@ fn undefined_type_reports_file_line_column() {
         .compile_protos(&[dir.join("bad.proto")], &[&dir])
         .unwrap_err();
     let message = format!("{error:?}");
-    assert!(message.starts_with("tonic-intercept-build: cannot compile proto: "), "{message}");
+    assert!(
+        message.starts_with("tonic-intercept-build: cannot compile proto: "),
+        "{message}"
+    );
     assert!(message.contains("bad.proto:5:11"), "{message}");
     assert!(message.contains("Missing"), "{message}");
     assert_eq!(std::fs::read_dir(dir.join("out")).unwrap().count(), 0);
@@ -32,7 +38,11 @@ fn undefined_type_reports_file_line_column() {
 #[test]
 fn syntax_error_reports_file_line_column() {
     let dir = scratch("syntax");
-    std::fs::write(dir.join("bad.proto"), "syntax = \"proto3\";\nmessage M { int32 x = ; }\n").unwrap();
+    std::fs::write(
+        dir.join("bad.proto"),
+        "syntax = \"proto3\";\nmessage M { int32 x = ; }\n",
+    )
+    .unwrap();
     let error = tonic_intercept_build::configure()
         .out_dir(dir.join("out"))
         .emit_rerun_if_changed(false)

@@ -4,23 +4,19 @@ impl pb::echo_service_server::EchoService for Echo {
         &self,
         __ti_request: Request<EchoRequest>,
     ) -> Result<Response<EchoReply>, Status> {
-        const _: () = ::tonic_intercept::__private::assert_hook::<
-            pb::echo_service_intercept::Unary,
-            Recorder,
-        >();
         let mut __ti_guard = ::tonic_intercept::__private::Guard::<
             pb::echo_service_intercept::Unary,
-            (Recorder,),
+            __EchoEchoServiceUnaryHooks,
         >::new(
             &__ti_request,
             ::tonic_intercept::Limits::new()
                 .timeout(::tonic_intercept::__private::Duration::from_millis(2000)),
             true,
-            (::core::clone::Clone::clone(&self.recorder),),
+            __EchoEchoServiceUnaryHooks(::core::clone::Clone::clone(&self.recorder)),
         );
-        if let ::core::result::Result::Err(__ti_status) = ::tonic_intercept::Hook::<
+        if let ::core::result::Result::Err(__ti_status) = <Recorder as ::tonic_intercept::Hook<
             pb::echo_service_intercept::Unary,
-        >::on_call(&__ti_guard.hooks().0, __ti_guard.call(), __ti_request.metadata())
+        >>::on_call(&__ti_guard.hooks().0, __ti_guard.call(), __ti_request.metadata())
             .await
         {
             return ::core::result::Result::Err(__ti_guard.reject(__ti_status));
@@ -71,14 +67,19 @@ impl pb::echo_service_server::EchoService for Echo {
             (),
         );
         let mut __ti_request = __ti_request;
-        if let ::core::result::Result::Err(__ti_status) = ::tonic_intercept::__private::authenticate(
+        match ::tonic_intercept::Authenticate::authenticate(
                 &self.tokens,
                 __ti_guard.call(),
-                &mut __ti_request,
+                __ti_request.metadata(),
             )
             .await
         {
-            return ::core::result::Result::Err(__ti_guard.reject(__ti_status));
+            ::core::result::Result::Ok(__ti_identity) => {
+                __ti_request.extensions_mut().insert(__ti_identity);
+            }
+            ::core::result::Result::Err(__ti_status) => {
+                return ::core::result::Result::Err(__ti_guard.reject(__ti_status));
+            }
         }
         if let ::core::result::Result::Err(__ti_status) = __ti_guard
             .admit_request(__ti_request.get_ref())
@@ -103,13 +104,9 @@ impl pb::echo_service_server::EchoService for Echo {
         &self,
         __ti_request: Request<Streaming<EchoRequest>>,
     ) -> Result<Response<Summary>, Status> {
-        const _: () = ::tonic_intercept::__private::assert_hook::<
-            pb::echo_service_intercept::ClientStream,
-            Recorder,
-        >();
         let mut __ti_guard = ::tonic_intercept::__private::Guard::<
             pb::echo_service_intercept::ClientStream,
-            (Recorder,),
+            __EchoEchoServiceClientStreamHooks,
         >::new(
             &__ti_request,
             ::tonic_intercept::Limits::new()
@@ -117,21 +114,28 @@ impl pb::echo_service_server::EchoService for Echo {
                 .max_message_bytes(64)
                 .timeout(::tonic_intercept::__private::Duration::from_millis(2000)),
             true,
-            (::core::clone::Clone::clone(&self.recorder),),
+            __EchoEchoServiceClientStreamHooks(
+                ::core::clone::Clone::clone(&self.recorder),
+            ),
         );
         let mut __ti_request = __ti_request;
-        if let ::core::result::Result::Err(__ti_status) = ::tonic_intercept::__private::authenticate(
+        match ::tonic_intercept::Authenticate::authenticate(
                 &self.tokens,
                 __ti_guard.call(),
-                &mut __ti_request,
+                __ti_request.metadata(),
             )
             .await
         {
-            return ::core::result::Result::Err(__ti_guard.reject(__ti_status));
+            ::core::result::Result::Ok(__ti_identity) => {
+                __ti_request.extensions_mut().insert(__ti_identity);
+            }
+            ::core::result::Result::Err(__ti_status) => {
+                return ::core::result::Result::Err(__ti_guard.reject(__ti_status));
+            }
         }
-        if let ::core::result::Result::Err(__ti_status) = ::tonic_intercept::Hook::<
+        if let ::core::result::Result::Err(__ti_status) = <Recorder as ::tonic_intercept::Hook<
             pb::echo_service_intercept::ClientStream,
-        >::on_call(&__ti_guard.hooks().0, __ti_guard.call(), __ti_request.metadata())
+        >>::on_call(&__ti_guard.hooks().0, __ti_guard.call(), __ti_request.metadata())
             .await
         {
             return ::core::result::Result::Err(__ti_guard.reject(__ti_status));
@@ -172,14 +176,19 @@ impl pb::echo_service_server::EchoService for Echo {
             (),
         );
         let mut __ti_request = __ti_request;
-        if let ::core::result::Result::Err(__ti_status) = ::tonic_intercept::__private::authenticate(
+        match ::tonic_intercept::Authenticate::authenticate(
                 &self.tokens,
                 __ti_guard.call(),
-                &mut __ti_request,
+                __ti_request.metadata(),
             )
             .await
         {
-            return ::core::result::Result::Err(__ti_guard.reject(__ti_status));
+            ::core::result::Result::Ok(__ti_identity) => {
+                __ti_request.extensions_mut().insert(__ti_identity);
+            }
+            ::core::result::Result::Err(__ti_status) => {
+                return ::core::result::Result::Err(__ti_guard.reject(__ti_status));
+            }
         }
         __ti_guard
             .bidi(async move {
@@ -191,5 +200,81 @@ impl pb::echo_service_server::EchoService for Echo {
                 __ti_ret
             })
             .await
+    }
+}
+/// The hooks of `Unary`, in declared order.
+#[doc(hidden)]
+#[derive(Clone)]
+pub struct __EchoEchoServiceUnaryHooks(Recorder);
+#[automatically_derived]
+impl ::tonic_intercept::Hooks<pb::echo_service_intercept::Unary>
+for __EchoEchoServiceUnaryHooks {
+    const EMPTY: bool = false;
+    fn on_request(
+        &self,
+        call: &::tonic_intercept::Call,
+        message: &<pb::echo_service_intercept::Unary as ::tonic_intercept::Rpc>::Request,
+    ) -> ::core::result::Result<(), ::tonic_intercept::__private::Status> {
+        <Recorder as ::tonic_intercept::Hook<
+            pb::echo_service_intercept::Unary,
+        >>::on_request(&self.0, call, message)?;
+        ::core::result::Result::Ok(())
+    }
+    fn on_response(
+        &self,
+        call: &::tonic_intercept::Call,
+        message: &<pb::echo_service_intercept::Unary as ::tonic_intercept::Rpc>::Response,
+    ) -> ::core::result::Result<(), ::tonic_intercept::__private::Status> {
+        <Recorder as ::tonic_intercept::Hook<
+            pb::echo_service_intercept::Unary,
+        >>::on_response(&self.0, call, message)?;
+        ::core::result::Result::Ok(())
+    }
+    fn on_finish(
+        &self,
+        call: &::tonic_intercept::Call,
+        outcome: &::tonic_intercept::Outcome,
+    ) {
+        <Recorder as ::tonic_intercept::Hook<
+            pb::echo_service_intercept::Unary,
+        >>::on_finish(&self.0, call, outcome);
+    }
+}
+/// The hooks of `ClientStream`, in declared order.
+#[doc(hidden)]
+#[derive(Clone)]
+pub struct __EchoEchoServiceClientStreamHooks(Recorder);
+#[automatically_derived]
+impl ::tonic_intercept::Hooks<pb::echo_service_intercept::ClientStream>
+for __EchoEchoServiceClientStreamHooks {
+    const EMPTY: bool = false;
+    fn on_request(
+        &self,
+        call: &::tonic_intercept::Call,
+        message: &<pb::echo_service_intercept::ClientStream as ::tonic_intercept::Rpc>::Request,
+    ) -> ::core::result::Result<(), ::tonic_intercept::__private::Status> {
+        <Recorder as ::tonic_intercept::Hook<
+            pb::echo_service_intercept::ClientStream,
+        >>::on_request(&self.0, call, message)?;
+        ::core::result::Result::Ok(())
+    }
+    fn on_response(
+        &self,
+        call: &::tonic_intercept::Call,
+        message: &<pb::echo_service_intercept::ClientStream as ::tonic_intercept::Rpc>::Response,
+    ) -> ::core::result::Result<(), ::tonic_intercept::__private::Status> {
+        <Recorder as ::tonic_intercept::Hook<
+            pb::echo_service_intercept::ClientStream,
+        >>::on_response(&self.0, call, message)?;
+        ::core::result::Result::Ok(())
+    }
+    fn on_finish(
+        &self,
+        call: &::tonic_intercept::Call,
+        outcome: &::tonic_intercept::Outcome,
+    ) {
+        <Recorder as ::tonic_intercept::Hook<
+            pb::echo_service_intercept::ClientStream,
+        >>::on_finish(&self.0, call, outcome);
     }
 }

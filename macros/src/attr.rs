@@ -123,7 +123,9 @@ impl Parse for Entry {
                 } else {
                     return Err(syn::Error::new(
                         name.span(),
-                        format!("expected `{name} = <value>`: RPC names come first in `limit(..)`, then `key = value` pairs"),
+                        format!(
+                            "expected `{name} = <value>`: RPC names come first in `limit(..)`, then `key = value` pairs"
+                        ),
                     ));
                 }
                 if content.is_empty() {
@@ -156,11 +158,7 @@ impl Parse for Entry {
                 Vec::new()
             };
             expect_end(&content)?;
-            Ok(Entry::Hook(Hook {
-                value,
-                ty,
-                rpcs,
-            }))
+            Ok(Entry::Hook(Hook { value, ty, rpcs }))
         } else if input.peek(Ident) {
             let unknown: Ident = input.parse()?;
             Err(syn::Error::new(
@@ -173,12 +171,12 @@ impl Parse for Entry {
     }
 }
 
-fn parenthesized<'a>(input: ParseStream<'a>, kw: &Ident) -> syn::Result<syn::parse::ParseBuffer<'a>> {
+fn parenthesized<'a>(
+    input: ParseStream<'a>,
+    kw: &Ident,
+) -> syn::Result<syn::parse::ParseBuffer<'a>> {
     if !input.peek(syn::token::Paren) {
-        return Err(syn::Error::new(
-            kw.span(),
-            format!("expected `{kw}(...)`"),
-        ));
+        return Err(syn::Error::new(kw.span(), format!("expected `{kw}(...)`")));
     }
     let content;
     syn::parenthesized!(content in input);

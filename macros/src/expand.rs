@@ -18,8 +18,8 @@ use crate::service::Service;
 /// `#[intercept(args)] item`: the whole macro, callable from unit tests.
 pub fn intercept(args: TokenStream, item: TokenStream) -> TokenStream {
     let Ok(item_impl) = syn::parse2::<ItemImpl>(item.clone()) else {
-        let error = syn::Error::new(
-            Span::call_site(),
+        let error = syn::Error::new_spanned(
+            &item,
             "#[intercept] goes on the impl of a tonic service trait: `impl pb::user_service_server::UserService for MyService`",
         );
         return with_error(item, error);
@@ -82,6 +82,19 @@ fn expand(plans: &[RpcPlan], service: &Service, mut item: ItemImpl) -> TokenStre
             _ => None,
         })
         .collect();
+    let self_name = match &*item.self_ty {
+        Type::Path(p) => p.path.segments.last().map(|s| s.ident.to_string()),
+        _ => None,
+    }
+    .unwrap_or_else(|| "Service".into());
+    let names = Names {
+        self_name,
+        service: service.name.to_string(),
+    };
+    let adapters = plans
+        .iter()
+        .map(|plan| hooks_adapter(&names, service, plan));
+    let adapters: TokenStream = adapters.collect();
     for impl_item in &mut item.items {
         match impl_item {
             ImplItem::Fn(f) => {
@@ -93,7 +106,7 @@ fn expand(plans: &[RpcPlan], service: &Service, mut item: ItemImpl) -> TokenStre
                     .iter()
                     .find(|(name, _)| *name == stream_name)
                     .map(|(_, ty)| ty);
-                rewrite_handler(f, plan, service, stream);
+                rewrite_handler(f, plan, service, &names, stream);
             }
             ImplItem::Type(t) => {
                 let Some(plan) = plans
@@ -104,7 +117,7 @@ fn expand(plans: &[RpcPlan], service: &Service, mut item: ItemImpl) -> TokenStre
                 };
                 if let Shape::Full = shape(plan) {
                     let rpc = rpc_path(service, plan);
-                    let hooks = hooks_type(plan);
+                    let hooks = hooks_type(&names, plan);
                     let user = &t.ty;
                     t.ty = syn::parse_quote!(::tonic_intercept::Outbound<#rpc, #user, #hooks>);
                 }
@@ -112,11 +125,95 @@ fn expand(plans: &[RpcPlan], service: &Service, mut item: ItemImpl) -> TokenStre
             _ => {}
         }
     }
-    quote!(#item)
+    quote!(#item #adapters)
 }
 
-fn rewrite_handler(f: &mut ImplItemFn, plan: &RpcPlan, service: &Service, stream: Option<&Type>) {
-    let method = match (shape(plan), plan.rpc.client_streaming, plan.rpc.server_streaming) {
+/// Names of the items generated beside the impl.
+struct Names {
+    self_name: String,
+    service: String,
+}
+
+impl Names {
+    fn hooks(&self, plan: &RpcPlan) -> Ident {
+        format_ident!("__{}{}{}Hooks", self.self_name, self.service, plan.rpc.name)
+    }
+}
+
+/// The hooks of one RPC as one concrete type implementing `Hooks<Rpc>`, calling each
+/// hook in declared order.
+///
+/// A concrete type, not a tuple, so that a hook lacking `Hook<Rpc>` fails only inside
+/// this impl, at the hook's own tokens, with one message (rustc merges the identical
+/// errors); the types that carry the adapter (`Guard`, `Outbound`) stay well-formed and
+/// report nothing.
+fn hooks_adapter(names: &Names, service: &Service, plan: &RpcPlan) -> TokenStream {
+    if plan.hooks.is_empty() {
+        return TokenStream::new();
+    }
+    let name = names.hooks(plan);
+    let rpc = rpc_path(service, plan);
+    let types = plan.hooks.iter().map(|h| &h.ty);
+    let call = |method: &str, args: TokenStream, index: usize| {
+        let ty = &plan.hooks[index].ty;
+        let method = format_ident!("{method}");
+        let i = syn::Index::from(index);
+        quote_spanned!(ty.span()=> <#ty as ::tonic_intercept::Hook<#rpc>>::#method(&self.#i, #args))
+    };
+    let n = plan.hooks.len();
+    let requests = (0..n).map(|i| call("on_request", quote!(call, message), i));
+    let responses = (0..n).map(|i| call("on_response", quote!(call, message), i));
+    let finishes = (0..n)
+        .rev()
+        .map(|i| call("on_finish", quote!(call, outcome), i));
+    let doc = format!(" The hooks of `{}`, in declared order.", plan.rpc.name);
+    quote! {
+        #[doc = #doc]
+        #[doc(hidden)]
+        #[derive(Clone)]
+        pub struct #name(#(#types,)*);
+
+        #[automatically_derived]
+        impl ::tonic_intercept::Hooks<#rpc> for #name {
+            const EMPTY: bool = false;
+
+            fn on_request(
+                &self,
+                call: &::tonic_intercept::Call,
+                message: &<#rpc as ::tonic_intercept::Rpc>::Request,
+            ) -> ::core::result::Result<(), ::tonic_intercept::__private::Status> {
+                #(#requests?;)*
+                ::core::result::Result::Ok(())
+            }
+
+            fn on_response(
+                &self,
+                call: &::tonic_intercept::Call,
+                message: &<#rpc as ::tonic_intercept::Rpc>::Response,
+            ) -> ::core::result::Result<(), ::tonic_intercept::__private::Status> {
+                #(#responses?;)*
+                ::core::result::Result::Ok(())
+            }
+
+            fn on_finish(&self, call: &::tonic_intercept::Call, outcome: &::tonic_intercept::Outcome) {
+                #(#finishes;)*
+            }
+        }
+    }
+}
+
+fn rewrite_handler(
+    f: &mut ImplItemFn,
+    plan: &RpcPlan,
+    service: &Service,
+    names: &Names,
+    stream: Option<&Type>,
+) {
+    let method = match (
+        shape(plan),
+        plan.rpc.client_streaming,
+        plan.rpc.server_streaming,
+    ) {
         (Shape::Untouched, ..) => return,
         (Shape::AuthOnly, ..) => "passthrough",
         (Shape::Full, false, false) => "unary",
@@ -139,32 +236,44 @@ fn rewrite_handler(f: &mut ImplItemFn, plan: &RpcPlan, service: &Service, stream
     let user_pat = std::mem::replace(&mut *arg.pat, syn::parse_quote!(#request));
 
     let rpc = rpc_path(service, plan);
-    let hooks = hooks_type(plan);
+    let hooks = hooks_type(names, plan);
     let hook_values = plan.hooks.iter().map(|h| {
         let value = &h.value;
         quote_spanned!(value.span()=> ::core::clone::Clone::clone(&#value))
     });
-    let hook_checks = plan.hooks.iter().map(|h| {
-        let ty = &h.ty;
-        quote_spanned!(ty.span()=> const _: () = ::tonic_intercept::__private::assert_hook::<#rpc, #ty>();)
-    });
+    let hooks_value = if plan.hooks.is_empty() {
+        quote!(())
+    } else {
+        quote!(#hooks(#(#hook_values,)*))
+    };
     let limits = limits_expr(&plan.limits);
     let limits_first = plan.limits_first;
 
     let steps = plan.steps.iter().map(|step| match step {
-        Step::Auth(verifier) => quote_spanned! {verifier.span()=>
-            if let ::core::result::Result::Err(#status) =
-                ::tonic_intercept::__private::authenticate(&#verifier, #guard.call(), &mut #request).await
-            {
-                return ::core::result::Result::Err(#guard.reject(#status));
+        Step::Auth(verifier) => {
+            // The trait method is called directly on the user's expression: a verifier
+            // lacking `Authenticate` is then one error, at that expression.
+            let identity = Ident::new("__ti_identity", Span::mixed_site());
+            let check = quote_spanned! {verifier.span()=>
+                ::tonic_intercept::Authenticate::authenticate(&#verifier, #guard.call(), #request.metadata())
+            };
+            quote! {
+                match #check.await {
+                    ::core::result::Result::Ok(#identity) => {
+                        #request.extensions_mut().insert(#identity);
+                    }
+                    ::core::result::Result::Err(#status) => {
+                        return ::core::result::Result::Err(#guard.reject(#status));
+                    }
+                }
             }
-        },
+        }
         Step::Hook(i) => {
             let index = syn::Index::from(*i);
             let ty = &plan.hooks[*i].ty;
             quote_spanned! {ty.span()=>
                 if let ::core::result::Result::Err(#status) =
-                    ::tonic_intercept::Hook::<#rpc>::on_call(&#guard.hooks().#index, #guard.call(), #request.metadata()).await
+                    <#ty as ::tonic_intercept::Hook<#rpc>>::on_call(&#guard.hooks().#index, #guard.call(), #request.metadata()).await
                 {
                     return ::core::result::Result::Err(#guard.reject(#status));
                 }
@@ -193,7 +302,11 @@ fn rewrite_handler(f: &mut ImplItemFn, plan: &RpcPlan, service: &Service, stream
             }
         }
     };
-    let guard_mut = if admit.is_empty() { quote!() } else { quote!(mut) };
+    let guard_mut = if admit.is_empty() {
+        quote!()
+    } else {
+        quote!(mut)
+    };
 
     // Inside the body, the user's stream type is the one they wrote, not the wrapper.
     let mut output = match &f.sig.output {
@@ -211,12 +324,11 @@ fn rewrite_handler(f: &mut ImplItemFn, plan: &RpcPlan, service: &Service, stream
     }
 
     f.block = syn::parse_quote! {{
-        #(#hook_checks)*
         let #guard_mut #guard = ::tonic_intercept::__private::Guard::<#rpc, #hooks>::new(
             &#request,
             #limits,
             #limits_first,
-            (#(#hook_values,)*),
+            #hooks_value,
         );
         #rebind
         #(#steps)*
@@ -251,16 +363,19 @@ impl VisitMut for SelfStream {
     }
 }
 
-
 fn rpc_path(service: &Service, plan: &RpcPlan) -> TokenStream {
     let module = &service.rpc_module;
     let name = Ident::new(&plan.rpc.name, plan.rpc.ident.span());
     quote!(#module::#name)
 }
 
-fn hooks_type(plan: &RpcPlan) -> TokenStream {
-    let types = plan.hooks.iter().map(|h| &h.ty);
-    quote!((#(#types,)*))
+fn hooks_type(names: &Names, plan: &RpcPlan) -> TokenStream {
+    if plan.hooks.is_empty() {
+        quote!(())
+    } else {
+        let name = names.hooks(plan);
+        quote!(#name)
+    }
 }
 
 fn limits_expr(limits: &Limits) -> TokenStream {
@@ -278,18 +393,25 @@ fn limits_expr(limits: &Limits) -> TokenStream {
         let v = int(v);
         out.extend(quote!(.max_message_bytes(#v)));
     }
-    let burst = limits.burst.as_ref().map_or(Literal::u64_unsuffixed(1), int);
+    let burst = limits
+        .burst
+        .as_ref()
+        .map_or(Literal::u64_unsuffixed(1), int);
     let mode = match &limits.reject_when_too_fast {
         Some(w) if w == "reject" => quote!(Reject),
         _ => quote!(Delay),
     };
     if let Some(v) = &limits.messages_per_second_in {
         let v = int(v);
-        out.extend(quote!(.messages_per_second_in(#v, #burst, ::tonic_intercept::OnRateExceeded::#mode)));
+        out.extend(
+            quote!(.messages_per_second_in(#v, #burst, ::tonic_intercept::OnRateExceeded::#mode)),
+        );
     }
     if let Some(v) = &limits.messages_per_second_out {
         let v = int(v);
-        out.extend(quote!(.messages_per_second_out(#v, #burst, ::tonic_intercept::OnRateExceeded::#mode)));
+        out.extend(
+            quote!(.messages_per_second_out(#v, #burst, ::tonic_intercept::OnRateExceeded::#mode)),
+        );
     }
     if let Some(v) = &limits.timeout_ms {
         let v = int(v);
@@ -345,7 +467,10 @@ mod tests {
             }
         };
         let expanded = super::pretty(&super::intercept(args, item));
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/snapshots/echo_service.expanded.rs");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/snapshots/echo_service.expanded.rs"
+        );
         if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
             std::fs::write(path, &expanded).unwrap();
         }

@@ -45,7 +45,13 @@ impl Service {
             ));
         };
         let desugared = item.items.iter().any(|i| match i {
-            ImplItem::Fn(f) => f.sig.asyncness.is_none() && f.sig.generics.lifetimes().any(|l| l.lifetime.ident == "async_trait"),
+            ImplItem::Fn(f) => {
+                f.sig.asyncness.is_none()
+                    && f.sig
+                        .generics
+                        .lifetimes()
+                        .any(|l| l.lifetime.ident == "async_trait")
+            }
             _ => false,
         });
         if desugared {

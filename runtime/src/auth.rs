@@ -76,14 +76,16 @@ impl<A: Authenticate + ?Sized> Authenticate for Arc<A> {
 /// assert_eq!(tonic_intercept::bearer_token(&metadata).unwrap(), "abc");
 /// ```
 pub fn bearer_token(metadata: &MetadataMap) -> Result<&str, Status> {
-    let value = metadata
-        .get("authorization")
-        .ok_or_else(|| Status::unauthenticated("missing `authorization: Bearer <token>` metadata"))?;
+    let value = metadata.get("authorization").ok_or_else(|| {
+        Status::unauthenticated("missing `authorization: Bearer <token>` metadata")
+    })?;
     let value = value
         .to_str()
         .map_err(|_| Status::unauthenticated("malformed `authorization` metadata"))?;
     match value.split_once(' ') {
-        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => {
+        Some((scheme, token))
+            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+        {
             Ok(token.trim())
         }
         _ => Err(Status::unauthenticated(

@@ -99,9 +99,11 @@ impl<R: Rpc, H: Hook<R>> Hook<R> for Arc<H> {
     }
 }
 
-/// The hooks of one RPC, in declared order: `()`, `(A,)`, `(A, B)`, ...
+/// All the hooks of one RPC, run in declared order.
 ///
-/// Implemented for tuples of up to eight hooks; generated code builds the tuple.
+/// `()` is "no hooks". For an RPC with hooks, `#[intercept]` generates a small struct
+/// holding them that implements this trait by calling each [`Hook`] in turn, so the
+/// order is plain to read in `cargo expand`.
 pub trait Hooks<R: Rpc>: Clone + Send + Sync + 'static {
     /// Whether there is no hook at all (lets the wrappers skip counting bytes).
     const EMPTY: bool;
@@ -123,31 +125,3 @@ impl<R: Rpc> Hooks<R> for () {
     }
     fn on_finish(&self, _: &Call, _: &Outcome) {}
 }
-
-macro_rules! impl_hooks_for_tuple {
-    ($($h:ident $i:tt),+; $($r:tt),+) => {
-        impl<R: Rpc, $($h: Hook<R>),+> Hooks<R> for ($($h,)+) {
-            const EMPTY: bool = false;
-            fn on_request(&self, call: &Call, message: &R::Request) -> Result<(), Status> {
-                $( self.$i.on_request(call, message)?; )+
-                Ok(())
-            }
-            fn on_response(&self, call: &Call, message: &R::Response) -> Result<(), Status> {
-                $( self.$i.on_response(call, message)?; )+
-                Ok(())
-            }
-            fn on_finish(&self, call: &Call, outcome: &Outcome) {
-                $( self.$r.on_finish(call, outcome); )+
-            }
-        }
-    };
-}
-
-impl_hooks_for_tuple!(A 0; 0);
-impl_hooks_for_tuple!(A 0, B 1; 1, 0);
-impl_hooks_for_tuple!(A 0, B 1, C 2; 2, 1, 0);
-impl_hooks_for_tuple!(A 0, B 1, C 2, D 3; 3, 2, 1, 0);
-impl_hooks_for_tuple!(A 0, B 1, C 2, D 3, E 4; 4, 3, 2, 1, 0);
-impl_hooks_for_tuple!(A 0, B 1, C 2, D 3, E 4, F 5; 5, 4, 3, 2, 1, 0);
-impl_hooks_for_tuple!(A 0, B 1, C 2, D 3, E 4, F 5, G 6; 6, 5, 4, 3, 2, 1, 0);
-impl_hooks_for_tuple!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7; 7, 6, 5, 4, 3, 2, 1, 0);

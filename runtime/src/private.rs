@@ -7,34 +7,20 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use tonic::{Request, Response, Status, Streaming};
+use tonic::{Request, Response, Streaming};
 
-use crate::auth::Authenticate;
 use crate::call::{Call, Outcome};
-use crate::hook::{Hook, Hooks};
+use crate::hook::Hooks;
 use crate::limits::{Dir, Limits, Meter};
 use crate::rpc::Rpc;
-use crate::stream::{InCounts, Inbound, InboundShared, Outbound, check as checked, deadline_exceeded};
+use crate::stream::{
+    InCounts, Inbound, InboundShared, Outbound, check as checked, deadline_exceeded,
+};
 
 pub use crate::limits::OnRateExceeded;
 pub use std::time::Duration;
 
-/// Type checks emitted on the user's tokens, so errors point at them.
-pub const fn assert_hook<R: Rpc, H: Hook<R>>() {}
-
-/// Type check for `auth(...)`, emitted on the user's expression.
-pub fn assert_auth<A: Authenticate>(_: &A) {}
-
-/// Runs the verifier and stores the identity in the request extensions.
-pub async fn authenticate<A: Authenticate, T>(
-    auth: &A,
-    call: &Call,
-    request: &mut Request<T>,
-) -> Result<(), Status> {
-    let identity = auth.authenticate(call, request.metadata()).await?;
-    request.extensions_mut().insert(identity);
-    Ok(())
-}
+pub use tonic::Status;
 
 /// The policies of one call of `R`, from its start to its end.
 #[derive(Debug)]
@@ -88,14 +74,15 @@ impl<R: Rpc, H: Hooks<R>> Guard<R, H> {
     }
 
     /// Wraps the request stream of a client-streaming or bidi call.
-    pub fn inbound(
-        &mut self,
-        request: Request<Streaming<R::Request>>,
-    ) -> Request<Inbound<R, H>> {
+    pub fn inbound(&mut self, request: Request<Streaming<R::Request>>) -> Request<Inbound<R, H>> {
         let shared = Arc::new(InboundShared::default());
         self.shared = Some(shared.clone());
-        let (call, limits, first, hooks) =
-            (self.call, self.limits, self.limits_first, self.hooks.clone());
+        let (call, limits, first, hooks) = (
+            self.call,
+            self.limits,
+            self.limits_first,
+            self.hooks.clone(),
+        );
         request.map(|s| Inbound::new(s, call, &limits, first, hooks, shared))
     }
 
@@ -105,18 +92,19 @@ impl<R: Rpc, H: Hooks<R>> Guard<R, H> {
     {
         let result = self.run(handler).await.and_then(|response| {
             let (call, hooks) = (&self.call, &self.hooks);
-            checked(&mut self.meter_out, call, response.get_ref(), self.limits_first, |m| {
-                hooks.on_response(call, m)
-            })?;
+            checked(
+                &mut self.meter_out,
+                call,
+                response.get_ref(),
+                self.limits_first,
+                |m| hooks.on_response(call, m),
+            )?;
             Ok(response)
         });
         self.end(result)
     }
 
-    pub async fn client_streaming<F>(
-        mut self,
-        handler: F,
-    ) -> Result<Response<R::Response>, Status>
+    pub async fn client_streaming<F>(mut self, handler: F) -> Result<Response<R::Response>, Status>
     where
         F: Future<Output = Result<Response<R::Response>, Status>>,
     {
@@ -127,9 +115,13 @@ impl<R: Rpc, H: Hooks<R>> Guard<R, H> {
         };
         let result = result.and_then(|response| {
             let (call, hooks) = (&self.call, &self.hooks);
-            checked(&mut self.meter_out, call, response.get_ref(), self.limits_first, |m| {
-                hooks.on_response(call, m)
-            })?;
+            checked(
+                &mut self.meter_out,
+                call,
+                response.get_ref(),
+                self.limits_first,
+                |m| hooks.on_response(call, m),
+            )?;
             Ok(response)
         });
         self.end(result)

@@ -8,7 +8,7 @@ use std::pin::pin;
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status};
 use tonic_intercept::__private::Guard;
-use tonic_intercept::{Call, Hook, Limits, OnRateExceeded, Outcome};
+use tonic_intercept::{Call, Hook, Hooks, Limits, OnRateExceeded, Outcome};
 
 struct Counting;
 
@@ -39,18 +39,43 @@ pub struct Tick {
     pub seq: u64,
 }
 
-tonic_intercept::__doc_rpc!(Ticks, "bench.v1.Ticker", "Ticks", ServerStreaming, Tick, Tick);
+tonic_intercept::__doc_rpc!(
+    Ticks,
+    "bench.v1.Ticker",
+    "Ticks",
+    ServerStreaming,
+    Tick,
+    Tick
+);
 
 #[derive(Clone, Default)]
 struct SumSeq(std::sync::Arc<std::sync::atomic::AtomicU64>);
 
 impl Hook<Ticks> for SumSeq {
     fn on_response(&self, _: &Call, tick: &Tick) -> Result<(), Status> {
-        self.0.fetch_add(tick.seq, std::sync::atomic::Ordering::Relaxed);
+        self.0
+            .fetch_add(tick.seq, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
     fn on_finish(&self, _: &Call, outcome: &Outcome) {
         assert_eq!(outcome.messages_out, 2_000);
+    }
+}
+
+/// What `#[intercept]` generates for `hook(SumSeq, Ticks)`.
+#[derive(Clone)]
+struct TicksHooks(SumSeq);
+
+impl Hooks<Ticks> for TicksHooks {
+    const EMPTY: bool = false;
+    fn on_request(&self, call: &Call, message: &Tick) -> Result<(), Status> {
+        self.0.on_request(call, message)
+    }
+    fn on_response(&self, call: &Call, message: &Tick) -> Result<(), Status> {
+        self.0.on_response(call, message)
+    }
+    fn on_finish(&self, call: &Call, outcome: &Outcome) {
+        self.0.on_finish(call, outcome)
     }
 }
 
@@ -64,7 +89,8 @@ async fn outbound_allocates_nothing_per_message() {
         // boxes the pacing timer (once per stream); every later wait reuses it.
         .messages_per_second_out(10_000, 1, OnRateExceeded::Delay);
     let hook = SumSeq::default();
-    let guard = Guard::<Ticks, (SumSeq,)>::new(&Request::new(()), limits, true, (hook.clone(),));
+    let guard =
+        Guard::<Ticks, TicksHooks>::new(&Request::new(()), limits, true, TicksHooks(hook.clone()));
     let source = tokio_stream::iter((1..=N).map(|seq| Ok(Tick { seq })));
     let response = guard
         .server_streaming(async move { Ok::<_, Status>(Response::new(source)) })
@@ -85,6 +111,14 @@ async fn outbound_allocates_nothing_per_message() {
     let after = allocations();
 
     assert_eq!(received, N);
-    assert_eq!(hook.0.load(std::sync::atomic::Ordering::Relaxed), N * (N + 1) / 2);
-    assert_eq!(after - before, 0, "allocations while streaming {} messages", N - 10);
+    assert_eq!(
+        hook.0.load(std::sync::atomic::Ordering::Relaxed),
+        N * (N + 1) / 2
+    );
+    assert_eq!(
+        after - before,
+        0,
+        "allocations while streaming {} messages",
+        N - 10
+    );
 }

@@ -154,7 +154,10 @@ pub mod handlers {
             .unwrap_or_else(|| "anonymous".into())
     }
 
-    pub fn unary(work: &Work, request: Request<EchoRequest>) -> Result<Response<EchoReply>, Status> {
+    pub fn unary(
+        work: &Work,
+        request: Request<EchoRequest>,
+    ) -> Result<Response<EchoReply>, Status> {
         work.handled.fetch_add(1, Ordering::SeqCst);
         let who = identity(&request);
         let text = request.into_inner().text;
@@ -164,7 +167,10 @@ pub mod handlers {
         }))
     }
 
-    pub async fn slow_unary(work: &Work, request: Request<EchoRequest>) -> Result<Response<EchoReply>, Status> {
+    pub async fn slow_unary(
+        work: &Work,
+        request: Request<EchoRequest>,
+    ) -> Result<Response<EchoReply>, Status> {
         tokio::time::sleep(Duration::from_secs(5)).await;
         unary(work, request)
     }
@@ -175,7 +181,11 @@ pub mod handlers {
     ) -> Result<Response<ReceiverStream<Result<EchoReply, Status>>>, Status> {
         work.handled.fetch_add(1, Ordering::SeqCst);
         let who = identity(&request);
-        let StreamRequest { count, text, interval_ms } = request.into_inner();
+        let StreamRequest {
+            count,
+            text,
+            interval_ms,
+        } = request.into_inner();
         let text = format!("{text} for {who}");
         let (tx, rx) = mpsc::channel(1);
         let work = work.clone();
@@ -184,7 +194,10 @@ pub mod handlers {
                 if interval_ms > 0 {
                     tokio::time::sleep(Duration::from_millis(interval_ms.into())).await;
                 }
-                let reply = EchoReply { text: text.clone(), seq };
+                let reply = EchoReply {
+                    text: text.clone(),
+                    seq,
+                };
                 if tx.send(Ok(reply)).await.is_err() {
                     break;
                 }
@@ -209,7 +222,10 @@ pub mod handlers {
         Ok(Response::new(summary))
     }
 
-    pub fn bidi<S>(work: &Work, requests: S) -> Result<Response<ReceiverStream<Result<EchoReply, Status>>>, Status>
+    pub fn bidi<S>(
+        work: &Work,
+        requests: S,
+    ) -> Result<Response<ReceiverStream<Result<EchoReply, Status>>>, Status>
     where
         S: Stream<Item = Result<EchoRequest, Status>> + Send + 'static,
     {

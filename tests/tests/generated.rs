@@ -30,17 +30,31 @@ fn descriptors_carry_the_proto() {
     assert_eq!(d.path, "/echo.v1.EchoService/ServerStream");
     assert_eq!(d.kind, RpcKind::ServerStreaming);
     assert_eq!(d.idempotency, IdempotencyLevel::NoSideEffects);
-    assert_eq!(rpc::Bidi::DESCRIPTOR.idempotency, IdempotencyLevel::Idempotent);
-    assert_eq!(rpc::Unary::DESCRIPTOR.idempotency, IdempotencyLevel::Unknown);
+    assert_eq!(
+        rpc::Bidi::DESCRIPTOR.idempotency,
+        IdempotencyLevel::Idempotent
+    );
+    assert_eq!(
+        rpc::Unary::DESCRIPTOR.idempotency,
+        IdempotencyLevel::Unknown
+    );
     let kinds: Vec<RpcKind> = rpc::RPCS.iter().map(|d| d.kind).collect();
     assert_eq!(
         kinds,
-        [RpcKind::Unary, RpcKind::ServerStreaming, RpcKind::ClientStreaming, RpcKind::Bidi]
+        [
+            RpcKind::Unary,
+            RpcKind::ServerStreaming,
+            RpcKind::ClientStreaming,
+            RpcKind::Bidi
+        ]
     );
     assert_eq!(rpc::SERVICE_NAME, "echo.v1.EchoService");
     // The path tonic routes on is the one tonic's client sends.
     assert_eq!(
         rpc::Unary::DESCRIPTOR.path,
-        format!("/{}/Unary", tonic_intercept_tests::pb::echo_service_server::SERVICE_NAME)
+        format!(
+            "/{}/Unary",
+            tonic_intercept_tests::pb::echo_service_server::SERVICE_NAME
+        )
     );
 }

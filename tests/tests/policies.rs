@@ -47,7 +47,12 @@ async fn public_rpc_needs_no_token() {
     assert_eq!(reply.text, "hi from anonymous");
     assert_eq!(
         recorder.take(),
-        ["call Unary", "request hi", "response hi from anonymous", "finish Unary Ok in=1 out=1"]
+        [
+            "call Unary",
+            "request hi",
+            "response hi from anonymous",
+            "finish Unary Ok in=1 out=1"
+        ]
     );
 }
 
@@ -61,7 +66,10 @@ async fn missing_token_is_unauthenticated_and_handler_never_runs() {
     assert_eq!(status.code(), Code::Unauthenticated);
     assert_eq!(work.handled.load(Ordering::SeqCst), 0);
     // The hook was declared after auth, so it never saw the call start, but it sees the end.
-    assert_eq!(recorder.take(), ["finish ServerStream Unauthenticated in=0 out=0"]);
+    assert_eq!(
+        recorder.take(),
+        ["finish ServerStream Unauthenticated in=0 out=0"]
+    );
 }
 
 #[tokio::test]
@@ -75,10 +83,15 @@ async fn wrong_token_is_unauthenticated() {
     assert_eq!(status.message(), "invalid bearer token");
 
     let mut request = Request::new(texts(&["a"]));
-    request.metadata_mut().insert("authorization", "Basic abc".parse().unwrap());
+    request
+        .metadata_mut()
+        .insert("authorization", "Basic abc".parse().unwrap());
     let status = client.bidi(request).await.unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated);
-    assert_eq!(status.message(), "`authorization` metadata must be `Bearer <token>`");
+    assert_eq!(
+        status.message(),
+        "`authorization` metadata must be `Bearer <token>`"
+    );
 }
 
 #[tokio::test]
@@ -87,7 +100,14 @@ async fn valid_token_reaches_handler_with_identity() {
     let work = service.work.clone();
     let mut client = client(serve(service).await).await;
 
-    let (replies, end) = drain(client.server_stream(authed(stream_request(2))).await.unwrap().into_inner()).await;
+    let (replies, end) = drain(
+        client
+            .server_stream(authed(stream_request(2)))
+            .await
+            .unwrap()
+            .into_inner(),
+    )
+    .await;
     assert_eq!(end.map_err(|s| s.code()), Ok(()));
     assert_eq!(replies.len(), 2);
     assert_eq!(replies[0].text, "tick for ada");
@@ -107,12 +127,25 @@ async fn server_stream_at_limit_passes() {
     let recorder = service.recorder.clone();
     let mut client = client(serve(service).await).await;
 
-    let (replies, end) = drain(client.server_stream(authed(stream_request(5))).await.unwrap().into_inner()).await;
+    let (replies, end) = drain(
+        client
+            .server_stream(authed(stream_request(5)))
+            .await
+            .unwrap()
+            .into_inner(),
+    )
+    .await;
     assert_eq!(end.map_err(|s| s.code()), Ok(()));
-    assert_eq!(replies.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2, 3, 4, 5]);
+    assert_eq!(
+        replies.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5]
+    );
     let events = recorder.take();
     assert_eq!(events.first().map(String::as_str), Some("request count=5"));
-    assert_eq!(events.last().map(String::as_str), Some("finish ServerStream Ok in=1 out=5"));
+    assert_eq!(
+        events.last().map(String::as_str),
+        Some("finish ServerStream Ok in=1 out=5")
+    );
 }
 
 #[tokio::test]
@@ -121,10 +154,20 @@ async fn server_stream_over_limit_is_cut_with_resource_exhausted() {
     let recorder = service.recorder.clone();
     let mut client = client(serve(service).await).await;
 
-    let (replies, end) = drain(client.server_stream(authed(stream_request(6))).await.unwrap().into_inner()).await;
+    let (replies, end) = drain(
+        client
+            .server_stream(authed(stream_request(6)))
+            .await
+            .unwrap()
+            .into_inner(),
+    )
+    .await;
     let status = end.unwrap_err();
     assert_eq!(status.code(), Code::ResourceExhausted);
-    assert_eq!(status.message(), "ServerStream: more than 5 response messages in one stream");
+    assert_eq!(
+        status.message(),
+        "ServerStream: more than 5 response messages in one stream"
+    );
     assert_eq!(replies.len(), 5);
     assert_eq!(
         recorder.take().last().map(String::as_str),
@@ -147,7 +190,13 @@ async fn client_stream_at_limit_passes_and_over_limit_fails() {
     assert_eq!(summary.texts, ["a", "b", "c"]);
     assert_eq!(
         recorder.take(),
-        ["request a", "request b", "request c", "response received=3", "finish ClientStream Ok in=3 out=1"]
+        [
+            "request a",
+            "request b",
+            "request c",
+            "response received=3",
+            "finish ClientStream Ok in=3 out=1"
+        ]
     );
 
     let status = client
@@ -155,7 +204,10 @@ async fn client_stream_at_limit_passes_and_over_limit_fails() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::ResourceExhausted);
-    assert_eq!(status.message(), "ClientStream: more than 3 request messages in one stream");
+    assert_eq!(
+        status.message(),
+        "ClientStream: more than 3 request messages in one stream"
+    );
     assert_eq!(
         recorder.take().last().map(String::as_str),
         Some("finish ClientStream ResourceExhausted in=3 out=0")
@@ -193,16 +245,36 @@ async fn message_bytes_limit_applies_both_ways() {
 async fn bidi_at_limit_and_over_limit() {
     let mut client = client(serve(Guarded::new()).await).await;
 
-    let (replies, end) = drain(client.bidi(authed(texts(&["1", "2", "3", "4"]))).await.unwrap().into_inner()).await;
+    let (replies, end) = drain(
+        client
+            .bidi(authed(texts(&["1", "2", "3", "4"])))
+            .await
+            .unwrap()
+            .into_inner(),
+    )
+    .await;
     assert_eq!(end.map_err(|s| s.code()), Ok(()));
-    assert_eq!(replies.iter().map(|r| r.text.as_str()).collect::<Vec<_>>(), ["1", "2", "3", "4"]);
+    assert_eq!(
+        replies.iter().map(|r| r.text.as_str()).collect::<Vec<_>>(),
+        ["1", "2", "3", "4"]
+    );
 
-    let (replies, end) = drain(client.bidi(authed(texts(&["1", "2", "3", "4", "5"]))).await.unwrap().into_inner()).await;
+    let (replies, end) = drain(
+        client
+            .bidi(authed(texts(&["1", "2", "3", "4", "5"])))
+            .await
+            .unwrap()
+            .into_inner(),
+    )
+    .await;
     // What the handler echoed before the fifth message arrived still goes out.
     assert_eq!(replies.len(), 4);
     let status = end.unwrap_err();
     assert_eq!(status.code(), Code::ResourceExhausted);
-    assert_eq!(status.message(), "Bidi: more than 4 request messages in one stream");
+    assert_eq!(
+        status.message(),
+        "Bidi: more than 4 request messages in one stream"
+    );
 }
 
 // ---- hooks ----
@@ -219,7 +291,11 @@ async fn hook_rejects_with_invalid_argument_before_handler() {
     assert_eq!(work.handled.load(Ordering::SeqCst), 0);
     assert_eq!(
         recorder.take(),
-        ["call Unary", "request forbidden", "finish Unary InvalidArgument in=0 out=0"]
+        [
+            "call Unary",
+            "request forbidden",
+            "finish Unary InvalidArgument in=0 out=0"
+        ]
     );
 }
 
@@ -236,7 +312,11 @@ async fn hook_rejection_inside_client_stream_ends_the_call() {
     assert_eq!(status.code(), Code::InvalidArgument);
     assert_eq!(
         recorder.take(),
-        ["request a", "request forbidden", "finish ClientStream InvalidArgument in=1 out=0"]
+        [
+            "request a",
+            "request forbidden",
+            "finish ClientStream InvalidArgument in=1 out=0"
+        ]
     );
 }
 
@@ -255,7 +335,11 @@ async fn dropped_server_stream_stops_the_producer() {
         interval_ms: 50,
     };
     let stopped = work.producer_stopped.notified();
-    let mut stream = client.server_stream(authed(request)).await.unwrap().into_inner();
+    let mut stream = client
+        .server_stream(authed(request))
+        .await
+        .unwrap()
+        .into_inner();
     stream.message().await.unwrap().unwrap();
     stream.message().await.unwrap().unwrap();
     drop(stream);
@@ -267,7 +351,10 @@ async fn dropped_server_stream_stops_the_producer() {
     let produced = work.produced.load(Ordering::SeqCst);
     assert!((2..=3).contains(&produced), "produced {produced}");
     let finish = recorder.take().pop().unwrap();
-    assert!(finish.starts_with("finish ServerStream Cancelled in=1 out="), "{finish}");
+    assert!(
+        finish.starts_with("finish ServerStream Cancelled in=1 out="),
+        "{finish}"
+    );
 }
 
 // ---- rates and deadlines ----
@@ -276,23 +363,44 @@ async fn dropped_server_stream_stops_the_producer() {
 async fn outbound_rate_delays_without_dropping() {
     let mut client = client(serve(Paced::default()).await).await;
     let started = std::time::Instant::now();
-    let (replies, end) = drain(client.server_stream(stream_request(5)).await.unwrap().into_inner()).await;
+    let (replies, end) = drain(
+        client
+            .server_stream(stream_request(5))
+            .await
+            .unwrap()
+            .into_inner(),
+    )
+    .await;
     assert_eq!(end.map_err(|s| s.code()), Ok(()));
     assert_eq!(replies.len(), 5);
     // 20 messages a second with a burst of 1: the fifth leaves no sooner than 4 × 50 ms.
     // A lower bound only; a slow machine can only make it longer.
-    assert!(started.elapsed() >= Duration::from_millis(200), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_millis(200),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]
 async fn inbound_rate_rejects_a_burst() {
     let mut client = client(serve(Paced::default()).await).await;
     // Burst 2: two back-to-back messages pass, the third is too early.
-    let summary = client.client_stream(texts(&["a", "b"])).await.unwrap().into_inner();
+    let summary = client
+        .client_stream(texts(&["a", "b"]))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(summary.received, 2);
-    let status = client.client_stream(texts(&["a", "b", "c"])).await.unwrap_err();
+    let status = client
+        .client_stream(texts(&["a", "b", "c"]))
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::ResourceExhausted);
-    assert_eq!(status.message(), "ClientStream: more than 2 request messages per second");
+    assert_eq!(
+        status.message(),
+        "ClientStream: more than 2 request messages per second"
+    );
 }
 
 #[tokio::test]
@@ -317,7 +425,11 @@ async fn timeout_cuts_a_long_stream_with_deadline_exceeded() {
     let (replies, end) = drain(client.server_stream(request).await.unwrap().into_inner()).await;
     assert_eq!(end.unwrap_err().code(), Code::DeadlineExceeded);
     // Paced at 20/s with a 300 ms deadline: a handful of messages, far from 1000.
-    assert!((1..=8).contains(&replies.len()), "{} replies", replies.len());
+    assert!(
+        (1..=8).contains(&replies.len()),
+        "{} replies",
+        replies.len()
+    );
     tokio::time::timeout(Duration::from_secs(2), stopped)
         .await
         .expect("the producer stops once the deadline cuts the stream");
@@ -327,8 +439,21 @@ async fn timeout_cuts_a_long_stream_with_deadline_exceeded() {
 async fn server_keeps_serving_after_rejections() {
     let mut client = client(serve(Guarded::new()).await).await;
     for _ in 0..3 {
-        assert_eq!(client.server_stream(stream_request(1)).await.unwrap_err().code(), Code::Unauthenticated);
-        assert_eq!(client.unary(echo("forbidden")).await.unwrap_err().code(), Code::InvalidArgument);
+        assert_eq!(
+            client
+                .server_stream(stream_request(1))
+                .await
+                .unwrap_err()
+                .code(),
+            Code::Unauthenticated
+        );
+        assert_eq!(
+            client.unary(echo("forbidden")).await.unwrap_err().code(),
+            Code::InvalidArgument
+        );
     }
-    assert_eq!(client.unary(echo("still")).await.unwrap().into_inner().text, "still from anonymous");
+    assert_eq!(
+        client.unary(echo("still")).await.unwrap().into_inner().text,
+        "still from anonymous"
+    );
 }
