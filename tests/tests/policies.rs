@@ -328,11 +328,11 @@ async fn dropped_server_stream_stops_the_producer() {
     let (work, recorder) = (service.work.clone(), service.recorder.clone());
     let mut client = client(serve(service).await).await;
 
-    // Limit 5 would cut the stream: ask for 4 at 50 ms intervals and leave after 2.
+    // Four replies 200 ms apart (under the limit of 5); the client leaves after two.
     let request = StreamRequest {
         count: 4,
         text: "tick".into(),
-        interval_ms: 50,
+        interval_ms: 200,
     };
     let stopped = work.producer_stopped.notified();
     let mut stream = client
@@ -347,7 +347,8 @@ async fn dropped_server_stream_stops_the_producer() {
     tokio::time::timeout(Duration::from_secs(2), stopped)
         .await
         .expect("the producer stops within 2 s of the client leaving");
-    // Two were read; at most one more was in flight when the client left.
+    // Two were read; the third may have been handed over as the client left, the fourth
+    // never is. `Cancelled` shows the stop came from the client leaving, not the limit.
     let produced = work.produced.load(Ordering::SeqCst);
     assert!((2..=3).contains(&produced), "produced {produced}");
     let finish = recorder.take().pop().unwrap();
@@ -424,12 +425,8 @@ async fn timeout_cuts_a_long_stream_with_deadline_exceeded() {
     let stopped = work.producer_stopped.notified();
     let (replies, end) = drain(client.server_stream(request).await.unwrap().into_inner()).await;
     assert_eq!(end.unwrap_err().code(), Code::DeadlineExceeded);
-    // Paced at 20/s with a 300 ms deadline: a handful of messages, far from 1000.
-    assert!(
-        (1..=8).contains(&replies.len()),
-        "{} replies",
-        replies.len()
-    );
+    // Paced at 20/s (the first at once) with a 300 ms deadline: at most 7, far from 1000.
+    assert!(replies.len() <= 7, "{} replies", replies.len());
     tokio::time::timeout(Duration::from_secs(2), stopped)
         .await
         .expect("the producer stops once the deadline cuts the stream");
