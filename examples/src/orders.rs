@@ -19,9 +19,9 @@ const DRINKS: [&str; 4] = ["espresso", "flat white", "cortado", "filter"];
 
 /// The most cups of one drink in one order.
 pub const MAX_QUANTITY: u32 = 10;
-/// How many orders a second `Subscribe` streams (matches its `limit(..)`).
+/// How many orders a second `Subscribe` streams.
 pub const SUBSCRIBE_PER_SECOND: u32 = 10;
-/// How many lines a second the barista answers in `Chat` (matches its `limit(..)`).
+/// How many lines a second the barista answers in `Chat`.
 pub const CHAT_PER_SECOND: u32 = 10;
 
 /// The order desk service.
@@ -126,9 +126,9 @@ fn counter_order(shop: &str, id: u64) -> Order {
 
 #[intercept(
     auth(self.tokens),
-    limit(Subscribe, messages_per_second_out = 10),
+    limit(Subscribe, messages_per_second_out = SUBSCRIBE_PER_SECOND),
     limit(UploadOrders, max_messages_in = 500, max_message_bytes = 512, timeout_ms = 30_000),
-    limit(Chat, max_messages_in = 100, max_message_bytes = 1_024, messages_per_second_out = 10, timeout_ms = 600_000),
+    limit(Chat, max_messages_in = 100, max_message_bytes = 1_024, messages_per_second_out = CHAT_PER_SECOND, timeout_ms = 600_000),
 )]
 #[tonic::async_trait]
 impl crate::coffee::order_service_server::OrderService for Orders {

@@ -163,8 +163,7 @@ impl Hook<rpc::CreateUser> for Audit {
     }
 }
 
-// `limit(..)` takes literals, so these copies of its values, for clients and the demo,
-// must be kept in step with the attribute below.
+// The limits below, as constants that clients and the demo read too.
 
 /// The longest `ListUsers` stream; page with `name_prefix` for more.
 pub const LIST_USERS_MAX: u64 = 50;
@@ -179,9 +178,10 @@ pub const MAX_RECORD_BYTES: usize = 256;
     public(CreateUser),
     auth(self.tokens),
     limit(timeout_ms = 5_000),
-    limit(ListUsers, max_messages_out = 50, messages_per_second_out = 20, timeout_ms = 10_000),
-    limit(ImportUsers, max_messages_in = 100, max_message_bytes = 256, timeout_ms = 30_000),
-    limit(UserUpdates, max_messages_in = 1_000, max_message_bytes = 256, timeout_ms = 600_000),
+    limit(ListUsers, max_messages_out = LIST_USERS_MAX, messages_per_second_out = LIST_USERS_PER_SECOND, timeout_ms = 10_000),
+    limit(ImportUsers, max_messages_in = IMPORT_USERS_MAX, max_message_bytes = MAX_RECORD_BYTES, timeout_ms = 30_000),
+    // A live editing session lasts as long as the client wants.
+    limit(UserUpdates, max_messages_in = 1_000, max_message_bytes = MAX_RECORD_BYTES, timeout_ms = none),
     hook(self.audit: Audit, CreateUser),
 )]
 #[tonic::async_trait]

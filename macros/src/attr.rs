@@ -39,7 +39,8 @@ pub struct Auth {
     pub rpcs: Vec<Ident>,
 }
 
-/// `limit(key = value, ..)` (every RPC it fits) or `limit(ListUsers, key = value, ..)`
+/// `limit(key = value, ..)` (every RPC it fits) or `limit(ListUsers, key = value, ..)`;
+/// a value is a number, a constant's path, or `none` (no such limit for these RPCs)
 pub struct Limit {
     pub kw: Ident,
     pub rpcs: Vec<Ident>,
@@ -63,9 +64,23 @@ pub struct LimitKey {
     pub value: LimitValue,
 }
 
+#[derive(Clone)]
 pub enum LimitValue {
+    /// `max_messages_out = 10_000`
     Int(LitInt),
-    Word(Ident),
+    /// `max_messages_out = LIST_USERS_MAX` (a constant), or a word: `delay`, `reject`,
+    /// `none`
+    Path(syn::Path),
+}
+
+impl LimitValue {
+    /// The value as a single word, if it is one.
+    pub fn word(&self) -> Option<&Ident> {
+        match self {
+            LimitValue::Path(p) => p.get_ident(),
+            LimitValue::Int(_) => None,
+        }
+    }
 }
 
 impl Parse for Args {
@@ -112,10 +127,16 @@ impl Parse for Entry {
                     content.parse::<Token![=]>()?;
                     let value = if content.peek(LitInt) {
                         LimitValue::Int(content.parse()?)
-                    } else if content.peek(Ident) {
-                        LimitValue::Word(content.parse()?)
+                    } else if content.peek(Ident)
+                        || content.peek(Token![::])
+                        || content.peek(Token![crate])
+                        || content.peek(Token![self])
+                        || content.peek(Token![super])
+                    {
+                        LimitValue::Path(content.call(syn::Path::parse_mod_style)?)
                     } else {
-                        return Err(content.error("expected a number, `delay` or `reject`"));
+                        return Err(content
+                            .error("expected a number, a constant, `none`, `delay` or `reject`"));
                     };
                     keys.push(LimitKey { name, value });
                 } else if keys.is_empty() {

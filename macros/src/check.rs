@@ -1,7 +1,7 @@
 //! The rules a policy must obey, checked before anything is generated. Every mistake in
 //! one attribute is collected, so a single build shows them all.
 
-use syn::{Expr, Ident, LitInt};
+use syn::{Expr, Ident};
 
 use crate::attr::{self, Args, Entry, LimitValue, Rpcs};
 use crate::service::{RpcMethod, Service};
@@ -27,16 +27,17 @@ pub enum Step<'a> {
     Hook(usize),
 }
 
+/// The limits of one RPC: each key's value as written (a literal or a constant).
 #[derive(Default, Clone)]
 pub struct Limits {
-    pub max_messages_in: Option<LitInt>,
-    pub max_messages_out: Option<LitInt>,
-    pub max_message_bytes: Option<LitInt>,
-    pub messages_per_second_in: Option<LitInt>,
-    pub messages_per_second_out: Option<LitInt>,
-    pub burst: Option<LitInt>,
-    pub reject_when_too_fast: Option<Ident>,
-    pub timeout_ms: Option<LitInt>,
+    pub max_messages_in: Option<LimitValue>,
+    pub max_messages_out: Option<LimitValue>,
+    pub max_message_bytes: Option<LimitValue>,
+    pub messages_per_second_in: Option<LimitValue>,
+    pub messages_per_second_out: Option<LimitValue>,
+    pub burst: Option<LimitValue>,
+    pub reject_when_too_fast: bool,
+    pub timeout_ms: Option<LimitValue>,
 }
 
 impl Limits {
@@ -269,6 +270,7 @@ pub fn check<'a>(args: &'a Args, service: &'a Service) -> syn::Result<Plan<'a>> 
                 limits_first: true,
             };
             let mut seen_limit = false;
+            let (mut general, mut specific) = (Vec::new(), Vec::new());
             let applies = |ids: &[Option<usize>]| ids.is_empty() || ids.contains(&Some(id));
             for (entry, ids) in args.entries.iter().zip(&resolved) {
                 match entry {
@@ -294,16 +296,27 @@ pub fn check<'a>(args: &'a Args, service: &'a Service) -> syn::Result<Plan<'a>> 
                     Entry::Hook(_) => {}
                     Entry::Limit(l) if applies(ids) => {
                         seen_limit = true;
-                        let specific = !l.rpcs.is_empty();
-                        for key in &l.keys {
-                            let name = key.name.to_string();
-                            if !specific && !fits(rpc, needs(&name).unwrap_or(Needs::Nothing)) {
-                                continue;
-                            }
-                            apply(&mut plan.limits, &name, &key.value, specific);
+                        if l.rpcs.is_empty() {
+                            general.push(l);
+                        } else {
+                            specific.push(l);
                         }
                     }
                     Entry::Limit(_) => {}
+                }
+            }
+            // A `limit` naming the RPC wins over one for every RPC, whatever their order.
+            for l in general {
+                for key in &l.keys {
+                    let name = key.name.to_string();
+                    if fits(rpc, needs(&name).unwrap_or(Needs::Nothing)) {
+                        apply(&mut plan.limits, &name, &key.value);
+                    }
+                }
+            }
+            for l in specific {
+                for key in &l.keys {
+                    apply(&mut plan.limits, &key.name.to_string(), &key.value);
                 }
             }
             if plan.hooks.is_empty() {
@@ -327,33 +340,32 @@ fn names_of(entry: &Entry) -> &[Ident] {
     }
 }
 
-/// Sets a key; a specific `limit(Rpc, ..)` wins over the one for every RPC, whatever
-/// their order.
-fn apply(limits: &mut Limits, key: &str, value: &LimitValue, specific: bool) {
-    fn set<T: Clone>(slot: &mut Option<T>, value: T, specific: bool) {
-        if specific || slot.is_none() {
-            *slot = Some(value);
+/// Sets a key; `none` clears it.
+fn apply(limits: &mut Limits, key: &str, value: &LimitValue) {
+    let slot = match key {
+        "max_messages_in" => &mut limits.max_messages_in,
+        "max_messages_out" => &mut limits.max_messages_out,
+        "max_message_bytes" => &mut limits.max_message_bytes,
+        "messages_per_second_in" => &mut limits.messages_per_second_in,
+        "messages_per_second_out" => &mut limits.messages_per_second_out,
+        "burst" => &mut limits.burst,
+        "timeout_ms" => &mut limits.timeout_ms,
+        "on_rate_exceeded" => {
+            limits.reject_when_too_fast = value.word().is_some_and(|w| w == "reject");
+            return;
         }
-    }
+        _ => return,
+    };
+    *slot = match value.word() {
+        Some(w) if w == "none" => None,
+        _ => Some(value.clone()),
+    };
+}
+
+fn value_span(value: &LimitValue) -> proc_macro2::Span {
     match value {
-        LimitValue::Int(v) => {
-            let v = v.clone();
-            match key {
-                "max_messages_in" => set(&mut limits.max_messages_in, v, specific),
-                "max_messages_out" => set(&mut limits.max_messages_out, v, specific),
-                "max_message_bytes" => set(&mut limits.max_message_bytes, v, specific),
-                "messages_per_second_in" => set(&mut limits.messages_per_second_in, v, specific),
-                "messages_per_second_out" => set(&mut limits.messages_per_second_out, v, specific),
-                "burst" => set(&mut limits.burst, v, specific),
-                "timeout_ms" => set(&mut limits.timeout_ms, v, specific),
-                _ => {}
-            }
-        }
-        LimitValue::Word(w) => {
-            if key == "on_rate_exceeded" {
-                set(&mut limits.reject_when_too_fast, w.clone(), specific);
-            }
-        }
+        LimitValue::Int(v) => v.span(),
+        LimitValue::Path(p) => syn::spanned::Spanned::span(p),
     }
 }
 
@@ -384,19 +396,35 @@ fn check_limit_keys(limit: &attr::Limit, errors: &mut Errors) {
         }
         seen.push(name.clone());
         has_rate |= name.starts_with("messages_per_second");
-        match (&key.value, name.as_str()) {
-            (LimitValue::Word(w), "on_rate_exceeded") => {
-                if w != "delay" && w != "reject" {
-                    errors.at(w.span(), format!("`on_rate_exceeded` is `delay` or `reject`, not `{w}`"));
-                }
+        let word = key.value.word().map(Ident::to_string);
+        match (&key.value, name.as_str(), word.as_deref()) {
+            (_, "on_rate_exceeded", Some("delay" | "reject")) => {}
+            (_, "on_rate_exceeded", _) => {
+                errors.at(
+                    value_span(&key.value),
+                    "`on_rate_exceeded` is `delay` (backpressure) or `reject` (RESOURCE_EXHAUSTED)",
+                );
             }
-            (LimitValue::Int(_), "on_rate_exceeded") => {
-                errors.at(key.name.span(), "`on_rate_exceeded` is `delay` (backpressure) or `reject` (RESOURCE_EXHAUSTED)");
+            (_, _, Some("none")) if limit.rpcs.is_empty() => {
+                errors.at(
+                    value_span(&key.value),
+                    format!("`{name} = none` switches a limit off for the RPCs named in `limit(Rpc, ..)`; here, leave `{name}` out"),
+                );
             }
-            (LimitValue::Word(w), _) => {
-                errors.at(w.span(), format!("`{name}` takes a number"));
+            (_, "burst", Some("none")) => {
+                errors.at(value_span(&key.value), "`burst` cannot be `none`; leave it out for the default of 1");
             }
-            (LimitValue::Int(v), _) => match v.base10_parse::<u64>() {
+            (_, _, Some("none")) => {}
+            (_, _, Some(w @ ("delay" | "reject"))) => {
+                errors.at(
+                    value_span(&key.value),
+                    format!("`{name}` takes a number or a constant, not `{w}`"),
+                );
+            }
+            // A constant is checked where it is used: the expansion asserts it is at
+            // least 1, at this path.
+            (LimitValue::Path(_), _, _) => {}
+            (LimitValue::Int(v), _, _) => match v.base10_parse::<u64>() {
                 Ok(0) => errors.at(v.span(), format!("`{name}` must be at least 1: a limit of zero would refuse everything; to leave it unlimited, remove the key")),
                 Ok(x) if name.starts_with("messages_per_second") || name == "burst" => {
                     if x > u64::from(u32::MAX) {

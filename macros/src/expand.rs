@@ -11,7 +11,7 @@ use syn::spanned::Spanned;
 use syn::visit_mut::VisitMut;
 use syn::{FnArg, Ident, ImplItem, ImplItemFn, ItemImpl, ReturnType, Type};
 
-use crate::attr::Args;
+use crate::attr::{Args, LimitValue};
 use crate::check::{self, Limits, RpcPlan, Step};
 use crate::service::Service;
 
@@ -379,45 +379,84 @@ fn hooks_type(names: &Names, plan: &RpcPlan) -> TokenStream {
 }
 
 fn limits_expr(limits: &Limits) -> TokenStream {
-    let int = |v: &syn::LitInt| Literal::u64_unsuffixed(v.base10_parse().unwrap_or(0));
     let mut out = quote!(::tonic_intercept::Limits::new());
-    if let Some(v) = &limits.max_messages_in {
-        let v = int(v);
-        out.extend(quote!(.max_messages_in(#v)));
-    }
-    if let Some(v) = &limits.max_messages_out {
-        let v = int(v);
-        out.extend(quote!(.max_messages_out(#v)));
-    }
-    if let Some(v) = &limits.max_message_bytes {
-        let v = int(v);
-        out.extend(quote!(.max_message_bytes(#v)));
-    }
-    let burst = limits
-        .burst
-        .as_ref()
-        .map_or(Literal::u64_unsuffixed(1), int);
-    let mode = match &limits.reject_when_too_fast {
-        Some(w) if w == "reject" => quote!(Reject),
-        _ => quote!(Delay),
+    let set = |out: &mut TokenStream,
+               setter: &str,
+               key: &str,
+               value: &Option<LimitValue>,
+               ty: TokenStream| {
+        if let Some(value) = value {
+            let setter = format_ident!("{setter}");
+            let value = limit_value(key, value, ty);
+            out.extend(quote!(.#setter(#value)));
+        }
     };
-    if let Some(v) = &limits.messages_per_second_in {
-        let v = int(v);
-        out.extend(
-            quote!(.messages_per_second_in(#v, #burst, ::tonic_intercept::OnRateExceeded::#mode)),
-        );
+    set(
+        &mut out,
+        "max_messages_in",
+        "max_messages_in",
+        &limits.max_messages_in,
+        quote!(u64),
+    );
+    set(
+        &mut out,
+        "max_messages_out",
+        "max_messages_out",
+        &limits.max_messages_out,
+        quote!(u64),
+    );
+    set(
+        &mut out,
+        "max_message_bytes",
+        "max_message_bytes",
+        &limits.max_message_bytes,
+        quote!(usize),
+    );
+    let burst = match &limits.burst {
+        Some(value) => limit_value("burst", value, quote!(u32)),
+        None => quote!(1),
+    };
+    let mode = if limits.reject_when_too_fast {
+        quote!(Reject)
+    } else {
+        quote!(Delay)
+    };
+    for (key, value) in [
+        ("messages_per_second_in", &limits.messages_per_second_in),
+        ("messages_per_second_out", &limits.messages_per_second_out),
+    ] {
+        if let Some(value) = value {
+            let setter = format_ident!("{key}");
+            let value = limit_value(key, value, quote!(u32));
+            out.extend(quote!(.#setter(#value, #burst, ::tonic_intercept::OnRateExceeded::#mode)));
+        }
     }
-    if let Some(v) = &limits.messages_per_second_out {
-        let v = int(v);
-        out.extend(
-            quote!(.messages_per_second_out(#v, #burst, ::tonic_intercept::OnRateExceeded::#mode)),
-        );
-    }
-    if let Some(v) = &limits.timeout_ms {
-        let v = int(v);
-        out.extend(quote!(.timeout(::tonic_intercept::__private::Duration::from_millis(#v))));
+    if let Some(value) = &limits.timeout_ms {
+        let value = limit_value("timeout_ms", value, quote!(u64));
+        out.extend(quote!(.timeout(::tonic_intercept::__private::Duration::from_millis(#value))));
     }
     out
+}
+
+/// A literal as is; a constant through a `const` of the key's type that asserts it is at
+/// least 1, spanned at the user's path so both a wrong type and a zero point there.
+fn limit_value(key: &str, value: &LimitValue, ty: TokenStream) -> TokenStream {
+    match value {
+        LimitValue::Int(v) => {
+            let v = Literal::u64_unsuffixed(v.base10_parse().unwrap_or(0));
+            quote!(#v)
+        }
+        LimitValue::Path(path) => {
+            let message =
+                format!("`{key}` must be at least 1: a limit of zero would refuse everything");
+            // Item names are not hygienic: this one must not be a name users write.
+            quote_spanned! {path.span()=> {
+                const __TONIC_INTERCEPT_LIMIT: #ty = #path;
+                const _: () = ::core::assert!(__TONIC_INTERCEPT_LIMIT > 0, #message);
+                __TONIC_INTERCEPT_LIMIT
+            }}
+        }
+    }
 }
 
 #[cfg(test)]

@@ -26,10 +26,14 @@ use proc_macro::TokenStream;
 ///     limit(ListUsers, max_messages_out = 10_000, messages_per_second_out = 500),
 ///     limit(ImportUsers, max_messages_in = 1_000, max_message_bytes = 4_096),
 ///     limit(Chat, messages_per_second_in = 20, burst = 5, on_rate_exceeded = reject),
+///     limit(Subscribe, messages_per_second_out = FEED_RATE, timeout_ms = none),
 ///     hook(self.audit: Audit, CreateUser), // impl Hook<CreateUser> for Audit
 ///     hook(Metrics),                       // a unit struct, every RPC
 /// )]
 /// ```
+///
+/// A limit value is a number or a constant's path; `none` switches a limit set for every
+/// RPC off for the RPCs named.
 ///
 /// Compile errors, each pointing at the offending token: an RPC name that does not exist
 /// (with the nearest one suggested), a stream limit on a side that does not stream, an

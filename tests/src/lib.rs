@@ -313,16 +313,21 @@ impl pb::echo_service_server::EchoService for Guarded {
     }
 }
 
-/// Rates and timeouts: responses paced, requests rejected when too fast, deadlines.
+/// Rates and timeouts: responses paced, requests rejected when too fast, a deadline for
+/// every RPC but `Bidi`.
 #[derive(Debug, Default)]
 pub struct Paced {
     pub work: Arc<Work>,
 }
 
+/// `Paced` streams replies at this rate; a constant, shared with the tests.
+pub const PACED_PER_SECOND: u32 = 20;
+
 #[intercept(
     public(*),
     limit(timeout_ms = 300),
-    limit(ServerStream, messages_per_second_out = 20),
+    limit(ServerStream, messages_per_second_out = PACED_PER_SECOND),
+    limit(Bidi, timeout_ms = none),
     limit(ClientStream, messages_per_second_in = 2, burst = 2, on_rate_exceeded = reject),
 )]
 #[tonic::async_trait]

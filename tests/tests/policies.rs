@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tonic::{Code, Request, Status};
 use tonic_intercept_tests::pb::{EchoReply, EchoRequest, StreamRequest};
-use tonic_intercept_tests::{Guarded, Paced, authed, client, serve, with_token};
+use tonic_intercept_tests::{Guarded, PACED_PER_SECOND, Paced, authed, client, serve, with_token};
 
 fn echo(text: &str) -> EchoRequest {
     EchoRequest { text: text.into() }
@@ -376,6 +376,7 @@ async fn outbound_rate_delays_without_dropping() {
     assert_eq!(replies.len(), 5);
     // 20 messages a second with a burst of 1: the fifth leaves no sooner than 4 × 50 ms.
     // A lower bound only; a slow machine can only make it longer.
+    assert_eq!(PACED_PER_SECOND, 20);
     assert!(
         started.elapsed() >= Duration::from_millis(200),
         "{:?}",
@@ -452,5 +453,30 @@ async fn server_keeps_serving_after_rejections() {
     assert_eq!(
         client.unary(echo("still")).await.unwrap().into_inner().text,
         "still from anonymous"
+    );
+}
+
+#[tokio::test]
+async fn timeout_none_exempts_one_rpc_from_the_general_timeout() {
+    let mut client = client(serve(Paced::default()).await).await;
+    // Three messages 200 ms apart: the call lives past the general 300 ms timeout,
+    // which `limit(Bidi, timeout_ms = none)` switched off for this RPC.
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(async move {
+        for text in ["a", "b", "c"] {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            tx.send(echo(text)).await.unwrap();
+        }
+    });
+    let replies = client
+        .bidi(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    let (replies, end) = drain(replies).await;
+    assert_eq!(end.map_err(|s| s.code()), Ok(()));
+    assert_eq!(
+        replies.iter().map(|r| r.text.as_str()).collect::<Vec<_>>(),
+        ["a", "b", "c"]
     );
 }
