@@ -13,9 +13,7 @@ use crate::call::{Call, Outcome};
 use crate::hook::Hooks;
 use crate::limits::{Dir, Limits, Meter};
 use crate::rpc::Rpc;
-use crate::stream::{
-    InCounts, Inbound, InboundShared, Outbound, check as checked, deadline_exceeded,
-};
+use crate::stream::{InCounts, Inbound, InboundShared, Outbound, check, deadline_exceeded};
 
 pub use crate::limits::OnRateExceeded;
 pub use std::time::Duration;
@@ -68,8 +66,17 @@ impl<R: Rpc, H: Hooks<R>> Guard<R, H> {
     /// the limits and hooks.
     pub fn admit_request(&mut self, message: &R::Request) -> Result<(), Status> {
         let (call, hooks) = (&self.call, &self.hooks);
-        checked(&mut self.meter_in, call, message, self.limits_first, |m| {
+        check(&mut self.meter_in, call, message, self.limits_first, |m| {
             hooks.on_request(call, m)
+        })
+    }
+
+    /// Passes the single response message of a unary or client-streaming call through
+    /// the limits and hooks.
+    fn admit_response(&mut self, message: &R::Response) -> Result<(), Status> {
+        let (call, hooks) = (&self.call, &self.hooks);
+        check(&mut self.meter_out, call, message, self.limits_first, |m| {
+            hooks.on_response(call, m)
         })
     }
 
@@ -90,17 +97,8 @@ impl<R: Rpc, H: Hooks<R>> Guard<R, H> {
     where
         F: Future<Output = Result<Response<R::Response>, Status>>,
     {
-        let result = self.run(handler).await.and_then(|response| {
-            let (call, hooks) = (&self.call, &self.hooks);
-            checked(
-                &mut self.meter_out,
-                call,
-                response.get_ref(),
-                self.limits_first,
-                |m| hooks.on_response(call, m),
-            )?;
-            Ok(response)
-        });
+        let result = self.run(handler).await;
+        let result = result.and_then(|r| self.admit_response(r.get_ref()).map(|()| r));
         self.end(result)
     }
 
@@ -113,17 +111,7 @@ impl<R: Rpc, H: Hooks<R>> Guard<R, H> {
             Some(violation) => Err(violation.clone()),
             None => result,
         };
-        let result = result.and_then(|response| {
-            let (call, hooks) = (&self.call, &self.hooks);
-            checked(
-                &mut self.meter_out,
-                call,
-                response.get_ref(),
-                self.limits_first,
-                |m| hooks.on_response(call, m),
-            )?;
-            Ok(response)
-        });
+        let result = result.and_then(|r| self.admit_response(r.get_ref()).map(|()| r));
         self.end(result)
     }
 
