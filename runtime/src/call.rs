@@ -59,6 +59,12 @@ impl Call {
         self.started
     }
 
+    /// Time since the call started; in [`Hook::on_finish`](crate::Hook::on_finish), the
+    /// call's duration.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
     /// The earlier of the client's `grpc-timeout` and the RPC's `timeout_ms`, if any.
     pub fn deadline(&self) -> Option<Instant> {
         self.deadline

@@ -141,6 +141,18 @@ impl<R: Rpc> Hook<R> for Counter {
     }
 }
 
+/// Records how long each call took, as its hook sees it.
+#[derive(Debug, Clone, Default)]
+pub struct Timer {
+    pub durations: Arc<Mutex<Vec<Duration>>>,
+}
+
+impl<R: Rpc> Hook<R> for Timer {
+    fn on_finish(&self, call: &Call, _: &Outcome) {
+        self.durations.lock().unwrap().push(call.elapsed());
+    }
+}
+
 /// Handler bodies, shared by every policy variant below.
 pub mod handlers {
     use super::*;
@@ -318,6 +330,7 @@ impl pb::echo_service_server::EchoService for Guarded {
 #[derive(Debug, Default)]
 pub struct Paced {
     pub work: Arc<Work>,
+    pub timer: Timer,
 }
 
 /// `Paced` streams replies at this rate; a constant, shared with the tests.
@@ -325,6 +338,7 @@ pub const PACED_PER_SECOND: u32 = 20;
 
 #[intercept(
     public(*),
+    hook(self.timer: Timer, ServerStream),
     limit(timeout_ms = 300),
     limit(ServerStream, messages_per_second_out = PACED_PER_SECOND),
     limit(Bidi, timeout_ms = none),

@@ -362,7 +362,9 @@ async fn dropped_server_stream_stops_the_producer() {
 
 #[tokio::test]
 async fn outbound_rate_delays_without_dropping() {
-    let mut client = client(serve(Paced::default()).await).await;
+    let service = Paced::default();
+    let timer = service.timer.clone();
+    let mut client = client(serve(service).await).await;
     let started = std::time::Instant::now();
     let (replies, end) = drain(
         client
@@ -382,6 +384,10 @@ async fn outbound_rate_delays_without_dropping() {
         "{:?}",
         started.elapsed()
     );
+    // The hook saw the call's whole duration, pacing included.
+    let durations = timer.durations.lock().unwrap().clone();
+    assert_eq!(durations.len(), 1);
+    assert!(durations[0] >= Duration::from_millis(200), "{durations:?}");
 }
 
 #[tokio::test]
