@@ -49,7 +49,10 @@ impl pb::echo_service_server::EchoService for Echo {
     async fn server_stream(
         &self,
         __ti_request: Request<StreamRequest>,
-    ) -> Result<Response<Self::ServerStreamStream>, Status> {
+    ) -> ::core::result::Result<
+        ::tonic_intercept::__private::Response<Self::ServerStreamStream>,
+        ::tonic_intercept::__private::Status,
+    > {
         let mut __ti_guard = ::tonic_intercept::__private::Guard::<
             pb::echo_service_intercept::ServerStream,
             (),
@@ -164,7 +167,10 @@ impl pb::echo_service_server::EchoService for Echo {
     async fn bidi(
         &self,
         __ti_request: Request<Streaming<EchoRequest>>,
-    ) -> Result<Response<Self::BidiStream>, Status> {
+    ) -> ::core::result::Result<
+        ::tonic_intercept::__private::Response<Self::BidiStream>,
+        ::tonic_intercept::__private::Status,
+    > {
         let __ti_guard = ::tonic_intercept::__private::Guard::<
             pb::echo_service_intercept::Bidi,
             (),

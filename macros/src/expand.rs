@@ -315,12 +315,21 @@ fn rewrite_handler(
     };
     let mut body = f.block.clone();
     if let (Some(stream), Shape::Full) = (stream, shape(plan)) {
+        let name = format_ident!("{}Stream", plan.rpc.name);
         let mut unwrap = SelfStream {
-            name: format!("{}Stream", plan.rpc.name),
+            name: name.to_string(),
             user: stream.clone(),
         };
         unwrap.visit_type_mut(&mut output);
         unwrap.visit_block_mut(&mut body);
+        // The handler may spell its return type with its own stream type, which no
+        // longer is `Self::<Rpc>Stream`: the signature takes the trait's own form.
+        f.sig.output = syn::parse_quote! {
+            -> ::core::result::Result<
+                ::tonic_intercept::__private::Response<Self::#name>,
+                ::tonic_intercept::__private::Status,
+            >
+        };
     }
 
     f.block = syn::parse_quote! {{

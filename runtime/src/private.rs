@@ -7,7 +7,7 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use tonic::{Request, Response, Streaming};
+use tonic::{Request, Streaming};
 
 use crate::call::{Call, Outcome};
 use crate::hook::Hooks;
@@ -18,7 +18,7 @@ use crate::stream::{InCounts, Inbound, InboundShared, Outbound, check, deadline_
 pub use crate::limits::OnRateExceeded;
 pub use std::time::Duration;
 
-pub use tonic::Status;
+pub use tonic::{Response, Status};
 
 /// The policies of one call of `R`, from its start to its end.
 #[derive(Debug)]

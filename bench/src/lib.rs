@@ -1,0 +1,685 @@
+//! One echo service, served seven ways, and a load generator that checks every status.
+//!
+//! The variants differ only in what wraps the same handlers: nothing (bare tonic),
+//! tonic's `Interceptor`, a hand-written tower layer, a hand-written tower stack doing
+//! what `#[intercept]`'s full chain does, and `#[intercept]` with no policy, with auth,
+//! and with auth + limits + typed hooks. `BENCHMARKS.md` has the figures.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpListener;
+use tokio_stream::{Stream, StreamExt};
+use tonic::metadata::MetadataMap;
+use tonic::{Code, Request, Response, Status, Streaming};
+use tonic_intercept::{Authenticate, Call, Hook, Rpc, intercept};
+
+pub mod tower_layers;
+
+pub mod pb {
+    tonic::include_proto!("bench.v1");
+}
+
+use pb::bench_server::{Bench, BenchServer};
+use pb::{Payload, StreamRequest, Summary};
+
+/// The bearer token every authenticating variant accepts.
+pub const TOKEN: &str = "bench-token";
+/// `max_message_bytes` of the limiting variants; the `oversize` workload sends more.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// How the echo service is wrapped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Variant {
+    /// Plain tonic: the ceiling.
+    Bare,
+    /// tonic's `Interceptor` comparing the bearer token.
+    Interceptor,
+    /// A minimal hand-written tower layer comparing the token.
+    Tower,
+    /// A hand-written tower stack doing what the full `#[intercept]` chain does: token,
+    /// deadline, message counting and size limits by parsing the gRPC frames.
+    TowerFull,
+    /// `#[intercept(public(*))]`: no policy at all.
+    InterceptNone,
+    /// `#[intercept(auth(..))]`.
+    InterceptAuth,
+    /// `#[intercept]` with auth, limits (deadline, sizes, stream counts and rates) and
+    /// typed hooks on every message.
+    InterceptFull,
+}
+
+impl Variant {
+    pub const ALL: [Variant; 7] = [
+        Variant::Bare,
+        Variant::Interceptor,
+        Variant::Tower,
+        Variant::TowerFull,
+        Variant::InterceptNone,
+        Variant::InterceptAuth,
+        Variant::InterceptFull,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::Bare => "bare",
+            Variant::Interceptor => "interceptor",
+            Variant::Tower => "tower",
+            Variant::TowerFull => "tower-full",
+            Variant::InterceptNone => "intercept-none",
+            Variant::InterceptAuth => "intercept-auth",
+            Variant::InterceptFull => "intercept-full",
+        }
+    }
+
+    /// Whether calls without the token are refused.
+    pub fn authenticates(self) -> bool {
+        !matches!(self, Variant::Bare | Variant::InterceptNone)
+    }
+
+    /// Whether messages over [`MAX_MESSAGE_BYTES`] are refused.
+    pub fn limits_size(self) -> bool {
+        matches!(self, Variant::TowerFull | Variant::InterceptFull)
+    }
+}
+
+impl FromStr for Variant {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Variant::ALL
+            .into_iter()
+            .find(|v| v.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<_> = Variant::ALL.iter().map(|v| v.name()).collect();
+                format!("unknown variant `{s}`; one of: {}", names.join(", "))
+            })
+    }
+}
+
+/// What the server did, counted by the handlers themselves.
+#[derive(Debug, Default)]
+pub struct Handled {
+    /// Handler invocations.
+    pub calls: AtomicU64,
+    /// Messages the handlers received (client streams, bidi).
+    pub messages_in: AtomicU64,
+}
+
+/// The shared handlers: an echo, written once.
+mod echo {
+    use super::*;
+
+    pub fn unary(h: &Handled, request: Request<Payload>) -> Result<Response<Payload>, Status> {
+        h.calls.fetch_add(1, Ordering::Relaxed);
+        Ok(Response::new(request.into_inner()))
+    }
+
+    pub fn server_stream(
+        h: &Handled,
+        request: Request<StreamRequest>,
+    ) -> Result<Response<Payloads>, Status> {
+        h.calls.fetch_add(1, Ordering::Relaxed);
+        let StreamRequest { count, size } = request.into_inner();
+        Ok(Response::new(Payloads {
+            next: 0,
+            end: u64::from(count),
+            size: size as usize,
+        }))
+    }
+
+    pub async fn client_stream<S>(h: &Handled, requests: S) -> Result<Response<Summary>, Status>
+    where
+        S: Stream<Item = Result<Payload, Status>>,
+    {
+        h.calls.fetch_add(1, Ordering::Relaxed);
+        let mut requests = std::pin::pin!(requests);
+        let mut count = 0;
+        while let Some(payload) = requests.next().await {
+            payload?;
+            count += 1;
+        }
+        h.messages_in.fetch_add(count, Ordering::Relaxed);
+        Ok(Response::new(Summary { count }))
+    }
+
+    pub fn bidi<S>(h: &Arc<Handled>, requests: S) -> Result<Response<Echoes>, Status>
+    where
+        S: Stream<Item = Result<Payload, Status>> + Send + 'static,
+    {
+        h.calls.fetch_add(1, Ordering::Relaxed);
+        let h = h.clone();
+        Ok(Response::new(Box::pin(requests.map(move |r| {
+            h.messages_in.fetch_add(1, Ordering::Relaxed);
+            r
+        }))))
+    }
+}
+
+/// `count` payloads of `size` bytes, always ready: no channel, no task, so that only the
+/// wrapping differs between variants.
+#[derive(Debug)]
+pub struct Payloads {
+    next: u64,
+    end: u64,
+    size: usize,
+}
+
+impl Stream for Payloads {
+    type Item = Result<Payload, Status>;
+    fn poll_next(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.next == self.end {
+            return Poll::Ready(None);
+        }
+        self.next += 1;
+        Poll::Ready(Some(Ok(Payload {
+            seq: self.next,
+            data: vec![7; self.size],
+        })))
+    }
+}
+
+/// The bidi echo stream.
+pub type Echoes = Pin<Box<dyn Stream<Item = Result<Payload, Status>> + Send>>;
+
+/// The handlers with nothing around them.
+#[derive(Debug, Clone, Default)]
+pub struct Plain {
+    pub handled: Arc<Handled>,
+}
+
+#[tonic::async_trait]
+impl Bench for Plain {
+    async fn unary(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
+        echo::unary(&self.handled, request)
+    }
+    type ServerStreamStream = Payloads;
+    async fn server_stream(
+        &self,
+        request: Request<StreamRequest>,
+    ) -> Result<Response<Payloads>, Status> {
+        echo::server_stream(&self.handled, request)
+    }
+    async fn client_stream(
+        &self,
+        request: Request<Streaming<Payload>>,
+    ) -> Result<Response<Summary>, Status> {
+        echo::client_stream(&self.handled, request.into_inner()).await
+    }
+    type BidiStream = Echoes;
+    async fn bidi(&self, request: Request<Streaming<Payload>>) -> Result<Response<Echoes>, Status> {
+        echo::bidi(&self.handled, request.into_inner())
+    }
+}
+
+/// Whether `authorization` is `Bearer <TOKEN>`, the check every variant makes.
+pub fn token_ok(headers: &http::HeaderMap) -> bool {
+    headers
+        .get("authorization")
+        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+        == Some(TOKEN.as_bytes())
+}
+
+/// The same check as an `Authenticate` verifier; the identity is zero-sized, as the
+/// other variants pass none on.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TokenCheck;
+
+impl Authenticate for TokenCheck {
+    type Identity = ();
+    async fn authenticate(&self, _: &Call, metadata: &MetadataMap) -> Result<(), Status> {
+        if token_ok(metadata.as_ref()) {
+            Ok(())
+        } else {
+            Err(Status::unauthenticated("invalid token"))
+        }
+    }
+}
+
+/// `#[intercept(public(*))]`.
+#[derive(Debug, Clone, Default)]
+pub struct InterceptNone {
+    pub handled: Arc<Handled>,
+}
+
+#[intercept(public(*))]
+#[tonic::async_trait]
+impl pb::bench_server::Bench for InterceptNone {
+    async fn unary(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
+        echo::unary(&self.handled, request)
+    }
+    type ServerStreamStream = Payloads;
+    async fn server_stream(
+        &self,
+        request: Request<StreamRequest>,
+    ) -> Result<Response<Payloads>, Status> {
+        echo::server_stream(&self.handled, request)
+    }
+    async fn client_stream(
+        &self,
+        request: Request<Streaming<Payload>>,
+    ) -> Result<Response<Summary>, Status> {
+        echo::client_stream(&self.handled, request.into_inner()).await
+    }
+    type BidiStream = Echoes;
+    async fn bidi(&self, request: Request<Streaming<Payload>>) -> Result<Response<Echoes>, Status> {
+        echo::bidi(&self.handled, request.into_inner())
+    }
+}
+
+/// `#[intercept(auth(..))]`.
+#[derive(Debug, Clone, Default)]
+pub struct InterceptAuth {
+    pub handled: Arc<Handled>,
+    pub tokens: TokenCheck,
+}
+
+#[intercept(auth(self.tokens))]
+#[tonic::async_trait]
+impl pb::bench_server::Bench for InterceptAuth {
+    async fn unary(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
+        echo::unary(&self.handled, request)
+    }
+    type ServerStreamStream = Payloads;
+    async fn server_stream(
+        &self,
+        request: Request<StreamRequest>,
+    ) -> Result<Response<Payloads>, Status> {
+        echo::server_stream(&self.handled, request)
+    }
+    async fn client_stream(
+        &self,
+        request: Request<Streaming<Payload>>,
+    ) -> Result<Response<Summary>, Status> {
+        echo::client_stream(&self.handled, request.into_inner()).await
+    }
+    type BidiStream = Echoes;
+    async fn bidi(&self, request: Request<Streaming<Payload>>) -> Result<Response<Echoes>, Status> {
+        echo::bidi(&self.handled, request.into_inner())
+    }
+}
+
+/// A typed hook on every RPC that counts each message it sees.
+#[derive(Debug, Clone, Default)]
+pub struct MessageCounter {
+    pub requests: Arc<AtomicU64>,
+    pub responses: Arc<AtomicU64>,
+}
+
+impl<R: Rpc> Hook<R> for MessageCounter {
+    fn on_request(&self, _: &Call, _: &R::Request) -> Result<(), Status> {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+    fn on_response(&self, _: &Call, _: &R::Response) -> Result<(), Status> {
+        self.responses.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// Stream limits high enough never to cut a benchmark stream, but checked on every message.
+pub const STREAM_MAX: u64 = 100_000_000;
+/// A rate that never delays a benchmark stream, but runs the token bucket per message.
+pub const STREAM_RATE: u32 = 4_000_000_000;
+
+/// `#[intercept]` with auth, limits and typed hooks.
+#[derive(Debug, Clone, Default)]
+pub struct InterceptFull {
+    pub handled: Arc<Handled>,
+    pub tokens: TokenCheck,
+    pub counter: MessageCounter,
+}
+
+#[intercept(
+    auth(self.tokens),
+    limit(timeout_ms = 60_000, max_message_bytes = MAX_MESSAGE_BYTES),
+    limit(ServerStream, max_messages_out = STREAM_MAX, messages_per_second_out = STREAM_RATE, burst = 1_000),
+    limit(ClientStream, max_messages_in = STREAM_MAX, messages_per_second_in = STREAM_RATE, burst = 1_000),
+    limit(Bidi, max_messages_in = STREAM_MAX, max_messages_out = STREAM_MAX),
+    hook(self.counter: MessageCounter),
+)]
+#[tonic::async_trait]
+impl pb::bench_server::Bench for InterceptFull {
+    async fn unary(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
+        echo::unary(&self.handled, request)
+    }
+    type ServerStreamStream = Payloads;
+    async fn server_stream(
+        &self,
+        request: Request<StreamRequest>,
+    ) -> Result<Response<Payloads>, Status> {
+        echo::server_stream(&self.handled, request)
+    }
+    async fn client_stream(
+        &self,
+        request: Request<Streaming<Payload>>,
+    ) -> Result<Response<Summary>, Status> {
+        echo::client_stream(&self.handled, request.into_inner()).await
+    }
+    type BidiStream = Echoes;
+    async fn bidi(&self, request: Request<Streaming<Payload>>) -> Result<Response<Echoes>, Status> {
+        echo::bidi(&self.handled, request.into_inner())
+    }
+}
+
+/// Serves `variant` on `listener` until `shutdown` resolves; `handled` counts the work.
+pub async fn serve(
+    variant: Variant,
+    listener: TcpListener,
+    handled: Arc<Handled>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    use tonic::transport::Server;
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let plain = Plain {
+        handled: handled.clone(),
+    };
+    match variant {
+        Variant::Bare => {
+            Server::builder()
+                .add_service(BenchServer::new(plain))
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await
+        }
+        Variant::Interceptor => {
+            let check = |request: Request<()>| {
+                if token_ok(request.metadata().as_ref()) {
+                    Ok(request)
+                } else {
+                    Err(Status::unauthenticated("invalid token"))
+                }
+            };
+            Server::builder()
+                .add_service(BenchServer::with_interceptor(plain, check))
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await
+        }
+        Variant::Tower => {
+            Server::builder()
+                .layer(tower_layers::TokenLayer)
+                .add_service(BenchServer::new(plain))
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await
+        }
+        Variant::TowerFull => {
+            Server::builder()
+                .layer(tower_layers::FullLayer::new(
+                    Duration::from_secs(60),
+                    MAX_MESSAGE_BYTES,
+                    STREAM_MAX,
+                ))
+                .add_service(BenchServer::new(plain))
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await
+        }
+        Variant::InterceptNone => {
+            Server::builder()
+                .add_service(BenchServer::new(InterceptNone { handled }))
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await
+        }
+        Variant::InterceptAuth => {
+            Server::builder()
+                .add_service(BenchServer::new(InterceptAuth {
+                    handled,
+                    tokens: TokenCheck,
+                }))
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await
+        }
+        Variant::InterceptFull => {
+            Server::builder()
+                .add_service(BenchServer::new(InterceptFull {
+                    handled,
+                    tokens: TokenCheck,
+                    counter: MessageCounter::default(),
+                }))
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await
+        }
+    }
+}
+
+/// What the load generator does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workload {
+    /// One small message each way.
+    Unary,
+    /// `messages` responses per call.
+    ServerStream,
+    /// `messages` requests per call.
+    ClientStream,
+    /// `messages` request/response round trips per call.
+    Bidi,
+    /// Unary without a token: refused by the authenticating variants.
+    NoToken,
+    /// Unary over [`MAX_MESSAGE_BYTES`]: refused by the limiting variants.
+    Oversize,
+}
+
+impl Workload {
+    pub const ALL: [Workload; 6] = [
+        Workload::Unary,
+        Workload::ServerStream,
+        Workload::ClientStream,
+        Workload::Bidi,
+        Workload::NoToken,
+        Workload::Oversize,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::Unary => "unary",
+            Workload::ServerStream => "server-stream",
+            Workload::ClientStream => "client-stream",
+            Workload::Bidi => "bidi",
+            Workload::NoToken => "no-token",
+            Workload::Oversize => "oversize",
+        }
+    }
+
+    /// The status every call of this workload must end with against `variant`.
+    pub fn expected(self, variant: Variant) -> Code {
+        match self {
+            Workload::NoToken if variant.authenticates() => Code::Unauthenticated,
+            Workload::Oversize if variant.limits_size() => Code::ResourceExhausted,
+            _ => Code::Ok,
+        }
+    }
+}
+
+impl FromStr for Workload {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Workload::ALL
+            .into_iter()
+            .find(|w| w.name() == s)
+            .ok_or_else(|| format!("unknown workload `{s}`"))
+    }
+}
+
+/// One load run.
+#[derive(Debug, Clone, Copy)]
+pub struct Load {
+    pub workload: Workload,
+    pub calls: u64,
+    /// Messages per call for the streaming workloads.
+    pub messages: u32,
+    /// Payload bytes per message.
+    pub size: usize,
+    pub concurrency: usize,
+}
+
+/// What came back: every status counted, latencies per call.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub statuses: BTreeMap<String, u64>,
+    /// Messages received by the client (streaming workloads).
+    pub messages: u64,
+    pub latencies: Vec<Duration>,
+    pub elapsed: Duration,
+}
+
+impl Report {
+    /// Calls that ended with `code`.
+    pub fn count(&self, code: Code) -> u64 {
+        self.statuses
+            .get(&format!("{code:?}"))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// The latency at quantile `q` (0..=1), over all calls.
+    pub fn quantile(&self, q: f64) -> Duration {
+        let mut sorted = self.latencies.clone();
+        sorted.sort();
+        let i = ((sorted.len() as f64 - 1.0) * q).round() as usize;
+        sorted.get(i).copied().unwrap_or_default()
+    }
+}
+
+type Client = pb::bench_client::BenchClient<tonic::transport::Channel>;
+
+/// Drives `load` against the server at `addr` and counts every outcome.
+pub async fn run_load(addr: SocketAddr, load: Load) -> Report {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .expect("a valid address")
+        .connect()
+        .await
+        .expect("the server is listening");
+    let started = Instant::now();
+    let workers = load.concurrency.max(1) as u64;
+    let mut tasks = tokio::task::JoinSet::new();
+    for worker in 0..workers {
+        let calls = load.calls / workers + u64::from(worker < load.calls % workers);
+        let mut client = Client::new(channel.clone()).max_decoding_message_size(usize::MAX);
+        tasks.spawn(async move {
+            let mut report = Report::default();
+            for _ in 0..calls {
+                let t = Instant::now();
+                let (status, messages) = one_call(&mut client, load).await;
+                report.latencies.push(t.elapsed());
+                report.messages += messages;
+                *report.statuses.entry(format!("{status:?}")).or_default() += 1;
+            }
+            report
+        });
+    }
+    let mut total = Report::default();
+    while let Some(report) = tasks.join_next().await {
+        let report = report.expect("load worker");
+        for (k, v) in report.statuses {
+            *total.statuses.entry(k).or_default() += v;
+        }
+        total.messages += report.messages;
+        total.latencies.extend(report.latencies);
+    }
+    total.elapsed = started.elapsed();
+    total
+}
+
+fn request<T>(message: T, token: bool) -> Request<T> {
+    let mut request = Request::new(message);
+    if token {
+        let value = format!("Bearer {TOKEN}").parse().expect("ascii");
+        request.metadata_mut().insert("authorization", value);
+    }
+    request
+}
+
+fn payload(seq: u64, size: usize) -> Payload {
+    Payload {
+        seq,
+        data: vec![7; size],
+    }
+}
+
+/// One call; its final code and the messages it received.
+async fn one_call(client: &mut Client, load: Load) -> (Code, u64) {
+    let n = u64::from(load.messages);
+    let code = |r: Result<(), Status>| r.map_or_else(|s| s.code(), |()| Code::Ok);
+    match load.workload {
+        Workload::Unary => (
+            code(
+                client
+                    .unary(request(payload(1, load.size), true))
+                    .await
+                    .map(drop),
+            ),
+            0,
+        ),
+        Workload::NoToken => (
+            code(
+                client
+                    .unary(request(payload(1, load.size), false))
+                    .await
+                    .map(drop),
+            ),
+            0,
+        ),
+        Workload::Oversize => {
+            let big = payload(1, MAX_MESSAGE_BYTES + 1);
+            (code(client.unary(request(big, true)).await.map(drop)), 0)
+        }
+        Workload::ServerStream => {
+            let ask = StreamRequest {
+                count: load.messages,
+                size: load.size as u32,
+            };
+            match client.server_stream(request(ask, true)).await {
+                Err(s) => (s.code(), 0),
+                Ok(response) => drain(response.into_inner()).await,
+            }
+        }
+        Workload::ClientStream => {
+            let size = load.size;
+            let requests = tokio_stream::iter((0..n).map(move |i| payload(i, size)));
+            match client.client_stream(request(requests, true)).await {
+                Err(s) => (s.code(), 0),
+                Ok(summary) if summary.get_ref().count == n => (Code::Ok, 0),
+                Ok(_) => (Code::DataLoss, 0),
+            }
+        }
+        Workload::Bidi => {
+            let (tx, rx) = tokio::sync::mpsc::channel(1);
+            let outbound = tokio_stream::wrappers::ReceiverStream::new(rx);
+            let mut replies = match client.bidi(request(outbound, true)).await {
+                Err(s) => return (s.code(), 0),
+                Ok(response) => response.into_inner(),
+            };
+            let mut received = 0;
+            for i in 0..n {
+                if tx.send(payload(i, load.size)).await.is_err() {
+                    break;
+                }
+                match replies.message().await {
+                    Ok(Some(_)) => received += 1,
+                    Ok(None) => return (Code::DataLoss, received),
+                    Err(s) => return (s.code(), received),
+                }
+            }
+            drop(tx);
+            match replies.message().await {
+                Ok(None) => (Code::Ok, received),
+                Ok(Some(_)) => (Code::DataLoss, received),
+                Err(s) => (s.code(), received),
+            }
+        }
+    }
+}
+
+async fn drain(mut stream: Streaming<Payload>) -> (Code, u64) {
+    let mut received = 0;
+    loop {
+        match stream.message().await {
+            Ok(Some(_)) => received += 1,
+            Ok(None) => return (Code::Ok, received),
+            Err(s) => return (s.code(), received),
+        }
+    }
+}

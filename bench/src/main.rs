@@ -1,0 +1,420 @@
+//! `bench serve | load | callgrind | wallclock`: see BENCHMARKS.md.
+//!
+//! Instructions come from callgrind, by the difference of two runs of the server with
+//! different call (or message) counts, so start-up and shutdown cancel out. Allocations
+//! come from the counting allocator below, the same way. Wall-clock figures interleave
+//! the variants (A B A B ...) and report ratios to bare tonic with their spread.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tonic::Code;
+use tonic_intercept_bench::{Handled, Load, Variant, Workload, run_load, serve};
+
+struct Counting;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+static ALLOCATED_BYTES: AtomicU64 = AtomicU64::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        ALLOCATED_BYTES.fetch_add(layout.size() as u64, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        ALLOCATED_BYTES.fetch_add(new_size as u64, Ordering::Relaxed);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+const USAGE: &str = "usage:
+  bench serve --variant V [--addr 127.0.0.1:0]
+  bench load --addr A --workload W [--calls N] [--messages M] [--size B] [--concurrency C]
+  bench callgrind [--out target/bench]        (needs valgrind; build with --release)
+  bench wallclock [--rounds R] [--calls N]    (build with --release)
+variants: bare interceptor tower tower-full intercept-none intercept-auth intercept-full
+workloads: unary server-stream client-stream bidi no-token oversize";
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("serve") => cmd_serve(&args[1..]),
+        Some("load") => cmd_load(&args[1..]),
+        Some("callgrind") => cmd_callgrind(&args[1..]),
+        Some("wallclock") => cmd_wallclock(&args[1..]),
+        _ => Err(USAGE.to_string()),
+    };
+    if let Err(e) = result {
+        eprintln!("{e}");
+        std::process::exit(2);
+    }
+}
+
+fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .map(String::as_str)
+}
+
+fn parsed<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> Result<T, String> {
+    match flag(args, name) {
+        Some(v) => v.parse().map_err(|_| format!("bad value for {name}: {v}")),
+        None => Ok(default),
+    }
+}
+
+/// The server, on one thread so that a run under callgrind is deterministic. Prints
+/// `listening on ADDR`, serves until SIGINT, then prints what it handled and allocated.
+fn cmd_serve(args: &[String]) -> Result<(), String> {
+    let variant: Variant = flag(args, "--variant").ok_or(USAGE)?.parse()?;
+    let addr: SocketAddr = parsed(args, "--addr", "127.0.0.1:0".parse().unwrap())?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let handled = Arc::new(Handled::default());
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| e.to_string())?;
+        println!(
+            "listening on {}",
+            listener.local_addr().map_err(|e| e.to_string())?
+        );
+        std::io::stdout().flush().ok();
+        let shutdown = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        serve(variant, listener, handled.clone(), shutdown)
+            .await
+            .map_err(|e| e.to_string())
+    })?;
+    println!(
+        "handled calls={} messages_in={} allocations={} allocated_bytes={}",
+        handled.calls.load(Ordering::Relaxed),
+        handled.messages_in.load(Ordering::Relaxed),
+        ALLOCATIONS.load(Ordering::Relaxed),
+        ALLOCATED_BYTES.load(Ordering::Relaxed),
+    );
+    Ok(())
+}
+
+fn load_from(args: &[String]) -> Result<Load, String> {
+    Ok(Load {
+        workload: flag(args, "--workload").unwrap_or("unary").parse()?,
+        calls: parsed(args, "--calls", 1000)?,
+        messages: parsed(args, "--messages", 100)?,
+        size: parsed(args, "--size", 16)?,
+        concurrency: parsed(args, "--concurrency", 1)?,
+    })
+}
+
+fn cmd_load(args: &[String]) -> Result<(), String> {
+    let addr: SocketAddr = flag(args, "--addr")
+        .ok_or(USAGE)?
+        .parse()
+        .map_err(|_| "bad --addr")?;
+    let load = load_from(args)?;
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    let report = runtime.block_on(run_load(addr, load));
+    println!(
+        "{} calls in {:.3}s: {:?}; {} messages received; p50 {:?} p99 {:?} p99.9 {:?}",
+        load.calls,
+        report.elapsed.as_secs_f64(),
+        report.statuses,
+        report.messages,
+        report.quantile(0.5),
+        report.quantile(0.99),
+        report.quantile(0.999),
+    );
+    Ok(())
+}
+
+/// A server process of ours, maybe under valgrind.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+    stdout: BufReader<std::process::ChildStdout>,
+}
+
+impl Server {
+    fn start(variant: Variant, valgrind_out: Option<&PathBuf>) -> Result<Self, String> {
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let mut command = match valgrind_out {
+            Some(out) => {
+                let mut c = Command::new("valgrind");
+                c.arg("--tool=callgrind")
+                    .arg(format!("--callgrind-out-file={}", out.display()))
+                    .arg(&exe);
+                c
+            }
+            None => Command::new(&exe),
+        };
+        let mut child = command
+            .args(["serve", "--variant", variant.name()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start the server (is valgrind installed?): {e}"))?;
+        let mut stdout = BufReader::new(child.stdout.take().expect("piped"));
+        let mut line = String::new();
+        stdout.read_line(&mut line).map_err(|e| e.to_string())?;
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .and_then(|a| a.parse().ok())
+            .ok_or_else(|| format!("unexpected first line from the server: {line:?}"))?;
+        Ok(Self {
+            child,
+            addr,
+            stdout,
+        })
+    }
+
+    /// SIGINT, then the server's closing line: (handled calls, allocations).
+    fn stop(mut self) -> Result<(u64, u64), String> {
+        Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status()
+            .map_err(|e| e.to_string())?;
+        let mut line = String::new();
+        self.stdout
+            .read_line(&mut line)
+            .map_err(|e| e.to_string())?;
+        self.child.wait().map_err(|e| e.to_string())?;
+        let field = |name: &str| -> Result<u64, String> {
+            line.split_whitespace()
+                .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| format!("no {name} in {line:?}"))
+        };
+        Ok((field("calls")?, field("allocations")?))
+    }
+}
+
+/// Ir (instructions executed) from a callgrind output file.
+fn instructions(out: &PathBuf) -> Result<u64, String> {
+    let text = std::fs::read_to_string(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix("summary:")
+                .or_else(|| l.strip_prefix("totals:"))
+        })
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .ok_or_else(|| format!("no summary in {}", out.display()))
+}
+
+/// One measured server run: instructions and allocations for `load`.
+fn measure(
+    runtime: &tokio::runtime::Runtime,
+    variant: Variant,
+    load: Load,
+    dir: &std::path::Path,
+) -> Result<(u64, u64), String> {
+    let out = dir.join(format!(
+        "callgrind.{}.{}.{}x{}",
+        variant.name(),
+        load.workload.name(),
+        load.calls,
+        load.messages
+    ));
+    let server = Server::start(variant, Some(&out))?;
+    let report = runtime.block_on(run_load(server.addr, load));
+    let expected = load.workload.expected(variant);
+    let (handled, allocations) = server.stop()?;
+    // A run of rejected calls must not pass as a fast run.
+    if report.count(expected) != load.calls {
+        return Err(format!(
+            "{} {}: expected {} x {expected:?}, got {:?}",
+            variant.name(),
+            load.workload.name(),
+            load.calls,
+            report.statuses
+        ));
+    }
+    let expected_handled = if expected == Code::Ok { load.calls } else { 0 };
+    if handled != expected_handled {
+        return Err(format!(
+            "{} {}: the server handled {handled} calls, expected {expected_handled}",
+            variant.name(),
+            load.workload.name()
+        ));
+    }
+    Ok((instructions(&out)?, allocations))
+}
+
+/// Per-unit cost by the difference of two runs.
+struct Cost {
+    instructions: f64,
+    allocations: f64,
+}
+
+fn cost(a: (u64, u64), b: (u64, u64), units: f64) -> Cost {
+    Cost {
+        instructions: (b.0 as f64 - a.0 as f64) / units,
+        allocations: (b.1 as f64 - a.1 as f64) / units,
+    }
+}
+
+fn cmd_callgrind(args: &[String]) -> Result<(), String> {
+    let dir = PathBuf::from(flag(args, "--out").unwrap_or("target/bench"));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    let (calls1, calls2) = (200, 1200);
+    let (msgs1, msgs2, stream_calls) = (100, 1100, 20);
+    let base = |workload, calls, messages| Load {
+        workload,
+        calls,
+        messages,
+        size: 16,
+        concurrency: 1,
+    };
+    let mut rows = Vec::new();
+    for variant in Variant::ALL {
+        let mut row = vec![variant.name().to_string()];
+        for workload in Workload::ALL {
+            let c = match workload {
+                Workload::Unary | Workload::NoToken | Workload::Oversize => {
+                    let a = measure(&runtime, variant, base(workload, calls1, 1), &dir)?;
+                    let b = measure(&runtime, variant, base(workload, calls2, 1), &dir)?;
+                    cost(a, b, (calls2 - calls1) as f64)
+                }
+                _ => {
+                    let a = measure(&runtime, variant, base(workload, stream_calls, msgs1), &dir)?;
+                    let b = measure(&runtime, variant, base(workload, stream_calls, msgs2), &dir)?;
+                    cost(a, b, (stream_calls * u64::from(msgs2 - msgs1)) as f64)
+                }
+            };
+            eprintln!(
+                "{:<15} {:<14} {:>9.0} instructions {:>6.2} allocations",
+                variant.name(),
+                workload.name(),
+                c.instructions,
+                c.allocations
+            );
+            row.push(format!("{:.0} / {:.2}", c.instructions, c.allocations));
+        }
+        rows.push(row);
+    }
+    let mut table = String::from(
+        "| variant | unary (per call) | server-stream (per msg) | client-stream (per msg) | bidi (per round trip) | no-token (per call) | oversize (per call) |\n|---|---|---|---|---|---|---|\n",
+    );
+    for row in rows {
+        table.push_str(&format!("| {} |\n", row.join(" | ")));
+    }
+    println!("{table}");
+    std::fs::write(dir.join("callgrind.md"), &table).map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+fn cmd_wallclock(args: &[String]) -> Result<(), String> {
+    let rounds: usize = parsed(args, "--rounds", 3)?;
+    let calls: u64 = parsed(args, "--calls", 20_000)?;
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    let load = Load {
+        workload: Workload::Unary,
+        calls,
+        messages: 1,
+        size: 16,
+        concurrency: 32,
+    };
+    let stream_load = Load {
+        workload: Workload::ServerStream,
+        calls: 200,
+        messages: 1_000,
+        size: 16,
+        concurrency: 8,
+    };
+    let mut results: Vec<Vec<Sample>> = vec![Vec::new(); Variant::ALL.len()];
+    for round in 0..rounds {
+        for (i, variant) in Variant::ALL.into_iter().enumerate() {
+            let server = Server::start(variant, None)?;
+            let unary = runtime.block_on(run_load(server.addr, load));
+            let stream = runtime.block_on(run_load(server.addr, stream_load));
+            server.stop()?;
+            if unary.count(Code::Ok) != calls || stream.count(Code::Ok) != stream_load.calls {
+                return Err(format!(
+                    "{}: not every call succeeded: {:?} {:?}",
+                    variant.name(),
+                    unary.statuses,
+                    stream.statuses
+                ));
+            }
+            let sample = Sample {
+                calls_per_second: calls as f64 / unary.elapsed.as_secs_f64(),
+                p50: unary.quantile(0.5),
+                p99: unary.quantile(0.99),
+                p999: unary.quantile(0.999),
+                messages_per_second: stream.messages as f64 / stream.elapsed.as_secs_f64(),
+            };
+            eprintln!("round {round} {:<15} {sample:?}", variant.name());
+            results[i].push(sample);
+        }
+    }
+    let mut table = String::from(
+        "| variant | unary calls/s (× bare, min–max) | p50 | p99 | p99.9 | server-stream msgs/s (× bare, min–max) |\n|---|---|---|---|---|---|\n",
+    );
+    for (i, variant) in Variant::ALL.into_iter().enumerate() {
+        let samples = &results[i];
+        let bare = &results[0];
+        table.push_str(&format!(
+            "| {} | {:.0} ({}) | {:?} | {:?} | {:?} | {:.0} ({}) |\n",
+            variant.name(),
+            mean(samples, |s| s.calls_per_second),
+            ratio(samples, bare, |s| s.calls_per_second),
+            median(samples, |s| s.p50),
+            median(samples, |s| s.p99),
+            median(samples, |s| s.p999),
+            mean(samples, |s| s.messages_per_second),
+            ratio(samples, bare, |s| s.messages_per_second),
+        ));
+    }
+    println!("{table}");
+    Ok(())
+}
+
+/// One variant's wall-clock figures in one round.
+#[derive(Debug, Clone)]
+struct Sample {
+    calls_per_second: f64,
+    p50: Duration,
+    p99: Duration,
+    p999: Duration,
+    messages_per_second: f64,
+}
+
+fn mean(samples: &[Sample], f: fn(&Sample) -> f64) -> f64 {
+    samples.iter().map(f).sum::<f64>() / samples.len() as f64
+}
+
+fn median(samples: &[Sample], f: fn(&Sample) -> Duration) -> Duration {
+    let mut d: Vec<Duration> = samples.iter().map(f).collect();
+    d.sort();
+    d[d.len() / 2]
+}
+
+/// The mean ratio to bare tonic over the rounds (each round's variant against the same
+/// round's bare run, as they were interleaved), with its min and max.
+fn ratio(samples: &[Sample], bare: &[Sample], f: fn(&Sample) -> f64) -> String {
+    let ratios: Vec<f64> = samples.iter().zip(bare).map(|(a, b)| f(a) / f(b)).collect();
+    let mean = ratios.iter().sum::<f64>() / ratios.len() as f64;
+    let (min, max) = ratios
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(lo, hi), r| (lo.min(*r), hi.max(*r)));
+    format!("{mean:.3}, {min:.3}–{max:.3}")
+}
