@@ -17,15 +17,19 @@
 #                     [/tmp/tonic-intercept-build-cost]; it is recreated on every run
 #   CARGO_TARGET_DIR  target dir shared by both crates [/tmp/build-cost-target]; kept
 #                     between runs so the dependencies stay warm
-#   REPS              repetitions of every measurement; the minimum is reported [3]
+#   REPS              repetitions of every measurement; the minimum is reported [5]
 #   PROFILES          "debug", "release" or both ["debug release"]
-#   SCENARIOS         which rebuilds to time ["proto lib"]:
+#   SCENARIOS         which rebuilds to time ["proto lib gen"]:
 #                       proto   touch proto/big.proto: the build script runs again, then
 #                               the crate compiles (the number the 25 % target is about)
 #                       lib     touch src/lib.rs: the crate compiles, build script not rerun
 #                               (isolates rustc on the generated code)
 #                       check   touch proto/big.proto, `cargo check` (build script +
 #                               rustc front end only, no codegen)
+#                       gen     run the already built build-script binary by hand
+#                               (OUT_DIR in the scratch dir): the generator alone, no
+#                               cargo, no rustc (build scripts are unoptimised in both
+#                               profiles: cargo's default build-override is opt-level 0)
 #                       buildrs touch build.rs: build script recompiled + relinked + run,
 #                               then the crate compiles
 #   SERVICES          number of services [50]
@@ -62,9 +66,9 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 SCRATCH="${BUILD_COST_DIR:-/tmp/tonic-intercept-build-cost}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/tmp/build-cost-target}"
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
-REPS="${REPS:-3}"
+REPS="${REPS:-5}"
 PROFILES="${PROFILES:-debug release}"
-SCENARIOS="${SCENARIOS:-proto lib}"
+SCENARIOS="${SCENARIOS:-proto lib gen}"
 SERVICES="${SERVICES:-50}"
 CRATES=(plain intercept)
 
@@ -273,10 +277,22 @@ timed_rebuild() { # kind profile scenario
         lib) touch "$dir/src/lib.rs" ;;
         check) touch "$dir/proto/big.proto"; sub=check ;;
         buildrs) touch "$dir/build.rs" ;;
+        gen) ;;
         *) echo "unknown scenario $scenario" >&2; exit 2 ;;
     esac
     tf=$(mktemp)
     out=$(mktemp)
+    if [[ $scenario == gen ]]; then
+        mkdir -p "$SCRATCH/gen-out/$kind"
+        if ! { TIMEFORMAT='%R %U %S'; time (cd "$dir" && OUT_DIR="$SCRATCH/gen-out/$kind" \
+                "${BUILD_EXE[$kind.$profile]}" >"$out" 2>&1); } 2>"$tf"; then
+            cat "$out" >&2
+            exit 1
+        fi
+        tail -n 1 "$tf"
+        rm -f "$tf" "$out"
+        return
+    fi
     # shellcheck disable=SC2046
     if ! { TIMEFORMAT='%R %U %S'; time cargo "$sub" $(profile_flag "$profile") \
             --manifest-path "$dir/Cargo.toml" >"$out" 2>&1; } 2>"$tf"; then
@@ -306,12 +322,17 @@ gen_lines() { # file
     ' "$1"
 }
 
-out_dir_of() { # kind profile
+# Sets OUT_DIR_OF and BUILD_EXE[kind.profile] from cargo's JSON messages.
+find_outputs() { # kind profile
+    local json
     # shellcheck disable=SC2046
-    cargo build $(profile_flag "$2") --manifest-path "$SCRATCH/$1/Cargo.toml" \
-        --message-format=json 2>>"$LOG" |
-        grep '"reason":"build-script-executed"' | grep "bench_$1" |
-        sed -n 's/.*"out_dir":"\([^"]*\)".*/\1/p' | tail -n 1
+    json=$(cargo build $(profile_flag "$2") --manifest-path "$SCRATCH/$1/Cargo.toml" \
+        --message-format=json 2>>"$LOG" | grep "bench_$1")
+    OUT_DIR_OF=$(grep '"reason":"build-script-executed"' <<<"$json" |
+        sed -n 's/.*"out_dir":"\([^"]*\)".*/\1/p' | tail -n 1)
+    BUILD_EXE[$1.$2]=$(grep '"reason":"compiler-artifact"' <<<"$json" |
+        grep -o '"[^"]*/build-script-build"' | tr -d '"' | tail -n 1)
+    [[ -x ${BUILD_EXE[$1.$2]} ]] || { echo "no build script binary for $1 ($2)" >&2; exit 1; }
 }
 
 gen_proto >"$SCRATCH/big.proto"
@@ -324,7 +345,7 @@ echo "== reps $REPS, profiles: $PROFILES, scenarios: $SCENARIOS, CARGO_INCREMENT
 # ---------------------------------------------------------------- 3. measure
 SAMPLES="$SCRATCH/samples.tsv"
 printf 'generator\tprofile\tscenario\trep\twall_s\tuser_s\tsys_s\tcpu_s\n' >"$SAMPLES"
-declare -A LINES BYTES SPLIT
+declare -A LINES BYTES SPLIT BUILD_EXE
 
 for profile in $PROFILES; do
     for k in "${CRATES[@]}"; do
@@ -333,8 +354,8 @@ for profile in $PROFILES; do
         cargo_run "$k" "$profile" build
         cargo_run "$k" "$profile" check # check metadata of the deps, so `check` runs are warm too
         echo "   done in $((SECONDS - start)) s"
-        od=$(out_dir_of "$k" "$profile")
-        f="$od/big.v1.rs"
+        find_outputs "$k" "$profile"
+        f="$OUT_DIR_OF/big.v1.rs"
         [[ -f $f ]] || { echo "no generated file at $f" >&2; exit 1; }
         cp "$f" "$SCRATCH/$k.$profile.big.v1.rs"
         LINES[$k]=$(wc -l <"$f")

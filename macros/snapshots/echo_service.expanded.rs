@@ -78,7 +78,10 @@ impl pb::echo_service_server::EchoService for Echo {
             .await
         {
             ::core::result::Result::Ok(__ti_identity) => {
-                __ti_request.extensions_mut().insert(__ti_identity);
+                ::tonic_intercept::__private::store_identity(
+                    &mut __ti_request,
+                    __ti_identity,
+                );
             }
             ::core::result::Result::Err(__ti_status) => {
                 return ::core::result::Result::Err(__ti_guard.reject(__ti_status));
@@ -130,7 +133,10 @@ impl pb::echo_service_server::EchoService for Echo {
             .await
         {
             ::core::result::Result::Ok(__ti_identity) => {
-                __ti_request.extensions_mut().insert(__ti_identity);
+                ::tonic_intercept::__private::store_identity(
+                    &mut __ti_request,
+                    __ti_identity,
+                );
             }
             ::core::result::Result::Err(__ti_status) => {
                 return ::core::result::Result::Err(__ti_guard.reject(__ti_status));
@@ -190,7 +196,10 @@ impl pb::echo_service_server::EchoService for Echo {
             .await
         {
             ::core::result::Result::Ok(__ti_identity) => {
-                __ti_request.extensions_mut().insert(__ti_identity);
+                ::tonic_intercept::__private::store_identity(
+                    &mut __ti_request,
+                    __ti_identity,
+                );
             }
             ::core::result::Result::Err(__ti_status) => {
                 return ::core::result::Result::Err(__ti_guard.reject(__ti_status));

@@ -215,7 +215,7 @@ fn rewrite_handler(
         plan.rpc.server_streaming,
     ) {
         (Shape::Untouched, ..) => return,
-        (Shape::AuthOnly, ..) => "passthrough",
+        (Shape::AuthOnly, ..) => "inline",
         (Shape::Full, false, false) => "unary",
         (Shape::Full, false, true) => "server_streaming",
         (Shape::Full, true, false) => "client_streaming",
@@ -249,21 +249,29 @@ fn rewrite_handler(
     let limits = limits_expr(&plan.limits);
     let limits_first = plan.limits_first;
 
+    let auth_only = matches!(shape(plan), Shape::AuthOnly);
+    let call = Ident::new("__ti_call", Span::mixed_site());
+    // Where the steps find the call, and how they end it: an auth-only RPC has no guard.
+    let (call_ref, reject) = if auth_only {
+        (quote!(&#call), quote!(#status))
+    } else {
+        (quote!(#guard.call()), quote!(#guard.reject(#status)))
+    };
     let steps = plan.steps.iter().map(|step| match step {
         Step::Auth(verifier) => {
             // The trait method is called directly on the user's expression: a verifier
             // lacking `Authenticate` is then one error, at that expression.
             let identity = Ident::new("__ti_identity", Span::mixed_site());
             let check = quote_spanned! {verifier.span()=>
-                ::tonic_intercept::Authenticate::authenticate(&#verifier, #guard.call(), #request.metadata())
+                ::tonic_intercept::Authenticate::authenticate(&#verifier, #call_ref, #request.metadata())
             };
             quote! {
                 match #check.await {
                     ::core::result::Result::Ok(#identity) => {
-                        #request.extensions_mut().insert(#identity);
+                        ::tonic_intercept::__private::store_identity(&mut #request, #identity);
                     }
                     ::core::result::Result::Err(#status) => {
-                        return ::core::result::Result::Err(#guard.reject(#status));
+                        return ::core::result::Result::Err(#reject);
                     }
                 }
             }
@@ -273,9 +281,9 @@ fn rewrite_handler(
             let ty = &plan.hooks[*i].ty;
             quote_spanned! {ty.span()=>
                 if let ::core::result::Result::Err(#status) =
-                    <#ty as ::tonic_intercept::Hook<#rpc>>::on_call(&#guard.hooks().#index, #guard.call(), #request.metadata()).await
+                    <#ty as ::tonic_intercept::Hook<#rpc>>::on_call(&#guard.hooks().#index, #call_ref, #request.metadata()).await
                 {
-                    return ::core::result::Result::Err(#guard.reject(#status));
+                    return ::core::result::Result::Err(#reject);
                 }
             }
         }
@@ -330,6 +338,23 @@ fn rewrite_handler(
                 ::tonic_intercept::__private::Status,
             >
         };
+    }
+
+    if auth_only {
+        // Nothing runs after the handler, so its body runs inline: no guard, no extra
+        // future, and an early `return` in it is just that.
+        f.block = syn::parse_quote! {{
+            let #call = ::tonic_intercept::Call::start(
+                &<#rpc as ::tonic_intercept::Rpc>::DESCRIPTOR,
+                &#request,
+                ::core::option::Option::None,
+            );
+            #rebind
+            #(#steps)*
+            let #user_pat = #request;
+            #body
+        }};
+        return;
     }
 
     f.block = syn::parse_quote! {{

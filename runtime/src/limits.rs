@@ -163,7 +163,7 @@ pub(crate) struct Meter {
     max_messages: Option<u64>,
     max_bytes: Option<usize>,
     count_bytes: bool,
-    rate: Option<Gcra>,
+    rate: Option<Bucket>,
     pub(crate) messages: u64,
     pub(crate) bytes: u64,
 }
@@ -185,7 +185,7 @@ impl Meter {
             max_messages,
             max_bytes: limits.max_message_bytes,
             count_bytes: hooks_present || limits.max_message_bytes.is_some(),
-            rate: rate.map(Gcra::new),
+            rate: rate.map(Bucket::new),
             messages: 0,
             bytes: 0,
         }
@@ -228,7 +228,7 @@ impl Meter {
         let Some(rate) = &mut self.rate else {
             return Ok(Admit::Now);
         };
-        match rate.take(Instant::now()) {
+        match rate.take(Instant::now) {
             None => Ok(Admit::Now),
             Some(at) if rate.on_exceeded == OnRateExceeded::Delay => Ok(Admit::At(at)),
             Some(_) => Err(Status::resource_exhausted(format!(
@@ -241,43 +241,65 @@ impl Meter {
     }
 }
 
-/// Generic cell rate algorithm, the integer form of a token bucket: one "theoretical
-/// arrival time" instead of a token count and a refill timer.
+/// A token bucket that reads the clock only when it runs out of tokens: with a burst of
+/// `b`, one clock read per `b` messages at most, which matters per streamed message.
 #[derive(Debug)]
-struct Gcra {
+struct Bucket {
     per_second: u32,
+    burst: u32,
     on_exceeded: OnRateExceeded,
-    interval: Duration,
-    tolerance: Duration,
-    tat: Option<Instant>,
+    tokens: u32,
+    /// The first message's time; times below are nanoseconds since it.
+    base: Option<Instant>,
+    /// Tokens have been credited for the time up to here.
+    credited: u64,
 }
 
-impl Gcra {
+const NANOS: u128 = 1_000_000_000;
+
+impl Bucket {
     fn new(rate: Rate) -> Self {
-        let interval = Duration::from_secs(1) / rate.per_second.max(1);
         Self {
-            per_second: rate.per_second,
+            per_second: rate.per_second.max(1),
+            burst: rate.burst.max(1),
             on_exceeded: rate.on_exceeded,
-            interval,
-            tolerance: interval * rate.burst.saturating_sub(1),
-            tat: None,
+            tokens: 0,
+            base: None,
+            credited: 0,
         }
     }
 
-    /// Takes a token at `now`. `None`: it passes now. `Some(t)`: it may pass at `t`
-    /// (with `Delay` the token is already taken for `t`; with `Reject` nothing is taken).
-    fn take(&mut self, now: Instant) -> Option<Instant> {
-        let tat = self.tat.map_or(now, |t| t.max(now));
-        let earliest = tat.checked_sub(self.tolerance).unwrap_or(now);
-        if earliest <= now {
-            self.tat = Some(tat + self.interval);
-            None
-        } else if self.on_exceeded == OnRateExceeded::Delay {
-            self.tat = Some(tat + self.interval);
-            Some(earliest)
-        } else {
-            Some(earliest)
+    /// Takes a token. `None`: the message passes now. `Some(t)`: it may pass at `t`
+    /// (with `Delay` the token is already spoken for; with `Reject` nothing is taken).
+    fn take(&mut self, now: impl FnOnce() -> Instant) -> Option<Instant> {
+        if self.tokens > 0 {
+            self.tokens -= 1;
+            return None;
         }
+        let now = now();
+        let Some(base) = self.base else {
+            self.base = Some(now);
+            self.tokens = self.burst - 1;
+            return None;
+        };
+        let elapsed = now.saturating_duration_since(base).as_nanos() as u64;
+        let rate = u128::from(self.per_second);
+        let earned = u128::from(elapsed.saturating_sub(self.credited)) * rate / NANOS;
+        if earned >= 1 {
+            if earned >= u128::from(self.burst) {
+                self.tokens = self.burst - 1;
+                self.credited = elapsed;
+            } else {
+                self.tokens = earned as u32 - 1;
+                self.credited += (earned * NANOS / rate) as u64;
+            }
+            return None;
+        }
+        let next = self.credited + NANOS.div_ceil(rate) as u64;
+        if self.on_exceeded == OnRateExceeded::Delay {
+            self.credited = next;
+        }
+        Some(base + Duration::from_nanos(next))
     }
 }
 
@@ -285,8 +307,8 @@ impl Gcra {
 mod tests {
     use super::*;
 
-    fn gcra(per_second: u32, burst: u32, on_exceeded: OnRateExceeded) -> Gcra {
-        Gcra::new(Rate {
+    fn bucket(per_second: u32, burst: u32, on_exceeded: OnRateExceeded) -> Bucket {
+        Bucket::new(Rate {
             per_second,
             burst,
             on_exceeded,
@@ -295,23 +317,61 @@ mod tests {
 
     #[test]
     fn paces_after_the_burst() {
-        let mut g = gcra(10, 3, OnRateExceeded::Delay);
+        let mut b = bucket(10, 3, OnRateExceeded::Delay);
         let t0 = Instant::now();
-        assert_eq!(g.take(t0), None);
-        assert_eq!(g.take(t0), None);
-        assert_eq!(g.take(t0), None);
+        let at = |ms| move || t0 + Duration::from_millis(ms);
+        assert_eq!(b.take(at(0)), None);
+        assert_eq!(b.take(at(0)), None);
+        assert_eq!(b.take(at(0)), None);
         // The fourth message waits one interval (100 ms), the fifth two.
-        assert_eq!(g.take(t0), Some(t0 + Duration::from_millis(100)));
-        assert_eq!(g.take(t0), Some(t0 + Duration::from_millis(200)));
+        assert_eq!(b.take(at(0)), Some(t0 + Duration::from_millis(100)));
+        assert_eq!(b.take(at(0)), Some(t0 + Duration::from_millis(200)));
+        // After a quiet second the burst is back, and no more.
+        assert_eq!(b.take(at(1_500)), None);
+        assert_eq!(b.take(at(1_500)), None);
+        assert_eq!(b.take(at(1_500)), None);
+        assert_eq!(b.take(at(1_500)), Some(t0 + Duration::from_millis(1_600)));
     }
 
     #[test]
     fn reject_takes_no_token() {
-        let mut g = gcra(10, 1, OnRateExceeded::Reject);
+        let mut b = bucket(10, 1, OnRateExceeded::Reject);
         let t0 = Instant::now();
-        assert_eq!(g.take(t0), None);
-        assert!(g.take(t0).is_some());
-        assert!(g.take(t0 + Duration::from_millis(99)).is_some());
-        assert_eq!(g.take(t0 + Duration::from_millis(100)), None);
+        let at = |ms| move || t0 + Duration::from_millis(ms);
+        assert_eq!(b.take(at(0)), None);
+        assert!(b.take(at(0)).is_some());
+        assert!(b.take(at(99)).is_some());
+        assert_eq!(b.take(at(100)), None);
+        assert!(b.take(at(150)).is_some());
+        assert_eq!(b.take(at(200)), None);
+    }
+
+    #[test]
+    fn reads_the_clock_once_per_burst() {
+        let mut b = bucket(1_000_000, 100, OnRateExceeded::Delay);
+        let t0 = Instant::now();
+        let mut reads = 0;
+        for i in 0..1_000u64 {
+            b.take(|| {
+                reads += 1;
+                // 100 µs per message: ten times slower than the rate.
+                t0 + Duration::from_micros(100 * i)
+            });
+        }
+        assert_eq!(reads, 10);
+    }
+
+    #[test]
+    fn sustains_the_rate_exactly() {
+        let mut b = bucket(1_000, 1, OnRateExceeded::Delay);
+        let t0 = Instant::now();
+        let mut last = t0;
+        for _ in 0..1_000 {
+            if let Some(at) = b.take(|| t0) {
+                last = at;
+            }
+        }
+        // 1000 messages at 1000/s with a burst of 1: the last may pass at 999 ms.
+        assert_eq!(last, t0 + Duration::from_millis(999));
     }
 }

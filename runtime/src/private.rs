@@ -20,6 +20,17 @@ pub use std::time::Duration;
 
 pub use tonic::{Response, Status};
 
+/// Hands the verified identity to the handler through the request extensions.
+///
+/// `type Identity = ();` means the verifier only admits or refuses: nothing is stored,
+/// which saves a map insertion per call. (A zero-sized marker type is still stored:
+/// its presence means something.)
+pub fn store_identity<T, I: Clone + Send + Sync + 'static>(request: &mut Request<T>, identity: I) {
+    if std::any::TypeId::of::<I>() != std::any::TypeId::of::<()>() {
+        request.extensions_mut().insert(identity);
+    }
+}
+
 /// The policies of one call of `R`, from its start to its end.
 #[derive(Debug)]
 pub struct Guard<R: Rpc, H: Hooks<R>> {
@@ -164,16 +175,6 @@ impl<R: Rpc, H: Hooks<R>> Guard<R, H> {
             }
             Err(status) => Err(self.reject(status)),
         }
-    }
-
-    /// Runs a handler that has only call-start policies (auth): its response, stream or
-    /// not, goes out as it is.
-    pub async fn passthrough<T, F>(self, handler: F) -> Result<T, Status>
-    where
-        F: Future<Output = Result<T, Status>>,
-    {
-        let result = self.run(handler).await;
-        self.end(result)
     }
 
     async fn run<T, F>(&self, handler: F) -> Result<T, Status>

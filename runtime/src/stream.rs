@@ -179,15 +179,23 @@ where
             return Poll::Ready(None);
         }
         // `None`: the stream ended well. (A `Status` is boxed: don't build one for Ok.)
+        // Polling the deadline timer costs more than the rest of a message's policies, so
+        // it is polled when the stream would wait (which also arms the wake-up) and every
+        // 64th message (so a stream that never waits is still cut).
+        let mut deadline_passed = |cx: &mut Context<'_>| {
+            this.deadline
+                .as_mut()
+                .is_some_and(|d| d.as_mut().poll(cx).is_ready())
+        };
         let status: Option<Status> = loop {
-            if let Some(deadline) = this.deadline
-                && deadline.as_mut().poll(cx).is_ready()
-            {
-                break Some(deadline_exceeded(this.call));
-            }
             if this.pending.is_some() {
                 let pacing = this.pacing.as_mut().expect("armed with pending");
-                ready!(pacing.as_mut().poll(cx));
+                if pacing.as_mut().poll(cx).is_pending() {
+                    if deadline_passed(cx) {
+                        break Some(deadline_exceeded(this.call));
+                    }
+                    return Poll::Pending;
+                }
                 return Poll::Ready(this.pending.take().map(Ok));
             }
             let Some(inner) = this.inner.as_mut().as_pin_mut() else {
@@ -196,10 +204,16 @@ where
             // What the handler already produced still goes out; a request-side
             // violation ends the call once the handler has nothing ready.
             let message = match inner.poll_next(cx) {
+                Poll::Pending if deadline_passed(cx) => break Some(deadline_exceeded(this.call)),
                 Poll::Pending => match this.inbound.violation() {
                     Some(status) => break Some(status.clone()),
                     None => return Poll::Pending,
                 },
+                Poll::Ready(Some(Ok(_)))
+                    if this.meter.messages % 64 == 63 && deadline_passed(cx) =>
+                {
+                    break Some(deadline_exceeded(this.call));
+                }
                 Poll::Ready(None) => break this.inbound.violation().cloned(),
                 Poll::Ready(Some(Err(status))) => break Some(status),
                 Poll::Ready(Some(Ok(message))) => message,
