@@ -53,10 +53,13 @@ pub enum Variant {
     /// `#[intercept]` with auth, limits (deadline, sizes, stream counts and rates) and
     /// typed hooks on every message.
     InterceptFull,
+    /// `#[intercept]` with only what the per-message target names: typed hooks on every
+    /// message and stream count limits.
+    InterceptHooks,
 }
 
 impl Variant {
-    pub const ALL: [Variant; 7] = [
+    pub const ALL: [Variant; 8] = [
         Variant::Bare,
         Variant::Interceptor,
         Variant::Tower,
@@ -64,6 +67,7 @@ impl Variant {
         Variant::InterceptNone,
         Variant::InterceptAuth,
         Variant::InterceptFull,
+        Variant::InterceptHooks,
     ];
 
     pub fn name(self) -> &'static str {
@@ -75,12 +79,16 @@ impl Variant {
             Variant::InterceptNone => "intercept-none",
             Variant::InterceptAuth => "intercept-auth",
             Variant::InterceptFull => "intercept-full",
+            Variant::InterceptHooks => "intercept-hooks",
         }
     }
 
     /// Whether calls without the token are refused.
     pub fn authenticates(self) -> bool {
-        !matches!(self, Variant::Bare | Variant::InterceptNone)
+        !matches!(
+            self,
+            Variant::Bare | Variant::InterceptNone | Variant::InterceptHooks
+        )
     }
 
     /// Whether messages over [`MAX_MESSAGE_BYTES`] are refused.
@@ -367,6 +375,44 @@ impl pb::bench_server::Bench for InterceptFull {
     }
 }
 
+/// `#[intercept]` with typed hooks and stream count limits only.
+#[derive(Debug, Clone, Default)]
+pub struct InterceptHooks {
+    pub handled: Arc<Handled>,
+    pub counter: MessageCounter,
+}
+
+#[intercept(
+    public(*),
+    limit(ServerStream, max_messages_out = STREAM_MAX),
+    limit(ClientStream, max_messages_in = STREAM_MAX),
+    limit(Bidi, max_messages_in = STREAM_MAX, max_messages_out = STREAM_MAX),
+    hook(self.counter: MessageCounter),
+)]
+#[tonic::async_trait]
+impl pb::bench_server::Bench for InterceptHooks {
+    async fn unary(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
+        echo::unary(&self.handled, request)
+    }
+    type ServerStreamStream = Payloads;
+    async fn server_stream(
+        &self,
+        request: Request<StreamRequest>,
+    ) -> Result<Response<Payloads>, Status> {
+        echo::server_stream(&self.handled, request)
+    }
+    async fn client_stream(
+        &self,
+        request: Request<Streaming<Payload>>,
+    ) -> Result<Response<Summary>, Status> {
+        echo::client_stream(&self.handled, request.into_inner()).await
+    }
+    type BidiStream = Echoes;
+    async fn bidi(&self, request: Request<Streaming<Payload>>) -> Result<Response<Echoes>, Status> {
+        echo::bidi(&self.handled, request.into_inner())
+    }
+}
+
 /// Serves `variant` on `listener` until `shutdown` resolves; `handled` counts the work.
 pub async fn serve(
     variant: Variant,
@@ -437,6 +483,15 @@ pub async fn serve(
                 .add_service(BenchServer::new(InterceptFull {
                     handled,
                     tokens: TokenCheck,
+                    counter: MessageCounter::default(),
+                }))
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await
+        }
+        Variant::InterceptHooks => {
+            Server::builder()
+                .add_service(BenchServer::new(InterceptHooks {
+                    handled,
                     counter: MessageCounter::default(),
                 }))
                 .serve_with_incoming_shutdown(incoming, shutdown)

@@ -46,7 +46,7 @@ const USAGE: &str = "usage:
   bench load --addr A --workload W [--calls N] [--messages M] [--size B] [--concurrency C]
   bench callgrind [--out target/bench]        (needs valgrind; build with --release)
   bench wallclock [--rounds R] [--calls N]    (build with --release)
-variants: bare interceptor tower tower-full intercept-none intercept-auth intercept-full
+variants: bare interceptor tower tower-full intercept-none intercept-auth intercept-full intercept-hooks
 workloads: unary server-stream client-stream bidi no-token oversize";
 
 fn main() {

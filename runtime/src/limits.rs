@@ -192,6 +192,10 @@ impl Meter {
     }
 
     /// Counts a message and checks the count and size limits.
+    ///
+    /// Inlined into the stream wrappers' `poll`; the errors are built out of line, so
+    /// the hot path is a few compares.
+    #[inline]
     pub(crate) fn check<M: prost::Message>(
         &mut self,
         rpc: &RpcDescriptor,
@@ -200,22 +204,14 @@ impl Meter {
         if let Some(max) = self.max_messages
             && self.messages >= max
         {
-            return Err(Status::resource_exhausted(format!(
-                "{}: more than {max} {} messages in one stream",
-                rpc.method,
-                self.dir.noun()
-            )));
+            return Err(too_many(rpc, max, self.dir));
         }
         if self.count_bytes {
             let len = message.encoded_len();
             if let Some(max) = self.max_bytes
                 && len > max
             {
-                return Err(Status::resource_exhausted(format!(
-                    "{}: {} message of {len} bytes exceeds the limit of {max} bytes",
-                    rpc.method,
-                    self.dir.noun()
-                )));
+                return Err(too_large(rpc, len, max, self.dir));
             }
             self.bytes += len as u64;
         }
@@ -224,6 +220,7 @@ impl Meter {
     }
 
     /// Asks the token bucket when the message may pass.
+    #[inline]
     pub(crate) fn admit(&mut self, rpc: &RpcDescriptor) -> Result<Admit, Status> {
         let Some(rate) = &mut self.rate else {
             return Ok(Admit::Now);
@@ -231,14 +228,39 @@ impl Meter {
         match rate.take(Instant::now) {
             None => Ok(Admit::Now),
             Some(at) if rate.on_exceeded == OnRateExceeded::Delay => Ok(Admit::At(at)),
-            Some(_) => Err(Status::resource_exhausted(format!(
-                "{}: more than {} {} messages per second",
-                rpc.method,
-                rate.per_second,
-                self.dir.noun()
-            ))),
+            Some(_) => Err(too_fast(rpc, rate.per_second, self.dir)),
         }
     }
+}
+
+#[cold]
+#[inline(never)]
+fn too_many(rpc: &RpcDescriptor, max: u64, dir: Dir) -> Status {
+    Status::resource_exhausted(format!(
+        "{}: more than {max} {} messages in one stream",
+        rpc.method,
+        dir.noun()
+    ))
+}
+
+#[cold]
+#[inline(never)]
+fn too_large(rpc: &RpcDescriptor, len: usize, max: usize, dir: Dir) -> Status {
+    Status::resource_exhausted(format!(
+        "{}: {} message of {len} bytes exceeds the limit of {max} bytes",
+        rpc.method,
+        dir.noun()
+    ))
+}
+
+#[cold]
+#[inline(never)]
+fn too_fast(rpc: &RpcDescriptor, per_second: u32, dir: Dir) -> Status {
+    Status::resource_exhausted(format!(
+        "{}: more than {per_second} {} messages per second",
+        rpc.method,
+        dir.noun()
+    ))
 }
 
 /// A token bucket that reads the clock only when it runs out of tokens: with a burst of
@@ -271,12 +293,18 @@ impl Bucket {
 
     /// Takes a token. `None`: the message passes now. `Some(t)`: it may pass at `t`
     /// (with `Delay` the token is already spoken for; with `Reject` nothing is taken).
+    #[inline]
     fn take(&mut self, now: impl FnOnce() -> Instant) -> Option<Instant> {
         if self.tokens > 0 {
             self.tokens -= 1;
             return None;
         }
-        let now = now();
+        self.refill(now())
+    }
+
+    /// Out of tokens: credit the time since the last refill, or say when to come back.
+    #[inline(never)]
+    fn refill(&mut self, now: Instant) -> Option<Instant> {
         let Some(base) = self.base else {
             self.base = Some(now);
             self.tokens = self.burst - 1;
