@@ -209,20 +209,21 @@ fn rewrite_handler(
     names: &Names,
     stream: Option<&Type>,
 ) {
-    let method = match (
-        shape(plan),
-        plan.rpc.client_streaming,
-        plan.rpc.server_streaming,
-    ) {
-        (Shape::Untouched, ..) => return,
-        (Shape::AuthOnly, ..) => "inline",
-        (Shape::Full, false, false) => "unary",
-        (Shape::Full, false, true) => "server_streaming",
-        (Shape::Full, true, false) => "client_streaming",
-        (Shape::Full, true, true) => "bidi",
+    let (full, auth_only) = match shape(plan) {
+        Shape::Untouched => return,
+        Shape::AuthOnly => (false, true),
+        Shape::Full => (true, false),
     };
-    let method = format_ident!("{method}");
-    let full = matches!(shape(plan), Shape::Full);
+    // The guard's method that runs the handler and what follows it.
+    let method = format_ident!(
+        "{}",
+        match (plan.rpc.client_streaming, plan.rpc.server_streaming) {
+            (false, false) => "unary",
+            (false, true) => "server_streaming",
+            (true, false) => "client_streaming",
+            (true, true) => "bidi",
+        }
+    );
 
     let guard = Ident::new("__ti_guard", Span::mixed_site());
     let request = Ident::new("__ti_request", Span::mixed_site());
@@ -249,7 +250,6 @@ fn rewrite_handler(
     let limits = limits_expr(&plan.limits);
     let limits_first = plan.limits_first;
 
-    let auth_only = matches!(shape(plan), Shape::AuthOnly);
     let call = Ident::new("__ti_call", Span::mixed_site());
     // Where the steps find the call, and how they end it: an auth-only RPC has no guard.
     let (call_ref, reject) = if auth_only {
@@ -322,7 +322,7 @@ fn rewrite_handler(
         ReturnType::Default => syn::parse_quote!(()),
     };
     let mut body = f.block.clone();
-    if let (Some(stream), Shape::Full) = (stream, shape(plan)) {
+    if let (Some(stream), true) = (stream, full) {
         let name = format_ident!("{}Stream", plan.rpc.name);
         let mut unwrap = SelfStream {
             name: name.to_string(),
