@@ -44,7 +44,7 @@ static GLOBAL: Counting = Counting;
 const USAGE: &str = "usage:
   bench serve --variant V [--addr 127.0.0.1:0]
   bench load --addr A --workload W [--calls N] [--messages M] [--size B] [--concurrency C]
-  bench callgrind [--out target/bench]        (needs valgrind; build with --release)
+  bench callgrind [--out target/bench] [--variants a,b]  (needs valgrind; build with --release)
   bench wallclock [--rounds R] [--calls N]    (build with --release)
 variants: bare interceptor tower tower-full intercept-none intercept-auth intercept-full intercept-hooks
 workloads: unary server-stream client-stream bidi no-token oversize";
@@ -284,8 +284,12 @@ fn cmd_callgrind(args: &[String]) -> Result<(), String> {
         size: 16,
         concurrency: 1,
     };
+    let variants: Vec<Variant> = match flag(args, "--variants") {
+        Some(list) => list.split(',').map(str::parse).collect::<Result<_, _>>()?,
+        None => Variant::ALL.to_vec(),
+    };
     let mut rows = Vec::new();
-    for variant in Variant::ALL {
+    for variant in variants {
         let mut row = vec![variant.name().to_string()];
         for workload in Workload::ALL {
             let c = match workload {

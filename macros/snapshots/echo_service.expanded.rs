@@ -224,7 +224,6 @@ pub struct __EchoEchoServiceUnaryHooks(Recorder);
 #[automatically_derived]
 impl ::tonic_intercept::Hooks<pb::echo_service_intercept::Unary>
 for __EchoEchoServiceUnaryHooks {
-    const EMPTY: bool = false;
     fn on_request(
         &self,
         call: &::tonic_intercept::Call,
@@ -262,7 +261,6 @@ pub struct __EchoEchoServiceClientStreamHooks(Recorder);
 #[automatically_derived]
 impl ::tonic_intercept::Hooks<pb::echo_service_intercept::ClientStream>
 for __EchoEchoServiceClientStreamHooks {
-    const EMPTY: bool = false;
     fn on_request(
         &self,
         call: &::tonic_intercept::Call,

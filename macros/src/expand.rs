@@ -175,8 +175,6 @@ fn hooks_adapter(names: &Names, service: &Service, plan: &RpcPlan) -> TokenStrea
 
         #[automatically_derived]
         impl ::tonic_intercept::Hooks<#rpc> for #name {
-            const EMPTY: bool = false;
-
             fn on_request(
                 &self,
                 call: &::tonic_intercept::Call,

@@ -86,8 +86,8 @@ pub struct Outcome {
     pub messages_in: u64,
     /// Response messages that passed every policy.
     pub messages_out: u64,
-    /// Encoded bytes of those request messages; counted only when a byte limit or a hook
-    /// is configured for the RPC, zero otherwise.
+    /// Encoded bytes of those request messages; counted only when the RPC has a
+    /// `max_message_bytes` limit (measuring a message walks it), zero otherwise.
     pub bytes_in: u64,
     /// Encoded bytes of those response messages; counted like `bytes_in`.
     pub bytes_out: u64,

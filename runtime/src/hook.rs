@@ -105,8 +105,6 @@ impl<R: Rpc, H: Hook<R>> Hook<R> for Arc<H> {
 /// holding them that implements this trait by calling each [`Hook`] in turn, so the
 /// order is plain to read in `cargo expand`.
 pub trait Hooks<R: Rpc>: Clone + Send + Sync + 'static {
-    /// Whether there is no hook at all (lets the wrappers skip counting bytes).
-    const EMPTY: bool;
     /// `on_request` of each hook, in order; the first error wins.
     fn on_request(&self, call: &Call, message: &R::Request) -> Result<(), Status>;
     /// `on_response` of each hook, in order; the first error wins.
@@ -116,7 +114,6 @@ pub trait Hooks<R: Rpc>: Clone + Send + Sync + 'static {
 }
 
 impl<R: Rpc> Hooks<R> for () {
-    const EMPTY: bool = true;
     fn on_request(&self, _: &Call, _: &R::Request) -> Result<(), Status> {
         Ok(())
     }

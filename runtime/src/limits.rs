@@ -162,7 +162,6 @@ pub(crate) struct Meter {
     dir: Dir,
     max_messages: Option<u64>,
     max_bytes: Option<usize>,
-    count_bytes: bool,
     rate: Option<Bucket>,
     pub(crate) messages: u64,
     pub(crate) bytes: u64,
@@ -175,7 +174,7 @@ pub(crate) enum Admit {
 }
 
 impl Meter {
-    pub(crate) fn new(dir: Dir, limits: &Limits, hooks_present: bool) -> Self {
+    pub(crate) fn new(dir: Dir, limits: &Limits) -> Self {
         let (max_messages, rate) = match dir {
             Dir::In => (limits.max_messages_in, limits.rate_in),
             Dir::Out => (limits.max_messages_out, limits.rate_out),
@@ -184,7 +183,6 @@ impl Meter {
             dir,
             max_messages,
             max_bytes: limits.max_message_bytes,
-            count_bytes: hooks_present || limits.max_message_bytes.is_some(),
             rate: rate.map(Bucket::new),
             messages: 0,
             bytes: 0,
@@ -206,11 +204,10 @@ impl Meter {
         {
             return Err(too_many(rpc, max, self.dir));
         }
-        if self.count_bytes {
+        // `encoded_len` walks the message: only a byte limit pays for it.
+        if let Some(max) = self.max_bytes {
             let len = message.encoded_len();
-            if let Some(max) = self.max_bytes
-                && len > max
-            {
+            if len > max {
                 return Err(too_large(rpc, len, max, self.dir));
             }
             self.bytes += len as u64;

@@ -49,8 +49,8 @@ impl<R: Rpc, H: Hooks<R>> Guard<R, H> {
     pub fn new<T>(request: &Request<T>, limits: Limits, limits_first: bool, hooks: H) -> Self {
         Self {
             call: Call::start(&R::DESCRIPTOR, request, limits.get_timeout()),
-            meter_in: Meter::new(Dir::In, &limits, !H::EMPTY),
-            meter_out: Meter::new(Dir::Out, &limits, !H::EMPTY),
+            meter_in: Meter::new(Dir::In, &limits),
+            meter_out: Meter::new(Dir::Out, &limits),
             limits,
             limits_first,
             hooks,

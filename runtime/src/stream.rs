@@ -139,7 +139,7 @@ impl<R: Rpc, S, H: Hooks<R>> Outbound<R, S, H> {
                 .deadline()
                 .map(|d| Box::pin(tokio::time::sleep_until(d))),
             call,
-            meter: Meter::new(Dir::Out, limits, !H::EMPTY),
+            meter: Meter::new(Dir::Out, limits),
             hooks,
             limits_first,
             inbound,
@@ -311,7 +311,7 @@ impl<R: Rpc, H: Hooks<R>> Inbound<R, H> {
         Self {
             inner,
             call,
-            meter: Meter::new(Dir::In, limits, !H::EMPTY),
+            meter: Meter::new(Dir::In, limits),
             hooks,
             limits_first,
             shared,

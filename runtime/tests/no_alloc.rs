@@ -67,7 +67,6 @@ impl Hook<Ticks> for SumSeq {
 struct TicksHooks(SumSeq);
 
 impl Hooks<Ticks> for TicksHooks {
-    const EMPTY: bool = false;
     fn on_request(&self, call: &Call, message: &Tick) -> Result<(), Status> {
         self.0.on_request(call, message)
     }
