@@ -1,9 +1,10 @@
-//! One echo service, served seven ways, and a load generator that checks every status.
+//! One echo service, served eight ways, and a load generator that checks every status.
 //!
 //! The variants differ only in what wraps the same handlers: nothing (bare tonic),
 //! tonic's `Interceptor`, a hand-written tower layer, a hand-written tower stack doing
 //! what `#[intercept]`'s full chain does, and `#[intercept]` with no policy, with auth,
-//! and with auth + limits + typed hooks. `BENCHMARKS.md` has the figures.
+//! with auth + limits + typed hooks, and with typed hooks and count limits only.
+//! `BENCHMARKS.md` has the figures.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
