@@ -178,7 +178,6 @@ where
         if *this.finished {
             return Poll::Ready(None);
         }
-        // `None`: the stream ended well. (A `Status` is boxed: don't build one for Ok.)
         // Polling the deadline timer costs more than the rest of a message's policies, so
         // it is polled when the stream would wait (which also arms the wake-up) and every
         // 64th message (so a stream that never waits is still cut).
@@ -187,6 +186,7 @@ where
                 .as_mut()
                 .is_some_and(|d| d.as_mut().poll(cx).is_ready())
         };
+        // `None`: the stream ended well. (A `Status` is boxed: don't build one for Ok.)
         let status: Option<Status> = loop {
             if this.pending.is_some() {
                 let pacing = this.pacing.as_mut().expect("armed with pending");
