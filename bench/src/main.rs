@@ -45,6 +45,7 @@ const USAGE: &str = "usage:
   bench serve --variant V [--addr 127.0.0.1:0]
   bench load --addr A --workload W [--calls N] [--messages M] [--size B] [--concurrency C]
   bench callgrind [--out target/bench] [--variants a,b]  (needs valgrind; build with --release)
+  bench allocations                           (heap allocations and bytes, no valgrind)
   bench wallclock [--rounds R] [--calls N]    (build with --release)
 variants: bare interceptor tower tower-full intercept-none intercept-auth intercept-full intercept-hooks
 workloads: unary server-stream client-stream bidi no-token oversize";
@@ -55,6 +56,7 @@ fn main() {
         Some("serve") => cmd_serve(&args[1..]),
         Some("load") => cmd_load(&args[1..]),
         Some("callgrind") => cmd_callgrind(&args[1..]),
+        Some("allocations") => cmd_allocations(&args[1..]),
         Some("wallclock") => cmd_wallclock(&args[1..]),
         _ => Err(USAGE.to_string()),
     };
@@ -186,8 +188,8 @@ impl Server {
         })
     }
 
-    /// SIGINT, then the server's closing line: (handled calls, allocations).
-    fn stop(mut self) -> Result<(u64, u64), String> {
+    /// SIGINT, then the server's closing line: (handled calls, allocations, bytes).
+    fn stop(mut self) -> Result<(u64, u64, u64), String> {
         Command::new("kill")
             .args(["-INT", &self.child.id().to_string()])
             .status()
@@ -203,7 +205,11 @@ impl Server {
                 .and_then(|v| v.parse().ok())
                 .ok_or_else(|| format!("no {name} in {line:?}"))
         };
-        Ok((field("calls")?, field("allocations")?))
+        Ok((
+            field("calls")?,
+            field("allocations")?,
+            field("allocated_bytes")?,
+        ))
     }
 }
 
@@ -236,7 +242,7 @@ fn measure(
     let server = Server::start(variant, Some(&out))?;
     let report = runtime.block_on(run_load(server.addr, load));
     let expected = load.workload.expected(variant);
-    let (handled, allocations) = server.stop()?;
+    let (handled, allocations, _) = server.stop()?;
     // A run of rejected calls must not pass as a fast run.
     if report.count(expected) != load.calls {
         return Err(format!(
@@ -323,6 +329,60 @@ fn cmd_callgrind(args: &[String]) -> Result<(), String> {
     }
     println!("{table}");
     std::fs::write(dir.join("callgrind.md"), &table).map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// Heap allocations and bytes per call and per message, by the same difference of two
+/// runs as `callgrind`, without valgrind: the counting allocator is exact natively.
+fn cmd_allocations(_args: &[String]) -> Result<(), String> {
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    let run = |variant: Variant, load: Load| -> Result<(u64, u64), String> {
+        let server = Server::start(variant, None)?;
+        let report = runtime.block_on(run_load(server.addr, load));
+        let (_, allocations, bytes) = server.stop()?;
+        let expected = load.workload.expected(variant);
+        if report.count(expected) != load.calls {
+            return Err(format!(
+                "{} {}: {:?}",
+                variant.name(),
+                load.workload.name(),
+                report.statuses
+            ));
+        }
+        Ok((allocations, bytes))
+    };
+    let base = |workload, calls, messages| Load {
+        workload,
+        calls,
+        messages,
+        size: 16,
+        concurrency: 1,
+    };
+    let mut table = String::from(
+        "| variant | unary (per call) | server-stream (per msg) | client-stream (per msg) | bidi (per round trip) | no-token (per call) | oversize (per call) |\n|---|---|---|---|---|---|---|\n",
+    );
+    for variant in Variant::ALL {
+        let mut row = vec![variant.name().to_string()];
+        for workload in Workload::ALL {
+            let (a, b, units) = match workload {
+                Workload::Unary | Workload::NoToken | Workload::Oversize => (
+                    run(variant, base(workload, 200, 1))?,
+                    run(variant, base(workload, 1200, 1))?,
+                    1000.0,
+                ),
+                _ => (
+                    run(variant, base(workload, 20, 100))?,
+                    run(variant, base(workload, 20, 1100))?,
+                    20_000.0,
+                ),
+            };
+            let per = |x: u64, y: u64| (y as f64 - x as f64) / units;
+            row.push(format!("{:.2} / {:.0} B", per(a.0, b.0), per(a.1, b.1)));
+        }
+        eprintln!("{}", row.join("  "));
+        table.push_str(&format!("| {} |\n", row.join(" | ")));
+    }
+    println!("{table}");
     Ok(())
 }
 
