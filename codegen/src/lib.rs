@@ -23,8 +23,6 @@ mod service_generator;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-pub use model::{Idempotency, RpcModel, ServiceModel};
-
 /// Starts a build configuration with tonic-build's defaults: client and server.
 pub fn configure() -> Builder {
     Builder {

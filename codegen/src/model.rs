@@ -4,46 +4,44 @@ use prost_build::{Comments, Method, Service};
 
 /// A service as the generator sees it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ServiceModel {
-    /// Rust name of the server trait, e.g. `UserService`.
-    pub name: String,
+pub(crate) struct ServiceModel {
     /// `users.v1.UserService`.
-    pub full_name: String,
+    pub(crate) full_name: String,
     /// The module tonic-intercept-build emits, e.g. `user_service_intercept`.
-    pub module: String,
-    pub docs: Vec<String>,
-    pub rpcs: Vec<RpcModel>,
+    pub(crate) module: String,
+    pub(crate) docs: Vec<String>,
+    pub(crate) rpcs: Vec<RpcModel>,
 }
 
 /// One RPC of a service.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RpcModel {
+pub(crate) struct RpcModel {
     /// The generated type, e.g. `ListUsers`: the UpperCamel form of tonic's method name,
     /// which is also what `#[intercept]` computes from the handler's name.
-    pub type_name: String,
+    pub(crate) type_name: String,
     /// As written in the `.proto`.
-    pub proto_name: String,
-    pub docs: Vec<String>,
+    pub(crate) proto_name: String,
+    pub(crate) docs: Vec<String>,
     /// Rust paths relative to the package module, as prost-build gives them.
-    pub request: String,
-    pub response: String,
-    pub request_proto: String,
-    pub response_proto: String,
-    pub client_streaming: bool,
-    pub server_streaming: bool,
-    pub idempotency: Idempotency,
-    pub deprecated: bool,
+    pub(crate) request: String,
+    pub(crate) response: String,
+    pub(crate) request_proto: String,
+    pub(crate) response_proto: String,
+    pub(crate) client_streaming: bool,
+    pub(crate) server_streaming: bool,
+    pub(crate) idempotency: Idempotency,
+    pub(crate) deprecated: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Idempotency {
+pub(crate) enum Idempotency {
     Unknown,
     NoSideEffects,
     Idempotent,
 }
 
 impl ServiceModel {
-    pub fn from_prost(service: &Service) -> Self {
+    pub(crate) fn from_prost(service: &Service) -> Self {
         let full_name = if service.package.is_empty() {
             service.proto_name.clone()
         } else {
@@ -51,7 +49,6 @@ impl ServiceModel {
         };
         Self {
             module: format!("{}_intercept", naive_snake_case(&service.name)),
-            name: service.name.clone(),
             full_name,
             docs: docs(&service.comments),
             rpcs: service.methods.iter().map(RpcModel::from_prost).collect(),
@@ -81,7 +78,7 @@ impl RpcModel {
         }
     }
 
-    pub fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match (self.client_streaming, self.server_streaming) {
             (false, false) => "Unary",
             (false, true) => "ServerStreaming",
@@ -103,7 +100,7 @@ fn docs(comments: &Comments) -> Vec<String> {
 
 /// `list_users` (tonic's method name, maybe `r#type`) to `ListUsers`. `#[intercept]` does
 /// the same to the handler's name, so the two always agree.
-pub fn upper_camel(snake: &str) -> String {
+pub(crate) fn upper_camel(snake: &str) -> String {
     snake
         .trim_start_matches("r#")
         .split('_')
@@ -118,7 +115,7 @@ pub fn upper_camel(snake: &str) -> String {
 
 /// tonic-build's own rule for module names (`naive_snake_case`), so our module sits
 /// beside `<name>_server` with the same stem.
-pub fn naive_snake_case(name: &str) -> String {
+pub(crate) fn naive_snake_case(name: &str) -> String {
     let mut s = String::new();
     let mut it = name.chars().peekable();
     while let Some(x) = it.next() {

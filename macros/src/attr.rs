@@ -55,7 +55,7 @@ pub struct Hook {
 }
 
 pub enum Rpcs {
-    All(Token![*]),
+    All,
     Named(Vec<Ident>),
 }
 
@@ -99,7 +99,8 @@ impl Parse for Entry {
             let kw = input.parse::<Ident>()?;
             let content = parenthesized(input, &kw)?;
             let rpcs = if content.peek(Token![*]) {
-                Rpcs::All(content.parse()?)
+                content.parse::<Token![*]>()?;
+                Rpcs::All
             } else {
                 Rpcs::Named(idents(&content)?)
             };

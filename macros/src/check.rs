@@ -128,22 +128,13 @@ pub fn check<'a>(args: &'a Args, service: &'a Service) -> syn::Result<Plan<'a>> 
     let n = service.rpcs.len();
     let mut resolved: Vec<Vec<Option<usize>>> = Vec::new();
     for entry in &args.entries {
-        let names: &[Ident] = match entry {
-            Entry::Public(p) => match &p.rpcs {
-                Rpcs::All(_) => &[],
-                Rpcs::Named(names) => names,
-            },
-            Entry::Auth(a) => &a.rpcs,
-            Entry::Limit(l) => &l.rpcs,
-            Entry::Hook(h) => &h.rpcs,
-        };
-        resolved.push(names.iter().map(&mut resolve).collect());
+        resolved.push(names_of(entry).iter().map(&mut resolve).collect());
     }
 
     // Deny by default: each RPC is public or has exactly one auth rule, so that no
     // RPC (a streaming one added later, say) is reachable without anyone deciding it.
     let mut public = vec![false; n];
-    let mut all_public: Option<&Entry> = None;
+    let mut all_public: Option<&Ident> = None;
     let mut specific_auth: Vec<Option<&Expr>> = vec![None; n];
     let mut general_auth: Option<&Expr> = None;
     let mut general_limit = false;
@@ -151,12 +142,11 @@ pub fn check<'a>(args: &'a Args, service: &'a Service) -> syn::Result<Plan<'a>> 
     for (entry, ids) in args.entries.iter().zip(&resolved) {
         match entry {
             Entry::Public(p) => {
-                if let Rpcs::All(star) = &p.rpcs {
+                if let Rpcs::All = &p.rpcs {
                     if all_public.is_some() {
                         errors.at(p.kw.span(), "`public(*)` is configured twice");
                     }
-                    all_public = Some(entry);
-                    let _ = star;
+                    all_public = Some(&p.kw);
                 }
                 for (ident, id) in names_of(entry).iter().zip(ids) {
                     let Some(id) = *id else { continue };
@@ -223,9 +213,9 @@ pub fn check<'a>(args: &'a Args, service: &'a Service) -> syn::Result<Plan<'a>> 
     let misspelt_access = args.entries.iter().zip(&resolved).any(|(entry, ids)| {
         matches!(entry, Entry::Public(_) | Entry::Auth(_)) && ids.contains(&None)
     });
-    if let Some(Entry::Public(p)) = all_public {
+    if let Some(kw) = all_public {
         if general_auth.is_some() || specific_auth.iter().any(Option::is_some) {
-            errors.at(p.kw.span(), "`public(*)` makes every RPC public, so `auth(..)` would cover nothing; remove one of them");
+            errors.at(kw.span(), "`public(*)` makes every RPC public, so `auth(..)` would cover nothing; remove one of them");
         }
         public = vec![true; n];
     }
@@ -331,7 +321,7 @@ pub fn check<'a>(args: &'a Args, service: &'a Service) -> syn::Result<Plan<'a>> 
 fn names_of(entry: &Entry) -> &[Ident] {
     match entry {
         Entry::Public(p) => match &p.rpcs {
-            Rpcs::All(_) => &[],
+            Rpcs::All => &[],
             Rpcs::Named(names) => names,
         },
         Entry::Auth(a) => &a.rpcs,
