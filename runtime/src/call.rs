@@ -79,6 +79,7 @@ impl Call {
 
 /// How a call ended, as seen by [`Hook::on_finish`](crate::Hook::on_finish).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Outcome {
     /// The status code the client receives (`Cancelled` when the client went away).
     pub code: Code,
@@ -91,6 +92,95 @@ pub struct Outcome {
     pub bytes_in: u64,
     /// Encoded bytes of those response messages; counted like `bytes_in`.
     pub bytes_out: u64,
+    /// The policy that ended the call, if one did: `Some(Policy::Auth)` for a refused
+    /// token, `Some(Policy::Recovery)` for a caught panic; `None` when the handler (or
+    /// the client) decided the status.
+    pub ended_by: Option<Policy>,
+}
+
+impl Outcome {
+    /// An outcome; for tests of hooks.
+    pub const fn new(code: Code) -> Self {
+        Self {
+            code,
+            messages_in: 0,
+            messages_out: 0,
+            bytes_in: 0,
+            bytes_out: 0,
+            ended_by: None,
+        }
+    }
+}
+
+/// The policies that can end a call, as reported in [`Outcome::ended_by`] and in the
+/// `policy` label of `grpc_server_rejected_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Policy {
+    /// `auth(..)` refused the credentials: `UNAUTHENTICATED`.
+    Auth,
+    /// The identity lacks a required role: `PERMISSION_DENIED`.
+    Roles,
+    /// `max_in_flight` calls were already running: `RESOURCE_EXHAUSTED`.
+    Concurrency,
+    /// `calls_per_second` (per RPC or per identity) was exceeded: `RESOURCE_EXHAUSTED`.
+    CallRate,
+    /// A stream or message limit (count, bytes, message rate): `RESOURCE_EXHAUSTED`.
+    Limit,
+    /// The deadline passed: `DEADLINE_EXCEEDED`.
+    Deadline,
+    /// No message moved for `idle_timeout_ms`: `DEADLINE_EXCEEDED`.
+    IdleTimeout,
+    /// A message failed `Validate`: `INVALID_ARGUMENT`.
+    Validation,
+    /// An idempotency key was reused for another request, or its first call is still
+    /// running.
+    Idempotency,
+    /// A user [`Hook`](crate::Hook) returned an error.
+    Hook,
+    /// A panic in the handler, a hook or a stream was caught: `INTERNAL`.
+    Recovery,
+}
+
+impl Policy {
+    /// Every policy, in the documented order in which they run.
+    pub const ALL: &'static [Policy] = &[
+        Policy::Recovery,
+        Policy::Deadline,
+        Policy::Auth,
+        Policy::Roles,
+        Policy::Concurrency,
+        Policy::CallRate,
+        Policy::Idempotency,
+        Policy::Limit,
+        Policy::IdleTimeout,
+        Policy::Validation,
+        Policy::Hook,
+    ];
+
+    /// The label value: `auth`, `roles`, `concurrency`, `call_rate`, `limit`, `deadline`,
+    /// `idle_timeout`, `validation`, `idempotency`, `hook`, `recovery`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Policy::Auth => "auth",
+            Policy::Roles => "roles",
+            Policy::Concurrency => "concurrency",
+            Policy::CallRate => "call_rate",
+            Policy::Limit => "limit",
+            Policy::Deadline => "deadline",
+            Policy::IdleTimeout => "idle_timeout",
+            Policy::Validation => "validation",
+            Policy::Idempotency => "idempotency",
+            Policy::Hook => "hook",
+            Policy::Recovery => "recovery",
+        }
+    }
+}
+
+impl std::fmt::Display for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Parses the `grpc-timeout` header: 1 to 8 digits and a unit (H, M, S, m, u, n).

@@ -105,10 +105,10 @@ mod stream;
 pub mod __private;
 
 pub use auth::{Authenticate, StaticTokens, bearer_token};
-pub use call::{Call, Outcome};
+pub use call::{Call, Outcome, Policy};
 pub use hook::{Hook, Hooks};
 pub use limits::{Limits, OnRateExceeded, Rate};
-pub use rpc::{IdempotencyLevel, Rpc, RpcDescriptor, RpcKind};
+pub use rpc::{IdempotencyLevel, Rpc, RpcDescriptor, RpcKind, RpcPolicy, Service};
 pub use stream::{Inbound, Outbound};
 
 pub use tonic_intercept_macros::intercept;

@@ -20,6 +20,15 @@ pub use std::time::Duration;
 
 pub use tonic::{Response, Status};
 
+/// The service of the stand-in RPCs that `__doc_rpc!` defines for doc examples.
+#[derive(Debug, Clone, Copy)]
+pub struct DocService;
+
+impl crate::rpc::Service for DocService {
+    const NAME: &'static str = "doc.v1.DocService";
+    const RPCS: &'static [&'static crate::rpc::RpcDescriptor] = &[];
+}
+
 /// Hands the verified identity to the handler through the request extensions.
 ///
 /// `type Identity = ();` means the verifier only admits or refuses: nothing is stored,
@@ -213,7 +222,41 @@ impl<R: Rpc, H: Hooks<R>> Guard<R, H> {
                 messages_out: self.meter_out.messages,
                 bytes_in,
                 bytes_out: self.meter_out.bytes,
+                ended_by: None,
             },
         );
     }
+}
+
+pub use tracing;
+
+/// The span of one call of an RPC; generated code calls it from `Rpc::span` with the
+/// RPC's full name, because a span's name is fixed where it is declared.
+///
+/// Field names follow the OpenTelemetry RPC conventions; the empty ones are recorded as
+/// the call goes (`TraceCalls`).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __rpc_span {
+    ($name:literal, $call:expr) => {{
+        let call: &$crate::Call = $call;
+        $crate::__private::tracing::info_span!(
+            $name,
+            otel.name = $name,
+            otel.kind = "server",
+            rpc.system = "grpc",
+            rpc.service = call.rpc().service,
+            rpc.method = call.rpc().method,
+            rpc.grpc.status_code = $crate::__private::tracing::field::Empty,
+            client.address = $crate::__private::tracing::field::Empty,
+            trace_id = $crate::__private::tracing::field::Empty,
+            parent_span_id = $crate::__private::tracing::field::Empty,
+            duration_ms = $crate::__private::tracing::field::Empty,
+            messages_in = $crate::__private::tracing::field::Empty,
+            messages_out = $crate::__private::tracing::field::Empty,
+            bytes_in = $crate::__private::tracing::field::Empty,
+            bytes_out = $crate::__private::tracing::field::Empty,
+            ended_by = $crate::__private::tracing::field::Empty,
+        )
+    }};
 }

@@ -18,12 +18,135 @@ use std::fmt;
 /// assert_eq!(describe::<pb::ListUsers>(), "/users.v1.UserService/ListUsers (server-streaming)");
 /// ```
 pub trait Rpc: Copy + Send + Sync + 'static {
+    /// The service this RPC belongs to.
+    type Service: Service;
     /// The request message (each inbound message when requests stream).
     type Request: prost::Message + Send + 'static;
     /// The response message (each outbound message when responses stream).
     type Response: prost::Message + Send + 'static;
     /// Names, kind and options, read from the `.proto`.
     const DESCRIPTOR: RpcDescriptor;
+    /// This RPC's position in [`Service::RPCS`] (`.proto` order).
+    const INDEX: usize;
+
+    /// A new span for one call of this RPC, named after it (`users.v1.UserService/GetUser`).
+    ///
+    /// A span's name is fixed where the span is declared, so the generator declares one
+    /// per RPC; see [`TraceCalls`](crate::TraceCalls) for its fields.
+    #[doc(hidden)]
+    fn span(call: &crate::Call) -> tracing::Span {
+        let _ = call;
+        tracing::Span::none()
+    }
+}
+
+/// A gRPC service, as a type: `tonic-intercept-build` emits `Service` in each
+/// `<service>_intercept` module.
+///
+/// Per-service runtime state (metrics series, say) is keyed by it, so handing the metrics
+/// of one service to another does not compile.
+pub trait Service: Copy + Send + Sync + 'static {
+    /// Fully qualified service name, e.g. `users.v1.UserService`.
+    const NAME: &'static str;
+    /// Every RPC of the service, in `.proto` order; `Rpc::INDEX` indexes it.
+    const RPCS: &'static [&'static RpcDescriptor];
+}
+
+/// Policy declared in the `.proto` with `option (tonic_intercept.v1.rpc) = { ... }` (and the
+/// service-level `option (tonic_intercept.v1.service)` default), as the generator read it.
+///
+/// `#[intercept]` applies it; where the attribute sets the same value, they must agree.
+/// Built with `const` setters by generated code:
+///
+/// ```
+/// use tonic_intercept::RpcPolicy;
+/// const POLICY: RpcPolicy = RpcPolicy::new().max_messages_out(10_000).timeout_ms(2_000).roles(&["admin"]);
+/// assert_eq!(POLICY.max_messages_out, Some(10_000));
+/// assert!(!POLICY.public);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct RpcPolicy {
+    /// `public: true`: callable without authentication.
+    pub public: bool,
+    /// `roles: ["admin"]`: the caller needs at least one of these roles.
+    pub roles: &'static [&'static str],
+    /// `max_messages_in`: request messages per stream.
+    pub max_messages_in: Option<u64>,
+    /// `max_messages_out`: response messages per stream.
+    pub max_messages_out: Option<u64>,
+    /// `max_message_bytes`: encoded bytes per message, either way.
+    pub max_message_bytes: Option<u64>,
+    /// `messages_per_second_in`: sustained rate of request messages.
+    pub messages_per_second_in: Option<u32>,
+    /// `messages_per_second_out`: sustained rate of response messages.
+    pub messages_per_second_out: Option<u32>,
+    /// `timeout_ms`: server-side cap on the call's duration.
+    pub timeout_ms: Option<u64>,
+    /// `idle_timeout_ms`: longest wait for a stream's next message, either way.
+    pub idle_timeout_ms: Option<u64>,
+}
+
+impl RpcPolicy {
+    /// Nothing declared.
+    pub const fn new() -> Self {
+        Self {
+            public: false,
+            roles: &[],
+            max_messages_in: None,
+            max_messages_out: None,
+            max_message_bytes: None,
+            messages_per_second_in: None,
+            messages_per_second_out: None,
+            timeout_ms: None,
+            idle_timeout_ms: None,
+        }
+    }
+    /// `public: true`.
+    pub const fn public(mut self) -> Self {
+        self.public = true;
+        self
+    }
+    /// `roles: [...]`.
+    pub const fn roles(mut self, roles: &'static [&'static str]) -> Self {
+        self.roles = roles;
+        self
+    }
+    /// `max_messages_in: n`.
+    pub const fn max_messages_in(mut self, n: u64) -> Self {
+        self.max_messages_in = Some(n);
+        self
+    }
+    /// `max_messages_out: n`.
+    pub const fn max_messages_out(mut self, n: u64) -> Self {
+        self.max_messages_out = Some(n);
+        self
+    }
+    /// `max_message_bytes: n`.
+    pub const fn max_message_bytes(mut self, n: u64) -> Self {
+        self.max_message_bytes = Some(n);
+        self
+    }
+    /// `messages_per_second_in: n`.
+    pub const fn messages_per_second_in(mut self, n: u32) -> Self {
+        self.messages_per_second_in = Some(n);
+        self
+    }
+    /// `messages_per_second_out: n`.
+    pub const fn messages_per_second_out(mut self, n: u32) -> Self {
+        self.messages_per_second_out = Some(n);
+        self
+    }
+    /// `timeout_ms: n`.
+    pub const fn timeout_ms(mut self, n: u64) -> Self {
+        self.timeout_ms = Some(n);
+        self
+    }
+    /// `idle_timeout_ms: n`.
+    pub const fn idle_timeout_ms(mut self, n: u64) -> Self {
+        self.idle_timeout_ms = Some(n);
+        self
+    }
 }
 
 /// The static description of an RPC, taken from the `.proto` at build time.
@@ -42,6 +165,9 @@ pub struct RpcDescriptor {
     pub idempotency: IdempotencyLevel,
     /// `option deprecated = true;` from the `.proto`.
     pub deprecated: bool,
+    /// `option (tonic_intercept.v1.rpc) = { ... }` from the `.proto`, merged over the
+    /// service's default.
+    pub policy: RpcPolicy,
 }
 
 impl RpcDescriptor {
@@ -61,7 +187,14 @@ impl RpcDescriptor {
             kind,
             idempotency,
             deprecated,
+            policy: RpcPolicy::new(),
         }
+    }
+
+    /// Sets the policy declared in the `.proto`; used by generated code.
+    pub const fn with_policy(mut self, policy: RpcPolicy) -> Self {
+        self.policy = policy;
+        self
     }
 }
 
@@ -138,8 +271,10 @@ macro_rules! __doc_rpc {
         #[derive(Debug, Clone, Copy)]
         pub struct $name;
         impl $crate::Rpc for $name {
+            type Service = $crate::__private::DocService;
             type Request = $req;
             type Response = $resp;
+            const INDEX: usize = 0;
             const DESCRIPTOR: $crate::RpcDescriptor = $crate::RpcDescriptor::new(
                 $svc,
                 $method,

@@ -118,6 +118,7 @@ pin_project! {
                     messages_out: this.meter.messages,
                     bytes_in,
                     bytes_out: this.meter.bytes,
+                ended_by: None,
                 });
             }
         }
@@ -247,6 +248,7 @@ where
                 messages_out: this.meter.messages,
                 bytes_in,
                 bytes_out: this.meter.bytes,
+                ended_by: None,
             },
         );
         Poll::Ready(status.map(Err))
