@@ -3,7 +3,7 @@
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 
-use crate::model::{Idempotency, RpcModel, ServiceModel};
+use crate::model::{Idempotency, Policy, RpcModel, ServiceModel};
 
 /// The `<service>_intercept` module for one service.
 pub fn service(model: &ServiceModel) -> TokenStream {
@@ -23,7 +23,12 @@ pub fn service(model: &ServiceModel) -> TokenStream {
         .rpcs
         .iter()
         .map(|rpc| format_ident!("{}", rpc.type_name));
-    let rpcs = model.rpcs.iter().map(|rpc| self::rpc(model, rpc));
+    let rpcs = model
+        .rpcs
+        .iter()
+        .enumerate()
+        .map(|(index, rpc)| self::rpc(model, index, rpc));
+    let service_doc = format!(" `{full_name}`, as a type: the `Rpc::Service` of its RPCs.");
     quote! {
         #(#[doc = #header])*
         pub mod #module {
@@ -35,12 +40,21 @@ pub fn service(model: &ServiceModel) -> TokenStream {
                 #(&<#rpc_types as ::tonic_intercept::Rpc>::DESCRIPTOR,)*
             ];
 
+            #[doc = #service_doc]
+            #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+            pub struct Service;
+
+            impl ::tonic_intercept::Service for Service {
+                const NAME: &'static str = #full_name;
+                const RPCS: &'static [&'static ::tonic_intercept::RpcDescriptor] = RPCS;
+            }
+
             #(#rpcs)*
         }
     }
 }
 
-fn rpc(service: &ServiceModel, rpc: &RpcModel) -> TokenStream {
+fn rpc(service: &ServiceModel, index: usize, rpc: &RpcModel) -> TokenStream {
     let name = format_ident!("{}", rpc.type_name);
     let request = rust_type(&rpc.request);
     let response = rust_type(&rpc.response);
@@ -55,6 +69,8 @@ fn rpc(service: &ServiceModel, rpc: &RpcModel) -> TokenStream {
     );
     let (service_name, method) = (&service.full_name, &rpc.proto_name);
     let path = format!("/{service_name}/{method}");
+    let span_name = format!("{service_name}/{method}");
+    let index = proc_macro2::Literal::usize_unsuffixed(index);
     let deprecated = rpc.deprecated;
 
     let stream = |side: bool, ty: &str| {
@@ -74,6 +90,14 @@ fn rpc(service: &ServiceModel, rpc: &RpcModel) -> TokenStream {
         docs.push(String::new());
         docs.extend(rpc.docs.iter().map(|l| format!(" {l}")));
     }
+    let policy = policy(&rpc.policy);
+    if !rpc.policy.is_empty() {
+        docs.push(String::new());
+        docs.push(format!(
+            " Policy from the `.proto`: `{}`.",
+            policy_text(&rpc.policy)
+        ));
+    }
 
     let wrappers = stream_wrappers(rpc, &name);
     quote! {
@@ -82,6 +106,7 @@ fn rpc(service: &ServiceModel, rpc: &RpcModel) -> TokenStream {
         pub struct #name;
 
         impl ::tonic_intercept::Rpc for #name {
+            type Service = Service;
             type Request = #request;
             type Response = #response;
             const DESCRIPTOR: ::tonic_intercept::RpcDescriptor = ::tonic_intercept::RpcDescriptor::new(
@@ -91,11 +116,73 @@ fn rpc(service: &ServiceModel, rpc: &RpcModel) -> TokenStream {
                 ::tonic_intercept::RpcKind::#kind,
                 ::tonic_intercept::IdempotencyLevel::#idempotency,
                 #deprecated,
-            );
+            )#policy;
+            const INDEX: usize = #index;
+
+            fn span(call: &::tonic_intercept::Call) -> ::tonic_intercept::__private::tracing::Span {
+                ::tonic_intercept::__rpc_span!(#span_name, call)
+            }
         }
 
         #wrappers
     }
+}
+
+/// `.with_policy(..)` when the `.proto` declares one, nothing otherwise.
+fn policy(policy: &Policy) -> TokenStream {
+    if policy.is_empty() {
+        return TokenStream::new();
+    }
+    let mut setters = TokenStream::new();
+    if policy.public {
+        setters.extend(quote!(.public()));
+    }
+    if !policy.roles.is_empty() {
+        let roles = &policy.roles;
+        setters.extend(quote!(.roles(&[#(#roles),*])));
+    }
+    let numbers = numeric_keys(policy);
+    for (key, value) in numbers {
+        let key = format_ident!("{key}");
+        let value = proc_macro2::Literal::u64_unsuffixed(value);
+        setters.extend(quote!(.#key(#value)));
+    }
+    quote!(.with_policy(::tonic_intercept::RpcPolicy::new() #setters))
+}
+
+/// The merged policy in the `.proto`'s own syntax, for the docs.
+fn policy_text(policy: &Policy) -> String {
+    let mut keys = Vec::new();
+    if policy.public {
+        keys.push("public: true".to_owned());
+    }
+    if !policy.roles.is_empty() {
+        let roles: Vec<String> = policy.roles.iter().map(|r| format!("{r:?}")).collect();
+        keys.push(format!("roles: [{}]", roles.join(", ")));
+    }
+    keys.extend(
+        numeric_keys(policy)
+            .into_iter()
+            .map(|(key, value)| format!("{key}: {value}")),
+    );
+    format!("{{ {} }}", keys.join(", "))
+}
+
+/// The numeric keys that are set, in `RpcPolicy` order; the names are its setters.
+fn numeric_keys(policy: &Policy) -> Vec<(&'static str, u64)> {
+    let wide = |v: Option<u32>| v.map(u64::from);
+    [
+        ("max_messages_in", policy.max_messages_in),
+        ("max_messages_out", policy.max_messages_out),
+        ("max_message_bytes", policy.max_message_bytes),
+        ("messages_per_second_in", wide(policy.messages_per_second_in)),
+        ("messages_per_second_out", wide(policy.messages_per_second_out)),
+        ("timeout_ms", policy.timeout_ms),
+        ("idle_timeout_ms", policy.idle_timeout_ms),
+    ]
+    .into_iter()
+    .filter_map(|(key, v)| v.map(|v| (key, v)))
+    .collect()
 }
 
 /// Named stream types, so handlers and helpers can spell the wrapped streams.

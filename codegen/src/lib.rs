@@ -18,10 +18,42 @@
 
 mod generate;
 mod model;
+mod names;
+mod policy;
 mod service_generator;
+mod source;
 
+use std::collections::HashSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
+
+use protox::file::{ChainFileResolver, File, FileResolver, GoogleFileResolver, IncludeFileResolver};
+
+/// The text of `tonic_intercept/v1/options.proto`, the options that declare policy in a
+/// `.proto` (see the [crate docs](crate#policy-in-the-proto)).
+///
+/// [`Builder::compile_protos`] serves it from memory, so Rust users need not copy it.
+/// Write it out for other toolchains (`protoc`, `buf`) that compile the same `.proto`
+/// files, at [`OPTIONS_PROTO_NAME`] under one of their include directories.
+pub const OPTIONS_PROTO: &str = include_str!("../proto/tonic_intercept/v1/options.proto");
+
+/// The name to import [`OPTIONS_PROTO`] by: `import "tonic_intercept/v1/options.proto";`.
+pub const OPTIONS_PROTO_NAME: &str = "tonic_intercept/v1/options.proto";
+
+/// Serves [`OPTIONS_PROTO`] for exactly [`OPTIONS_PROTO_NAME`], ahead of the include
+/// directories: the copy that matches this generator always wins.
+#[derive(Debug)]
+struct OptionsFile;
+
+impl FileResolver for OptionsFile {
+    fn open_file(&self, name: &str) -> Result<File, protox::Error> {
+        if name == OPTIONS_PROTO_NAME {
+            File::from_source(name, OPTIONS_PROTO)
+        } else {
+            Err(protox::Error::file_not_found(name))
+        }
+    }
+}
 
 /// Starts a build configuration with tonic-build's defaults: client and server.
 pub fn configure() -> Builder {
@@ -87,14 +119,71 @@ impl Builder {
                 println!("cargo:rerun-if-changed={}", path.display());
             }
         }
-        let fds = protox::compile(protos, includes)
+        let mut resolver = ChainFileResolver::new();
+        resolver.add(OptionsFile);
+        for include in includes {
+            resolver.add(IncludeFileResolver::new(include.as_ref().to_owned()));
+        }
+        resolver.add(GoogleFileResolver::new());
+        let mut compiler = protox::Compiler::with_file_resolver(resolver);
+        compiler
+            .include_source_info(true)
+            .include_imports(true)
+            .open_files(protos)
             // protox puts `file:line:column` in its Debug form only.
             .map_err(|e| Error::Proto(format!("{e:?}")))?;
-        self.compile_fds(fds)
+
+        let mut sources = source::Sources::default();
+        for file in compiler.files() {
+            if let Some(path) = file.path() {
+                sources.on_disk(file.name(), path.to_owned());
+            }
+        }
+        sources.in_memory(OPTIONS_PROTO_NAME, OPTIONS_PROTO);
+
+        // Code for the files asked for and what they import, as before; not for the
+        // options file (it only annotates descriptors) nor what only it imports.
+        let generated = generated_files(&compiler);
+        let mut fds = compiler.file_descriptor_set();
+        fds.file.retain(|f| generated.contains(f.name()));
+        names::check(&fds).map_err(Error::proto)?;
+
+        let pool = compiler.descriptor_pool();
+        let services: Vec<_> = pool
+            .services()
+            .filter(|s| generated.contains(s.parent_file().name()))
+            .collect();
+        let policies = policy::read(&pool, &services, &sources).map_err(Error::proto)?;
+        self.generate(fds, policies)
     }
 
     /// Generates code from an already compiled descriptor set.
+    ///
+    /// A `prost_types::FileDescriptorSet` has lost the custom options of its files, so
+    /// policy declared with `tonic_intercept/v1/options.proto` cannot be read from it: a
+    /// set whose files import that file is refused rather than generated without its
+    /// policy. Use [`Builder::compile_protos`] for those.
     pub fn compile_fds(self, fds: prost_types::FileDescriptorSet) -> Result<(), Error> {
+        if let Some(file) = fds
+            .file
+            .iter()
+            .find(|f| f.dependency.iter().any(|d| d == OPTIONS_PROTO_NAME))
+        {
+            return Err(Error::Config(format!(
+                "`{}` imports `{OPTIONS_PROTO_NAME}`, but its options are lost in a `prost_types::FileDescriptorSet`: \
+                 compile the `.proto` files with `compile_protos` to apply the policy they declare",
+                file.name()
+            )));
+        }
+        names::check(&fds).map_err(Error::proto)?;
+        self.generate(fds, model::Policies::new())
+    }
+
+    fn generate(
+        self,
+        fds: prost_types::FileDescriptorSet,
+        policies: model::Policies,
+    ) -> Result<(), Error> {
         let out_dir = match self.out_dir {
             Some(dir) => dir,
             None => std::env::var_os("OUT_DIR")
@@ -113,9 +202,38 @@ impl Builder {
         let mut config = prost_build::Config::new();
         config
             .out_dir(out_dir)
-            .service_generator(Box::new(service_generator::InterceptGenerator { tonic }));
+            .service_generator(Box::new(service_generator::InterceptGenerator {
+                tonic,
+                policies,
+            }));
         config.compile_fds(fds).map_err(Error::Io)
     }
+}
+
+/// The files asked for and, transitively, what they import, except through the options
+/// file (unless it was asked for itself).
+fn generated_files(compiler: &protox::Compiler) -> HashSet<String> {
+    let pool = compiler.descriptor_pool();
+    let mut todo: Vec<String> = compiler
+        .files()
+        .filter(|f| !f.is_import())
+        .map(|f| f.name().to_owned())
+        .collect();
+    let mut seen = HashSet::new();
+    while let Some(name) = todo.pop() {
+        if !seen.insert(name.clone()) {
+            continue;
+        }
+        let Some(file) = pool.get_file_by_name(&name) else {
+            continue;
+        };
+        todo.extend(
+            file.dependencies()
+                .map(|d| d.name().to_owned())
+                .filter(|d| d != OPTIONS_PROTO_NAME),
+        );
+    }
+    seen
 }
 
 /// Formats generated tokens the way users will read them.
@@ -136,6 +254,13 @@ pub enum Error {
     Io(std::io::Error),
     /// The builder was used outside `build.rs` without an output directory.
     Config(String),
+}
+
+impl Error {
+    /// Several `file:line:column: message` lines, as one error.
+    fn proto(messages: Vec<String>) -> Self {
+        Error::Proto(messages.join("\n"))
+    }
 }
 
 impl fmt::Display for Error {

@@ -1,5 +1,7 @@
 //! What the generator knows about a service, read once from prost-build's description.
 
+use std::collections::HashMap;
+
 use prost_build::{Comments, Method, Service};
 
 /// A service as the generator sees it.
@@ -31,7 +33,35 @@ pub(crate) struct RpcModel {
     pub(crate) server_streaming: bool,
     pub(crate) idempotency: Idempotency,
     pub(crate) deprecated: bool,
+    /// `option (tonic_intercept.v1.rpc)` merged over the service's default.
+    pub(crate) policy: Policy,
 }
+
+/// The policy declared in the `.proto` for one RPC, already merged and checked: stream
+/// keys are set only where the RPC's side streams, `public` and `roles` never both.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Policy {
+    pub(crate) public: bool,
+    pub(crate) roles: Vec<String>,
+    pub(crate) max_messages_in: Option<u64>,
+    pub(crate) max_messages_out: Option<u64>,
+    pub(crate) max_message_bytes: Option<u64>,
+    pub(crate) messages_per_second_in: Option<u32>,
+    pub(crate) messages_per_second_out: Option<u32>,
+    pub(crate) timeout_ms: Option<u64>,
+    pub(crate) idle_timeout_ms: Option<u64>,
+}
+
+impl Policy {
+    /// Nothing declared: the descriptor keeps `RpcPolicy::new()`.
+    pub(crate) fn is_empty(&self) -> bool {
+        *self == Policy::default()
+    }
+}
+
+/// Merged policies by service (`users.v1.UserService`), then RPC (`ListUsers`, as written
+/// in the `.proto`). RPCs without any policy are absent.
+pub(crate) type Policies = HashMap<String, HashMap<String, Policy>>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Idempotency {
@@ -41,23 +71,34 @@ pub(crate) enum Idempotency {
 }
 
 impl ServiceModel {
-    pub(crate) fn from_prost(service: &Service) -> Self {
+    pub(crate) fn from_prost(service: &Service, policies: &Policies) -> Self {
         let full_name = if service.package.is_empty() {
             service.proto_name.clone()
         } else {
             format!("{}.{}", service.package, service.proto_name)
         };
+        let policies = policies.get(&full_name);
+        let policy = |method: &Method| {
+            policies
+                .and_then(|p| p.get(&method.proto_name))
+                .cloned()
+                .unwrap_or_default()
+        };
         Self {
             module: format!("{}_intercept", naive_snake_case(&service.name)),
-            full_name,
             docs: docs(&service.comments),
-            rpcs: service.methods.iter().map(RpcModel::from_prost).collect(),
+            rpcs: service
+                .methods
+                .iter()
+                .map(|method| RpcModel::from_prost(method, policy(method)))
+                .collect(),
+            full_name,
         }
     }
 }
 
 impl RpcModel {
-    fn from_prost(method: &Method) -> Self {
+    fn from_prost(method: &Method, policy: Policy) -> Self {
         let idempotency = match method.options.idempotency_level {
             Some(1) => Idempotency::NoSideEffects,
             Some(2) => Idempotency::Idempotent,
@@ -75,6 +116,7 @@ impl RpcModel {
             server_streaming: method.server_streaming,
             idempotency,
             deprecated: method.options.deprecated.unwrap_or(false),
+            policy,
         }
     }
 

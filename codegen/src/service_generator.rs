@@ -3,16 +3,19 @@
 use prost_build::{Service, ServiceGenerator};
 
 use crate::generate;
-use crate::model::ServiceModel;
+use crate::model::{Policies, ServiceModel};
 
 /// Emits tonic's client and server for each service, then our module beside them.
 pub(crate) struct InterceptGenerator {
     pub(crate) tonic: Box<dyn ServiceGenerator>,
+    /// Read from the `.proto` before generation, since prost-build's `Service` has lost
+    /// the custom options.
+    pub(crate) policies: Policies,
 }
 
 impl ServiceGenerator for InterceptGenerator {
     fn generate(&mut self, service: Service, buf: &mut String) {
-        let model = ServiceModel::from_prost(&service);
+        let model = ServiceModel::from_prost(&service, &self.policies);
         self.tonic.generate(service, buf);
         buf.push('\n');
         buf.push_str(&crate::format(generate::service(&model)));

@@ -8,11 +8,17 @@ use syn::{Expr, Ident, LitInt, Token, Type};
 mod kw {
     syn::custom_keyword!(public);
     syn::custom_keyword!(auth);
+    syn::custom_keyword!(roles);
     syn::custom_keyword!(limit);
     syn::custom_keyword!(hook);
+    syn::custom_keyword!(metrics);
+    syn::custom_keyword!(trace);
+    syn::custom_keyword!(recover);
+    syn::custom_keyword!(validate);
+    syn::custom_keyword!(idempotency);
 }
 
-pub const ENTRIES: &str = "`public(..)`, `auth(..)`, `limit(..)`, `hook(..)`";
+pub const ENTRIES: &str = "`public(..)`, `auth(..)`, `roles(..)`, `limit(..)`, `hook(..)`, `metrics(..)`, `trace`, `recover`, `validate`, `idempotency(..)`";
 
 /// The arguments, entries in declared order.
 pub struct Args {
@@ -22,8 +28,53 @@ pub struct Args {
 pub enum Entry {
     Public(Public),
     Auth(Auth),
+    Roles(Roles),
     Limit(Limit),
     Hook(Hook),
+    Metrics(Metrics),
+    Trace(Trace),
+    /// `recover`, `recover(Rpc, ..)`
+    Recover(Switch),
+    /// `validate`, `validate(Rpc, ..)`
+    Validate(Switch),
+    Idempotency(Idempotency),
+}
+
+/// `roles("admin", "ops", DeleteUser, ..)`; without role strings, the roles the `.proto`
+/// declares for the named RPCs
+pub struct Roles {
+    pub kw: Ident,
+    pub roles: Vec<syn::LitStr>,
+    pub rpcs: Vec<Ident>,
+}
+
+/// `metrics(self.metrics)` or `metrics(self.metrics, GetUser, ..)`
+pub struct Metrics {
+    pub kw: Ident,
+    pub value: Expr,
+    pub rpcs: Vec<Ident>,
+}
+
+/// `trace` (default settings), `trace(self.trace)` (a `TraceCalls`), or
+/// `trace(self.trace: TraceCalls<MyRedactor>)`, either followed by RPC names
+pub struct Trace {
+    pub kw: Ident,
+    pub value: Option<Expr>,
+    pub ty: Option<Type>,
+    pub rpcs: Vec<Ident>,
+}
+
+/// An entry that is on or off per RPC.
+pub struct Switch {
+    pub kw: Ident,
+    pub rpcs: Vec<Ident>,
+}
+
+/// `idempotency(self.orders, PlaceOrder)`
+pub struct Idempotency {
+    pub kw: Ident,
+    pub cache: Expr,
+    pub rpcs: Vec<Ident>,
 }
 
 /// `public(CreateUser, Health)` or `public(*)`
@@ -181,6 +232,77 @@ impl Parse for Entry {
             };
             expect_end(&content)?;
             Ok(Entry::Hook(Hook { value, ty, rpcs }))
+        } else if lookahead.peek(kw::roles) {
+            let kw = input.parse::<Ident>()?;
+            let content = parenthesized(input, &kw)?;
+            let mut roles = Vec::new();
+            while content.peek(syn::LitStr) {
+                roles.push(content.parse()?);
+                if content.parse::<Option<Token![,]>>()?.is_none() {
+                    break;
+                }
+            }
+            let rpcs = idents(&content)?;
+            expect_end(&content)?;
+            Ok(Entry::Roles(Roles { kw, roles, rpcs }))
+        } else if lookahead.peek(kw::metrics) {
+            let kw = input.parse::<Ident>()?;
+            let content = parenthesized(input, &kw)?;
+            let value = content.parse()?;
+            let rpcs = rest_idents(&content)?;
+            Ok(Entry::Metrics(Metrics { kw, value, rpcs }))
+        } else if lookahead.peek(kw::trace) {
+            let kw = input.parse::<Ident>()?;
+            if !input.peek(syn::token::Paren) {
+                return Ok(Entry::Trace(Trace {
+                    kw,
+                    value: None,
+                    ty: None,
+                    rpcs: Vec::new(),
+                }));
+            }
+            let content = parenthesized(input, &kw)?;
+            let value = content.parse()?;
+            let ty = if content.parse::<Option<Token![:]>>()?.is_some() {
+                Some(content.parse()?)
+            } else {
+                None
+            };
+            let rpcs = rest_idents(&content)?;
+            Ok(Entry::Trace(Trace {
+                kw,
+                value: Some(value),
+                ty,
+                rpcs,
+            }))
+        } else if lookahead.peek(kw::recover) || lookahead.peek(kw::validate) {
+            let kw = input.parse::<Ident>()?;
+            let rpcs = if input.peek(syn::token::Paren) {
+                let content = parenthesized(input, &kw)?;
+                let rpcs = idents(&content)?;
+                expect_end(&content)?;
+                if rpcs.is_empty() {
+                    return Err(syn::Error::new(
+                        kw.span(),
+                        format!("`{kw}()` names no RPC; write `{kw}` alone for every RPC"),
+                    ));
+                }
+                rpcs
+            } else {
+                Vec::new()
+            };
+            let switch = Switch { kw, rpcs };
+            Ok(if switch.kw == "recover" {
+                Entry::Recover(switch)
+            } else {
+                Entry::Validate(switch)
+            })
+        } else if lookahead.peek(kw::idempotency) {
+            let kw = input.parse::<Ident>()?;
+            let content = parenthesized(input, &kw)?;
+            let cache = content.parse()?;
+            let rpcs = rest_idents(&content)?;
+            Ok(Entry::Idempotency(Idempotency { kw, cache, rpcs }))
         } else if input.peek(Ident) {
             let unknown: Ident = input.parse()?;
             Err(syn::Error::new(
@@ -209,6 +331,17 @@ fn idents(input: ParseStream) -> syn::Result<Vec<Ident>> {
     Ok(Punctuated::<Ident, Token![,]>::parse_terminated(input)?
         .into_iter()
         .collect())
+}
+
+/// `, Rpc, ..` after a value, or nothing.
+fn rest_idents(input: ParseStream) -> syn::Result<Vec<Ident>> {
+    let rpcs = if input.parse::<Option<Token![,]>>()?.is_some() {
+        idents(input)?
+    } else {
+        Vec::new()
+    };
+    expect_end(input)?;
+    Ok(rpcs)
 }
 
 fn expect_end(input: ParseStream) -> syn::Result<()> {

@@ -11,20 +11,38 @@ pub struct Plan<'a> {
     pub rpcs: Vec<RpcPlan<'a>>,
 }
 
+/// One RPC's policies. They run in a fixed, documented order whatever the order of the
+/// entries: recovery, tracing, metrics, deadline, auth, roles, admission (concurrency,
+/// call rate), hooks' `on_call`; then per message: limits, validation, hooks; then the
+/// idempotency replay and the handler.
 pub struct RpcPlan<'a> {
     pub rpc: &'a RpcMethod,
-    /// Call-start steps in declared order.
-    pub steps: Vec<Step<'a>>,
-    /// The hooks of this RPC in declared order; `Step::Hook(i)` indexes it.
+    pub access: Access<'a>,
+    /// The `roles(..)` entry covering this RPC; no role strings: the `.proto`'s.
+    pub roles: Option<&'a attr::Roles>,
+    /// The user's hooks in declared order.
     pub hooks: Vec<&'a attr::Hook>,
     pub limits: Limits,
-    /// Whether the first `limit` entry of this RPC comes before its first hook.
-    pub limits_first: bool,
+    /// Keys set by a `limit(..)` naming this RPC: they must agree with the `.proto`.
+    pub specific: Vec<&'a attr::LimitKey>,
+    /// Named in a `limit(..)`, even without keys: guarded, so the `.proto`'s limits apply.
+    pub named_in_limit: bool,
+    pub metrics: Option<&'a Expr>,
+    pub trace: Option<&'a attr::Trace>,
+    pub recover: bool,
+    pub validate: bool,
+    pub idempotency: Option<&'a Expr>,
 }
 
-pub enum Step<'a> {
-    Auth(&'a Expr),
-    Hook(usize),
+/// Who may call an RPC.
+pub enum Access<'a> {
+    /// `public(..)` in the attribute.
+    Public,
+    /// `auth(verifier)`; `general`: it covers every RPC not public, so a `.proto`
+    /// declaring the RPC public turns it off.
+    Auth { verifier: &'a Expr, general: bool },
+    /// Neither: the `.proto` must declare it public (checked at compile time).
+    FromProto,
 }
 
 /// The limits of one RPC: each key's value as written (a literal or a constant).
@@ -38,6 +56,12 @@ pub struct Limits {
     pub burst: Option<LimitValue>,
     pub reject_when_too_fast: bool,
     pub timeout_ms: Option<LimitValue>,
+    pub idle_timeout_ms: Option<LimitValue>,
+    pub max_in_flight: Option<LimitValue>,
+    pub calls_per_second: Option<LimitValue>,
+    pub call_burst: Option<LimitValue>,
+    pub calls_per_second_per_identity: Option<LimitValue>,
+    pub queue: Option<LimitValue>,
 }
 
 impl Limits {
@@ -48,6 +72,15 @@ impl Limits {
             && self.messages_per_second_in.is_none()
             && self.messages_per_second_out.is_none()
             && self.timeout_ms.is_none()
+            && self.idle_timeout_ms.is_none()
+            && !self.admits()
+    }
+
+    /// Whether anything limits calls (rather than messages).
+    pub fn admits(&self) -> bool {
+        self.max_in_flight.is_some()
+            || self.calls_per_second.is_some()
+            || self.calls_per_second_per_identity.is_some()
     }
 
     /// Whether anything checks request messages one by one.
@@ -58,7 +91,7 @@ impl Limits {
     }
 }
 
-const LIMIT_KEYS: &str = "max_messages_in, max_messages_out, max_message_bytes, messages_per_second_in, messages_per_second_out, burst, on_rate_exceeded, timeout_ms";
+const LIMIT_KEYS: &str = "max_messages_in, max_messages_out, max_message_bytes, messages_per_second_in, messages_per_second_out, burst, on_rate_exceeded, timeout_ms, idle_timeout_ms, max_in_flight, calls_per_second, call_burst, calls_per_second_per_identity, queue";
 
 /// Which side of an RPC a limit key needs to be streaming.
 #[derive(Clone, Copy, PartialEq)]
@@ -66,13 +99,18 @@ enum Needs {
     Nothing,
     RequestStream,
     ResponseStream,
+    AnyStream,
 }
 
 fn needs(key: &str) -> Option<Needs> {
     Some(match key {
         "max_messages_in" | "messages_per_second_in" => Needs::RequestStream,
         "max_messages_out" | "messages_per_second_out" => Needs::ResponseStream,
-        "max_message_bytes" | "timeout_ms" | "burst" | "on_rate_exceeded" => Needs::Nothing,
+        "idle_timeout_ms" => Needs::AnyStream,
+        "max_message_bytes" | "timeout_ms" | "burst" | "on_rate_exceeded" | "max_in_flight"
+        | "calls_per_second" | "call_burst" | "calls_per_second_per_identity" | "queue" => {
+            Needs::Nothing
+        }
         _ => return None,
     })
 }
@@ -82,6 +120,7 @@ fn fits(rpc: &RpcMethod, needs: Needs) -> bool {
         Needs::Nothing => true,
         Needs::RequestStream => rpc.client_streaming,
         Needs::ResponseStream => rpc.server_streaming,
+        Needs::AnyStream => rpc.client_streaming || rpc.server_streaming,
     }
 }
 
@@ -189,12 +228,12 @@ pub fn check<'a>(args: &'a Args, service: &'a Service) -> syn::Result<Plan<'a>> 
                         if let Some(need) = needs(&key_name)
                             && !service.rpcs.iter().any(|r| fits(r, need))
                         {
-                            let side = if need == Needs::RequestStream {
-                                "requests"
-                            } else {
-                                "responses"
+                            let side = match need {
+                                Needs::RequestStream => "its requests",
+                                Needs::ResponseStream => "its responses",
+                                _ => "either way",
                             };
-                            errors.at(key.name.span(), format!("`{key_name}` applies to no RPC: no RPC of `{}` streams its {side}", service.name));
+                            errors.at(key.name.span(), format!("`{key_name}` applies to no RPC: no RPC of `{}` streams {side}", service.name));
                         }
                     }
                 }
@@ -207,12 +246,34 @@ pub fn check<'a>(args: &'a Args, service: &'a Service) -> syn::Result<Plan<'a>> 
                     check_limit_fits(l, &service.rpcs[id], &mut errors);
                 }
             }
-            Entry::Hook(_) => {}
+            Entry::Idempotency(i) => match i.rpcs.as_slice() {
+                [ident] => {
+                    if let Some(Some(id)) = ids.first() {
+                        let rpc = &service.rpcs[*id];
+                        if rpc.client_streaming || rpc.server_streaming {
+                            errors.at(ident.span(), format!("`idempotency(..)` replays a stored response, so it applies to unary RPCs only, but `{}` is {}", rpc.name, rpc.kind()));
+                        }
+                    }
+                }
+                _ => errors.at(i.kw.span(), format!("`idempotency(..)` needs its cache and exactly one unary RPC: `idempotency(self.cache, {})`; its cache is typed by that RPC", service.rpcs.first().map_or("MyRpc", |r| r.name.as_str()))),
+            },
+            Entry::Roles(r) => {
+                if r.roles.is_empty() && r.rpcs.is_empty() {
+                    errors.at(r.kw.span(), "`roles()` requires nothing: list roles, `roles(\"admin\")`, or name RPCs whose roles the .proto declares, `roles(DeleteUser)`");
+                }
+                for role in &r.roles {
+                    if role.value().trim().is_empty() {
+                        errors.at(role.span(), "a role cannot be empty");
+                    }
+                }
+            }
+            Entry::Hook(_)
+            | Entry::Metrics(_)
+            | Entry::Trace(_)
+            | Entry::Recover(_)
+            | Entry::Validate(_) => {}
         }
     }
-    let misspelt_access = args.entries.iter().zip(&resolved).any(|(entry, ids)| {
-        matches!(entry, Entry::Public(_) | Entry::Auth(_)) && ids.contains(&None)
-    });
     if let Some(kw) = all_public {
         if general_auth.is_some() || specific_auth.iter().any(Option::is_some) {
             errors.at(kw.span(), "`public(*)` makes every RPC public, so `auth(..)` would cover nothing; remove one of them");
@@ -229,93 +290,173 @@ pub fn check<'a>(args: &'a Args, service: &'a Service) -> syn::Result<Plan<'a>> 
                 ),
             );
         }
-        // A misspelt name in `public(..)` or `auth(..)` is already reported; the RPC it
-        // meant would be reported again here as uncovered.
-        if !public[id] && specific_auth[id].is_none() && general_auth.is_none() && !misspelt_access
-        {
+    }
+    // An RPC neither public nor covered by auth here must be public in its `.proto`;
+    // the expansion asserts it, because only the compiler sees the generated constants.
+
+    let mut plans = Vec::new();
+    for (id, rpc) in service.rpcs.iter().enumerate() {
+        let access = if public[id] {
+            Access::Public
+        } else if let Some(verifier) = specific_auth[id] {
+            Access::Auth {
+                verifier,
+                general: false,
+            }
+        } else if let Some(verifier) = general_auth {
+            Access::Auth {
+                verifier,
+                general: true,
+            }
+        } else {
+            Access::FromProto
+        };
+        let mut plan = RpcPlan {
+            rpc,
+            access,
+            roles: None,
+            hooks: Vec::new(),
+            limits: Limits::default(),
+            specific: Vec::new(),
+            named_in_limit: false,
+            metrics: None,
+            trace: None,
+            recover: false,
+            validate: false,
+            idempotency: None,
+        };
+        let (mut general, mut specific) = (Vec::new(), Vec::new());
+        let applies = |ids: &[Option<usize>]| ids.is_empty() || ids.contains(&Some(id));
+        let names_it = |ids: &[Option<usize>]| ids.contains(&Some(id));
+        // The first RPC name of an entry, where a "configured twice" error points.
+        let at = |entry: &Entry| {
+            names_of(entry)
+                .iter()
+                .find(|i| **i == rpc.name)
+                .map_or_else(|| entry_span(entry), Ident::span)
+        };
+        let twice = |errors: &mut Errors, entry: &Entry, what: &str| {
             errors.at(
-                rpc.ident.span(),
-                format!(
-                    "RPC `{}` is neither public nor covered by auth; add it to `public(..)`, or add `auth(<verifier>)` (every non-public RPC) or `auth(<verifier>, {})`",
-                    rpc.name, rpc.name
-                ),
+                at(entry),
+                format!("`{what}` is configured twice for `{}`", rpc.name),
             );
+        };
+        for (entry, ids) in args.entries.iter().zip(&resolved) {
+            if !applies(ids) {
+                continue;
+            }
+            match entry {
+                Entry::Public(_) | Entry::Auth(_) => {}
+                Entry::Hook(h) => plan.hooks.push(h),
+                Entry::Limit(l) => {
+                    if l.rpcs.is_empty() {
+                        general.push(l);
+                    } else {
+                        plan.named_in_limit = true;
+                        specific.push(l);
+                    }
+                }
+                Entry::Roles(r) => {
+                    if plan.roles.is_some() {
+                        twice(&mut errors, entry, "roles(..)");
+                    }
+                    // `roles("admin")` for every RPC means every authenticated one.
+                    if r.rpcs.is_empty() && !matches!(plan.access, Access::Auth { .. }) {
+                        continue;
+                    }
+                    if matches!(plan.access, Access::Public) {
+                        errors.at(at(entry), format!("`{}` is public, so there is no verified identity whose roles `roles(..)` could check; remove it from `public(..)` or from `roles(..)`", rpc.name));
+                    }
+                    plan.roles = Some(r);
+                }
+                Entry::Metrics(m) => {
+                    if plan.metrics.is_some() {
+                        twice(&mut errors, entry, "metrics(..)");
+                    }
+                    plan.metrics = Some(&m.value);
+                }
+                Entry::Trace(t) => {
+                    if plan.trace.is_some() {
+                        twice(&mut errors, entry, "trace");
+                    }
+                    plan.trace = Some(t);
+                }
+                Entry::Recover(_) => {
+                    if plan.recover {
+                        twice(&mut errors, entry, "recover");
+                    }
+                    plan.recover = true;
+                }
+                Entry::Validate(_) => {
+                    if plan.validate {
+                        twice(&mut errors, entry, "validate");
+                    }
+                    plan.validate = true;
+                }
+                Entry::Idempotency(i) if names_it(ids) => {
+                    if plan.idempotency.is_some() {
+                        twice(&mut errors, entry, "idempotency(..)");
+                    }
+                    plan.idempotency = Some(&i.cache);
+                }
+                Entry::Idempotency(_) => {}
+            }
         }
+        // A `limit` naming the RPC wins over one for every RPC, whatever their order.
+        for l in general {
+            for key in &l.keys {
+                let name = key.name.to_string();
+                if fits(rpc, needs(&name).unwrap_or(Needs::Nothing)) {
+                    apply(&mut plan.limits, &name, &key.value);
+                }
+            }
+        }
+        for l in specific {
+            for key in &l.keys {
+                apply(&mut plan.limits, &key.name.to_string(), &key.value);
+                plan.specific.push(key);
+            }
+        }
+        if let Some(per_identity) = specific_key(&plan, "calls_per_second_per_identity")
+            .or_else(|| {
+                args.entries.iter().find_map(|e| match e {
+                    Entry::Limit(l) if l.rpcs.is_empty() => l
+                        .keys
+                        .iter()
+                        .find(|k| k.name == "calls_per_second_per_identity"),
+                    _ => None,
+                })
+            })
+            && plan.limits.calls_per_second_per_identity.is_some()
+            && !matches!(plan.access, Access::Auth { .. })
+        {
+            errors.at(per_identity.name.span(), format!("`calls_per_second_per_identity` needs a verified identity, but `{}` is not covered by `auth(..)`; use `calls_per_second`, or cover it with `auth(..)`", rpc.name));
+        }
+        plans.push(plan);
     }
 
-    if let Some(e) = errors.0 {
-        return Err(e);
+    match errors.0 {
+        Some(e) => Err(e),
+        None => Ok(Plan { rpcs: plans }),
     }
+}
 
-    let rpcs = service
-        .rpcs
-        .iter()
-        .enumerate()
-        .map(|(id, rpc)| {
-            let mut plan = RpcPlan {
-                rpc,
-                steps: Vec::new(),
-                hooks: Vec::new(),
-                limits: Limits::default(),
-                limits_first: true,
-            };
-            let mut seen_limit = false;
-            let (mut general, mut specific) = (Vec::new(), Vec::new());
-            let applies = |ids: &[Option<usize>]| ids.is_empty() || ids.contains(&Some(id));
-            for (entry, ids) in args.entries.iter().zip(&resolved) {
-                match entry {
-                    Entry::Public(_) => {}
-                    Entry::Auth(a) if !public[id] => {
-                        let covers = if a.rpcs.is_empty() {
-                            specific_auth[id].is_none()
-                        } else {
-                            ids.contains(&Some(id))
-                        };
-                        if covers {
-                            plan.steps.push(Step::Auth(&a.verifier));
-                        }
-                    }
-                    Entry::Auth(_) => {}
-                    Entry::Hook(h) if applies(ids) => {
-                        if !seen_limit && plan.hooks.is_empty() {
-                            plan.limits_first = false;
-                        }
-                        plan.steps.push(Step::Hook(plan.hooks.len()));
-                        plan.hooks.push(h);
-                    }
-                    Entry::Hook(_) => {}
-                    Entry::Limit(l) if applies(ids) => {
-                        seen_limit = true;
-                        if l.rpcs.is_empty() {
-                            general.push(l);
-                        } else {
-                            specific.push(l);
-                        }
-                    }
-                    Entry::Limit(_) => {}
-                }
-            }
-            // A `limit` naming the RPC wins over one for every RPC, whatever their order.
-            for l in general {
-                for key in &l.keys {
-                    let name = key.name.to_string();
-                    if fits(rpc, needs(&name).unwrap_or(Needs::Nothing)) {
-                        apply(&mut plan.limits, &name, &key.value);
-                    }
-                }
-            }
-            for l in specific {
-                for key in &l.keys {
-                    apply(&mut plan.limits, &key.name.to_string(), &key.value);
-                }
-            }
-            if plan.hooks.is_empty() {
-                plan.limits_first = true;
-            }
-            plan
-        })
-        .collect();
-    Ok(Plan { rpcs })
+fn specific_key<'a>(plan: &RpcPlan<'a>, key: &str) -> Option<&'a attr::LimitKey> {
+    plan.specific.iter().copied().find(|k| k.name == key)
+}
+
+fn entry_span(entry: &Entry) -> proc_macro2::Span {
+    match entry {
+        Entry::Public(p) => p.kw.span(),
+        Entry::Auth(a) => a.kw.span(),
+        Entry::Roles(r) => r.kw.span(),
+        Entry::Limit(l) => l.kw.span(),
+        Entry::Hook(h) => syn::spanned::Spanned::span(&h.ty),
+        Entry::Metrics(m) => m.kw.span(),
+        Entry::Trace(t) => t.kw.span(),
+        Entry::Recover(s) | Entry::Validate(s) => s.kw.span(),
+        Entry::Idempotency(i) => i.kw.span(),
+    }
 }
 
 fn names_of(entry: &Entry) -> &[Ident] {
@@ -327,6 +468,11 @@ fn names_of(entry: &Entry) -> &[Ident] {
         Entry::Auth(a) => &a.rpcs,
         Entry::Limit(l) => &l.rpcs,
         Entry::Hook(h) => &h.rpcs,
+        Entry::Roles(r) => &r.rpcs,
+        Entry::Metrics(m) => &m.rpcs,
+        Entry::Trace(t) => &t.rpcs,
+        Entry::Recover(s) | Entry::Validate(s) => &s.rpcs,
+        Entry::Idempotency(i) => &i.rpcs,
     }
 }
 
@@ -340,6 +486,12 @@ fn apply(limits: &mut Limits, key: &str, value: &LimitValue) {
         "messages_per_second_out" => &mut limits.messages_per_second_out,
         "burst" => &mut limits.burst,
         "timeout_ms" => &mut limits.timeout_ms,
+        "idle_timeout_ms" => &mut limits.idle_timeout_ms,
+        "max_in_flight" => &mut limits.max_in_flight,
+        "calls_per_second" => &mut limits.calls_per_second,
+        "call_burst" => &mut limits.call_burst,
+        "calls_per_second_per_identity" => &mut limits.calls_per_second_per_identity,
+        "queue" => &mut limits.queue,
         "on_rate_exceeded" => {
             limits.reject_when_too_fast = value.word().is_some_and(|w| w == "reject");
             return;
@@ -361,7 +513,8 @@ fn value_span(value: &LimitValue) -> proc_macro2::Span {
 
 // Keys are checked where they are written, so each error points at the key or value.
 fn check_limit_keys(limit: &attr::Limit, errors: &mut Errors) {
-    if limit.keys.is_empty() {
+    // `limit(ListItems)` alone guards the RPC so that the `.proto`'s limits apply.
+    if limit.keys.is_empty() && limit.rpcs.is_empty() {
         errors.at(
             limit.kw.span(),
             format!("`limit(..)` sets nothing; add at least one of: {LIMIT_KEYS}"),
@@ -404,6 +557,9 @@ fn check_limit_keys(limit: &attr::Limit, errors: &mut Errors) {
             (_, "burst", Some("none")) => {
                 errors.at(value_span(&key.value), "`burst` cannot be `none`; leave it out for the default of 1");
             }
+            (LimitValue::Int(v), "queue", _) if v.base10_parse::<u64>().is_ok_and(|x| x > u64::from(u32::MAX)) => {
+                errors.at(v.span(), "`queue` must fit in a u32");
+            }
             (_, _, Some("none")) => {}
             (_, _, Some(w @ ("delay" | "reject"))) => {
                 errors.at(
@@ -416,7 +572,11 @@ fn check_limit_keys(limit: &attr::Limit, errors: &mut Errors) {
             (LimitValue::Path(_), _, _) => {}
             (LimitValue::Int(v), _, _) => match v.base10_parse::<u64>() {
                 Ok(0) => errors.at(v.span(), format!("`{name}` must be at least 1: a limit of zero would refuse everything; to leave it unlimited, remove the key")),
-                Ok(x) if name.starts_with("messages_per_second") || name == "burst" => {
+                Ok(x) if name.starts_with("messages_per_second")
+                    || name.starts_with("calls_per_second")
+                    || name.ends_with("burst")
+                    || name == "max_in_flight" =>
+                {
                     if x > u64::from(u32::MAX) {
                         errors.at(v.span(), format!("`{name}` must fit in a u32"));
                     }
@@ -426,10 +586,21 @@ fn check_limit_keys(limit: &attr::Limit, errors: &mut Errors) {
             },
         }
     }
+    let has = |k: &str| limit.keys.iter().any(|key| key.name == k);
     for key in &limit.keys {
         let name = key.name.to_string();
         if (name == "burst" || name == "on_rate_exceeded") && !has_rate {
             errors.at(key.name.span(), format!("`{name}` shapes a rate: add `messages_per_second_in` or `messages_per_second_out` to this `limit(..)`"));
+        }
+        if name == "call_burst" && !has("calls_per_second") {
+            errors.at(key.name.span(), "`call_burst` shapes `calls_per_second`: add `calls_per_second` to this `limit(..)`");
+        }
+        if name == "queue"
+            && !has("max_in_flight")
+            && !has("calls_per_second")
+            && !has("calls_per_second_per_identity")
+        {
+            errors.at(key.name.span(), "`queue` holds calls that `max_in_flight` or `calls_per_second` would refuse: add one of them to this `limit(..)`");
         }
     }
 }
@@ -441,6 +612,16 @@ fn check_limit_fits(limit: &attr::Limit, rpc: &RpcMethod, errors: &mut Errors) {
         let name = key.name.to_string();
         let Some(need) = needs(&name) else { continue };
         if fits(rpc, need) {
+            continue;
+        }
+        if need == Needs::AnyStream {
+            errors.at(
+                key.name.span(),
+                format!(
+                    "`{name}` limits the wait for a stream's next message, but `{}` is unary: use `timeout_ms`",
+                    rpc.name
+                ),
+            );
             continue;
         }
         let (side, counterpart) = match need {

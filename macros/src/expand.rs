@@ -12,7 +12,7 @@ use syn::visit_mut::VisitMut;
 use syn::{FnArg, Ident, ImplItem, ImplItemFn, ItemImpl, ReturnType, Type};
 
 use crate::attr::{Args, LimitValue};
-use crate::check::{self, Limits, RpcPlan, Step};
+use crate::check::{self, Access, Limits, RpcPlan};
 use crate::service::Service;
 
 /// `#[intercept(args)] item`: the whole macro, callable from unit tests.
@@ -56,16 +56,25 @@ pub fn pretty(tokens: &TokenStream) -> String {
 }
 
 enum Shape {
+    /// Nothing to do (public, or left to the `.proto`, with no other policy).
     Untouched,
-    /// Only call-start steps (auth): nothing per message, streams pass through as they are.
+    /// Only call-start steps (auth, roles): nothing per message, streams pass through.
     AuthOnly,
     Full,
 }
 
 fn shape(plan: &RpcPlan) -> Shape {
-    if !plan.hooks.is_empty() || !plan.limits.is_empty() {
+    if !plan.hooks.is_empty()
+        || !plan.limits.is_empty()
+        || plan.named_in_limit
+        || plan.metrics.is_some()
+        || plan.trace.is_some()
+        || plan.recover
+        || plan.validate
+        || plan.idempotency.is_some()
+    {
         Shape::Full
-    } else if !plan.steps.is_empty() {
+    } else if matches!(plan.access, Access::Auth { .. }) {
         Shape::AuthOnly
     } else {
         Shape::Untouched
@@ -91,10 +100,11 @@ fn expand(plans: &[RpcPlan], service: &Service, mut item: ItemImpl) -> TokenStre
         self_name,
         service: service.name.to_string(),
     };
-    let adapters = plans
-        .iter()
-        .map(|plan| hooks_adapter(&names, service, plan));
-    let adapters: TokenStream = adapters.collect();
+    let mut beside = TokenStream::new();
+    for plan in plans {
+        beside.extend(hooks_adapter(&names, service, plan));
+        beside.extend(proto_checks(service, plan));
+    }
     for impl_item in &mut item.items {
         match impl_item {
             ImplItem::Fn(f) => {
@@ -125,7 +135,7 @@ fn expand(plans: &[RpcPlan], service: &Service, mut item: ItemImpl) -> TokenStre
             _ => {}
         }
     }
-    quote!(#item #adapters)
+    quote!(#item #beside)
 }
 
 /// Names of the items generated beside the impl.
@@ -140,33 +150,92 @@ impl Names {
     }
 }
 
+/// The observers and hooks of one RPC, in the order they run: the tracing hook, the
+/// metrics, then the user's hooks as declared.
+struct Member {
+    ty: TokenStream,
+    value: TokenStream,
+}
+
+fn members(service: &Service, plan: &RpcPlan) -> Vec<Member> {
+    let mut members = Vec::new();
+    if let Some(trace) = plan.trace {
+        let ty = match &trace.ty {
+            Some(ty) => quote!(#ty),
+            None => quote_spanned!(trace.kw.span()=> ::tonic_intercept::TraceCalls),
+        };
+        let value = match &trace.value {
+            Some(value) => {
+                quote_spanned!(value.span()=> ::core::clone::Clone::clone(&#value))
+            }
+            None => quote_spanned!(trace.kw.span()=> ::tonic_intercept::TraceCalls::new()),
+        };
+        members.push(Member { ty, value });
+    }
+    if let Some(metrics) = plan.metrics {
+        let module = &service.rpc_module;
+        members.push(Member {
+            ty: quote!(::tonic_intercept::ServiceMetrics<#module::Service>),
+            value: quote_spanned!(metrics.span()=> ::core::clone::Clone::clone(&#metrics)),
+        });
+    }
+    for hook in &plan.hooks {
+        let (ty, value) = (&hook.ty, &hook.value);
+        members.push(Member {
+            ty: quote!(#ty),
+            value: quote_spanned!(value.span()=> ::core::clone::Clone::clone(&#value)),
+        });
+    }
+    members
+}
+
+fn has_adapter(plan: &RpcPlan) -> bool {
+    !plan.hooks.is_empty() || plan.trace.is_some() || plan.metrics.is_some() || plan.validate
+}
+
 /// The hooks of one RPC as one concrete type implementing `Hooks<Rpc>`, calling each
-/// hook in declared order.
+/// in order.
 ///
 /// A concrete type, not a tuple, so that a hook lacking `Hook<Rpc>` fails only inside
 /// this impl, at the hook's own tokens, with one message (rustc merges the identical
 /// errors); the types that carry the adapter (`Guard`, `Outbound`) stay well-formed and
 /// report nothing.
 fn hooks_adapter(names: &Names, service: &Service, plan: &RpcPlan) -> TokenStream {
-    if plan.hooks.is_empty() {
+    if !has_adapter(plan) {
         return TokenStream::new();
     }
     let name = names.hooks(plan);
     let rpc = rpc_path(service, plan);
-    let types = plan.hooks.iter().map(|h| &h.ty);
+    let members = members(service, plan);
+    let types = members.iter().map(|m| &m.ty);
     let call = |method: &str, args: TokenStream, index: usize| {
-        let ty = &plan.hooks[index].ty;
+        let ty = &members[index].ty;
         let method = format_ident!("{method}");
         let i = syn::Index::from(index);
         quote_spanned!(ty.span()=> <#ty as ::tonic_intercept::Hook<#rpc>>::#method(&self.#i, #args))
     };
-    let n = plan.hooks.len();
+    let n = members.len();
     let requests = (0..n).map(|i| call("on_request", quote!(call, message), i));
     let responses = (0..n).map(|i| call("on_response", quote!(call, message), i));
     let finishes = (0..n)
         .rev()
         .map(|i| call("on_finish", quote!(call, outcome), i));
-    let doc = format!(" The hooks of `{}`, in declared order.", plan.rpc.name);
+    let validate = if plan.validate {
+        let rpc_ident = &plan.rpc.ident;
+        let check = quote_spanned!(rpc_ident.span()=> ::tonic_intercept::__private::validate(call, message));
+        quote! {
+            fn validate(
+                &self,
+                call: &::tonic_intercept::Call,
+                message: &<#rpc as ::tonic_intercept::Rpc>::Request,
+            ) -> ::core::result::Result<(), ::tonic_intercept::__private::Status> {
+                #check
+            }
+        }
+    } else {
+        quote!()
+    };
+    let doc = format!(" The observers and hooks of `{}`, in the order they run.", plan.rpc.name);
     quote! {
         #[doc = #doc]
         #[doc(hidden)]
@@ -175,6 +244,8 @@ fn hooks_adapter(names: &Names, service: &Service, plan: &RpcPlan) -> TokenStrea
 
         #[automatically_derived]
         impl ::tonic_intercept::Hooks<#rpc> for #name {
+            #validate
+
             fn on_request(
                 &self,
                 call: &::tonic_intercept::Call,
@@ -200,6 +271,112 @@ fn hooks_adapter(names: &Names, service: &Service, plan: &RpcPlan) -> TokenStrea
     }
 }
 
+/// What the `.proto` declares must agree with the attribute. The generated constants are
+/// only visible to the compiler, so these are `const` assertions, each spanned at the
+/// user's token that it is about.
+fn proto_checks(service: &Service, plan: &RpcPlan) -> TokenStream {
+    let rpc = rpc_path(service, plan);
+    let policy = quote!(<#rpc as ::tonic_intercept::Rpc>::DESCRIPTOR.policy);
+    let name = &plan.rpc.name;
+    let mut checks = Vec::new();
+    let mut agreements = Vec::new();
+    let mut assert = |span: Span, cond: TokenStream, message: String| {
+        checks.push(quote_spanned! {span=>
+            const _: () = ::core::assert!(#cond, #message);
+        });
+    };
+    let handler = plan.rpc.ident.span();
+    match &plan.access {
+        Access::FromProto => assert(
+            handler,
+            quote!(#policy.public),
+            format!("RPC `{name}` is neither public nor covered by auth; add it to `public(..)`, or add `auth(<verifier>)` (every non-public RPC) or `auth(<verifier>, {name})`, or declare `public: true` in its .proto options"),
+        ),
+        Access::Auth { verifier, general: false } => assert(
+            verifier.span(),
+            quote!(!#policy.public),
+            format!("`{name}` is public in its .proto options, but `auth(.., {name})` covers it; remove `{name}` from this `auth(..)` or `public: true` from the .proto"),
+        ),
+        Access::Public | Access::Auth { general: true, .. } => {}
+    }
+    match plan.roles {
+        Some(roles) if roles.roles.is_empty() => assert(
+            roles.kw.span(),
+            quote!(!#policy.roles.is_empty()),
+            format!("`roles({name})` takes the roles from the .proto, but the .proto declares no `roles` for `{name}`; list them here, `roles(\"admin\", {name})`, or declare them in the .proto"),
+        ),
+        Some(roles) => {
+            let list = &roles.roles;
+            assert(
+                roles.kw.span(),
+                quote!(#policy.roles.is_empty() || ::tonic_intercept::__private::same_roles(#policy.roles, &[#(#list),*])),
+                format!("the roles of `{name}` here differ from the `roles` its .proto declares; make them the same, or write `roles({name})` to take the .proto's"),
+            );
+            if !roles.rpcs.is_empty() && matches!(plan.access, Access::Auth { general: true, .. }) {
+                assert(
+                    roles.kw.span(),
+                    quote!(!#policy.public),
+                    format!("`{name}` is public in its .proto options, so it has no identity whose roles `roles(..)` could check"),
+                );
+            }
+        }
+        None => assert(
+            handler,
+            quote!(#policy.roles.is_empty()),
+            format!("`{name}` requires roles in its .proto options; enforce them with `roles({name})` (the verifier's identity must implement `tonic_intercept::Roles`)"),
+        ),
+    }
+    if !matches!(shape(plan), Shape::Full) {
+        assert(
+            handler,
+            quote!(!#policy.declares_limits()),
+            format!("`{name}` declares limits in its .proto options; name it in `limit({name})` so that #[intercept] enforces them"),
+        );
+    }
+    for key in &plan.specific {
+        let field = key.name.to_string();
+        if !matches!(
+            field.as_str(),
+            "max_messages_in"
+                | "max_messages_out"
+                | "max_message_bytes"
+                | "messages_per_second_in"
+                | "messages_per_second_out"
+                | "timeout_ms"
+                | "idle_timeout_ms"
+        ) {
+            continue;
+        }
+        let ident = format_ident!("{field}");
+        let span = key.name.span();
+        let message = format!("`{field}` of `{name}` differs from the value its .proto options declare; the .proto is the RPC's contract: remove `{field}` here or make it equal");
+        match (&key.value, key.value.word()) {
+            (_, Some(w)) if w == "none" => assert(
+                span,
+                quote!(#policy.#ident.is_none()),
+                format!("`{field} = none` switches off a limit that the .proto options of `{name}` declare; remove it from the .proto instead"),
+            ),
+            (value, _) => {
+                let ty = if field.starts_with("messages_per_second") {
+                    quote!(u32)
+                } else if field == "max_message_bytes" {
+                    quote!(usize)
+                } else {
+                    quote!(u64)
+                };
+                let value = limit_value(&field, value, ty);
+                agreements.push(quote_spanned! {span=>
+                    const _: () = match #policy.#ident {
+                        ::core::option::Option::Some(proto) => ::core::assert!(proto as u64 == (#value) as u64, #message),
+                        ::core::option::Option::None => {}
+                    };
+                });
+            }
+        }
+    }
+    quote!(#(#checks)* #(#agreements)*)
+}
+
 fn rewrite_handler(
     f: &mut ImplItemFn,
     plan: &RpcPlan,
@@ -207,10 +384,10 @@ fn rewrite_handler(
     names: &Names,
     stream: Option<&Type>,
 ) {
-    let (full, auth_only) = match shape(plan) {
+    let full = match shape(plan) {
         Shape::Untouched => return,
-        Shape::AuthOnly => (false, true),
-        Shape::Full => (true, false),
+        Shape::AuthOnly => false,
+        Shape::Full => true,
     };
     // The guard's method that runs the handler and what follows it.
     let method = format_ident!(
@@ -226,7 +403,10 @@ fn rewrite_handler(
     let guard = Ident::new("__ti_guard", Span::mixed_site());
     let request = Ident::new("__ti_request", Span::mixed_site());
     let status = Ident::new("__ti_status", Span::mixed_site());
+    let error = Ident::new("__ti_error", Span::mixed_site());
     let ret = Ident::new("__ti_ret", Span::mixed_site());
+    let key = Ident::new("__ti_key", Span::mixed_site());
+    let call = Ident::new("__ti_call", Span::mixed_site());
 
     // The handler's own request pattern is bound inside, after the policies.
     let Some(FnArg::Typed(arg)) = f.sig.inputs.iter_mut().nth(1) else {
@@ -235,60 +415,117 @@ fn rewrite_handler(
     let user_pat = std::mem::replace(&mut *arg.pat, syn::parse_quote!(#request));
 
     let rpc = rpc_path(service, plan);
+    let policy = quote!(<#rpc as ::tonic_intercept::Rpc>::DESCRIPTOR.policy);
     let hooks = hooks_type(names, plan);
-    let hook_values = plan.hooks.iter().map(|h| {
-        let value = &h.value;
-        quote_spanned!(value.span()=> ::core::clone::Clone::clone(&#value))
-    });
-    let hooks_value = if plan.hooks.is_empty() {
+    let members = members(service, plan);
+    let member_values = members.iter().map(|m| &m.value);
+    let hooks_value = if has_adapter(plan) {
+        quote!(#hooks(#(#member_values,)*))
+    } else {
         quote!(())
-    } else {
-        quote!(#hooks(#(#hook_values,)*))
     };
-    let limits = limits_expr(&plan.limits);
-    let limits_first = plan.limits_first;
+    let mut limits = limits_expr(&plan.limits);
+    limits.extend(quote!(.with_policy(&#policy)));
+    if plan.metrics.is_some() {
+        limits.extend(quote!(.measure_bytes()));
+    }
+    let recover = plan.recover;
 
-    let call = Ident::new("__ti_call", Span::mixed_site());
     // Where the steps find the call, and how they end it: an auth-only RPC has no guard.
-    let (call_ref, reject) = if auth_only {
-        (quote!(&#call), quote!(#status))
+    let (call_ref, reject) = if full {
+        (quote!(#guard.call()), quote!(#guard.reject(#error)))
     } else {
-        (quote!(#guard.call()), quote!(#guard.reject(#status)))
+        (quote!(&#call), quote!(#error.1))
     };
-    let steps = plan.steps.iter().map(|step| match step {
-        Step::Auth(verifier) => {
+    let on_call = |index: usize| {
+        let ty = &members[index].ty;
+        let i = syn::Index::from(index);
+        quote_spanned! {ty.span()=>
+            if let ::core::result::Result::Err(#status) =
+                <#ty as ::tonic_intercept::Hook<#rpc>>::on_call(&#guard.hooks().#i, #call_ref, #request.metadata()).await
+            {
+                let #error = (::tonic_intercept::Policy::Hook, #status);
+                return ::core::result::Result::Err(#reject);
+            }
+        }
+    };
+    let observers = usize::from(plan.trace.is_some()) + usize::from(plan.metrics.is_some());
+    let observe = (0..observers).map(on_call);
+    let user_hooks = (observers..members.len()).map(on_call);
+
+    let per_identity = plan.limits.calls_per_second_per_identity.is_some();
+    // Idempotency keys are scoped to the caller: one client cannot replay another's
+    // response by guessing its key.
+    let scoped = plan.idempotency.is_some() && matches!(plan.access, Access::Auth { .. });
+    let keyed = per_identity || scoped;
+    let auth = match &plan.access {
+        Access::Auth { verifier, general } => {
             // The trait method is called directly on the user's expression: a verifier
             // lacking `Authenticate` is then one error, at that expression.
             let identity = Ident::new("__ti_identity", Span::mixed_site());
             let check = quote_spanned! {verifier.span()=>
                 ::tonic_intercept::Authenticate::authenticate(&#verifier, #call_ref, #request.metadata())
             };
-            quote! {
-                match #check.await {
-                    ::core::result::Result::Ok(#identity) => {
-                        ::tonic_intercept::__private::store_identity(&mut #request, #identity);
-                    }
-                    ::core::result::Result::Err(#status) => {
+            let roles = plan.roles.map(|r| {
+                let list = if r.roles.is_empty() {
+                    quote!(#policy.roles)
+                } else {
+                    let list = &r.roles;
+                    quote!(&[#(#list),*])
+                };
+                let authorize = quote_spanned! {r.kw.span()=>
+                    ::tonic_intercept::__private::authorize(#call_ref, &#identity, #list)
+                };
+                quote! {
+                    if let ::core::result::Result::Err(#status) = #authorize {
+                        let #error = (::tonic_intercept::Policy::Roles, #status);
                         return ::core::result::Result::Err(#reject);
                     }
                 }
-            }
-        }
-        Step::Hook(i) => {
-            let index = syn::Index::from(*i);
-            let ty = &plan.hooks[*i].ty;
-            quote_spanned! {ty.span()=>
-                if let ::core::result::Result::Err(#status) =
-                    <#ty as ::tonic_intercept::Hook<#rpc>>::on_call(&#guard.hooks().#index, #call_ref, #request.metadata()).await
-                {
-                    return ::core::result::Result::Err(#reject);
+            });
+            let keep_key = keyed.then(|| {
+                quote!(#key = ::core::option::Option::Some(::tonic_intercept::__private::identity_key(&#identity));)
+            });
+            let step = quote! {
+                match #check.await {
+                    ::core::result::Result::Ok(#identity) => {
+                        #roles
+                        #keep_key
+                        ::tonic_intercept::__private::store_identity(&mut #request, #identity);
+                    }
+                    ::core::result::Result::Err(#status) => {
+                        let #error = (::tonic_intercept::Policy::Auth, #status);
+                        return ::core::result::Result::Err(#reject);
+                    }
                 }
+            };
+            // Auth for every non-public RPC stands aside for one the `.proto` makes public.
+            if *general {
+                quote!(if !#policy.public { #step })
+            } else {
+                step
             }
         }
+        Access::Public | Access::FromProto => quote!(),
+    };
+    let key_slot = keyed.then(|| {
+        quote!(let mut #key: ::core::option::Option<u64> = ::core::option::Option::None;)
     });
-    let needs_mut = plan.steps.iter().any(|s| matches!(s, Step::Auth(_)));
-    let rebind = if needs_mut {
-        quote!(let mut #request = #request;)
+
+    let admission = if plan.limits.admits() {
+        let config = admission_expr(&plan.limits);
+        let identity = if per_identity {
+            quote!(#key)
+        } else {
+            quote!(::core::option::Option::None)
+        };
+        quote! {
+            static __TONIC_INTERCEPT_ADMISSION: ::tonic_intercept::__private::Admission =
+                ::tonic_intercept::__private::Admission::new(#config);
+            if let ::core::result::Result::Err(#error) = #guard.admit(&__TONIC_INTERCEPT_ADMISSION, #identity).await {
+                return ::core::result::Result::Err(#reject);
+            }
+        }
     } else {
         quote!()
     };
@@ -296,22 +533,17 @@ fn rewrite_handler(
     let admit = if !full {
         quote!()
     } else if plan.rpc.client_streaming {
-        if !plan.hooks.is_empty() || plan.limits.checks_requests() {
+        if has_adapter(plan) || plan.limits.checks_requests() || plan.limits.idle_timeout_ms.is_some() || plan.named_in_limit {
             quote!(let #request = #guard.inbound(#request);)
         } else {
             quote!()
         }
     } else {
         quote! {
-            if let ::core::result::Result::Err(#status) = #guard.admit_request(#request.get_ref()) {
-                return ::core::result::Result::Err(#guard.reject(#status));
+            if let ::core::result::Result::Err(#error) = #guard.admit_request(#request.get_ref()) {
+                return ::core::result::Result::Err(#reject);
             }
         }
-    };
-    let guard_mut = if admit.is_empty() {
-        quote!()
-    } else {
-        quote!(mut)
     };
 
     // Inside the body, the user's stream type is the one they wrote, not the wrapper.
@@ -338,9 +570,14 @@ fn rewrite_handler(
         };
     }
 
-    if auth_only {
+    if !full {
         // Nothing runs after the handler, so its body runs inline: no guard, no extra
         // future, and an early `return` in it is just that.
+        let rebind = if auth.is_empty() {
+            quote!()
+        } else {
+            quote!(let mut #request = #request;)
+        };
         f.block = syn::parse_quote! {{
             let #call = ::tonic_intercept::Call::start(
                 &<#rpc as ::tonic_intercept::Rpc>::DESCRIPTOR,
@@ -348,29 +585,78 @@ fn rewrite_handler(
                 ::core::option::Option::None,
             );
             #rebind
-            #(#steps)*
+            #auth
             let #user_pat = #request;
             #body
         }};
         return;
     }
 
-    f.block = syn::parse_quote! {{
-        let #guard_mut #guard = ::tonic_intercept::__private::Guard::<#rpc, #hooks>::new(
-            &#request,
-            #limits,
-            #limits_first,
-            #hooks_value,
-        );
-        #rebind
-        #(#steps)*
-        #admit
-        #guard.#method(async move {
+    let handler = quote! {
+        async move {
             let #user_pat = #request;
             let #ret: #output = #body;
             #ret
+        }
+    };
+    let run_handler = match plan.idempotency {
+        Some(cache) => {
+            let ticket = Ident::new("__ti_ticket", Span::mixed_site());
+            let result = Ident::new("__ti_result", Span::mixed_site());
+            let scope = if scoped {
+                quote!(#key.unwrap_or(0))
+            } else {
+                quote!(0)
+            };
+            let begin = quote_spanned! {cache.span()=>
+                ::tonic_intercept::IdempotencyCache::<#rpc>::begin_scoped(&#cache, #guard.call(), #request.metadata(), #request.get_ref(), #scope)
+            };
+            quote! {
+                let #ticket = match #begin {
+                    ::core::result::Result::Ok(::tonic_intercept::__private::Begin::Bypass) => ::core::option::Option::None,
+                    ::core::result::Result::Ok(::tonic_intercept::__private::Begin::Run(#ticket)) => ::core::option::Option::Some(#ticket),
+                    ::core::result::Result::Ok(::tonic_intercept::__private::Begin::Replay(#ret)) => {
+                        return #guard.replay(#ret);
+                    }
+                    ::core::result::Result::Err(#error) => {
+                        return ::core::result::Result::Err(#reject);
+                    }
+                };
+                let #result = #guard.#method(#handler).await;
+                if let ::core::option::Option::Some(#ticket) = #ticket {
+                    #ticket.complete(&#result);
+                }
+                #result
+            }
+        }
+        None => quote!(#guard.#method(#handler).await),
+    };
+    let trace = plan.trace.as_ref().map(|_| quote!(#guard.trace(#request.metadata());));
+
+    f.block = syn::parse_quote! {{
+        let mut #guard = ::tonic_intercept::__private::Guard::<#rpc, #hooks>::new(
+            &#request,
+            #limits,
+            #hooks_value,
+            #recover,
+        );
+        #trace
+        let __ti_outcome = ::tonic_intercept::__private::run(#guard.span(), #recover, async {
+            let mut #request = #request;
+            #guard.expose_deadline(&mut #request);
+            #(#observe)*
+            #key_slot
+            #auth
+            #admission
+            #(#user_hooks)*
+            #admit
+            #run_handler
         })
-        .await
+        .await;
+        match __ti_outcome {
+            ::core::result::Result::Ok(__ti_result) => __ti_result,
+            ::core::result::Result::Err(__ti_panic) => ::core::result::Result::Err(#guard.panicked(__ti_panic)),
+        }
     }};
 }
 
@@ -466,6 +752,29 @@ fn limits_expr(limits: &Limits) -> TokenStream {
     if let Some(value) = &limits.timeout_ms {
         let value = limit_value("timeout_ms", value, quote!(u64));
         out.extend(quote!(.timeout(::tonic_intercept::__private::Duration::from_millis(#value))));
+    }
+    if let Some(value) = &limits.idle_timeout_ms {
+        let value = limit_value("idle_timeout_ms", value, quote!(u64));
+        out.extend(quote!(.idle_timeout(::tonic_intercept::__private::Duration::from_millis(#value))));
+    }
+    out
+}
+
+/// The call-admission settings of one RPC (concurrency, call rate), for its `static`.
+fn admission_expr(limits: &Limits) -> TokenStream {
+    let mut out = quote!(::tonic_intercept::__private::AdmissionConfig::new());
+    for (key, value) in [
+        ("max_in_flight", &limits.max_in_flight),
+        ("calls_per_second", &limits.calls_per_second),
+        ("call_burst", &limits.call_burst),
+        ("calls_per_second_per_identity", &limits.calls_per_second_per_identity),
+        ("queue", &limits.queue),
+    ] {
+        if let Some(value) = value {
+            let setter = format_ident!("{key}");
+            let value = limit_value(key, value, quote!(u32));
+            out.extend(quote!(.#setter(#value)));
+        }
     }
     out
 }

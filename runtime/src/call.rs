@@ -30,7 +30,11 @@ impl Call {
         timeout: Option<Duration>,
     ) -> Self {
         let started = Instant::now();
-        let client = grpc_timeout(request.metadata());
+        // tonic runs its own timer for `grpc-timeout`, started a little earlier, and
+        // answers CANCELLED when it fires first; one timer tick (1 ms) early, ours answers
+        // DEADLINE_EXCEEDED, as the client expects.
+        let client = grpc_timeout(request.metadata())
+            .map(|d| d.saturating_sub(Duration::from_millis(1)));
         let deadline = match (client, timeout) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -77,6 +81,29 @@ impl Call {
     }
 }
 
+/// The deadline of a call, in the request's extensions when the call has one (the
+/// client's `grpc-timeout` or the RPC's `timeout_ms`), so the handler can see how much
+/// time is left and pass it on to the calls it makes.
+///
+/// ```
+/// # fn handler(request: tonic::Request<()>) {
+/// use tonic_intercept::Deadline;
+/// if let Some(deadline) = request.extensions().get::<Deadline>() {
+///     let left = deadline.remaining();
+///     # let _ = left;
+/// }
+/// # }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadline(pub Instant);
+
+impl Deadline {
+    /// Time left (zero once it has passed).
+    pub fn remaining(&self) -> Duration {
+        self.0.saturating_duration_since(Instant::now())
+    }
+}
+
 /// How a call ended, as seen by [`Hook::on_finish`](crate::Hook::on_finish).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -88,7 +115,8 @@ pub struct Outcome {
     /// Response messages that passed every policy.
     pub messages_out: u64,
     /// Encoded bytes of those request messages; counted only when the RPC has a
-    /// `max_message_bytes` limit (measuring a message walks it), zero otherwise.
+    /// `max_message_bytes` limit or metrics (measuring a message walks it), zero
+    /// otherwise.
     pub bytes_in: u64,
     /// Encoded bytes of those response messages; counted like `bytes_in`.
     pub bytes_out: u64,

@@ -105,6 +105,12 @@ impl<R: Rpc, H: Hook<R>> Hook<R> for Arc<H> {
 /// holding them that implements this trait by calling each [`Hook`] in turn, so the
 /// order is plain to read in `cargo expand`.
 pub trait Hooks<R: Rpc>: Clone + Send + Sync + 'static {
+    /// Validates a request message (`validate` in `#[intercept]`); runs before
+    /// `on_request`.
+    fn validate(&self, call: &Call, message: &R::Request) -> Result<(), Status> {
+        let _ = (call, message);
+        Ok(())
+    }
     /// `on_request` of each hook, in order; the first error wins.
     fn on_request(&self, call: &Call, message: &R::Request) -> Result<(), Status>;
     /// `on_response` of each hook, in order; the first error wins.

@@ -93,22 +93,47 @@
 //!
 //! See the README for the full `#[intercept]` reference and the generated code.
 
+mod admission;
 mod auth;
 mod call;
 mod hook;
+mod idempotency;
 mod limits;
+mod metrics;
+mod recover;
 mod rpc;
 mod stream;
+mod trace;
+mod validate;
 
 #[doc(hidden)]
 #[path = "private.rs"]
 pub mod __private;
 
-pub use auth::{Authenticate, StaticTokens, bearer_token};
-pub use call::{Call, Outcome, Policy};
+pub use auth::{Authenticate, Principal, Roles, StaticTokens, bearer_token};
+pub use call::{Call, Deadline, Outcome, Policy};
 pub use hook::{Hook, Hooks};
 pub use limits::{Limits, OnRateExceeded, Rate};
 pub use rpc::{IdempotencyLevel, Rpc, RpcDescriptor, RpcKind, RpcPolicy, Service};
 pub use stream::{Inbound, Outbound};
+
+pub use metrics::{
+    HANDLING_SECONDS_BUCKETS, METRICS_CONTENT_TYPE, ServerMetrics, ServiceMetrics, render_metrics,
+};
+/// The Prometheus client that [`ServerMetrics`] registers in: use this re-export (or the
+/// same version) for the [`Registry`](prometheus_client::registry::Registry).
+pub use prometheus_client;
+pub use trace::{LogDebug, LogSize, NoMessages, Redact, TraceCalls, default_code_level};
+
+pub use admission::{
+    Admission, AdmissionConfig, Admitted, DEFAULT_MAX_IDENTITIES, RETRY_PUSHBACK, identity_key,
+};
+pub use idempotency::{
+    Begin, IDEMPOTENCY_KEY, IDEMPOTENCY_REPLAYED, IdempotencyCache, MAX_KEY_LEN, Ticket,
+};
+/// The `google.rpc` rich error model that [`Validate`] answers with: decode a status's
+/// details with [`tonic_types::StatusExt`], from this re-export, so versions match.
+pub use tonic_types;
+pub use validate::{Validate, Violations};
 
 pub use tonic_intercept_macros::intercept;

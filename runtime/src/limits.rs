@@ -5,7 +5,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tonic::Status;
 
-use crate::rpc::RpcDescriptor;
+use crate::rpc::{RpcDescriptor, RpcPolicy};
 
 /// The limits of one RPC, as `#[intercept(limit(...))]` declared them.
 ///
@@ -29,6 +29,8 @@ pub struct Limits {
     rate_in: Option<Rate>,
     rate_out: Option<Rate>,
     timeout: Option<Duration>,
+    idle_timeout: Option<Duration>,
+    measure_bytes: bool,
 }
 
 /// A token bucket: `per_second` messages a second, bursts of `burst`.
@@ -63,6 +65,8 @@ impl Limits {
             rate_in: None,
             rate_out: None,
             timeout: None,
+            idle_timeout: None,
+            measure_bytes: false,
         }
     }
     /// At most `n` request messages in one stream.
@@ -115,6 +119,46 @@ impl Limits {
         self
     }
 
+    /// Ends a stream with `DEADLINE_EXCEEDED` when no message moved (either way) for
+    /// `idle`.
+    pub const fn idle_timeout(mut self, idle: Duration) -> Self {
+        self.idle_timeout = Some(idle);
+        self
+    }
+    /// Measures every message's encoded size, for [`Outcome`](crate::Outcome)'s byte
+    /// counts, even without a byte limit (metrics turn this on).
+    pub const fn measure_bytes(mut self) -> Self {
+        self.measure_bytes = true;
+        self
+    }
+    /// Applies what the `.proto` declared for the RPC (see [`RpcPolicy`]) over these
+    /// limits: a value from the `.proto` replaces one set for every RPC. Message rates
+    /// from the `.proto` keep this value's burst (1 by default) and pacing.
+    pub const fn with_policy(mut self, policy: &RpcPolicy) -> Self {
+        if let Some(n) = policy.max_messages_in {
+            self.max_messages_in = Some(n);
+        }
+        if let Some(n) = policy.max_messages_out {
+            self.max_messages_out = Some(n);
+        }
+        if let Some(n) = policy.max_message_bytes {
+            self.max_message_bytes = Some(n as usize);
+        }
+        if let Some(n) = policy.messages_per_second_in {
+            self.rate_in = Some(with_rate(self.rate_in, n));
+        }
+        if let Some(n) = policy.messages_per_second_out {
+            self.rate_out = Some(with_rate(self.rate_out, n));
+        }
+        if let Some(ms) = policy.timeout_ms {
+            self.timeout = Some(Duration::from_millis(ms));
+        }
+        if let Some(ms) = policy.idle_timeout_ms {
+            self.idle_timeout = Some(Duration::from_millis(ms));
+        }
+        self
+    }
+
     /// See [`Limits::max_messages_in`].
     pub const fn get_max_messages_in(&self) -> Option<u64> {
         self.max_messages_in
@@ -139,6 +183,21 @@ impl Limits {
     pub const fn get_timeout(&self) -> Option<Duration> {
         self.timeout
     }
+    /// See [`Limits::idle_timeout`].
+    pub const fn get_idle_timeout(&self) -> Option<Duration> {
+        self.idle_timeout
+    }
+}
+
+const fn with_rate(rate: Option<Rate>, per_second: u32) -> Rate {
+    match rate {
+        Some(r) => Rate { per_second, ..r },
+        None => Rate {
+            per_second,
+            burst: 1,
+            on_exceeded: OnRateExceeded::Delay,
+        },
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,6 +221,7 @@ pub(crate) struct Meter {
     dir: Dir,
     max_messages: Option<u64>,
     max_bytes: Option<usize>,
+    measure: bool,
     rate: Option<Bucket>,
     pub(crate) messages: u64,
     pub(crate) bytes: u64,
@@ -183,37 +243,49 @@ impl Meter {
             dir,
             max_messages,
             max_bytes: limits.max_message_bytes,
+            measure: limits.measure_bytes,
             rate: rate.map(Bucket::new),
             messages: 0,
             bytes: 0,
         }
     }
 
-    /// Counts a message and checks the count and size limits.
+    /// Checks a message against the count and size limits; returns its size (zero
+    /// when sizes are not measured) for [`Meter::record`], once every other policy
+    /// has passed it too.
     ///
     /// Inlined into the stream wrappers' `poll`; the errors are built out of line, so
     /// the hot path is a few compares.
     #[inline]
     pub(crate) fn check<M: prost::Message>(
-        &mut self,
+        &self,
         rpc: &RpcDescriptor,
         message: &M,
-    ) -> Result<(), Status> {
+    ) -> Result<u64, Status> {
         if let Some(max) = self.max_messages
             && self.messages >= max
         {
             return Err(too_many(rpc, max, self.dir));
         }
-        // `encoded_len` walks the message: only a byte limit pays for it.
+        // `encoded_len` walks the message: only a byte limit or metrics pay for it.
         if let Some(max) = self.max_bytes {
             let len = message.encoded_len();
             if len > max {
                 return Err(too_large(rpc, len, max, self.dir));
             }
-            self.bytes += len as u64;
+            Ok(len as u64)
+        } else if self.measure {
+            Ok(message.encoded_len() as u64)
+        } else {
+            Ok(0)
         }
+    }
+
+    /// Counts a message that passed every policy.
+    #[inline]
+    pub(crate) fn record(&mut self, bytes: u64) {
         self.messages += 1;
-        Ok(())
+        self.bytes += bytes;
     }
 
     /// Asks the token bucket when the message may pass.

@@ -9,16 +9,82 @@ use std::sync::Arc;
 
 use tonic::{Request, Streaming};
 
-use crate::call::{Call, Outcome};
+use tonic::metadata::MetadataMap;
+use tracing::Span;
+
+use crate::admission::Admitted;
+use crate::auth::{Roles, check_roles};
+use crate::call::{Call, Deadline, Outcome, Policy};
 use crate::hook::Hooks;
 use crate::limits::{Dir, Limits, Meter};
+use crate::recover::{Run, panicked};
 use crate::rpc::Rpc;
-use crate::stream::{InCounts, Inbound, InboundShared, Outbound, check, deadline_exceeded};
+use crate::stream::{
+    InCounts, Inbound, InboundShared, Outbound, Tail, check_request, check_response,
+    deadline_exceeded,
+};
 
+
+pub use crate::admission::{Admission, AdmissionConfig, identity_key};
+pub use crate::idempotency::Begin;
 pub use crate::limits::OnRateExceeded;
+pub use crate::trace::call_span;
+pub use crate::validate::check as validate;
 pub use std::time::Duration;
 
 pub use tonic::{Response, Status};
+
+/// Wraps a call's future: see [`Guard::run`].
+pub fn run<F: Future>(span: Span, recover: bool, future: F) -> Run<F> {
+    Run::new(future, span, recover)
+}
+
+/// `roles(..)` outside a guard (an auth-only RPC): `PERMISSION_DENIED` without a role.
+pub fn authorize<I: Roles + ?Sized>(call: &Call, identity: &I, required: &[&str]) -> Result<(), Status> {
+    check_roles(call, identity, required)
+}
+
+/// Whether two role lists hold the same roles, in a `const` (attribute vs `.proto`).
+pub const fn same_roles(a: &[&str], b: &[&str]) -> bool {
+    const fn contains(list: &[&str], role: &str) -> bool {
+        let mut i = 0;
+        while i < list.len() {
+            if eq(list[i].as_bytes(), role.as_bytes()) {
+                return true;
+            }
+            i += 1;
+        }
+        false
+    }
+    const fn eq(a: &[u8], b: &[u8]) -> bool {
+        if a.len() != b.len() {
+            return false;
+        }
+        let mut i = 0;
+        while i < a.len() {
+            if a[i] != b[i] {
+                return false;
+            }
+            i += 1;
+        }
+        true
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if !contains(b, a[i]) {
+            return false;
+        }
+        i += 1;
+    }
+    let mut j = 0;
+    while j < b.len() {
+        if !contains(a, b[j]) {
+            return false;
+        }
+        j += 1;
+    }
+    true
+}
 
 /// The service of the stand-in RPCs that `__doc_rpc!` defines for doc examples.
 #[derive(Debug, Clone, Copy)]
@@ -41,29 +107,40 @@ pub fn store_identity<T, I: Clone + Send + Sync + 'static>(request: &mut Request
 }
 
 /// The policies of one call of `R`, from its start to its end.
+///
+/// The expansion creates it first, runs the call-start steps against it, hands it the
+/// handler's future, and finally lets it report the call's end to the hooks, exactly once:
+/// when the call returns, when its response stream ends, when a panic is caught, or, if
+/// the call's future is dropped (the client went away), from `Drop`.
 #[derive(Debug)]
 pub struct Guard<R: Rpc, H: Hooks<R>> {
     call: Call,
     limits: Limits,
-    limits_first: bool,
     hooks: H,
     meter_in: Meter,
     meter_out: Meter,
     shared: Option<Arc<InboundShared>>,
+    span: Span,
+    recover: bool,
+    admitted: Option<Admitted>,
+    finished: bool,
     _rpc: PhantomData<fn() -> R>,
 }
 
 impl<R: Rpc, H: Hooks<R>> Guard<R, H> {
     /// Starts the call: peer, deadline, counters.
-    pub fn new<T>(request: &Request<T>, limits: Limits, limits_first: bool, hooks: H) -> Self {
+    pub fn new<T>(request: &Request<T>, limits: Limits, hooks: H, recover: bool) -> Self {
         Self {
             call: Call::start(&R::DESCRIPTOR, request, limits.get_timeout()),
             meter_in: Meter::new(Dir::In, &limits),
             meter_out: Meter::new(Dir::Out, &limits),
             limits,
-            limits_first,
             hooks,
             shared: None,
+            span: Span::none(),
+            recover,
+            admitted: None,
+            finished: false,
             _rpc: PhantomData,
         }
     }
@@ -76,67 +153,96 @@ impl<R: Rpc, H: Hooks<R>> Guard<R, H> {
         &self.hooks
     }
 
-    /// Ends a call that a start step rejected: hooks see the status, which is returned.
-    pub fn reject(&self, status: Status) -> Status {
-        self.finish(status.code());
+    /// Opens the call's span (`trace`): named after the RPC, joined to the caller's trace.
+    pub fn trace(&mut self, metadata: &MetadataMap) -> Span {
+        self.span = crate::trace::call_span::<R>(&self.call, metadata);
+        self.span.clone()
+    }
+
+    /// The call's span (`Span::none()` without `trace`), for [`run`].
+    pub fn span(&self) -> Span {
+        self.span.clone()
+    }
+
+    /// Puts the deadline where the handler can read it.
+    pub fn expose_deadline<T>(&self, request: &mut Request<T>) {
+        if let Some(deadline) = self.call.deadline() {
+            request.extensions_mut().insert(Deadline(deadline));
+        }
+    }
+
+    /// Ends a call that a step refused: hooks see the status, which is returned.
+    pub fn reject(&mut self, (policy, status): (Policy, Status)) -> Status {
+        self.finish(status.code(), Some(policy));
         status
     }
 
-    /// Passes the single request message of a unary or server-streaming call through
-    /// the limits and hooks.
-    pub fn admit_request(&mut self, message: &R::Request) -> Result<(), Status> {
-        let (call, hooks) = (&self.call, &self.hooks);
-        check(&mut self.meter_in, call, message, self.limits_first, |m| {
-            hooks.on_request(call, m)
-        })
+    /// Ends a call whose handler, hook or stream panicked (under `recover`).
+    pub fn panicked(&mut self, payload: Box<dyn std::any::Any + Send>) -> Status {
+        let status = panicked(&self.call, &*payload);
+        if !self.finished {
+            self.finish(status.code(), Some(Policy::Recovery));
+        }
+        status
     }
 
-    /// Passes the single response message of a unary or client-streaming call through
-    /// the limits and hooks.
-    fn admit_response(&mut self, message: &R::Response) -> Result<(), Status> {
-        let (call, hooks) = (&self.call, &self.hooks);
-        check(&mut self.meter_out, call, message, self.limits_first, |m| {
-            hooks.on_response(call, m)
-        })
+
+    /// Concurrency and call rate: waits (under `queue`) or refuses.
+    pub async fn admit(
+        &mut self,
+        admission: &'static Admission,
+        identity: Option<u64>,
+    ) -> Result<(), (Policy, Status)> {
+        self.admitted = Some(admission.admit(&self.call, identity).await?);
+        Ok(())
+    }
+
+    /// Passes the single request message of a unary or server-streaming call through
+    /// the limits, validation and hooks.
+    pub fn admit_request(&mut self, message: &R::Request) -> Result<(), (Policy, Status)> {
+        check_request(&mut self.meter_in, &self.call, &self.hooks, message)
     }
 
     /// Wraps the request stream of a client-streaming or bidi call.
     pub fn inbound(&mut self, request: Request<Streaming<R::Request>>) -> Request<Inbound<R, H>> {
-        let shared = Arc::new(InboundShared::default());
-        self.shared = Some(shared.clone());
-        let (call, limits, first, hooks) = (
-            self.call,
-            self.limits,
-            self.limits_first,
-            self.hooks.clone(),
-        );
-        request.map(|s| Inbound::new(s, call, &limits, first, hooks, shared))
+        let shared = self.shared_counts();
+        let (call, limits, hooks) = (self.call, self.limits, self.hooks.clone());
+        request.map(|s| Inbound::new(s, call, &limits, hooks, shared))
     }
 
-    pub async fn unary<F>(mut self, handler: F) -> Result<Response<R::Response>, Status>
+    fn shared_counts(&mut self) -> Arc<InboundShared> {
+        self.shared
+            .get_or_insert_with(|| Arc::new(InboundShared::new(self.call.started())))
+            .clone()
+    }
+
+    pub async fn unary<F>(&mut self, handler: F) -> Result<Response<R::Response>, Status>
     where
         F: Future<Output = Result<Response<R::Response>, Status>>,
     {
-        let result = self.run(handler).await;
-        let result = result.and_then(|r| self.admit_response(r.get_ref()).map(|()| r));
-        self.end(result)
+        let result = self.deadline(handler).await;
+        self.end_single(result)
     }
 
-    pub async fn client_streaming<F>(mut self, handler: F) -> Result<Response<R::Response>, Status>
+    pub async fn client_streaming<F>(&mut self, handler: F) -> Result<Response<R::Response>, Status>
     where
         F: Future<Output = Result<Response<R::Response>, Status>>,
     {
-        let result = self.run(handler).await;
+        let result = self.deadline(handler).await;
         let result = match self.shared.as_ref().and_then(|s| s.violation.get()) {
-            Some(violation) => Err(violation.clone()),
+            Some((policy, status)) => Err((Some(*policy), status.clone())),
             None => result,
         };
-        let result = result.and_then(|r| self.admit_response(r.get_ref()).map(|()| r));
-        self.end(result)
+        self.end_single(result)
+    }
+
+    /// Replays a stored response (idempotency key): the hooks see it like a handler's.
+    pub fn replay(&mut self, response: Response<R::Response>) -> Result<Response<R::Response>, Status> {
+        self.end_single(Ok(response))
     }
 
     pub async fn server_streaming<S, F>(
-        self,
+        &mut self,
         handler: F,
     ) -> Result<Response<Outbound<R, S, H>>, Status>
     where
@@ -149,64 +255,83 @@ impl<R: Rpc, H: Hooks<R>> Guard<R, H> {
         self.streaming(handler, inbound).await
     }
 
-    pub async fn bidi<S, F>(self, handler: F) -> Result<Response<Outbound<R, S, H>>, Status>
+    pub async fn bidi<S, F>(&mut self, handler: F) -> Result<Response<Outbound<R, S, H>>, Status>
     where
         F: Future<Output = Result<Response<S>, Status>>,
     {
-        let inbound = match &self.shared {
-            Some(shared) => InCounts::Shared(shared.clone()),
-            None => InCounts::Fixed {
-                messages: 0,
-                bytes: 0,
-            },
-        };
+        let inbound = InCounts::Shared(self.shared_counts());
         self.streaming(handler, inbound).await
     }
 
     async fn streaming<S, F>(
-        self,
+        &mut self,
         handler: F,
         inbound: InCounts,
     ) -> Result<Response<Outbound<R, S, H>>, Status>
     where
         F: Future<Output = Result<Response<S>, Status>>,
     {
-        match self.run(handler).await {
+        match self.deadline(handler).await {
             Ok(response) => {
-                let Self {
-                    call,
-                    limits,
-                    limits_first,
-                    hooks,
-                    ..
-                } = self;
-                Ok(response.map(|s| Outbound::new(s, call, &limits, limits_first, hooks, inbound)))
+                // From here the response stream reports the call's end.
+                self.finished = true;
+                let tail = Tail {
+                    call: self.call,
+                    limits: self.limits,
+                    hooks: self.hooks.clone(),
+                    inbound,
+                    span: self.span.clone(),
+                    recover: self.recover,
+                    admitted: self.admitted.take(),
+                };
+                Ok(response.map(|s| Outbound::new(s, tail)))
             }
-            Err(status) => Err(self.reject(status)),
+            Err((policy, status)) => {
+                self.finish(status.code(), policy);
+                Err(status)
+            }
         }
     }
 
-    async fn run<T, F>(&self, handler: F) -> Result<T, Status>
+    /// Runs the handler until the deadline; the error says whether the deadline ended it.
+    async fn deadline<T, F>(&self, handler: F) -> Result<T, (Option<Policy>, Status)>
     where
         F: Future<Output = Result<T, Status>>,
     {
-        match self.call.deadline() {
-            Some(deadline) => tokio::time::timeout_at(deadline, handler)
-                .await
-                .unwrap_or_else(|_| Err(deadline_exceeded(&self.call))),
+        let result = match self.call.deadline() {
+            Some(deadline) => match tokio::time::timeout_at(deadline, handler).await {
+                Ok(result) => result,
+                Err(_) => return Err((Some(Policy::Deadline), deadline_exceeded(&self.call))),
+            },
             None => handler.await,
+        };
+        result.map_err(|status| (None, status))
+    }
+
+    fn end_single(
+        &mut self,
+        result: Result<Response<R::Response>, (Option<Policy>, Status)>,
+    ) -> Result<Response<R::Response>, Status> {
+        let result = result.and_then(|r| {
+            check_response(&mut self.meter_out, &self.call, &self.hooks, r.get_ref())
+                .map(|()| r)
+                .map_err(|(policy, status)| (Some(policy), status))
+        });
+        match result {
+            Ok(response) => {
+                self.finish(tonic::Code::Ok, None);
+                Ok(response)
+            }
+            Err((policy, status)) => {
+                self.finish(status.code(), policy);
+                Err(status)
+            }
         }
     }
 
-    fn end<T>(&self, result: Result<T, Status>) -> Result<T, Status> {
-        self.finish(match &result {
-            Ok(_) => tonic::Code::Ok,
-            Err(status) => status.code(),
-        });
-        result
-    }
-
-    fn finish(&self, code: tonic::Code) {
+    fn finish(&mut self, code: tonic::Code, ended_by: Option<Policy>) {
+        self.finished = true;
+        self.admitted = None;
         let (messages_in, bytes_in) = match &self.shared {
             Some(s) => (
                 s.messages.load(std::sync::atomic::Ordering::Relaxed),
@@ -214,6 +339,7 @@ impl<R: Rpc, H: Hooks<R>> Guard<R, H> {
             ),
             None => (self.meter_in.messages, self.meter_in.bytes),
         };
+        let _span = self.span.enter();
         self.hooks.on_finish(
             &self.call,
             &Outcome {
@@ -222,9 +348,24 @@ impl<R: Rpc, H: Hooks<R>> Guard<R, H> {
                 messages_out: self.meter_out.messages,
                 bytes_in,
                 bytes_out: self.meter_out.bytes,
-                ended_by: None,
+                ended_by,
             },
         );
+    }
+}
+
+impl<R: Rpc, H: Hooks<R>> Drop for Guard<R, H> {
+    /// The call's future was dropped before it ended: the client went away (or, without
+    /// `recover`, a panic is unwinding through it).
+    fn drop(&mut self) {
+        if !self.finished {
+            let code = if std::thread::panicking() {
+                tonic::Code::Internal
+            } else {
+                tonic::Code::Cancelled
+            };
+            self.finish(code, None);
+        }
     }
 }
 

@@ -102,6 +102,16 @@ impl RpcPolicy {
             idle_timeout_ms: None,
         }
     }
+    /// Whether any limit is declared (anything but `public` and `roles`).
+    pub const fn declares_limits(&self) -> bool {
+        self.max_messages_in.is_some()
+            || self.max_messages_out.is_some()
+            || self.max_message_bytes.is_some()
+            || self.messages_per_second_in.is_some()
+            || self.messages_per_second_out.is_some()
+            || self.timeout_ms.is_some()
+            || self.idle_timeout_ms.is_some()
+    }
     /// `public: true`.
     pub const fn public(mut self) -> Self {
         self.public = true;

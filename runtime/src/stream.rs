@@ -12,26 +12,57 @@ use tokio::time::{Instant, Sleep};
 use tokio_stream::Stream;
 use tonic::{Code, Status, Streaming};
 
-use crate::call::{Call, Outcome};
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::Duration;
+
+use tracing::Span;
+
+use crate::admission::Admitted;
+use crate::call::{Call, Outcome, Policy};
 use crate::hook::Hooks;
 use crate::limits::{Admit, Dir, Limits, Meter};
+use crate::recover::panicked;
 use crate::rpc::Rpc;
 
-/// Runs the per-message policies of one direction, in declared order.
-pub(crate) fn check<M: prost::Message>(
+/// The per-message policies of a request, in their documented order: stream limits,
+/// validation, hooks. The error names the policy that refused.
+#[inline]
+pub(crate) fn check_request<R: Rpc, H: Hooks<R>>(
     meter: &mut Meter,
     call: &Call,
-    message: &M,
-    limits_first: bool,
-    hooks: impl FnOnce(&M) -> Result<(), Status>,
-) -> Result<(), Status> {
-    if limits_first {
-        meter.check(call.rpc(), message)?;
-        hooks(message)
-    } else {
-        hooks(message)?;
-        meter.check(call.rpc(), message)
-    }
+    hooks: &H,
+    message: &R::Request,
+) -> Result<(), (Policy, Status)> {
+    let bytes = meter
+        .check(call.rpc(), message)
+        .map_err(|s| (Policy::Limit, s))?;
+    hooks
+        .validate(call, message)
+        .map_err(|s| (Policy::Validation, s))?;
+    hooks
+        .on_request(call, message)
+        .map_err(|s| (Policy::Hook, s))?;
+    meter.record(bytes);
+    Ok(())
+}
+
+/// The per-message policies of a response: stream limits, then hooks.
+#[inline]
+pub(crate) fn check_response<R: Rpc, H: Hooks<R>>(
+    meter: &mut Meter,
+    call: &Call,
+    hooks: &H,
+    message: &R::Response,
+) -> Result<(), (Policy, Status)> {
+    let bytes = meter
+        .check(call.rpc(), message)
+        .map_err(|s| (Policy::Limit, s))?;
+    hooks
+        .on_response(call, message)
+        .map_err(|s| (Policy::Hook, s))?;
+    meter.record(bytes);
+    Ok(())
 }
 
 /// Arms `sleep` for `at`, creating it on first use; later messages reuse it.
@@ -46,12 +77,89 @@ pub(crate) fn deadline_exceeded(call: &Call) -> Status {
     Status::deadline_exceeded(format!("{}: deadline exceeded", call.rpc().method))
 }
 
+#[cold]
+fn idle_timeout(call: &Call, idle: Duration) -> Status {
+    Status::deadline_exceeded(format!(
+        "{}: no message for {} ms (idle timeout)",
+        call.rpc().method,
+        idle.as_millis()
+    ))
+}
+
+/// The idle timeout of one side of a stream: when it waits, a timer is armed at the
+/// last message's time plus the timeout; the clock is read per message only when an
+/// idle timeout is configured.
+#[derive(Debug)]
+pub(crate) struct Idle {
+    after: Duration,
+    last: Instant,
+    timer: Option<Pin<Box<Sleep>>>,
+}
+
+impl Idle {
+    pub(crate) fn new(after: Option<Duration>, now: Instant) -> Option<Self> {
+        after.map(|after| Self {
+            after,
+            last: now,
+            timer: None,
+        })
+    }
+
+    fn moved(&mut self, shared: Option<&InboundShared>) {
+        self.last = Instant::now();
+        if let Some(shared) = shared {
+            shared.moved(self.last);
+        }
+    }
+
+    /// Called when the side would wait: whether it has been idle too long (else the
+    /// timer is armed, so the task wakes when it would be).
+    fn expired(&mut self, cx: &mut Context<'_>, shared: Option<&InboundShared>) -> bool {
+        let last = match shared.and_then(InboundShared::last_moved) {
+            Some(other) if other > self.last => other,
+            _ => self.last,
+        };
+        let at = last + self.after;
+        arm(&mut self.timer, at);
+        let timer = self.timer.as_mut().expect("armed");
+        timer.as_mut().poll(cx).is_ready()
+    }
+}
+
 /// What the request side of a streaming call shares with the code that finishes it.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct InboundShared {
-    pub(crate) violation: OnceLock<Status>,
+    pub(crate) violation: OnceLock<(Policy, Status)>,
     pub(crate) messages: AtomicU64,
     pub(crate) bytes: AtomicU64,
+    /// When a message last moved either way, in nanoseconds since `base` (0: never);
+    /// kept only under an idle timeout.
+    moved: AtomicU64,
+    base: Instant,
+}
+
+impl InboundShared {
+    pub(crate) fn new(base: Instant) -> Self {
+        Self {
+            violation: OnceLock::new(),
+            messages: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            moved: AtomicU64::new(0),
+            base,
+        }
+    }
+
+    fn moved(&self, at: Instant) {
+        let nanos = at.saturating_duration_since(self.base).as_nanos() as u64;
+        self.moved.fetch_max(nanos.max(1), Ordering::Relaxed);
+    }
+
+    fn last_moved(&self) -> Option<Instant> {
+        match self.moved.load(Ordering::Relaxed) {
+            0 => None,
+            n => Some(self.base + Duration::from_nanos(n)),
+        }
+    }
 }
 
 /// How the response side learns the request-side counts for [`Outcome`].
@@ -72,9 +180,16 @@ impl InCounts {
         }
     }
 
-    fn violation(&self) -> Option<&Status> {
+    fn violation(&self) -> Option<&(Policy, Status)> {
         match self {
             InCounts::Shared(s) => s.violation.get(),
+            InCounts::Fixed { .. } => None,
+        }
+    }
+
+    fn shared(&self) -> Option<&InboundShared> {
+        match self {
+            InCounts::Shared(s) => Some(s),
             InCounts::Fixed { .. } => None,
         }
     }
@@ -87,23 +202,28 @@ pin_project! {
     /// `Outbound<R, YourStream, Hooks>`: your handler returns `YourStream`, and every
     /// message it yields is counted, size-checked, shown to the hooks and paced before
     /// tonic encodes it. A violated limit ends the stream with `RESOURCE_EXHAUSTED`, the
-    /// deadline with `DEADLINE_EXCEEDED`; in both cases your stream is dropped at once,
-    /// so its producer stops. When the client goes away, tonic drops this wrapper and
-    /// with it your stream, and the hooks see `CANCELLED`.
+    /// deadline or the idle timeout with `DEADLINE_EXCEEDED`, a panic in your stream (under
+    /// `recover`) with `INTERNAL`; in each case your stream is dropped at once, so its
+    /// producer stops. When the client goes away, tonic drops this wrapper and with it
+    /// your stream, and the hooks see `CANCELLED`.
     ///
-    /// No allocation per message: counters are integers and the pacing timer is reused.
+    /// No allocation per message: counters are integers and the timers are reused.
     #[must_use = "streams do nothing unless polled"]
+    #[project = OutboundProj]
     pub struct Outbound<R: Rpc, S, H: Hooks<R>> {
         #[pin]
         inner: Option<S>,
         call: Call,
         hooks: H,
-        limits_first: bool,
         meter: Meter,
         inbound: InCounts,
         deadline: Option<Pin<Box<Sleep>>>,
+        idle: Option<Idle>,
         pacing: Option<Pin<Box<Sleep>>>,
         pending: Option<R::Response>,
+        span: Span,
+        recover: bool,
+        admitted: Option<Admitted>,
         finished: bool,
     }
 
@@ -111,41 +231,59 @@ pin_project! {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
             if !*this.finished {
+                let _span = this.span.enter();
                 let (messages_in, bytes_in) = this.inbound.get();
+                let code = if std::thread::panicking() { Code::Internal } else { Code::Cancelled };
                 this.hooks.on_finish(this.call, &Outcome {
-                    code: Code::Cancelled,
+                    code,
                     messages_in,
                     messages_out: this.meter.messages,
                     bytes_in,
                     bytes_out: this.meter.bytes,
-                ended_by: None,
+                    ended_by: None,
                 });
             }
         }
     }
 }
 
+/// What a guard hands to the response stream when the handler returns it.
+pub(crate) struct Tail<H> {
+    pub(crate) call: Call,
+    pub(crate) limits: Limits,
+    pub(crate) hooks: H,
+    pub(crate) inbound: InCounts,
+    pub(crate) span: Span,
+    pub(crate) recover: bool,
+    pub(crate) admitted: Option<Admitted>,
+}
+
 impl<R: Rpc, S, H: Hooks<R>> Outbound<R, S, H> {
-    pub(crate) fn new(
-        inner: S,
-        call: Call,
-        limits: &Limits,
-        limits_first: bool,
-        hooks: H,
-        inbound: InCounts,
-    ) -> Self {
+    pub(crate) fn new(inner: S, tail: Tail<H>) -> Self {
+        let Tail {
+            call,
+            limits,
+            hooks,
+            inbound,
+            span,
+            recover,
+            admitted,
+        } = tail;
         Self {
             inner: Some(inner),
             deadline: call
                 .deadline()
                 .map(|d| Box::pin(tokio::time::sleep_until(d))),
+            idle: Idle::new(limits.get_idle_timeout(), Instant::now()),
             call,
-            meter: Meter::new(Dir::Out, limits),
+            meter: Meter::new(Dir::Out, &limits),
             hooks,
-            limits_first,
             inbound,
             pacing: None,
             pending: None,
+            span,
+            recover,
+            admitted,
             finished: false,
         }
     }
@@ -179,90 +317,152 @@ where
         if *this.finished {
             return Poll::Ready(None);
         }
-        // Polling the deadline timer costs more than the rest of a message's policies, so
-        // it is polled when the stream would wait (which also arms the wake-up) and every
-        // 64th message (so a stream that never waits is still cut).
-        let mut deadline_passed = |cx: &mut Context<'_>| {
-            this.deadline
-                .as_mut()
-                .is_some_and(|d| d.as_mut().poll(cx).is_ready())
+        // A clone, because the projection is borrowed whole below; for `Span::none()`
+        // (no `trace`) it costs nothing.
+        let span = this.span.clone();
+        let _span = span.enter();
+        if !*this.recover {
+            return step(&mut this, cx);
+        }
+        match catch_unwind(AssertUnwindSafe(|| step(&mut this, cx))) {
+            Ok(poll) => poll,
+            Err(payload) => {
+                let status = panicked(this.call, &*payload);
+                if *this.finished {
+                    // The panic came from a hook's `on_finish`: the call was reported.
+                    return Poll::Ready(Some(Err(status)));
+                }
+                Poll::Ready(finish(&mut this, Some((Some(Policy::Recovery), status))).map(Err))
+            }
+        }
+    }
+}
+
+type Projected<'a, R, S, H> = OutboundProj<'a, R, S, H>;
+
+/// One poll of the response side; ends the call itself when it ends.
+fn step<R, S, H>(
+    this: &mut Projected<'_, R, S, H>,
+    cx: &mut Context<'_>,
+) -> Poll<Option<Result<R::Response, Status>>>
+where
+    R: Rpc,
+    S: Stream<Item = Result<R::Response, Status>>,
+    H: Hooks<R>,
+{
+    // Polling the deadline timer costs more than the rest of a message's policies, so
+    // it is polled when the stream would wait (which also arms the wake-up) and every
+    // 64th message (so a stream that never waits is still cut).
+    let mut deadline_passed = |cx: &mut Context<'_>| {
+        this.deadline
+            .as_mut()
+            .is_some_and(|d| d.as_mut().poll(cx).is_ready())
+    };
+    let ended: Option<(Option<Policy>, Status)> = loop {
+        if this.pending.is_some() {
+            let pacing = this.pacing.as_mut().expect("armed with pending");
+            if pacing.as_mut().poll(cx).is_pending() {
+                if deadline_passed(cx) {
+                    break Some((Some(Policy::Deadline), deadline_exceeded(this.call)));
+                }
+                return Poll::Pending;
+            }
+            if let Some(idle) = this.idle.as_mut() {
+                idle.moved(this.inbound.shared());
+            }
+            return Poll::Ready(this.pending.take().map(Ok));
+        }
+        let Some(inner) = this.inner.as_mut().as_pin_mut() else {
+            return Poll::Ready(None);
         };
-        // `None`: the stream ended well. (A `Status` is boxed: don't build one for Ok.)
-        let status: Option<Status> = loop {
-            if this.pending.is_some() {
-                let pacing = this.pacing.as_mut().expect("armed with pending");
-                if pacing.as_mut().poll(cx).is_pending() {
-                    if deadline_passed(cx) {
-                        break Some(deadline_exceeded(this.call));
+        // What the handler already produced still goes out; a request-side
+        // violation ends the call once the handler has nothing ready.
+        let message = match inner.poll_next(cx) {
+            Poll::Pending if deadline_passed(cx) => {
+                break Some((Some(Policy::Deadline), deadline_exceeded(this.call)));
+            }
+            Poll::Pending => match this.inbound.violation() {
+                Some((policy, status)) => break Some((Some(*policy), status.clone())),
+                None => {
+                    if let Some(idle) = this.idle.as_mut()
+                        && idle.expired(cx, this.inbound.shared())
+                    {
+                        let after = idle.after;
+                        break Some((Some(Policy::IdleTimeout), idle_timeout(this.call, after)));
                     }
                     return Poll::Pending;
                 }
-                return Poll::Ready(this.pending.take().map(Ok));
-            }
-            let Some(inner) = this.inner.as_mut().as_pin_mut() else {
-                return Poll::Ready(None);
-            };
-            // What the handler already produced still goes out; a request-side
-            // violation ends the call once the handler has nothing ready.
-            let message = match inner.poll_next(cx) {
-                Poll::Pending if deadline_passed(cx) => break Some(deadline_exceeded(this.call)),
-                Poll::Pending => match this.inbound.violation() {
-                    Some(status) => break Some(status.clone()),
-                    None => return Poll::Pending,
-                },
-                Poll::Ready(Some(Ok(_)))
-                    if this.meter.messages % 64 == 63 && deadline_passed(cx) =>
-                {
-                    break Some(deadline_exceeded(this.call));
-                }
-                Poll::Ready(None) => break this.inbound.violation().cloned(),
-                Poll::Ready(Some(Err(status))) => break Some(status),
-                Poll::Ready(Some(Ok(message))) => message,
-            };
-            let (call, hooks) = (&*this.call, &*this.hooks);
-            let checked = check(this.meter, call, &message, *this.limits_first, |m| {
-                hooks.on_response(call, m)
-            });
-            if let Err(status) = checked {
-                break Some(status);
-            }
-            match this.meter.admit(call.rpc()) {
-                Ok(Admit::Now) => return Poll::Ready(Some(Ok(message))),
-                Ok(Admit::At(at)) => {
-                    arm(this.pacing, at);
-                    *this.pending = Some(message);
-                }
-                Err(status) => break Some(status),
-            }
-        };
-        // The call is over: drop the producer now so that its work stops, then report.
-        *this.finished = true;
-        this.inner.set(None);
-        *this.pending = None;
-        let (messages_in, bytes_in) = this.inbound.get();
-        this.hooks.on_finish(
-            this.call,
-            &Outcome {
-                code: status.as_ref().map_or(Code::Ok, Status::code),
-                messages_in,
-                messages_out: this.meter.messages,
-                bytes_in,
-                bytes_out: this.meter.bytes,
-                ended_by: None,
             },
-        );
-        Poll::Ready(status.map(Err))
-    }
+            Poll::Ready(Some(Ok(_))) if this.meter.messages % 64 == 63 && deadline_passed(cx) => {
+                break Some((Some(Policy::Deadline), deadline_exceeded(this.call)));
+            }
+            Poll::Ready(None) => {
+                break this
+                    .inbound
+                    .violation()
+                    .map(|(policy, status)| (Some(*policy), status.clone()));
+            }
+            Poll::Ready(Some(Err(status))) => break Some((None, status)),
+            Poll::Ready(Some(Ok(message))) => message,
+        };
+        if let Err((policy, status)) = check_response(this.meter, this.call, &*this.hooks, &message)
+        {
+            break Some((Some(policy), status));
+        }
+        match this.meter.admit(this.call.rpc()) {
+            Ok(Admit::Now) => {
+                if let Some(idle) = this.idle.as_mut() {
+                    idle.moved(this.inbound.shared());
+                }
+                return Poll::Ready(Some(Ok(message)));
+            }
+            Ok(Admit::At(at)) => {
+                arm(this.pacing, at);
+                *this.pending = Some(message);
+            }
+            Err(status) => break Some((Some(Policy::Limit), status)),
+        }
+    };
+    Poll::Ready(finish(this, ended).map(Err))
+}
+
+/// The call is over: drop the producer now so that its work stops, then report.
+fn finish<R: Rpc, S, H: Hooks<R>>(
+    this: &mut Projected<'_, R, S, H>,
+    ended: Option<(Option<Policy>, Status)>,
+) -> Option<Status> {
+    *this.finished = true;
+    this.inner.set(None);
+    *this.pending = None;
+    // The in-flight slot frees when the call's work is done.
+    *this.admitted = None;
+    let (messages_in, bytes_in) = this.inbound.get();
+    let (ended_by, status) = match ended {
+        Some((policy, status)) => (policy, Some(status)),
+        None => (None, None),
+    };
+    this.hooks.on_finish(
+        this.call,
+        &Outcome {
+            code: status.as_ref().map_or(Code::Ok, Status::code),
+            messages_in,
+            messages_out: this.meter.messages,
+            bytes_in,
+            bytes_out: this.meter.bytes,
+            ended_by,
+        },
+    );
+    status
 }
 
 /// The request stream of a client-streaming or bidi RPC `R`, after policies.
 ///
-/// When `#[intercept]` configures inbound limits or hooks for such an RPC, the handler's
-/// request holds an `Inbound` instead of the raw `tonic::Streaming`; it reads the same way
-/// ([`Inbound::message`], or as a `Stream`). Each message has passed the count, size and
-/// rate limits and the hooks before the handler sees it. A violation yields one
-/// `Err(status)` and ends the stream; the call then ends with that status even if the
-/// handler swallows the error.
+/// When `#[intercept]` configures inbound limits, validation or hooks for such an RPC,
+/// the handler's request holds an `Inbound` instead of the raw `tonic::Streaming`; it
+/// reads the same way ([`Inbound::message`], or as a `Stream`). Each message has passed
+/// the count, size and rate limits, validation and the hooks before the handler sees
+/// it. A violation yields one `Err(status)` and ends the stream; the call then ends with
+/// that status even if the handler swallows the error.
 ///
 /// No allocation per message; `Inbound` is `Unpin`, like `Streaming`.
 #[must_use = "streams do nothing unless polled"]
@@ -270,15 +470,15 @@ pub struct Inbound<R: Rpc, H: Hooks<R>> {
     inner: Streaming<R::Request>,
     call: Call,
     hooks: H,
-    limits_first: bool,
     meter: Meter,
     shared: Arc<InboundShared>,
+    idle: Option<Idle>,
     pacing: Option<Pin<Box<Sleep>>>,
     pending: Option<R::Request>,
     done: bool,
 }
 
-// No field is structurally pinned: the timer is boxed and `Streaming` is `Unpin`.
+// No field is structurally pinned: the timers are boxed and `Streaming` is `Unpin`.
 impl<R: Rpc, H: Hooks<R>> Unpin for Inbound<R, H> {}
 
 impl<R: Rpc, H: Hooks<R>> std::fmt::Debug for Inbound<R, H> {
@@ -306,7 +506,6 @@ impl<R: Rpc, H: Hooks<R>> Inbound<R, H> {
         inner: Streaming<R::Request>,
         call: Call,
         limits: &Limits,
-        limits_first: bool,
         hooks: H,
         shared: Arc<InboundShared>,
     ) -> Self {
@@ -315,7 +514,7 @@ impl<R: Rpc, H: Hooks<R>> Inbound<R, H> {
             call,
             meter: Meter::new(Dir::In, limits),
             hooks,
-            limits_first,
+            idle: Idle::new(limits.get_idle_timeout(), Instant::now()),
             shared,
             pacing: None,
             pending: None,
@@ -345,11 +544,17 @@ impl<R: Rpc, H: Hooks<R>> Inbound<R, H> {
         &self.inner
     }
 
-    fn fail(&mut self, status: Status) -> Poll<Option<Result<R::Request, Status>>> {
+    fn fail(&mut self, policy: Policy, status: Status) -> Poll<Option<Result<R::Request, Status>>> {
         self.done = true;
         self.pending = None;
-        let _ = self.shared.violation.set(status.clone());
+        let _ = self.shared.violation.set((policy, status.clone()));
         Poll::Ready(Some(Err(status)))
+    }
+
+    fn moved(&mut self) {
+        if let Some(idle) = self.idle.as_mut() {
+            idle.moved(Some(&self.shared));
+        }
     }
 }
 
@@ -365,37 +570,48 @@ impl<R: Rpc, H: Hooks<R>> Stream for Inbound<R, H> {
             if this.pending.is_some() {
                 let pacing = this.pacing.as_mut().expect("armed with pending");
                 ready!(pacing.as_mut().poll(cx));
+                this.moved();
                 return Poll::Ready(this.pending.take().map(Ok));
             }
-            let message = match ready!(Pin::new(&mut this.inner).poll_next(cx)) {
-                None => {
+            let message = match Pin::new(&mut this.inner).poll_next(cx) {
+                Poll::Pending => {
+                    if let Some(idle) = this.idle.as_mut()
+                        && idle.expired(cx, Some(&this.shared))
+                    {
+                        let status = idle_timeout(&this.call, idle.after);
+                        return this.fail(Policy::IdleTimeout, status);
+                    }
+                    return Poll::Pending;
+                }
+                Poll::Ready(None) => {
                     this.done = true;
                     return Poll::Ready(None);
                 }
-                Some(Err(status)) => {
+                Poll::Ready(Some(Err(status))) => {
                     this.done = true;
                     return Poll::Ready(Some(Err(status)));
                 }
-                Some(Ok(message)) => message,
+                Poll::Ready(Some(Ok(message))) => message,
             };
-            let (call, hooks) = (&this.call, &this.hooks);
-            let checked = check(&mut this.meter, call, &message, this.limits_first, |m| {
-                hooks.on_request(call, m)
-            });
-            if let Err(status) = checked {
-                return this.fail(status);
+            if let Err((policy, status)) =
+                check_request(&mut this.meter, &this.call, &this.hooks, &message)
+            {
+                return this.fail(policy, status);
             }
             this.shared
                 .messages
                 .store(this.meter.messages, Ordering::Relaxed);
             this.shared.bytes.store(this.meter.bytes, Ordering::Relaxed);
             match this.meter.admit(this.call.rpc()) {
-                Ok(Admit::Now) => return Poll::Ready(Some(Ok(message))),
+                Ok(Admit::Now) => {
+                    this.moved();
+                    return Poll::Ready(Some(Ok(message)));
+                }
                 Ok(Admit::At(at)) => {
                     arm(&mut this.pacing, at);
                     this.pending = Some(message);
                 }
-                Err(status) => return this.fail(status),
+                Err(status) => return this.fail(Policy::Limit, status),
             }
         }
     }

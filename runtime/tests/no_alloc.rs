@@ -1,5 +1,6 @@
 //! The stream wrappers allocate nothing per message: counted with a global allocator,
-//! exactly, on a stream with every per-message policy on (count, size, pacing, hooks).
+//! exactly, on a stream with every per-message policy on (count, size, pacing, hooks,
+//! panic recovery).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -88,8 +89,9 @@ async fn outbound_allocates_nothing_per_message() {
         // boxes the pacing timer (once per stream); every later wait reuses it.
         .messages_per_second_out(10_000, 1, OnRateExceeded::Delay);
     let hook = SumSeq::default();
-    let guard =
-        Guard::<Ticks, TicksHooks>::new(&Request::new(()), limits, true, TicksHooks(hook.clone()));
+    // With `recover` on: catching panics per poll allocates nothing either.
+    let mut guard =
+        Guard::<Ticks, TicksHooks>::new(&Request::new(()), limits, TicksHooks(hook.clone()), true);
     let source = tokio_stream::iter((1..=N).map(|seq| Ok(Tick { seq })));
     let response = guard
         .server_streaming(async move { Ok::<_, Status>(Response::new(source)) })

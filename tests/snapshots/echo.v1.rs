@@ -573,12 +573,20 @@ pub mod echo_service_intercept {
         &<ClientStream as ::tonic_intercept::Rpc>::DESCRIPTOR,
         &<Bidi as ::tonic_intercept::Rpc>::DESCRIPTOR,
     ];
+    /// `echo.v1.EchoService`, as a type: the `Rpc::Service` of its RPCs.
+    #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+    pub struct Service;
+    impl ::tonic_intercept::Service for Service {
+        const NAME: &'static str = "echo.v1.EchoService";
+        const RPCS: &'static [&'static ::tonic_intercept::RpcDescriptor] = RPCS;
+    }
     /// `rpc Unary(EchoRequest) returns (EchoReply)`
     ///
     /// Returns the text it is given.
     #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
     pub struct Unary;
     impl ::tonic_intercept::Rpc for Unary {
+        type Service = Service;
         type Request = super::EchoRequest;
         type Response = super::EchoReply;
         const DESCRIPTOR: ::tonic_intercept::RpcDescriptor = ::tonic_intercept::RpcDescriptor::new(
@@ -589,6 +597,12 @@ pub mod echo_service_intercept {
             ::tonic_intercept::IdempotencyLevel::Unknown,
             false,
         );
+        const INDEX: usize = 0;
+        fn span(
+            call: &::tonic_intercept::Call,
+        ) -> ::tonic_intercept::__private::tracing::Span {
+            ::tonic_intercept::__rpc_span!("echo.v1.EchoService/Unary", call)
+        }
     }
     /// `rpc ServerStream(StreamRequest) returns (stream EchoReply)`
     ///
@@ -596,6 +610,7 @@ pub mod echo_service_intercept {
     #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
     pub struct ServerStream;
     impl ::tonic_intercept::Rpc for ServerStream {
+        type Service = Service;
         type Request = super::StreamRequest;
         type Response = super::EchoReply;
         const DESCRIPTOR: ::tonic_intercept::RpcDescriptor = ::tonic_intercept::RpcDescriptor::new(
@@ -606,6 +621,12 @@ pub mod echo_service_intercept {
             ::tonic_intercept::IdempotencyLevel::NoSideEffects,
             false,
         );
+        const INDEX: usize = 1;
+        fn span(
+            call: &::tonic_intercept::Call,
+        ) -> ::tonic_intercept::__private::tracing::Span {
+            ::tonic_intercept::__rpc_span!("echo.v1.EchoService/ServerStream", call)
+        }
     }
     /// The response stream of `ServerStream` after its policies, around the handler's stream `S`.
     pub type ServerStreamResponses<S, H = ()> = ::tonic_intercept::Outbound<
@@ -619,6 +640,7 @@ pub mod echo_service_intercept {
     #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
     pub struct ClientStream;
     impl ::tonic_intercept::Rpc for ClientStream {
+        type Service = Service;
         type Request = super::EchoRequest;
         type Response = super::Summary;
         const DESCRIPTOR: ::tonic_intercept::RpcDescriptor = ::tonic_intercept::RpcDescriptor::new(
@@ -629,6 +651,12 @@ pub mod echo_service_intercept {
             ::tonic_intercept::IdempotencyLevel::Unknown,
             false,
         );
+        const INDEX: usize = 2;
+        fn span(
+            call: &::tonic_intercept::Call,
+        ) -> ::tonic_intercept::__private::tracing::Span {
+            ::tonic_intercept::__rpc_span!("echo.v1.EchoService/ClientStream", call)
+        }
     }
     /// The request stream of `ClientStream` after its policies.
     pub type ClientStreamRequests<H = ()> = ::tonic_intercept::Inbound<ClientStream, H>;
@@ -638,6 +666,7 @@ pub mod echo_service_intercept {
     #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
     pub struct Bidi;
     impl ::tonic_intercept::Rpc for Bidi {
+        type Service = Service;
         type Request = super::EchoRequest;
         type Response = super::EchoReply;
         const DESCRIPTOR: ::tonic_intercept::RpcDescriptor = ::tonic_intercept::RpcDescriptor::new(
@@ -648,6 +677,12 @@ pub mod echo_service_intercept {
             ::tonic_intercept::IdempotencyLevel::Idempotent,
             false,
         );
+        const INDEX: usize = 3;
+        fn span(
+            call: &::tonic_intercept::Call,
+        ) -> ::tonic_intercept::__private::tracing::Span {
+            ::tonic_intercept::__rpc_span!("echo.v1.EchoService/Bidi", call)
+        }
     }
     /// The request stream of `Bidi` after its policies.
     pub type BidiRequests<H = ()> = ::tonic_intercept::Inbound<Bidi, H>;

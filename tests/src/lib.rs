@@ -410,3 +410,9 @@ pub fn with_token<T>(message: T, token: &str) -> Request<T> {
         .insert("authorization", format!("Bearer {token}").parse().unwrap());
     request
 }
+
+/// `proto/catalog/v1/catalog.proto`: policy declared in the `.proto` with
+/// `tonic_intercept/v1/options.proto`.
+pub mod catalog_pb {
+    tonic::include_proto!("catalog.v1");
+}
