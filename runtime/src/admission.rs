@@ -21,7 +21,9 @@ pub const RETRY_PUSHBACK: &str = "grpc-retry-pushback-ms";
 /// [`AdmissionConfig::max_identities`] says otherwise.
 pub const DEFAULT_MAX_IDENTITIES: u32 = 10_000;
 
-/// The admission limits of one RPC, as `#[intercept(admit(...))]` declared them.
+/// The admission limits of one RPC, as `#[intercept(limit(...))]` declared them
+/// (`max_in_flight`, `calls_per_second`, `call_burst`, `calls_per_second_per_identity`,
+/// `queue`).
 ///
 /// Built in a `const` with the setters; every limit is optional.
 ///

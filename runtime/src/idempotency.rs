@@ -28,9 +28,10 @@ pub const MAX_KEY_LEN: usize = 255;
 /// connection) gets that response instead of a second effect.
 ///
 /// A client opts in per call with the `idempotency-key` metadata (a unique ASCII string
-/// of at most 255 bytes, such as a UUID). With `#[intercept(idempotency(...))]` the macro
-/// asks the cache before the handler runs ([`begin`](Self::begin)) and tells it the
-/// outcome afterwards ([`Ticket::complete`]):
+/// of at most 255 bytes, such as a UUID). With `#[intercept(idempotency(self.cache, Rpc))]`
+/// the macro asks the cache before the handler runs ([`begin`](Self::begin), or
+/// [`begin_scoped`](Self::begin_scoped) under `auth(..)`) and tells it the outcome
+/// afterwards ([`Ticket::complete`]):
 ///
 /// - no key: the call runs as usual;
 /// - a key whose call completed within the TTL: the stored response is returned (a clone,

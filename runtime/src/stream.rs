@@ -402,7 +402,12 @@ where
                     .violation()
                     .map(|(policy, status)| (Some(*policy), status.clone()));
             }
-            Poll::Ready(Some(Err(status))) => break Some((None, status)),
+            // A request-side violation decides the call's status, whatever the handler
+            // made of it.
+            Poll::Ready(Some(Err(status))) => match this.inbound.violation() {
+                Some((policy, violation)) => break Some((Some(*policy), violation.clone())),
+                None => break Some((None, status)),
+            },
             Poll::Ready(Some(Ok(message))) => message,
         };
         if let Err((policy, status)) = check_response(this.meter, this.call, &*this.hooks, &message)
