@@ -416,3 +416,15 @@ pub fn with_token<T>(message: T, token: &str) -> Request<T> {
 pub mod catalog_pb {
     tonic::include_proto!("catalog.v1");
 }
+
+/// What a valid `EchoRequest` is, for `validate` in `#[intercept]`.
+impl tonic_intercept::Validate for EchoRequest {
+    fn validate(&self, violations: &mut tonic_intercept::Violations) {
+        if self.text.is_empty() {
+            violations.field("text", "must not be empty");
+        }
+        if self.text.starts_with(' ') {
+            violations.field("text", "must not start with a space");
+        }
+    }
+}
