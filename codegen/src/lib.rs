@@ -130,8 +130,7 @@ impl Builder {
             .include_source_info(true)
             .include_imports(true)
             .open_files(protos)
-            // protox puts `file:line:column` in its Debug form only.
-            .map_err(|e| Error::Proto(format!("{e:?}")))?;
+            .map_err(|e| Error::Proto(protox_message(&e)))?;
 
         let mut sources = source::Sources::default();
         for file in compiler.files() {
@@ -208,6 +207,22 @@ impl Builder {
             }));
         config.compile_fds(fds).map_err(Error::Io)
     }
+}
+
+/// protox puts `file:line:column` in its Debug form only; the cause (which key of an
+/// option is wrong, say) is in its sources.
+fn protox_message(error: &protox::Error) -> String {
+    let mut message = format!("{error:?}");
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !message.contains(&cause_text) {
+            message.push_str(": ");
+            message.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    message
 }
 
 /// The files asked for and, transitively, what they import, except through the options

@@ -688,7 +688,7 @@ fn rpc_path(service: &Service, plan: &RpcPlan) -> TokenStream {
 }
 
 fn hooks_type(names: &Names, plan: &RpcPlan) -> TokenStream {
-    if plan.hooks.is_empty() {
+    if !has_adapter(plan) {
         quote!(())
     } else {
         let name = names.hooks(plan);
