@@ -175,8 +175,14 @@ fn numeric_keys(policy: &Policy) -> Vec<(&'static str, u64)> {
         ("max_messages_in", policy.max_messages_in),
         ("max_messages_out", policy.max_messages_out),
         ("max_message_bytes", policy.max_message_bytes),
-        ("messages_per_second_in", wide(policy.messages_per_second_in)),
-        ("messages_per_second_out", wide(policy.messages_per_second_out)),
+        (
+            "messages_per_second_in",
+            wide(policy.messages_per_second_in),
+        ),
+        (
+            "messages_per_second_out",
+            wide(policy.messages_per_second_out),
+        ),
         ("timeout_ms", policy.timeout_ms),
         ("idle_timeout_ms", policy.idle_timeout_ms),
     ]

@@ -14,6 +14,72 @@
 //! with one type per RPC (`user_service_intercept::ListUsers`) that `#[intercept]` and
 //! typed hooks use.
 //!
+//! Each `<service>_intercept` module also has `Service`, the service as a type
+//! (`tonic_intercept::Service`), and `RPCS`, its descriptors in `.proto` order; each RPC
+//! type knows its `Service` and its `INDEX` in `RPCS`.
+//!
+//! # Policy in the proto
+//!
+//! Limits and access rules can be declared next to the RPCs they govern, with the options
+//! of `tonic_intercept/v1/options.proto`. Import it by that name: [`Builder::compile_protos`]
+//! serves it from memory, so there is nothing to copy into your include directories.
+//!
+//! ```proto
+//! syntax = "proto3";
+//! package catalog.v1;
+//!
+//! import "tonic_intercept/v1/options.proto";
+//!
+//! service CatalogService {
+//!   // The default of every RPC of the service.
+//!   option (tonic_intercept.v1.service) = { timeout_ms: 5000 };
+//!
+//!   rpc GetItem(GetItemRequest) returns (Item) {
+//!     option (tonic_intercept.v1.rpc) = { public: true };
+//!   }
+//!   rpc ListItems(ListItemsRequest) returns (stream Item) {
+//!     option (tonic_intercept.v1.rpc) = {
+//!       max_messages_out: 10000, messages_per_second: 500, timeout_ms: 2000, roles: ["admin"]
+//!     };
+//!   }
+//!   rpc DeleteItem(DeleteItemRequest) returns (DeleteItemResponse) {
+//!     option (tonic_intercept.v1.rpc) = { roles: ["admin"] };
+//!   }
+//! }
+//! ```
+//!
+//! The keys of `RpcPolicy`: `public` (no authentication needed), `roles` (the caller needs
+//! one of them), `max_messages_in` / `max_messages_out` (messages per stream),
+//! `max_message_bytes` (per message, either way), `messages_per_second_in` /
+//! `messages_per_second_out` (sustained rates), `messages_per_second` (the rate of the
+//! streaming side: responses of a server-streaming RPC, requests of a client-streaming one,
+//! both for bidi), `timeout_ms` (the whole call) and `idle_timeout_ms` (the wait for a
+//! stream's next message). The single-key form works too:
+//! `option (tonic_intercept.v1.rpc).timeout_ms = 2000;`.
+//!
+//! The generator merges and checks them, and puts the result on each RPC's descriptor
+//! (`ListItems::DESCRIPTOR.policy`, a `tonic_intercept::RpcPolicy`):
+//!
+//! - an RPC's own keys override the service's `(tonic_intercept.v1.service)` key by key;
+//! - `public` and `roles` go together: an RPC that sets either does not inherit the
+//!   service's (so `public: false` opts one RPC out of a service-wide `public: true`);
+//! - the service's stream keys apply only to the RPCs whose side streams, and are skipped
+//!   elsewhere; on an RPC itself, a stream key whose side does not stream is an error.
+//!
+//! Mistakes fail the build with the `file:line:column` of the key, for instance:
+//!
+//! ```text
+//! catalog/v1/catalog.proto:14:41: `max_messages_in` limits a stream of requests, but
+//! `catalog.v1.CatalogService/GetItem` is unary: neither side streams; use
+//! `max_message_bytes` or `timeout_ms`
+//! ```
+//!
+//! The same goes for a limit of zero, `public: true` together with `roles`, and an empty
+//! role name. Only [`Builder::compile_protos`] reads these options: a
+//! `prost_types::FileDescriptorSet` has lost them, so [`Builder::compile_fds`] refuses files
+//! that import the options file. Other toolchains compile the file like any other (its
+//! text is [`OPTIONS_PROTO`]) and ignore the options.
+//!
 //! [tonic-intercept]: https://docs.rs/tonic-intercept
 
 mod generate;
@@ -27,7 +93,9 @@ use std::collections::HashSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use protox::file::{ChainFileResolver, File, FileResolver, GoogleFileResolver, IncludeFileResolver};
+use protox::file::{
+    ChainFileResolver, File, FileResolver, GoogleFileResolver, IncludeFileResolver,
+};
 
 /// The text of `tonic_intercept/v1/options.proto`, the options that declare policy in a
 /// `.proto` (see the [crate docs](crate#policy-in-the-proto)).
@@ -106,6 +174,10 @@ impl Builder {
     /// compiler, so no `protoc` is needed, then generates code.
     ///
     /// A malformed `.proto` fails with its `file:line:column` and what is wrong.
+    ///
+    /// `import "tonic_intercept/v1/options.proto";` resolves without the file on disk, and
+    /// the policy declared with it is merged, checked and put on the RPC descriptors (see
+    /// [Policy in the proto](crate#policy-in-the-proto)).
     pub fn compile_protos(
         self,
         protos: &[impl AsRef<Path>],
@@ -199,28 +271,30 @@ impl Builder {
             .build_server(self.build_server)
             .service_generator();
         let mut config = prost_build::Config::new();
-        config
-            .out_dir(out_dir)
-            .service_generator(Box::new(service_generator::InterceptGenerator {
-                tonic,
-                policies,
-            }));
+        config.out_dir(out_dir).service_generator(Box::new(
+            service_generator::InterceptGenerator { tonic, policies },
+        ));
         config.compile_fds(fds).map_err(Error::Io)
     }
 }
 
 /// protox puts `file:line:column` in its Debug form only; the cause (which key of an
-/// option is wrong, say) is in its sources.
+/// option is wrong, say) and a hint are in its miette diagnostic.
 fn protox_message(error: &protox::Error) -> String {
+    use miette::Diagnostic;
+
     let mut message = format!("{error:?}");
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !message.contains(&cause_text) {
+    let mut cause = error.diagnostic_source();
+    while let Some(diagnostic) = cause {
+        let text = diagnostic.to_string();
+        if !message.contains(&text) {
             message.push_str(": ");
-            message.push_str(&cause_text);
+            message.push_str(&text);
         }
-        source = cause.source();
+        cause = diagnostic.diagnostic_source();
+    }
+    if let Some(help) = error.help() {
+        message.push_str(&format!(" (help: {help})"));
     }
     message
 }

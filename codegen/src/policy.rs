@@ -74,7 +74,10 @@ impl Declared {
             ("max_messages_out", self.max_messages_out),
             ("max_message_bytes", self.max_message_bytes),
             ("messages_per_second_in", wide(self.messages_per_second_in)),
-            ("messages_per_second_out", wide(self.messages_per_second_out)),
+            (
+                "messages_per_second_out",
+                wide(self.messages_per_second_out),
+            ),
             ("messages_per_second", wide(self.messages_per_second)),
             ("timeout_ms", self.timeout_ms),
             ("idle_timeout_ms", self.idle_timeout_ms),
@@ -186,13 +189,7 @@ struct At<'a> {
 
 impl At<'_> {
     fn error(&self, key: &str, what: String) -> String {
-        let place = source::option_key(
-            self.file,
-            self.sources,
-            &self.option,
-            key,
-            key_number(key),
-        );
+        let place = source::option_key(self.file, self.sources, &self.option, key, key_number(key));
         source::message(self.file, place, &what)
     }
 }
@@ -249,12 +246,7 @@ fn check_common(policy: &Declared, at: &At<'_>, errors: &mut Vec<String>) {
 
 /// A stream key on an RPC whose side does not stream can never act: it is a mistake about
 /// the RPC, so it is refused rather than ignored (a service default is only skipped).
-fn check_fits(
-    policy: &Declared,
-    method: &MethodDescriptor,
-    at: &At<'_>,
-    errors: &mut Vec<String>,
-) {
+fn check_fits(policy: &Declared, method: &MethodDescriptor, at: &At<'_>, errors: &mut Vec<String>) {
     let (requests, responses) = (method.is_client_streaming(), method.is_server_streaming());
     let kind = match (requests, responses) {
         (false, false) => "unary",

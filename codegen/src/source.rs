@@ -41,7 +41,11 @@ struct Pos {
 }
 
 /// `file:line:column: message`, or `file: message` when the file has no source info.
-pub(crate) fn message(file: &FileDescriptorProto, place: Option<(usize, usize)>, what: &str) -> String {
+pub(crate) fn message(
+    file: &FileDescriptorProto,
+    place: Option<(usize, usize)>,
+    what: &str,
+) -> String {
     match place {
         Some((line, column)) => format!("{}:{}:{}: {what}", file.name(), line + 1, column + 1),
         None => format!("{}: {what}", file.name()),

@@ -10,36 +10,64 @@ impl pb::echo_service_server::EchoService for Echo {
         >::new(
             &__ti_request,
             ::tonic_intercept::Limits::new()
-                .timeout(::tonic_intercept::__private::Duration::from_millis(2000)),
-            true,
+                .timeout(::tonic_intercept::__private::Duration::from_millis(2000))
+                .with_policy(
+                    &<pb::echo_service_intercept::Unary as ::tonic_intercept::Rpc>::DESCRIPTOR
+                        .policy,
+                ),
             __EchoEchoServiceUnaryHooks(::core::clone::Clone::clone(&self.recorder)),
+            false,
         );
-        if let ::core::result::Result::Err(__ti_status) = <Recorder as ::tonic_intercept::Hook<
-            pb::echo_service_intercept::Unary,
-        >>::on_call(&__ti_guard.hooks().0, __ti_guard.call(), __ti_request.metadata())
-            .await
-        {
-            return ::core::result::Result::Err(__ti_guard.reject(__ti_status));
+        let __ti_outcome = ::tonic_intercept::__private::run(
+                __ti_guard.span(),
+                false,
+                async {
+                    let mut __ti_request = __ti_request;
+                    __ti_guard.expose_deadline(&mut __ti_request);
+                    if let ::core::result::Result::Err(__ti_status) = <Recorder as ::tonic_intercept::Hook<
+                        pb::echo_service_intercept::Unary,
+                    >>::on_call(
+                            &__ti_guard.hooks().0,
+                            __ti_guard.call(),
+                            __ti_request.metadata(),
+                        )
+                        .await
+                    {
+                        let __ti_error = (::tonic_intercept::Policy::Hook, __ti_status);
+                        return ::core::result::Result::Err(
+                            __ti_guard.reject(__ti_error),
+                        );
+                    }
+                    if let ::core::result::Result::Err(__ti_error) = __ti_guard
+                        .admit_request(__ti_request.get_ref())
+                    {
+                        return ::core::result::Result::Err(
+                            __ti_guard.reject(__ti_error),
+                        );
+                    }
+                    __ti_guard
+                        .unary(async move {
+                            let request = __ti_request;
+                            let __ti_ret: Result<Response<EchoReply>, Status> = {
+                                Ok(
+                                    Response::new(EchoReply {
+                                        text: request.into_inner().text,
+                                        seq: 0,
+                                    }),
+                                )
+                            };
+                            __ti_ret
+                        })
+                        .await
+                },
+            )
+            .await;
+        match __ti_outcome {
+            ::core::result::Result::Ok(__ti_result) => __ti_result,
+            ::core::result::Result::Err(__ti_panic) => {
+                ::core::result::Result::Err(__ti_guard.panicked(__ti_panic))
+            }
         }
-        if let ::core::result::Result::Err(__ti_status) = __ti_guard
-            .admit_request(__ti_request.get_ref())
-        {
-            return ::core::result::Result::Err(__ti_guard.reject(__ti_status));
-        }
-        __ti_guard
-            .unary(async move {
-                let request = __ti_request;
-                let __ti_ret: Result<Response<EchoReply>, Status> = {
-                    Ok(
-                        Response::new(EchoReply {
-                            text: request.into_inner().text,
-                            seq: 0,
-                        }),
-                    )
-                };
-                __ti_ret
-            })
-            .await
     }
     type ServerStreamStream = ::tonic_intercept::Outbound<
         pb::echo_service_intercept::ServerStream,
@@ -65,46 +93,77 @@ impl pb::echo_service_server::EchoService for Echo {
                     10,
                     ::tonic_intercept::OnRateExceeded::Delay,
                 )
-                .timeout(::tonic_intercept::__private::Duration::from_millis(2000)),
-            true,
+                .timeout(::tonic_intercept::__private::Duration::from_millis(2000))
+                .with_policy(
+                    &<pb::echo_service_intercept::ServerStream as ::tonic_intercept::Rpc>::DESCRIPTOR
+                        .policy,
+                ),
             (),
+            false,
         );
-        let mut __ti_request = __ti_request;
-        match ::tonic_intercept::Authenticate::authenticate(
-                &self.tokens,
-                __ti_guard.call(),
-                __ti_request.metadata(),
+        let __ti_outcome = ::tonic_intercept::__private::run(
+                __ti_guard.span(),
+                false,
+                async {
+                    let mut __ti_request = __ti_request;
+                    __ti_guard.expose_deadline(&mut __ti_request);
+                    if !<pb::echo_service_intercept::ServerStream as ::tonic_intercept::Rpc>::DESCRIPTOR
+                        .policy
+                        .public
+                    {
+                        match ::tonic_intercept::Authenticate::authenticate(
+                                &self.tokens,
+                                __ti_guard.call(),
+                                __ti_request.metadata(),
+                            )
+                            .await
+                        {
+                            ::core::result::Result::Ok(__ti_identity) => {
+                                ::tonic_intercept::__private::store_identity(
+                                    &mut __ti_request,
+                                    __ti_identity,
+                                );
+                            }
+                            ::core::result::Result::Err(__ti_status) => {
+                                let __ti_error = (
+                                    ::tonic_intercept::Policy::Auth,
+                                    __ti_status,
+                                );
+                                return ::core::result::Result::Err(
+                                    __ti_guard.reject(__ti_error),
+                                );
+                            }
+                        }
+                    }
+                    if let ::core::result::Result::Err(__ti_error) = __ti_guard
+                        .admit_request(__ti_request.get_ref())
+                    {
+                        return ::core::result::Result::Err(
+                            __ti_guard.reject(__ti_error),
+                        );
+                    }
+                    __ti_guard
+                        .server_streaming(async move {
+                            let request = __ti_request;
+                            let __ti_ret: Result<
+                                Response<ReceiverStream<Result<EchoReply, Status>>>,
+                                Status,
+                            > = {
+                                let (_tx, rx) = tokio::sync::mpsc::channel(1);
+                                Ok(Response::new(ReceiverStream::new(rx)))
+                            };
+                            __ti_ret
+                        })
+                        .await
+                },
             )
-            .await
-        {
-            ::core::result::Result::Ok(__ti_identity) => {
-                ::tonic_intercept::__private::store_identity(
-                    &mut __ti_request,
-                    __ti_identity,
-                );
-            }
-            ::core::result::Result::Err(__ti_status) => {
-                return ::core::result::Result::Err(__ti_guard.reject(__ti_status));
+            .await;
+        match __ti_outcome {
+            ::core::result::Result::Ok(__ti_result) => __ti_result,
+            ::core::result::Result::Err(__ti_panic) => {
+                ::core::result::Result::Err(__ti_guard.panicked(__ti_panic))
             }
         }
-        if let ::core::result::Result::Err(__ti_status) = __ti_guard
-            .admit_request(__ti_request.get_ref())
-        {
-            return ::core::result::Result::Err(__ti_guard.reject(__ti_status));
-        }
-        __ti_guard
-            .server_streaming(async move {
-                let request = __ti_request;
-                let __ti_ret: Result<
-                    Response<ReceiverStream<Result<EchoReply, Status>>>,
-                    Status,
-                > = {
-                    let (_tx, rx) = tokio::sync::mpsc::channel(1);
-                    Ok(Response::new(ReceiverStream::new(rx)))
-                };
-                __ti_ret
-            })
-            .await
     }
     async fn client_stream(
         &self,
@@ -118,52 +177,88 @@ impl pb::echo_service_server::EchoService for Echo {
             ::tonic_intercept::Limits::new()
                 .max_messages_in(3)
                 .max_message_bytes(64)
-                .timeout(::tonic_intercept::__private::Duration::from_millis(2000)),
-            true,
+                .timeout(::tonic_intercept::__private::Duration::from_millis(2000))
+                .with_policy(
+                    &<pb::echo_service_intercept::ClientStream as ::tonic_intercept::Rpc>::DESCRIPTOR
+                        .policy,
+                ),
             __EchoEchoServiceClientStreamHooks(
                 ::core::clone::Clone::clone(&self.recorder),
             ),
+            false,
         );
-        let mut __ti_request = __ti_request;
-        match ::tonic_intercept::Authenticate::authenticate(
-                &self.tokens,
-                __ti_guard.call(),
-                __ti_request.metadata(),
-            )
-            .await
-        {
-            ::core::result::Result::Ok(__ti_identity) => {
-                ::tonic_intercept::__private::store_identity(
-                    &mut __ti_request,
-                    __ti_identity,
-                );
-            }
-            ::core::result::Result::Err(__ti_status) => {
-                return ::core::result::Result::Err(__ti_guard.reject(__ti_status));
-            }
-        }
-        if let ::core::result::Result::Err(__ti_status) = <Recorder as ::tonic_intercept::Hook<
-            pb::echo_service_intercept::ClientStream,
-        >>::on_call(&__ti_guard.hooks().0, __ti_guard.call(), __ti_request.metadata())
-            .await
-        {
-            return ::core::result::Result::Err(__ti_guard.reject(__ti_status));
-        }
-        let __ti_request = __ti_guard.inbound(__ti_request);
-        __ti_guard
-            .client_streaming(async move {
-                let request = __ti_request;
-                let __ti_ret: Result<Response<Summary>, Status> = {
-                    let mut requests = request.into_inner();
-                    let mut received = 0;
-                    while let Some(_) = requests.message().await? {
-                        received += 1;
+        let __ti_outcome = ::tonic_intercept::__private::run(
+                __ti_guard.span(),
+                false,
+                async {
+                    let mut __ti_request = __ti_request;
+                    __ti_guard.expose_deadline(&mut __ti_request);
+                    if !<pb::echo_service_intercept::ClientStream as ::tonic_intercept::Rpc>::DESCRIPTOR
+                        .policy
+                        .public
+                    {
+                        match ::tonic_intercept::Authenticate::authenticate(
+                                &self.tokens,
+                                __ti_guard.call(),
+                                __ti_request.metadata(),
+                            )
+                            .await
+                        {
+                            ::core::result::Result::Ok(__ti_identity) => {
+                                ::tonic_intercept::__private::store_identity(
+                                    &mut __ti_request,
+                                    __ti_identity,
+                                );
+                            }
+                            ::core::result::Result::Err(__ti_status) => {
+                                let __ti_error = (
+                                    ::tonic_intercept::Policy::Auth,
+                                    __ti_status,
+                                );
+                                return ::core::result::Result::Err(
+                                    __ti_guard.reject(__ti_error),
+                                );
+                            }
+                        }
                     }
-                    Ok(Response::new(Summary { received, texts: vec![] }))
-                };
-                __ti_ret
-            })
-            .await
+                    if let ::core::result::Result::Err(__ti_status) = <Recorder as ::tonic_intercept::Hook<
+                        pb::echo_service_intercept::ClientStream,
+                    >>::on_call(
+                            &__ti_guard.hooks().0,
+                            __ti_guard.call(),
+                            __ti_request.metadata(),
+                        )
+                        .await
+                    {
+                        let __ti_error = (::tonic_intercept::Policy::Hook, __ti_status);
+                        return ::core::result::Result::Err(
+                            __ti_guard.reject(__ti_error),
+                        );
+                    }
+                    let __ti_request = __ti_guard.inbound(__ti_request);
+                    __ti_guard
+                        .client_streaming(async move {
+                            let request = __ti_request;
+                            let __ti_ret: Result<Response<Summary>, Status> = {
+                                let mut requests = request.into_inner();
+                                let mut received = 0;
+                                while let Some(_) = requests.message().await? {
+                                    received += 1;
+                                }
+                                Ok(Response::new(Summary { received, texts: vec![] }))
+                            };
+                            __ti_ret
+                        })
+                        .await
+                },
+            )
+            .await;
+        match __ti_outcome {
+            ::core::result::Result::Ok(__ti_result) => __ti_result,
+            ::core::result::Result::Err(__ti_panic) => {
+                ::core::result::Result::Err(__ti_guard.panicked(__ti_panic))
+            }
+        }
     }
     type BidiStream = ::tonic_intercept::Outbound<
         pb::echo_service_intercept::Bidi,
@@ -177,47 +272,76 @@ impl pb::echo_service_server::EchoService for Echo {
         ::tonic_intercept::__private::Response<Self::BidiStream>,
         ::tonic_intercept::__private::Status,
     > {
-        let __ti_guard = ::tonic_intercept::__private::Guard::<
+        let mut __ti_guard = ::tonic_intercept::__private::Guard::<
             pb::echo_service_intercept::Bidi,
             (),
         >::new(
             &__ti_request,
             ::tonic_intercept::Limits::new()
-                .timeout(::tonic_intercept::__private::Duration::from_millis(2000)),
-            true,
+                .timeout(::tonic_intercept::__private::Duration::from_millis(2000))
+                .with_policy(
+                    &<pb::echo_service_intercept::Bidi as ::tonic_intercept::Rpc>::DESCRIPTOR
+                        .policy,
+                ),
             (),
+            false,
         );
-        let mut __ti_request = __ti_request;
-        match ::tonic_intercept::Authenticate::authenticate(
-                &self.tokens,
-                __ti_guard.call(),
-                __ti_request.metadata(),
+        let __ti_outcome = ::tonic_intercept::__private::run(
+                __ti_guard.span(),
+                false,
+                async {
+                    let mut __ti_request = __ti_request;
+                    __ti_guard.expose_deadline(&mut __ti_request);
+                    if !<pb::echo_service_intercept::Bidi as ::tonic_intercept::Rpc>::DESCRIPTOR
+                        .policy
+                        .public
+                    {
+                        match ::tonic_intercept::Authenticate::authenticate(
+                                &self.tokens,
+                                __ti_guard.call(),
+                                __ti_request.metadata(),
+                            )
+                            .await
+                        {
+                            ::core::result::Result::Ok(__ti_identity) => {
+                                ::tonic_intercept::__private::store_identity(
+                                    &mut __ti_request,
+                                    __ti_identity,
+                                );
+                            }
+                            ::core::result::Result::Err(__ti_status) => {
+                                let __ti_error = (
+                                    ::tonic_intercept::Policy::Auth,
+                                    __ti_status,
+                                );
+                                return ::core::result::Result::Err(
+                                    __ti_guard.reject(__ti_error),
+                                );
+                            }
+                        }
+                    }
+                    __ti_guard
+                        .bidi(async move {
+                            let request = __ti_request;
+                            let __ti_ret: Result<
+                                Response<ReceiverStream<Result<EchoReply, Status>>>,
+                                Status,
+                            > = { Err(Status::unimplemented("bidi")) };
+                            __ti_ret
+                        })
+                        .await
+                },
             )
-            .await
-        {
-            ::core::result::Result::Ok(__ti_identity) => {
-                ::tonic_intercept::__private::store_identity(
-                    &mut __ti_request,
-                    __ti_identity,
-                );
-            }
-            ::core::result::Result::Err(__ti_status) => {
-                return ::core::result::Result::Err(__ti_guard.reject(__ti_status));
+            .await;
+        match __ti_outcome {
+            ::core::result::Result::Ok(__ti_result) => __ti_result,
+            ::core::result::Result::Err(__ti_panic) => {
+                ::core::result::Result::Err(__ti_guard.panicked(__ti_panic))
             }
         }
-        __ti_guard
-            .bidi(async move {
-                let request = __ti_request;
-                let __ti_ret: Result<
-                    Response<ReceiverStream<Result<EchoReply, Status>>>,
-                    Status,
-                > = { Err(Status::unimplemented("bidi")) };
-                __ti_ret
-            })
-            .await
     }
 }
-/// The hooks of `Unary`, in declared order.
+/// The observers and hooks of `Unary`, in the order they run.
 #[doc(hidden)]
 #[derive(Clone)]
 pub struct __EchoEchoServiceUnaryHooks(Recorder);
@@ -254,7 +378,41 @@ for __EchoEchoServiceUnaryHooks {
         >>::on_finish(&self.0, call, outcome);
     }
 }
-/// The hooks of `ClientStream`, in declared order.
+const _: () = ::core::assert!(
+    < pb::echo_service_intercept::Unary as ::tonic_intercept::Rpc > ::DESCRIPTOR.policy
+    .roles.is_empty(),
+    "`Unary` requires roles in its .proto options; enforce them with `roles(Unary)` (the verifier's identity must implement `tonic_intercept::Roles`)"
+);
+const _: () = ::core::assert!(
+    < pb::echo_service_intercept::ServerStream as ::tonic_intercept::Rpc > ::DESCRIPTOR
+    .policy.roles.is_empty(),
+    "`ServerStream` requires roles in its .proto options; enforce them with `roles(ServerStream)` (the verifier's identity must implement `tonic_intercept::Roles`)"
+);
+const _: () = match <pb::echo_service_intercept::ServerStream as ::tonic_intercept::Rpc>::DESCRIPTOR
+    .policy
+    .max_messages_out
+{
+    ::core::option::Option::Some(proto) => {
+        ::core::assert!(
+            proto as u64 == (5) as u64,
+            "`max_messages_out` of `ServerStream` differs from the value its .proto options declare; the .proto is the RPC's contract: remove `max_messages_out` here or make it equal"
+        )
+    }
+    ::core::option::Option::None => {}
+};
+const _: () = match <pb::echo_service_intercept::ServerStream as ::tonic_intercept::Rpc>::DESCRIPTOR
+    .policy
+    .messages_per_second_out
+{
+    ::core::option::Option::Some(proto) => {
+        ::core::assert!(
+            proto as u64 == (100) as u64,
+            "`messages_per_second_out` of `ServerStream` differs from the value its .proto options declare; the .proto is the RPC's contract: remove `messages_per_second_out` here or make it equal"
+        )
+    }
+    ::core::option::Option::None => {}
+};
+/// The observers and hooks of `ClientStream`, in the order they run.
 #[doc(hidden)]
 #[derive(Clone)]
 pub struct __EchoEchoServiceClientStreamHooks(Recorder);
@@ -291,3 +449,37 @@ for __EchoEchoServiceClientStreamHooks {
         >>::on_finish(&self.0, call, outcome);
     }
 }
+const _: () = ::core::assert!(
+    < pb::echo_service_intercept::ClientStream as ::tonic_intercept::Rpc > ::DESCRIPTOR
+    .policy.roles.is_empty(),
+    "`ClientStream` requires roles in its .proto options; enforce them with `roles(ClientStream)` (the verifier's identity must implement `tonic_intercept::Roles`)"
+);
+const _: () = match <pb::echo_service_intercept::ClientStream as ::tonic_intercept::Rpc>::DESCRIPTOR
+    .policy
+    .max_messages_in
+{
+    ::core::option::Option::Some(proto) => {
+        ::core::assert!(
+            proto as u64 == (3) as u64,
+            "`max_messages_in` of `ClientStream` differs from the value its .proto options declare; the .proto is the RPC's contract: remove `max_messages_in` here or make it equal"
+        )
+    }
+    ::core::option::Option::None => {}
+};
+const _: () = match <pb::echo_service_intercept::ClientStream as ::tonic_intercept::Rpc>::DESCRIPTOR
+    .policy
+    .max_message_bytes
+{
+    ::core::option::Option::Some(proto) => {
+        ::core::assert!(
+            proto as u64 == (64) as u64,
+            "`max_message_bytes` of `ClientStream` differs from the value its .proto options declare; the .proto is the RPC's contract: remove `max_message_bytes` here or make it equal"
+        )
+    }
+    ::core::option::Option::None => {}
+};
+const _: () = ::core::assert!(
+    < pb::echo_service_intercept::Bidi as ::tonic_intercept::Rpc > ::DESCRIPTOR.policy
+    .roles.is_empty(),
+    "`Bidi` requires roles in its .proto options; enforce them with `roles(Bidi)` (the verifier's identity must implement `tonic_intercept::Roles`)"
+);

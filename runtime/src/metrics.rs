@@ -28,6 +28,10 @@ pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.
 /// Upper bounds of the `grpc_server_handling_seconds` buckets: the Go client's
 /// `prometheus.DefBuckets`, which go-grpc-middleware uses, so existing dashboards' quantiles
 /// read the same.
+///
+/// ```
+/// assert_eq!(tonic_intercept::HANDLING_SECONDS_BUCKETS.last(), Some(&10.0));
+/// ```
 pub const HANDLING_SECONDS_BUCKETS: [f64; 11] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];

@@ -34,7 +34,8 @@ pub use std::time::Duration;
 
 pub use tonic::{Response, Status};
 
-/// Wraps a call's future: see [`Guard::run`].
+/// Wraps a call's whole future (steps and handler): entered in the call's span at every
+/// poll and, under `recover`, caught so that a panic becomes [`Guard::panicked`].
 pub fn run<F: Future>(span: Span, recover: bool, future: F) -> Run<F> {
     Run::new(future, span, recover)
 }

@@ -6,8 +6,8 @@
 
 use std::time::Duration;
 
-use tonic_intercept::prometheus_client::registry::Registry;
 use tonic::{Code, Request, Response, Status, Streaming};
+use tonic_intercept::prometheus_client::registry::Registry;
 use tonic_intercept::{Principal, ServerMetrics, ServiceMetrics, StaticTokens, intercept};
 use tonic_intercept_tests::pb::echo_service_intercept as rpc;
 use tonic_intercept_tests::pb::{EchoReply, EchoRequest, StreamRequest, Summary};
@@ -35,7 +35,12 @@ struct Ordered {
 #[tonic::async_trait]
 impl tonic_intercept_tests::pb::echo_service_server::EchoService for Ordered {
     async fn unary(&self, request: Request<EchoRequest>) -> Result<Response<EchoReply>, Status> {
-        let who = request.extensions().get::<Principal>().unwrap().name.clone();
+        let who = request
+            .extensions()
+            .get::<Principal>()
+            .unwrap()
+            .name
+            .clone();
         let text = request.into_inner().text;
         Ok(Response::new(EchoReply {
             text: format!("{text} from {who}"),
@@ -105,7 +110,10 @@ async fn each_refusal_comes_from_the_first_policy_in_the_documented_order() {
     let status = client.unary(with_token(echo(""), "r")).await.unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied);
     assert_eq!(status.message(), "Unary requires the role `writer`");
-    assert_eq!(recorder.take(), ["finish Unary PermissionDenied in=0 out=0"]);
+    assert_eq!(
+        recorder.take(),
+        ["finish Unary PermissionDenied in=0 out=0"]
+    );
 
     // A writer with an invalid message: admitted by the call rate (which takes this
     // second's call), then the hook's `on_call`, then validation refuses before the
@@ -137,7 +145,10 @@ async fn each_refusal_comes_from_the_first_policy_in_the_documented_order() {
         .parse()
         .unwrap();
     assert!((1..=1_000).contains(&pushback), "pushback {pushback} ms");
-    assert_eq!(recorder.take(), ["finish Unary ResourceExhausted in=0 out=0"]);
+    assert_eq!(
+        recorder.take(),
+        ["finish Unary ResourceExhausted in=0 out=0"]
+    );
 
     // After the pushback, the call goes through every policy.
     tokio::time::sleep(Duration::from_millis(pushback + 20)).await;
@@ -167,7 +178,11 @@ async fn each_refusal_comes_from_the_first_policy_in_the_documented_order() {
         ("Internal", "0"),
     ] {
         let labels = format!(r#"{unary},grpc_code="{code}""#);
-        assert_eq!(metric(&text, "grpc_server_handled_total", &labels), n, "{code}");
+        assert_eq!(
+            metric(&text, "grpc_server_handled_total", &labels),
+            n,
+            "{code}"
+        );
     }
     for (policy, n) in [
         ("auth", "1"),
@@ -177,12 +192,25 @@ async fn each_refusal_comes_from_the_first_policy_in_the_documented_order() {
         ("hook", "0"),
     ] {
         let labels = format!(r#"{unary},policy="{policy}""#);
-        assert_eq!(metric(&text, "grpc_server_rejected_total", &labels), n, "{policy}");
+        assert_eq!(
+            metric(&text, "grpc_server_rejected_total", &labels),
+            n,
+            "{policy}"
+        );
     }
     assert_eq!(metric(&text, "grpc_server_msg_received_total", unary), "1");
     assert_eq!(metric(&text, "grpc_server_msg_sent_total", unary), "1");
     // "hi" is 4 bytes encoded; "hi from ada", 13.
-    assert_eq!(metric(&text, "grpc_server_msg_received_bytes_total", unary), "4");
-    assert_eq!(metric(&text, "grpc_server_msg_sent_bytes_total", unary), "13");
-    assert_eq!(metric(&text, "grpc_server_handling_seconds_count", unary), "5");
+    assert_eq!(
+        metric(&text, "grpc_server_msg_received_bytes_total", unary),
+        "4"
+    );
+    assert_eq!(
+        metric(&text, "grpc_server_msg_sent_bytes_total", unary),
+        "13"
+    );
+    assert_eq!(
+        metric(&text, "grpc_server_handling_seconds_count", unary),
+        "5"
+    );
 }

@@ -59,7 +59,12 @@ impl tonic_intercept_tests::catalog_pb::catalog_service_server::CatalogService f
         &self,
         request: Request<DeleteItemRequest>,
     ) -> Result<Response<DeleteItemResponse>, Status> {
-        let who = request.extensions().get::<Principal>().unwrap().name.clone();
+        let who = request
+            .extensions()
+            .get::<Principal>()
+            .unwrap()
+            .name
+            .clone();
         assert_eq!(who, "root");
         Ok(Response::new(DeleteItemResponse {}))
     }
@@ -118,12 +123,24 @@ async fn not_public_in_the_proto_needs_a_token() {
 async fn the_protos_stream_limit_cuts_the_fourth_item() {
     let mut client = catalog().await;
     let request = with_token(ListItemsRequest { count: 3 }, "user-token");
-    let items: Vec<_> = client.list_items(request).await.unwrap().into_inner().collect().await;
+    let items: Vec<_> = client
+        .list_items(request)
+        .await
+        .unwrap()
+        .into_inner()
+        .collect()
+        .await;
     assert_eq!(items.len(), 3);
     assert!(items.iter().all(Result::is_ok));
 
     let request = with_token(ListItemsRequest { count: 5 }, "user-token");
-    let items: Vec<_> = client.list_items(request).await.unwrap().into_inner().collect().await;
+    let items: Vec<_> = client
+        .list_items(request)
+        .await
+        .unwrap()
+        .into_inner()
+        .collect()
+        .await;
     assert_eq!(items.len(), 4);
     assert!(items[..3].iter().all(Result::is_ok));
     let status = items[3].as_ref().unwrap_err();
@@ -165,7 +182,10 @@ async fn the_protos_idle_timeout_ends_a_quiet_stream() {
     })
     .await
     .unwrap();
-    let request = with_token(tokio_stream::wrappers::ReceiverStream::new(rx), "user-token");
+    let request = with_token(
+        tokio_stream::wrappers::ReceiverStream::new(rx),
+        "user-token",
+    );
     let started = tokio::time::Instant::now();
     let mut items = client.watch_items(request).await.unwrap().into_inner();
     assert_eq!(items.message().await.unwrap().unwrap().id, "1");

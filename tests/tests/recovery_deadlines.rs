@@ -11,7 +11,8 @@ use tonic_intercept_tests::pb::echo_service_intercept as rpc;
 use tonic_intercept_tests::pb::{EchoReply, EchoRequest, StreamRequest, Summary};
 use tonic_intercept_tests::{client, serve};
 
-type Replies = std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<EchoReply, Status>> + Send>>;
+type Replies =
+    std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<EchoReply, Status>> + Send>>;
 
 /// Remembers how each call ended, as the hooks see it.
 #[derive(Clone, Default)]
@@ -25,7 +26,10 @@ impl Ends {
 
 impl<R: tonic_intercept::Rpc> Hook<R> for Ends {
     fn on_finish(&self, _: &Call, outcome: &Outcome) {
-        self.0.lock().unwrap().push((outcome.code, outcome.ended_by));
+        self.0
+            .lock()
+            .unwrap()
+            .push((outcome.code, outcome.ended_by));
     }
 }
 
@@ -59,7 +63,10 @@ struct Fragile {
 impl tonic_intercept_tests::pb::echo_service_server::EchoService for Fragile {
     async fn unary(&self, request: Request<EchoRequest>) -> Result<Response<EchoReply>, Status> {
         self.handled.fetch_add(1, Ordering::SeqCst);
-        let left = request.extensions().get::<Deadline>().map(Deadline::remaining);
+        let left = request
+            .extensions()
+            .get::<Deadline>()
+            .map(Deadline::remaining);
         let text = request.into_inner().text;
         match text.as_str() {
             "panic" => panic!("the handler broke: secret handler detail"),
@@ -90,9 +97,11 @@ impl tonic_intercept_tests::pb::echo_service_server::EchoService for Fragile {
         let replies: Replies = if count == 2 {
             Box::pin(replies.chain(tokio_stream::pending()))
         } else {
-            Box::pin(replies.chain(tokio_stream::once(()).map(|()| -> Result<EchoReply, Status> {
-                panic!("the stream broke: secret stream detail")
-            })))
+            Box::pin(replies.chain(
+                tokio_stream::once(()).map(|()| -> Result<EchoReply, Status> {
+                    panic!("the stream broke: secret stream detail")
+                }),
+            ))
         };
         Ok(Response::new(replies))
     }
@@ -158,10 +167,7 @@ async fn a_handler_panic_is_internal_and_the_server_keeps_serving() {
     assert_eq!(handled.load(Ordering::SeqCst), 2);
     assert_eq!(
         ends.take(),
-        [
-            (Code::Internal, Some(Policy::Recovery)),
-            (Code::Ok, None)
-        ]
+        [(Code::Internal, Some(Policy::Recovery)), (Code::Ok, None)]
     );
 }
 
@@ -201,13 +207,18 @@ async fn a_stream_panic_ends_that_stream_only_after_what_it_sent() {
     assert_eq!(status.message(), "ServerStream: internal error");
 
     // Other calls are unaffected.
-    assert_eq!(client.unary(echo("still here")).await.unwrap().into_inner().text, "still here");
+    assert_eq!(
+        client
+            .unary(echo("still here"))
+            .await
+            .unwrap()
+            .into_inner()
+            .text,
+        "still here"
+    );
     assert_eq!(
         ends.take(),
-        [
-            (Code::Internal, Some(Policy::Recovery)),
-            (Code::Ok, None)
-        ]
+        [(Code::Internal, Some(Policy::Recovery)), (Code::Ok, None)]
     );
 }
 
@@ -233,7 +244,9 @@ async fn client_timeout_ends_the_call_with_deadline_exceeded() {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     };
-    let ended = tokio::time::timeout(Duration::from_secs(2), ended).await.unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(2), ended)
+        .await
+        .unwrap();
     assert_eq!(ended, [(Code::DeadlineExceeded, Some(Policy::Deadline))]);
 }
 
@@ -244,7 +257,10 @@ async fn server_timeout_is_deadline_exceeded_for_the_client() {
     let status = client.unary(echo("slow")).await.unwrap_err();
     assert_eq!(status.code(), Code::DeadlineExceeded);
     assert_eq!(status.message(), "Unary: deadline exceeded");
-    assert_eq!(ends.take(), [(Code::DeadlineExceeded, Some(Policy::Deadline))]);
+    assert_eq!(
+        ends.take(),
+        [(Code::DeadlineExceeded, Some(Policy::Deadline))]
+    );
 }
 
 /// A 100 ms server-side cap on `Unary`, whose handler takes 5 s.
@@ -300,7 +316,12 @@ async fn the_handler_sees_the_remaining_deadline() {
     );
 
     // Without a deadline there is none to see.
-    let left_ms = client.unary(echo("deadline")).await.unwrap().into_inner().seq;
+    let left_ms = client
+        .unary(echo("deadline"))
+        .await
+        .unwrap()
+        .into_inner()
+        .seq;
     assert_eq!(left_ms, u64::MAX);
 }
 
@@ -320,8 +341,14 @@ async fn an_idle_response_stream_is_cut() {
     assert_eq!(stream.message().await.unwrap().unwrap().seq, 2);
     let status = stream.message().await.unwrap_err();
     assert_eq!(status.code(), Code::DeadlineExceeded);
-    assert_eq!(status.message(), "ServerStream: no message for 200 ms (idle timeout)");
-    assert_eq!(ends.take(), [(Code::DeadlineExceeded, Some(Policy::IdleTimeout))]);
+    assert_eq!(
+        status.message(),
+        "ServerStream: no message for 200 ms (idle timeout)"
+    );
+    assert_eq!(
+        ends.take(),
+        [(Code::DeadlineExceeded, Some(Policy::IdleTimeout))]
+    );
 }
 
 #[tokio::test]
@@ -349,7 +376,10 @@ async fn a_silent_bidi_client_is_cut_and_a_chatty_one_is_not() {
     assert_eq!(replies.message().await.unwrap().unwrap().text, "hello");
     let status = replies.message().await.unwrap_err();
     assert_eq!(status.code(), Code::DeadlineExceeded);
-    assert_eq!(status.message(), "Bidi: no message for 200 ms (idle timeout)");
+    assert_eq!(
+        status.message(),
+        "Bidi: no message for 200 ms (idle timeout)"
+    );
     drop(tx);
     assert_eq!(
         ends.take(),

@@ -1,0 +1,51 @@
+// `roles(ListItems)` takes the roles from the .proto, which declares none for `ListItems`.
+
+use catalog_pb::{DeleteItemRequest, DeleteItemResponse, GetItemRequest, Item, ListItemsRequest};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+use tonic_intercept_tests::catalog_pb;
+use tonic_intercept::{Principal, StaticTokens};
+
+struct Catalog {
+    tokens: StaticTokens<Principal>,
+}
+
+#[tonic_intercept::intercept(
+    auth(self.tokens),
+    roles(DeleteItem),
+    roles(ListItems),
+    limit(GetItem, ListItems, DeleteItem, WatchItems),
+)]
+#[tonic::async_trait]
+impl catalog_pb::catalog_service_server::CatalogService for Catalog {
+    async fn get_item(&self, _request: Request<GetItemRequest>) -> Result<Response<Item>, Status> {
+        Err(Status::unimplemented("get_item"))
+    }
+
+    type ListItemsStream = ReceiverStream<Result<Item, Status>>;
+
+    async fn list_items(
+        &self,
+        _request: Request<ListItemsRequest>,
+    ) -> Result<Response<Self::ListItemsStream>, Status> {
+        Err(Status::unimplemented("list_items"))
+    }
+
+    async fn delete_item(
+        &self,
+        _request: Request<DeleteItemRequest>,
+    ) -> Result<Response<DeleteItemResponse>, Status> {
+        Err(Status::unimplemented("delete_item"))
+    }
+
+    type WatchItemsStream = ReceiverStream<Result<Item, Status>>;
+
+    async fn watch_items(
+        &self,
+        _request: Request<Streaming<Item>>,
+    ) -> Result<Response<Self::WatchItemsStream>, Status> {
+        Err(Status::unimplemented("watch_items"))
+    }
+}
+
+fn main() {}
