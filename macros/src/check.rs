@@ -107,10 +107,15 @@ fn needs(key: &str) -> Option<Needs> {
         "max_messages_in" | "messages_per_second_in" => Needs::RequestStream,
         "max_messages_out" | "messages_per_second_out" => Needs::ResponseStream,
         "idle_timeout_ms" => Needs::AnyStream,
-        "max_message_bytes" | "timeout_ms" | "burst" | "on_rate_exceeded" | "max_in_flight"
-        | "calls_per_second" | "call_burst" | "calls_per_second_per_identity" | "queue" => {
-            Needs::Nothing
-        }
+        "max_message_bytes"
+        | "timeout_ms"
+        | "burst"
+        | "on_rate_exceeded"
+        | "max_in_flight"
+        | "calls_per_second"
+        | "call_burst"
+        | "calls_per_second_per_identity"
+        | "queue" => Needs::Nothing,
         _ => return None,
     })
 }
@@ -417,8 +422,8 @@ pub fn check<'a>(args: &'a Args, service: &'a Service) -> syn::Result<Plan<'a>> 
                 plan.specific.push(key);
             }
         }
-        if let Some(per_identity) = specific_key(&plan, "calls_per_second_per_identity")
-            .or_else(|| {
+        if let Some(per_identity) =
+            specific_key(&plan, "calls_per_second_per_identity").or_else(|| {
                 args.entries.iter().find_map(|e| match e {
                     Entry::Limit(l) if l.rpcs.is_empty() => l
                         .keys

@@ -235,7 +235,10 @@ fn hooks_adapter(names: &Names, service: &Service, plan: &RpcPlan) -> TokenStrea
     } else {
         quote!()
     };
-    let doc = format!(" The observers and hooks of `{}`, in the order they run.", plan.rpc.name);
+    let doc = format!(
+        " The observers and hooks of `{}`, in the order they run.",
+        plan.rpc.name
+    );
     quote! {
         #[doc = #doc]
         #[doc(hidden)]
@@ -290,12 +293,19 @@ fn proto_checks(service: &Service, plan: &RpcPlan) -> TokenStream {
         Access::FromProto => assert(
             handler,
             quote!(#policy.public),
-            format!("RPC `{name}` is neither public nor covered by auth; add it to `public(..)`, or add `auth(<verifier>)` (every non-public RPC) or `auth(<verifier>, {name})`, or declare `public: true` in its .proto options"),
+            format!(
+                "RPC `{name}` is neither public nor covered by auth; add it to `public(..)`, or add `auth(<verifier>)` (every non-public RPC) or `auth(<verifier>, {name})`, or declare `public: true` in its .proto options"
+            ),
         ),
-        Access::Auth { verifier, general: false } => assert(
+        Access::Auth {
+            verifier,
+            general: false,
+        } => assert(
             verifier.span(),
             quote!(!#policy.public),
-            format!("`{name}` is public in its .proto options, but `auth(.., {name})` covers it; remove `{name}` from this `auth(..)` or `public: true` from the .proto"),
+            format!(
+                "`{name}` is public in its .proto options, but `auth(.., {name})` covers it; remove `{name}` from this `auth(..)` or `public: true` from the .proto"
+            ),
         ),
         Access::Public | Access::Auth { general: true, .. } => {}
     }
@@ -303,34 +313,44 @@ fn proto_checks(service: &Service, plan: &RpcPlan) -> TokenStream {
         Some(roles) if roles.roles.is_empty() => assert(
             roles.kw.span(),
             quote!(!#policy.roles.is_empty()),
-            format!("`roles({name})` takes the roles from the .proto, but the .proto declares no `roles` for `{name}`; list them here, `roles(\"admin\", {name})`, or declare them in the .proto"),
+            format!(
+                "`roles({name})` takes the roles from the .proto, but the .proto declares no `roles` for `{name}`; list them here, `roles(\"admin\", {name})`, or declare them in the .proto"
+            ),
         ),
         Some(roles) => {
             let list = &roles.roles;
             assert(
                 roles.kw.span(),
                 quote!(#policy.roles.is_empty() || ::tonic_intercept::__private::same_roles(#policy.roles, &[#(#list),*])),
-                format!("the roles of `{name}` here differ from the `roles` its .proto declares; make them the same, or write `roles({name})` to take the .proto's"),
+                format!(
+                    "the roles of `{name}` here differ from the `roles` its .proto declares; make them the same, or write `roles({name})` to take the .proto's"
+                ),
             );
             if !roles.rpcs.is_empty() && matches!(plan.access, Access::Auth { general: true, .. }) {
                 assert(
                     roles.kw.span(),
                     quote!(!#policy.public),
-                    format!("`{name}` is public in its .proto options, so it has no identity whose roles `roles(..)` could check"),
+                    format!(
+                        "`{name}` is public in its .proto options, so it has no identity whose roles `roles(..)` could check"
+                    ),
                 );
             }
         }
         None => assert(
             handler,
             quote!(#policy.roles.is_empty()),
-            format!("`{name}` requires roles in its .proto options; enforce them with `roles({name})` (the verifier's identity must implement `tonic_intercept::Roles`)"),
+            format!(
+                "`{name}` requires roles in its .proto options; enforce them with `roles({name})` (the verifier's identity must implement `tonic_intercept::Roles`)"
+            ),
         ),
     }
     if !matches!(shape(plan), Shape::Full) {
         assert(
             handler,
             quote!(!#policy.declares_limits()),
-            format!("`{name}` declares limits in its .proto options; name it in `limit({name})` so that #[intercept] enforces them"),
+            format!(
+                "`{name}` declares limits in its .proto options; name it in `limit({name})` so that #[intercept] enforces them"
+            ),
         );
     }
     for key in &plan.specific {
@@ -349,27 +369,31 @@ fn proto_checks(service: &Service, plan: &RpcPlan) -> TokenStream {
         }
         let ident = format_ident!("{field}");
         let span = key.name.span();
-        let message = format!("`{field}` of `{name}` differs from the value its .proto options declare; the .proto is the RPC's contract: remove `{field}` here or make it equal");
+        let message = format!(
+            "`{field}` of `{name}` differs from the value its .proto options declare; the .proto is the RPC's contract: remove `{field}` here or make it equal"
+        );
         match (&key.value, key.value.word()) {
             (_, Some(w)) if w == "none" => assert(
                 span,
                 quote!(#policy.#ident.is_none()),
-                format!("`{field} = none` switches off a limit that the .proto options of `{name}` declare; remove it from the .proto instead"),
+                format!(
+                    "`{field} = none` switches off a limit that the .proto options of `{name}` declare; remove it from the .proto instead"
+                ),
             ),
             (value, _) => {
-                let ty = if field.starts_with("messages_per_second") {
-                    quote!(u32)
+                let (ty, agrees) = if field.starts_with("messages_per_second") {
+                    (quote!(u32), quote!(agrees_u32))
                 } else if field == "max_message_bytes" {
-                    quote!(usize)
+                    (quote!(usize), quote!(agrees_bytes))
                 } else {
-                    quote!(u64)
+                    (quote!(u64), quote!(agrees_u64))
                 };
                 let value = limit_value(&field, value, ty);
                 agreements.push(quote_spanned! {span=>
-                    const _: () = match #policy.#ident {
-                        ::core::option::Option::Some(proto) => ::core::assert!(proto as u64 == (#value) as u64, #message),
-                        ::core::option::Option::None => {}
-                    };
+                    const _: () = ::core::assert!(
+                        ::tonic_intercept::__private::#agrees(#policy.#ident, #value),
+                        #message
+                    );
                 });
             }
         }
@@ -508,9 +532,8 @@ fn rewrite_handler(
         }
         Access::Public | Access::FromProto => quote!(),
     };
-    let key_slot = keyed.then(|| {
-        quote!(let mut #key: ::core::option::Option<u64> = ::core::option::Option::None;)
-    });
+    let key_slot = keyed
+        .then(|| quote!(let mut #key: ::core::option::Option<u64> = ::core::option::Option::None;));
 
     let admission = if plan.limits.admits() {
         let config = admission_expr(&plan.limits);
@@ -533,7 +556,11 @@ fn rewrite_handler(
     let admit = if !full {
         quote!()
     } else if plan.rpc.client_streaming {
-        if has_adapter(plan) || plan.limits.checks_requests() || plan.limits.idle_timeout_ms.is_some() || plan.named_in_limit {
+        if has_adapter(plan)
+            || plan.limits.checks_requests()
+            || plan.limits.idle_timeout_ms.is_some()
+            || plan.named_in_limit
+        {
             quote!(let #request = #guard.inbound(#request);)
         } else {
             quote!()
@@ -631,7 +658,10 @@ fn rewrite_handler(
         }
         None => quote!(#guard.#method(#handler).await),
     };
-    let trace = plan.trace.as_ref().map(|_| quote!(#guard.trace(#request.metadata());));
+    let trace = plan
+        .trace
+        .as_ref()
+        .map(|_| quote!(#guard.trace(#request.metadata());));
 
     f.block = syn::parse_quote! {{
         let mut #guard = ::tonic_intercept::__private::Guard::<#rpc, #hooks>::new(
@@ -755,7 +785,9 @@ fn limits_expr(limits: &Limits) -> TokenStream {
     }
     if let Some(value) = &limits.idle_timeout_ms {
         let value = limit_value("idle_timeout_ms", value, quote!(u64));
-        out.extend(quote!(.idle_timeout(::tonic_intercept::__private::Duration::from_millis(#value))));
+        out.extend(
+            quote!(.idle_timeout(::tonic_intercept::__private::Duration::from_millis(#value))),
+        );
     }
     out
 }
@@ -767,7 +799,10 @@ fn admission_expr(limits: &Limits) -> TokenStream {
         ("max_in_flight", &limits.max_in_flight),
         ("calls_per_second", &limits.calls_per_second),
         ("call_burst", &limits.call_burst),
-        ("calls_per_second_per_identity", &limits.calls_per_second_per_identity),
+        (
+            "calls_per_second_per_identity",
+            &limits.calls_per_second_per_identity,
+        ),
         ("queue", &limits.queue),
     ] {
         if let Some(value) = value {

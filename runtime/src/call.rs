@@ -33,8 +33,8 @@ impl Call {
         // tonic runs its own timer for `grpc-timeout`, started a little earlier, and
         // answers CANCELLED when it fires first; one timer tick (1 ms) early, ours answers
         // DEADLINE_EXCEEDED, as the client expects.
-        let client = grpc_timeout(request.metadata())
-            .map(|d| d.saturating_sub(Duration::from_millis(1)));
+        let client =
+            grpc_timeout(request.metadata()).map(|d| d.saturating_sub(Duration::from_millis(1)));
         let deadline = match (client, timeout) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),

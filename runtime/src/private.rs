@@ -24,7 +24,6 @@ use crate::stream::{
     deadline_exceeded,
 };
 
-
 pub use crate::admission::{Admission, AdmissionConfig, identity_key};
 pub use crate::idempotency::Begin;
 pub use crate::limits::OnRateExceeded;
@@ -41,8 +40,36 @@ pub fn run<F: Future>(span: Span, recover: bool, future: F) -> Run<F> {
 }
 
 /// `roles(..)` outside a guard (an auth-only RPC): `PERMISSION_DENIED` without a role.
-pub fn authorize<I: Roles + ?Sized>(call: &Call, identity: &I, required: &[&str]) -> Result<(), Status> {
+pub fn authorize<I: Roles + ?Sized>(
+    call: &Call,
+    identity: &I,
+    required: &[&str],
+) -> Result<(), Status> {
     check_roles(call, identity, required)
+}
+
+/// Whether an attribute's limit agrees with the `.proto`'s (which may set none).
+pub const fn agrees_u64(proto: Option<u64>, attribute: u64) -> bool {
+    match proto {
+        Some(proto) => proto == attribute,
+        None => true,
+    }
+}
+
+/// [`agrees_u64`] for message rates.
+pub const fn agrees_u32(proto: Option<u32>, attribute: u32) -> bool {
+    match proto {
+        Some(proto) => proto == attribute,
+        None => true,
+    }
+}
+
+/// [`agrees_u64`] for `max_message_bytes`.
+pub const fn agrees_bytes(proto: Option<u64>, attribute: usize) -> bool {
+    match proto {
+        Some(proto) => proto == attribute as u64,
+        None => true,
+    }
 }
 
 /// Whether two role lists hold the same roles, in a `const` (attribute vs `.proto`).
@@ -187,7 +214,6 @@ impl<R: Rpc, H: Hooks<R>> Guard<R, H> {
         status
     }
 
-
     /// Concurrency and call rate: waits (under `queue`) or refuses.
     pub async fn admit(
         &mut self,
@@ -238,7 +264,10 @@ impl<R: Rpc, H: Hooks<R>> Guard<R, H> {
     }
 
     /// Replays a stored response (idempotency key): the hooks see it like a handler's.
-    pub fn replay(&mut self, response: Response<R::Response>) -> Result<Response<R::Response>, Status> {
+    pub fn replay(
+        &mut self,
+        response: Response<R::Response>,
+    ) -> Result<Response<R::Response>, Status> {
         self.end_single(Ok(response))
     }
 

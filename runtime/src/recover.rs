@@ -17,16 +17,7 @@ use crate::call::Call;
 #[cold]
 #[inline(never)]
 pub(crate) fn panicked(call: &Call, payload: &(dyn Any + Send)) -> Status {
-    let message = payload
-        .downcast_ref::<&str>()
-        .copied()
-        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("a non-string payload");
-    tracing::error!(
-        rpc = call.rpc().path,
-        panic = message,
-        "handler panicked; the call ends with INTERNAL"
-    );
+    crate::trace::log_panic(call, payload);
     Status::internal(format!("{}: internal error", call.rpc().method))
 }
 

@@ -12,7 +12,6 @@ use tokio::time::{Instant, Sleep};
 use tokio_stream::Stream;
 use tonic::{Code, Status, Streaming};
 
-
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Duration;
 

@@ -147,7 +147,6 @@ mod otel {
 
 /// Logs a panic caught in a call at ERROR, with its message when it has one (`panic!`
 /// with a string or a format).
-#[allow(dead_code, reason = "called by the recovery policy")]
 pub(crate) fn log_panic(call: &Call, payload: &(dyn Any + Send)) {
     let message = if let Some(message) = payload.downcast_ref::<&'static str>() {
         message

@@ -16,10 +16,13 @@ type Replies =
 
 /// Remembers how each call ended, as the hooks see it.
 #[derive(Clone, Default)]
-struct Ends(Arc<std::sync::Mutex<Vec<(Code, Option<Policy>)>>>);
+struct Ends(Arc<std::sync::Mutex<Vec<End>>>);
+
+/// A call's final code and the policy that decided it, if one did.
+type End = (Code, Option<Policy>);
 
 impl Ends {
-    fn take(&self) -> Vec<(Code, Option<Policy>)> {
+    fn take(&self) -> Vec<End> {
         std::mem::take(&mut self.0.lock().unwrap())
     }
 }

@@ -3,8 +3,8 @@
 use pb::{EchoReply, EchoRequest, StreamRequest, Summary};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
-use tonic_intercept_tests::pb;
 use tonic_intercept::IdempotencyCache;
+use tonic_intercept_tests::pb;
 
 struct Echo {
     cache: IdempotencyCache<pb::echo_service_intercept::Unary>,

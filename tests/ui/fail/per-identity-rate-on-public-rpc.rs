@@ -4,8 +4,8 @@
 use pb::{EchoReply, EchoRequest, StreamRequest, Summary};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
-use tonic_intercept_tests::pb;
 use tonic_intercept::{Principal, StaticTokens};
+use tonic_intercept_tests::pb;
 
 struct Echo {
     tokens: StaticTokens<Principal>,

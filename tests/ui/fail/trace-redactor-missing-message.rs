@@ -1,13 +1,13 @@
 // `trace(..)` with a redactor that implements `Redact` for `EchoRequest` and `EchoReply`
 // but not for `StreamRequest`, the request of `ServerStream`.
 
+use std::fmt;
+
 use pb::{EchoReply, EchoRequest, StreamRequest, Summary};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
-use tonic_intercept_tests::pb;
-use std::fmt;
-
 use tonic_intercept::{Redact, TraceCalls};
+use tonic_intercept_tests::pb;
 
 struct Echo {
     trace: TraceCalls<HideText>,
