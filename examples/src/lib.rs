@@ -1,12 +1,15 @@
 //! A user directory and a coffee bar's order desk, served with `#[intercept]` policies.
 //!
-//! [`serve`] runs both services on one listener; the `server`, `client` and `demo`
-//! binaries build on it. The policies are on the service impls in [`users`] and
-//! [`orders`]: auth with a public allowlist, stream and message limits, rates, timeouts
-//! and a typed [`Audit`](users::Audit) hook.
+//! [`serve`] runs both services on one listener and [`serve_metrics`] their Prometheus
+//! metrics over HTTP; the `server`, `client` and `demo` binaries build on them. The
+//! policies are on the service impls in [`users`] and [`orders`]: panic recovery, call
+//! tracing and metrics, auth with a public allowlist and roles, validation, idempotency
+//! keys, call rates and concurrency, stream and message limits, deadlines and idle
+//! timeouts, and a typed [`Audit`](users::Audit) hook.
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -17,7 +20,8 @@ use tonic::codec::CompressionEncoding;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Channel, Server};
 use tonic::{Request, Status};
-use tonic_intercept::StaticTokens;
+use tonic_intercept::prometheus_client::registry::Registry;
+use tonic_intercept::{Roles, ServerMetrics, StaticTokens};
 
 pub mod orders;
 pub mod users;
@@ -45,44 +49,101 @@ pub const ADA_TOKEN: &str = "ada-s3cret";
 /// The bearer token of the demo user `bob`.
 pub const BOB_TOKEN: &str = "bob-s3cret";
 
+/// The role that may cancel orders (`roles: ["barista"]` in `coffee/v1/orders.proto`).
+pub const BARISTA: &str = "barista";
+
 /// Who is calling: what the auth step puts in the request extensions.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// `Hash`, because `calls_per_second_per_identity` keeps one rate per caller; [`Roles`],
+/// because `roles(..)` checks what the caller may do.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Caller {
     /// The caller's user name.
     pub name: String,
+    /// What the caller may do, e.g. [`BARISTA`].
+    pub roles: Vec<String>,
 }
 
 impl Caller {
     fn named(name: &str) -> Self {
-        Self { name: name.into() }
+        Self {
+            name: name.into(),
+            roles: Vec::new(),
+        }
+    }
+
+    fn with_role(mut self, role: &str) -> Self {
+        self.roles.push(role.into());
+        self
     }
 }
 
-/// The tokens the demo server accepts: [`ADA_TOKEN`] and [`BOB_TOKEN`].
+impl Roles for Caller {
+    fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r == role)
+    }
+}
+
+/// The tokens the demo server accepts: [`ADA_TOKEN`] (ada, a customer) and
+/// [`BOB_TOKEN`] (bob, a [`BARISTA`]).
 pub fn demo_tokens() -> StaticTokens<Caller> {
     StaticTokens::new([
         (ADA_TOKEN, Caller::named("ada")),
-        (BOB_TOKEN, Caller::named("bob")),
+        (BOB_TOKEN, Caller::named("bob").with_role(BARISTA)),
     ])
 }
 
-/// Both services, ready to serve; clone what you want to observe before serving.
+/// Both services, ready to serve, and the registry of their metrics; clone what you want
+/// to observe before serving.
 #[derive(Debug, Clone)]
 pub struct Services {
     /// `users.v1.UserService`.
     pub users: Users,
     /// `coffee.v1.OrderService`.
     pub orders: Orders,
+    /// The `grpc_server_*` metrics of both services; serve it with [`serve_metrics`].
+    pub registry: Arc<Registry>,
 }
 
 impl Services {
-    /// Both services, accepting `tokens`.
+    /// Both services, accepting `tokens`, with their metrics registered at zero.
     pub fn new(tokens: StaticTokens<Caller>) -> Self {
+        let mut registry = Registry::default();
+        let metrics = ServerMetrics::register(&mut registry);
         Self {
-            users: Users::new(tokens.clone()),
-            orders: Orders::new(tokens),
+            users: Users::new(tokens.clone(), metrics.service()),
+            orders: Orders::new(tokens, metrics.service()),
+            registry: Arc::new(registry),
         }
     }
+
+    /// The metrics as OpenMetrics text, what `GET /metrics` answers.
+    pub fn render_metrics(&self) -> String {
+        tonic_intercept::render_metrics(&self.registry)
+    }
+}
+
+/// Serves `GET /metrics` (the `grpc_server_*` series of `registry`, as Prometheus scrapes
+/// them) over HTTP/1.1 on `listener` until `shutdown` completes.
+///
+/// # Errors
+///
+/// When the listener fails.
+pub async fn serve_metrics(
+    listener: TcpListener,
+    registry: Arc<Registry>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use axum::http::header::CONTENT_TYPE;
+
+    let metrics = move || {
+        let body = tonic_intercept::render_metrics(&registry);
+        async move { ([(CONTENT_TYPE, tonic_intercept::METRICS_CONTENT_TYPE)], body) }
+    };
+    let app = axum::Router::new().route("/metrics", axum::routing::get(metrics));
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 /// Serves both services on `listener` until `shutdown` completes, then lets in-flight

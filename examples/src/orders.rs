@@ -1,4 +1,5 @@
-//! `coffee.v1.OrderService`: a live order feed, batch uploads and a chat with the barista.
+//! `coffee.v1.OrderService`: a live order feed, batch uploads, a chat with the barista,
+//! and single orders placed (with idempotency keys) and cancelled (by baristas).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -7,9 +8,16 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
-use tonic_intercept::{StaticTokens, intercept};
+use tonic_intercept::{
+    Deadline, IdempotencyCache, LogSize, ServiceMetrics, StaticTokens, TraceCalls, Validate,
+    Violations, intercept,
+};
 
-use crate::coffee::{ChatMessage, Order, SubscribeRequest, UploadSummary};
+use crate::coffee::order_service_intercept as rpc;
+use crate::coffee::{
+    CancelOrderRequest, CancelOrderResponse, ChatMessage, Order, PlaceOrderRequest,
+    SubscribeRequest, UploadSummary,
+};
 use crate::{Caller, answer_each};
 
 /// How often the simulated counter takes an order: faster than `Subscribe` may stream.
@@ -23,6 +31,22 @@ pub const MAX_QUANTITY: u32 = 10;
 pub const SUBSCRIBE_PER_SECOND: u32 = 10;
 /// How many lines a second the barista answers in `Chat`.
 pub const CHAT_PER_SECOND: u32 = 10;
+/// How long the barista waits in `Chat` for the next line, either way, before hanging up.
+pub const CHAT_IDLE_MS: u64 = 1_000;
+/// How many `Subscribe` feeds may be live at once: one per screen in the shop.
+pub const MAX_LIVE_FEEDS: u32 = 4;
+/// How many orders one person may place a second with `PlaceOrder` (in bursts of as
+/// many); a faster client is told when to retry.
+pub const PLACE_ORDER_PER_SECOND: u32 = 10;
+/// How long a placed order is replayed to a retry with the same `idempotency-key`.
+pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(600);
+/// How many idempotency keys the desk remembers at most.
+pub const IDEMPOTENCY_KEYS: usize = 10_000;
+/// The drink whose machine is broken: `PlaceOrder` panics on it, a simulated bug that
+/// `recover` turns into `INTERNAL` without taking the server down.
+pub const UNICORN: &str = "unicorn frappuccino";
+/// The id of the first order `PlaceOrder` takes.
+pub const FIRST_PLACED_ID: u64 = 1_001;
 
 /// The order desk service.
 #[derive(Debug, Clone)]
@@ -30,16 +54,45 @@ pub struct Orders {
     tokens: StaticTokens<Caller>,
     feed: Arc<Feed>,
     uploaded: Arc<Mutex<Vec<Order>>>,
+    desk: Arc<Mutex<Vec<Placed>>>,
+    placed_cache: IdempotencyCache<rpc::PlaceOrder>,
+    trace: TraceCalls<LogSize>,
+    metrics: ServiceMetrics<rpc::Service>,
 }
 
 impl Orders {
-    /// An order desk accepting `tokens` for every RPC.
-    pub fn new(tokens: StaticTokens<Caller>) -> Self {
+    /// An order desk accepting `tokens` for every RPC, counting its calls in `metrics`
+    /// (from [`ServerMetrics::service`](tonic_intercept::ServerMetrics::service)).
+    pub fn new(tokens: StaticTokens<Caller>, metrics: ServiceMetrics<rpc::Service>) -> Self {
         Self {
             tokens,
             feed: Arc::default(),
             uploaded: Arc::default(),
+            desk: Arc::default(),
+            placed_cache: IdempotencyCache::new(IDEMPOTENCY_TTL, IDEMPOTENCY_KEYS),
+            // Each message's size at DEBUG: orders hold nothing secret, but sizes are enough.
+            trace: TraceCalls::new().messages(LogSize),
+            metrics,
         }
+    }
+
+    /// Every order `PlaceOrder` took, in order: what its handler did (a replayed or a
+    /// refused call adds nothing).
+    pub fn placed(&self) -> Vec<Placed> {
+        self.desk
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// How many orders `PlaceOrder` took.
+    pub fn placed_count(&self) -> usize {
+        self.desk.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+
+    /// The order `PlaceOrder` took with this id.
+    pub fn placed_order(&self, id: u64) -> Option<Placed> {
+        self.placed().into_iter().find(|p| p.order.id == id)
     }
 
     /// What the `Subscribe` producers did.
@@ -115,6 +168,40 @@ impl Drop for Producing {
     }
 }
 
+/// An order taken by `PlaceOrder`, as the desk's ledger keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Placed {
+    /// The order, as answered.
+    pub order: Order,
+    /// Who placed it.
+    pub by: String,
+    /// How long the call had left when the handler took it: the earlier of the client's
+    /// `grpc-timeout` and the `.proto`'s `timeout_ms`, read from the request's
+    /// [`Deadline`] extension.
+    pub time_left: Option<Duration>,
+    /// Whether a barista cancelled it.
+    pub cancelled: bool,
+}
+
+/// A `PlaceOrder` request that can be made: a drink, and 1 to [`MAX_QUANTITY`] cups.
+impl Validate for PlaceOrderRequest {
+    fn validate(&self, violations: &mut Violations) {
+        if self.drink.trim().is_empty() {
+            violations.field("drink", "must name a drink");
+        }
+        if !(1..=MAX_QUANTITY).contains(&self.quantity) {
+            violations.field("quantity", format!("must be 1 to {MAX_QUANTITY}"));
+        }
+    }
+}
+
+fn caller_name<T>(request: &Request<T>) -> String {
+    request
+        .extensions()
+        .get::<Caller>()
+        .map_or_else(|| "someone".to_owned(), |caller| caller.name.clone())
+}
+
 fn counter_order(shop: &str, id: u64) -> Order {
     Order {
         id,
@@ -124,11 +211,23 @@ fn counter_order(shop: &str, id: u64) -> Order {
     }
 }
 
+// The `.proto` adds its own: `PlaceOrder` answers within 2 s (`timeout_ms: 2000`), and
+// `CancelOrder` needs the `barista` role.
 #[intercept(
+    // A panic in a handler, hook or stream answers INTERNAL and the server serves on.
+    recover,
+    // Every call in its span, with a "finished call" event; message sizes at DEBUG.
+    trace(self.trace: TraceCalls<LogSize>),
+    metrics(self.metrics),
     auth(self.tokens),
-    limit(Subscribe, messages_per_second_out = SUBSCRIBE_PER_SECOND),
+    // The roles the `.proto` declares.
+    roles(CancelOrder),
+    validate(PlaceOrder),
+    idempotency(self.placed_cache, PlaceOrder),
+    limit(PlaceOrder, calls_per_second_per_identity = PLACE_ORDER_PER_SECOND),
+    limit(Subscribe, messages_per_second_out = SUBSCRIBE_PER_SECOND, max_in_flight = MAX_LIVE_FEEDS),
     limit(UploadOrders, max_messages_in = 500, max_message_bytes = 512, timeout_ms = 30_000),
-    limit(Chat, max_messages_in = 100, max_message_bytes = 1_024, messages_per_second_out = CHAT_PER_SECOND, timeout_ms = 600_000),
+    limit(Chat, max_messages_in = 100, max_message_bytes = 1_024, messages_per_second_out = CHAT_PER_SECOND, timeout_ms = 600_000, idle_timeout_ms = CHAT_IDLE_MS),
 )]
 #[tonic::async_trait]
 impl crate::coffee::order_service_server::OrderService for Orders {
@@ -198,10 +297,7 @@ impl crate::coffee::order_service_server::OrderService for Orders {
         &self,
         request: Request<Streaming<ChatMessage>>,
     ) -> Result<Response<Self::ChatStream>, Status> {
-        let caller = request
-            .extensions()
-            .get::<Caller>()
-            .map_or_else(|| "someone".to_owned(), |caller| caller.name.clone());
+        let caller = caller_name(&request);
         let answers = answer_each(request.into_inner(), move |line: ChatMessage| {
             Ok(ChatMessage {
                 from: "barista".into(),
@@ -209,5 +305,64 @@ impl crate::coffee::order_service_server::OrderService for Orders {
             })
         });
         Ok(Response::new(answers))
+    }
+    async fn place_order(
+        &self,
+        request: Request<PlaceOrderRequest>,
+    ) -> Result<Response<Order>, Status> {
+        let time_left = request.extensions().get::<Deadline>().map(Deadline::remaining);
+        let by = caller_name(&request);
+        // Already valid here: `validate(PlaceOrder)` refused the rest.
+        let PlaceOrderRequest {
+            shop,
+            drink,
+            quantity,
+        } = request.into_inner();
+        if drink == UNICORN {
+            // A simulated bug. The client sees `INTERNAL: PlaceOrder: internal error`;
+            // the text stays in the server's log.
+            panic!("the {UNICORN} machine exploded: glitter in the steam wand (bug #4711)");
+        }
+        let mut desk = self.desk.lock().unwrap_or_else(PoisonError::into_inner);
+        let order = Order {
+            id: FIRST_PLACED_ID + desk.len() as u64,
+            shop,
+            drink,
+            quantity,
+        };
+        tracing::info!(
+            id = order.id,
+            by = by.as_str(),
+            time_left_ms = time_left.map(|left| left.as_millis() as u64),
+            "order placed"
+        );
+        desk.push(Placed {
+            order: order.clone(),
+            by,
+            time_left,
+            cancelled: false,
+        });
+        Ok(Response::new(order))
+    }
+
+    async fn cancel_order(
+        &self,
+        request: Request<CancelOrderRequest>,
+    ) -> Result<Response<CancelOrderResponse>, Status> {
+        let id = request.into_inner().id;
+        let mut desk = self.desk.lock().unwrap_or_else(PoisonError::into_inner);
+        let placed = desk
+            .iter_mut()
+            .find(|placed| placed.order.id == id)
+            .ok_or_else(|| Status::not_found(format!("no order #{id}")))?;
+        if placed.cancelled {
+            return Err(Status::failed_precondition(format!(
+                "order #{id} is already cancelled"
+            )));
+        }
+        placed.cancelled = true;
+        Ok(Response::new(CancelOrderResponse {
+            order: Some(placed.order.clone()),
+        }))
     }
 }

@@ -6,7 +6,7 @@ use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
-use tonic_intercept::{Call, Hook, Outcome, StaticTokens, intercept};
+use tonic_intercept::{Call, Hook, Outcome, ServiceMetrics, StaticTokens, intercept};
 
 use crate::pb::user_service_intercept as rpc;
 use crate::pb::{
@@ -20,15 +20,18 @@ pub struct Users {
     directory: Arc<RwLock<Directory>>,
     tokens: StaticTokens<Caller>,
     audit: Audit,
+    metrics: ServiceMetrics<rpc::Service>,
 }
 
 impl Users {
-    /// An empty directory, accepting `tokens` for every RPC but `CreateUser`.
-    pub fn new(tokens: StaticTokens<Caller>) -> Self {
+    /// An empty directory, accepting `tokens` for every RPC but `CreateUser`, counting
+    /// its calls in `metrics` (from [`ServerMetrics::service`](tonic_intercept::ServerMetrics::service)).
+    pub fn new(tokens: StaticTokens<Caller>, metrics: ServiceMetrics<rpc::Service>) -> Self {
         Self {
             directory: Arc::default(),
             tokens,
             audit: Audit::default(),
+            metrics,
         }
     }
 
@@ -175,6 +178,11 @@ pub const IMPORT_USERS_MAX: u64 = 100;
 pub const MAX_RECORD_BYTES: usize = 256;
 
 #[intercept(
+    // A panic in a handler, hook or stream answers INTERNAL and the server serves on.
+    recover,
+    // Every call in its span, with a "finished call" event.
+    trace,
+    metrics(self.metrics),
     public(CreateUser),
     auth(self.tokens),
     limit(timeout_ms = 5_000),

@@ -28,7 +28,7 @@ pub const DEFAULT_MAX_IDENTITIES: u32 = 10_000;
 /// Built in a `const` with the setters; every limit is optional.
 ///
 /// ```
-/// use tonic_intercept::AdmissionConfig;
+/// use tonic_intercept::__private::AdmissionConfig;
 ///
 /// const CREATE_USER: AdmissionConfig = AdmissionConfig::new()
 ///     .max_in_flight(64)
@@ -144,7 +144,8 @@ impl Default for AdmissionConfig {
 /// a full bucket.
 ///
 /// ```
-/// use tonic_intercept::{Admission, AdmissionConfig, Call};
+/// use tonic_intercept::Call;
+/// use tonic_intercept::__private::{Admission, AdmissionConfig};
 /// # tonic_intercept::__doc_rpc!(CreateUser, "users.v1.UserService", "CreateUser", Unary, (), ());
 /// use tonic_intercept::Rpc;
 ///

@@ -62,7 +62,8 @@ pub const MAX_KEY_LEN: usize = 255;
 /// use std::time::Duration;
 /// use tonic::metadata::MetadataMap;
 /// use tonic::{Request, Response};
-/// use tonic_intercept::{Begin, Call, IdempotencyCache, Rpc};
+/// use tonic_intercept::{Call, IdempotencyCache, Rpc};
+/// # use tonic_intercept::__private::Begin;
 /// # #[derive(Clone, PartialEq, prost::Message)]
 /// # pub struct PayRequest { #[prost(uint64, tag = "1")] pub cents: u64 }
 /// # #[derive(Clone, PartialEq, prost::Message)]
@@ -197,6 +198,7 @@ where
     /// - `RESOURCE_EXHAUSTED`: the cache is full of running calls.
     ///
     /// Keys are global to the RPC; see [`begin_scoped`](Self::begin_scoped).
+    #[doc(hidden)]
     pub fn begin(
         &self,
         call: &Call,
@@ -209,6 +211,7 @@ where
     /// [`begin`](Self::begin) with keys scoped to `scope` (the caller's
     /// [`identity_key`](crate::identity_key), say): the same key from two scopes names two
     /// different calls.
+    #[doc(hidden)]
     pub fn begin_scoped(
         &self,
         call: &Call,

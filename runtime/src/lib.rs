@@ -125,12 +125,8 @@ pub use metrics::{
 pub use prometheus_client;
 pub use trace::{LogDebug, LogSize, NoMessages, Redact, TraceCalls, default_code_level};
 
-pub use admission::{
-    Admission, AdmissionConfig, Admitted, DEFAULT_MAX_IDENTITIES, RETRY_PUSHBACK, identity_key,
-};
-pub use idempotency::{
-    Begin, IDEMPOTENCY_KEY, IDEMPOTENCY_REPLAYED, IdempotencyCache, MAX_KEY_LEN, Ticket,
-};
+pub use admission::{RETRY_PUSHBACK, identity_key};
+pub use idempotency::{IDEMPOTENCY_KEY, IDEMPOTENCY_REPLAYED, IdempotencyCache, MAX_KEY_LEN};
 /// The `google.rpc` rich error model that [`Validate`] answers with: decode a status's
 /// details with [`tonic_types::StatusExt`], from this re-export, so versions match.
 pub use tonic_types;

@@ -12,7 +12,6 @@ use tonic::{Request, Streaming};
 use tonic::metadata::MetadataMap;
 use tracing::Span;
 
-use crate::admission::Admitted;
 use crate::auth::{Roles, check_roles};
 use crate::call::{Call, Deadline, Outcome, Policy};
 use crate::hook::Hooks;
@@ -24,8 +23,8 @@ use crate::stream::{
     deadline_exceeded,
 };
 
-pub use crate::admission::{Admission, AdmissionConfig, identity_key};
-pub use crate::idempotency::Begin;
+pub use crate::admission::{Admission, AdmissionConfig, Admitted, identity_key};
+pub use crate::idempotency::{Begin, Ticket};
 pub use crate::limits::OnRateExceeded;
 pub use crate::trace::call_span;
 pub use crate::validate::check as validate;

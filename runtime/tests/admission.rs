@@ -8,7 +8,8 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tonic::{Code, Request, Status};
-use tonic_intercept::{Admission, AdmissionConfig, Admitted, Call, Policy, Rpc, identity_key};
+use tonic_intercept::__private::{Admission, AdmissionConfig, Admitted};
+use tonic_intercept::{Call, Policy, Rpc, identity_key};
 
 tonic_intercept::__doc_rpc!(
     CreateUser,

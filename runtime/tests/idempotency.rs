@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::{Code, Request, Response, Status};
-use tonic_intercept::{Begin, Call, IdempotencyCache, Policy, Rpc, Ticket, identity_key};
+use tonic_intercept::__private::{Begin, Ticket};
+use tonic_intercept::{Call, IdempotencyCache, Policy, Rpc, identity_key};
 
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct PayRequest {

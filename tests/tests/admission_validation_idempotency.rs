@@ -588,6 +588,52 @@ async fn a_caller_over_its_own_rate_does_not_use_up_the_rpcs_rate() {
     }
 }
 
+echo_service!(
+    /// One call per second, one more waiting for its token.
+    RateQueued(self) => auth(self.tokens), limit(Unary, calls_per_second = 1, queue = 1)
+);
+
+#[tokio::test]
+async fn a_queued_call_waits_for_its_token_and_the_next_is_refused_at_once() {
+    let env = Env::open();
+    let mut client = client(serve(RateQueued(env.clone())).await).await;
+    let (tx, mut results) = mpsc::unbounded_channel();
+
+    client.unary(with_token(echo("one"), A)).await.unwrap();
+
+    // The second call reserves the next token and waits for it, in the queue.
+    start(&client, with_token(echo("two"), B), &tx);
+    until("the second call queued", || env.work.arrived() == 2).await;
+    assert_eq!(env.work.handled(), 1);
+
+    // The queue is full: the third is refused, told to come back after the token the
+    // second call holds (more than a second away).
+    let status = client
+        .unary(with_token(echo("three"), C))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    let pushback = pushback_ms(&status);
+    assert!(
+        (1_001..=2_000).contains(&pushback),
+        "pushback {pushback} ms"
+    );
+    assert_eq!(
+        status.message(),
+        format!(
+            "Unary: more than 1 calls per second (calls_per_second, call_burst = 1); \
+             retry in {pushback} ms"
+        )
+    );
+    assert_eq!(env.work.handled(), 1);
+
+    // The queued call gets its token and runs.
+    let reply = results.recv().await.unwrap().unwrap();
+    assert_eq!(reply.text, "two from bob");
+    assert_eq!(reply.seq, 2);
+    assert_eq!(env.work.handled(), 2);
+}
+
 // ---- validation ----
 
 echo_service!(
@@ -793,4 +839,73 @@ async fn a_failed_call_is_not_stored_and_its_retry_runs_again() {
     assert_eq!(replayed(&retry), Some("true"));
     assert_eq!(retry.into_inner().seq, 3);
     assert_eq!(env.work.handled(), 3);
+}
+
+#[tokio::test]
+async fn a_key_whose_first_call_still_runs_is_aborted_for_its_caller_only() {
+    let env = Env::gated();
+    let mut client = client(serve(Idempotent(env.clone())).await).await;
+    let (tx, mut results) = mpsc::unbounded_channel();
+
+    start(&client, keyed("pay", A, "k3"), &tx);
+    until("the first call in the handler", || env.work.handled() == 1).await;
+
+    let status = client.unary(keyed("pay", A, "k3")).await.unwrap_err();
+    assert_eq!(status.code(), Code::Aborted);
+    assert_eq!(
+        status.message(),
+        "Unary: a call with this idempotency key is still running; retry later"
+    );
+    assert_eq!(env.work.handled(), 1);
+
+    // Bob's "k3" is another call: it runs (and waits at the gate too).
+    start(&client, keyed("pay", B, "k3"), &tx);
+    until("Bob's call in the handler", || env.work.handled() == 2).await;
+
+    env.gate.add_permits(2);
+    let first = results.recv().await.unwrap().unwrap();
+    let second = results.recv().await.unwrap().unwrap();
+    assert_eq!(
+        sorted_texts(&[first.clone(), second.clone()]),
+        ["pay from ada", "pay from bob"]
+    );
+    let ada = if first.text == "pay from ada" {
+        first
+    } else {
+        second
+    };
+
+    // Completed now: the retry is a replay.
+    let retry = client.unary(keyed("pay", A, "k3")).await.unwrap();
+    assert_eq!(replayed(&retry), Some("true"));
+    assert_eq!(retry.into_inner(), ada);
+    assert_eq!(env.work.handled(), 2);
+    assert_eq!(env.cache.len(), 2);
+}
+
+#[tokio::test]
+async fn a_malformed_idempotency_key_is_invalid_argument() {
+    let env = Env::open();
+    let mut client = client(serve(Idempotent(env.clone())).await).await;
+
+    let status = client.unary(keyed("pay", A, "")).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(status.message(), "Unary: the idempotency key is empty");
+
+    let long = "k".repeat(256);
+    let status = client.unary(keyed("pay", A, &long)).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(
+        status.message(),
+        "Unary: the idempotency key is longer than 255 bytes"
+    );
+    assert_eq!(env.work.handled(), 0);
+    assert!(env.cache.is_empty());
+
+    // 255 bytes is the longest key accepted.
+    let longest = "k".repeat(255);
+    let reply = client.unary(keyed("pay", A, &longest)).await.unwrap();
+    assert_eq!(replayed(&reply), None);
+    assert_eq!(env.work.handled(), 1);
+    assert_eq!(env.cache.len(), 1);
 }

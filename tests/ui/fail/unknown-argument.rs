@@ -7,7 +7,7 @@ use tonic_intercept_tests::pb;
 
 struct Echo;
 
-#[tonic_intercept::intercept(public(*), metrics(Unary))]
+#[tonic_intercept::intercept(public(*), retry(Unary))]
 #[tonic::async_trait]
 impl pb::echo_service_server::EchoService for Echo {
     async fn unary(&self, _request: Request<EchoRequest>) -> Result<Response<EchoReply>, Status> {
