@@ -138,7 +138,12 @@ pub async fn serve_metrics(
 
     let metrics = move || {
         let body = tonic_intercept::render_metrics(&registry);
-        async move { ([(CONTENT_TYPE, tonic_intercept::METRICS_CONTENT_TYPE)], body) }
+        async move {
+            (
+                [(CONTENT_TYPE, tonic_intercept::METRICS_CONTENT_TYPE)],
+                body,
+            )
+        }
     };
     let app = axum::Router::new().route("/metrics", axum::routing::get(metrics));
     axum::serve(listener, app)

@@ -87,7 +87,10 @@ impl Orders {
 
     /// How many orders `PlaceOrder` took.
     pub fn placed_count(&self) -> usize {
-        self.desk.lock().unwrap_or_else(PoisonError::into_inner).len()
+        self.desk
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 
     /// The order `PlaceOrder` took with this id.
@@ -310,7 +313,10 @@ impl crate::coffee::order_service_server::OrderService for Orders {
         &self,
         request: Request<PlaceOrderRequest>,
     ) -> Result<Response<Order>, Status> {
-        let time_left = request.extensions().get::<Deadline>().map(Deadline::remaining);
+        let time_left = request
+            .extensions()
+            .get::<Deadline>()
+            .map(Deadline::remaining);
         let by = caller_name(&request);
         // Already valid here: `validate(PlaceOrder)` refused the rest.
         let PlaceOrderRequest {

@@ -388,14 +388,17 @@ const _: () = ::core::assert!(
     .policy.roles.is_empty(),
     "`ServerStream` requires roles in its .proto options; enforce them with `roles(ServerStream)` (the verifier's identity must implement `tonic_intercept::Roles`)"
 );
+#[allow(clippy::unnecessary_cast)]
 const _: () = ::core::assert!(
     ::tonic_intercept::__private::agrees_u64(< pb::echo_service_intercept::ServerStream
-    as ::tonic_intercept::Rpc > ::DESCRIPTOR.policy.max_messages_out, 5),
+    as ::tonic_intercept::Rpc > ::DESCRIPTOR.policy.max_messages_out, (5) as u64),
     "`max_messages_out` of `ServerStream` differs from the value its .proto options declare; the .proto is the RPC's contract: remove `max_messages_out` here or make it equal"
 );
+#[allow(clippy::unnecessary_cast)]
 const _: () = ::core::assert!(
     ::tonic_intercept::__private::agrees_u32(< pb::echo_service_intercept::ServerStream
-    as ::tonic_intercept::Rpc > ::DESCRIPTOR.policy.messages_per_second_out, 100),
+    as ::tonic_intercept::Rpc > ::DESCRIPTOR.policy.messages_per_second_out, (100) as
+    u64),
     "`messages_per_second_out` of `ServerStream` differs from the value its .proto options declare; the .proto is the RPC's contract: remove `messages_per_second_out` here or make it equal"
 );
 /// The observers and hooks of `ClientStream`, in the order they run.
@@ -440,14 +443,16 @@ const _: () = ::core::assert!(
     .policy.roles.is_empty(),
     "`ClientStream` requires roles in its .proto options; enforce them with `roles(ClientStream)` (the verifier's identity must implement `tonic_intercept::Roles`)"
 );
+#[allow(clippy::unnecessary_cast)]
 const _: () = ::core::assert!(
     ::tonic_intercept::__private::agrees_u64(< pb::echo_service_intercept::ClientStream
-    as ::tonic_intercept::Rpc > ::DESCRIPTOR.policy.max_messages_in, 3),
+    as ::tonic_intercept::Rpc > ::DESCRIPTOR.policy.max_messages_in, (3) as u64),
     "`max_messages_in` of `ClientStream` differs from the value its .proto options declare; the .proto is the RPC's contract: remove `max_messages_in` here or make it equal"
 );
+#[allow(clippy::unnecessary_cast)]
 const _: () = ::core::assert!(
-    ::tonic_intercept::__private::agrees_bytes(< pb::echo_service_intercept::ClientStream
-    as ::tonic_intercept::Rpc > ::DESCRIPTOR.policy.max_message_bytes, 64),
+    ::tonic_intercept::__private::agrees_u64(< pb::echo_service_intercept::ClientStream
+    as ::tonic_intercept::Rpc > ::DESCRIPTOR.policy.max_message_bytes, (64) as u64),
     "`max_message_bytes` of `ClientStream` differs from the value its .proto options declare; the .proto is the RPC's contract: remove `max_message_bytes` here or make it equal"
 );
 const _: () = ::core::assert!(

@@ -30,7 +30,8 @@ pub struct RpcPlan<'a> {
     pub metrics: Option<&'a Expr>,
     pub trace: Option<&'a attr::Trace>,
     pub recover: bool,
-    pub validate: bool,
+    /// Where `validate` names this RPC (or the keyword, for every RPC).
+    pub validate: Option<proc_macro2::Span>,
     pub idempotency: Option<&'a Expr>,
 }
 
@@ -39,8 +40,12 @@ pub enum Access<'a> {
     /// `public(..)` in the attribute.
     Public,
     /// `auth(verifier)`; `general`: it covers every RPC not public, so a `.proto`
-    /// declaring the RPC public turns it off.
-    Auth { verifier: &'a Expr, general: bool },
+    /// declaring the RPC public turns it off; `at`: where the entry names the RPC.
+    Auth {
+        verifier: &'a Expr,
+        general: bool,
+        at: proc_macro2::Span,
+    },
     /// Neither: the `.proto` must declare it public (checked at compile time).
     FromProto,
 }
@@ -179,7 +184,7 @@ pub fn check<'a>(args: &'a Args, service: &'a Service) -> syn::Result<Plan<'a>> 
     // RPC (a streaming one added later, say) is reachable without anyone deciding it.
     let mut public = vec![false; n];
     let mut all_public: Option<&Ident> = None;
-    let mut specific_auth: Vec<Option<&Expr>> = vec![None; n];
+    let mut specific_auth: Vec<Option<(&Expr, proc_macro2::Span)>> = vec![None; n];
     let mut general_auth: Option<&Expr> = None;
     let mut general_limit = false;
     let mut specific_limit = vec![false; n];
@@ -218,7 +223,7 @@ pub fn check<'a>(args: &'a Args, service: &'a Service) -> syn::Result<Plan<'a>> 
                     if specific_auth[id].is_some() {
                         errors.at(ident.span(), format!("`{ident}` is configured twice: another `auth(.., {ident})` already covers it"));
                     }
-                    specific_auth[id] = Some(&a.verifier);
+                    specific_auth[id] = Some((&a.verifier, ident.span()));
                 }
             }
             Entry::Limit(l) => {
@@ -272,11 +277,16 @@ pub fn check<'a>(args: &'a Args, service: &'a Service) -> syn::Result<Plan<'a>> 
                     }
                 }
             }
-            Entry::Hook(_)
-            | Entry::Metrics(_)
-            | Entry::Trace(_)
-            | Entry::Recover(_)
-            | Entry::Validate(_) => {}
+            Entry::Metrics(m) => value_not_rpc(&m.kw, &m.value, "self.metrics", service, &mut errors),
+            Entry::Trace(t) => {
+                if let Some(value) = &t.value {
+                    value_not_rpc(&t.kw, value, "self.trace: TraceCalls", service, &mut errors);
+                }
+            }
+            Entry::Hook(_) | Entry::Recover(_) | Entry::Validate(_) => {}
+        }
+        if let Entry::Idempotency(i) = entry {
+            value_not_rpc(&i.kw, &i.cache, "self.cache", service, &mut errors);
         }
     }
     if let Some(kw) = all_public {
@@ -303,15 +313,17 @@ pub fn check<'a>(args: &'a Args, service: &'a Service) -> syn::Result<Plan<'a>> 
     for (id, rpc) in service.rpcs.iter().enumerate() {
         let access = if public[id] {
             Access::Public
-        } else if let Some(verifier) = specific_auth[id] {
+        } else if let Some((verifier, at)) = specific_auth[id] {
             Access::Auth {
                 verifier,
                 general: false,
+                at,
             }
         } else if let Some(verifier) = general_auth {
             Access::Auth {
                 verifier,
                 general: true,
+                at: syn::spanned::Spanned::span(verifier),
             }
         } else {
             Access::FromProto
@@ -327,7 +339,7 @@ pub fn check<'a>(args: &'a Args, service: &'a Service) -> syn::Result<Plan<'a>> 
             metrics: None,
             trace: None,
             recover: false,
-            validate: false,
+            validate: None,
             idempotency: None,
         };
         let (mut general, mut specific) = (Vec::new(), Vec::new());
@@ -393,10 +405,10 @@ pub fn check<'a>(args: &'a Args, service: &'a Service) -> syn::Result<Plan<'a>> 
                     plan.recover = true;
                 }
                 Entry::Validate(_) => {
-                    if plan.validate {
+                    if plan.validate.is_some() {
                         twice(&mut errors, entry, "validate");
                     }
-                    plan.validate = true;
+                    plan.validate = Some(at(entry));
                 }
                 Entry::Idempotency(i) if names_it(ids) => {
                     if plan.idempotency.is_some() {
@@ -408,9 +420,15 @@ pub fn check<'a>(args: &'a Args, service: &'a Service) -> syn::Result<Plan<'a>> 
             }
         }
         // A `limit` naming the RPC wins over one for every RPC, whatever their order.
+        // A general key applies where it fits: stream keys where that side streams, a
+        // per-identity rate where there is an identity.
+        let identified = matches!(plan.access, Access::Auth { .. });
         for l in general {
             for key in &l.keys {
                 let name = key.name.to_string();
+                if name == "calls_per_second_per_identity" && !identified {
+                    continue;
+                }
                 if fits(rpc, needs(&name).unwrap_or(Needs::Nothing)) {
                     apply(&mut plan.limits, &name, &key.value);
                 }
@@ -422,16 +440,7 @@ pub fn check<'a>(args: &'a Args, service: &'a Service) -> syn::Result<Plan<'a>> 
                 plan.specific.push(key);
             }
         }
-        if let Some(per_identity) =
-            specific_key(&plan, "calls_per_second_per_identity").or_else(|| {
-                args.entries.iter().find_map(|e| match e {
-                    Entry::Limit(l) if l.rpcs.is_empty() => l
-                        .keys
-                        .iter()
-                        .find(|k| k.name == "calls_per_second_per_identity"),
-                    _ => None,
-                })
-            })
+        if let Some(per_identity) = specific_key(&plan, "calls_per_second_per_identity")
             && plan.limits.calls_per_second_per_identity.is_some()
             && !matches!(plan.access, Access::Auth { .. })
         {
@@ -440,9 +449,35 @@ pub fn check<'a>(args: &'a Args, service: &'a Service) -> syn::Result<Plan<'a>> 
         plans.push(plan);
     }
 
+    // `roles("admin")` for every RPC covers the authenticated ones; with none, it is a
+    // policy that does nothing, which is a mistake.
+    for entry in &args.entries {
+        if let Entry::Roles(r) = entry
+            && r.rpcs.is_empty()
+            && !plans
+                .iter()
+                .any(|p| p.roles.is_some_and(|covered| std::ptr::eq(covered, r)))
+        {
+            errors.at(r.kw.span(), "`roles(..)` applies to no RPC: it checks the identity of RPCs covered by `auth(..)`, and none is");
+        }
+    }
+
     match errors.0 {
         Some(e) => Err(e),
         None => Ok(Plan { rpcs: plans }),
+    }
+}
+
+/// `metrics(ListUsers)`: an RPC name where the value belongs.
+fn value_not_rpc(kw: &Ident, value: &Expr, example: &str, service: &Service, errors: &mut Errors) {
+    if let Expr::Path(path) = value
+        && let Some(ident) = path.path.get_ident()
+        && service.rpcs.iter().any(|r| *ident == r.name)
+    {
+        errors.at(
+            ident.span(),
+            format!("`{kw}(..)` takes its value first, then RPC names: `{kw}({example}, {ident})`"),
+        );
     }
 }
 

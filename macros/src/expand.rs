@@ -70,7 +70,7 @@ fn shape(plan: &RpcPlan) -> Shape {
         || plan.metrics.is_some()
         || plan.trace.is_some()
         || plan.recover
-        || plan.validate
+        || plan.validate.is_some()
         || plan.idempotency.is_some()
     {
         Shape::Full
@@ -190,7 +190,10 @@ fn members(service: &Service, plan: &RpcPlan) -> Vec<Member> {
 }
 
 fn has_adapter(plan: &RpcPlan) -> bool {
-    !plan.hooks.is_empty() || plan.trace.is_some() || plan.metrics.is_some() || plan.validate
+    !plan.hooks.is_empty()
+        || plan.trace.is_some()
+        || plan.metrics.is_some()
+        || plan.validate.is_some()
 }
 
 /// The hooks of one RPC as one concrete type implementing `Hooks<Rpc>`, calling each
@@ -220,15 +223,18 @@ fn hooks_adapter(names: &Names, service: &Service, plan: &RpcPlan) -> TokenStrea
     let finishes = (0..n)
         .rev()
         .map(|i| call("on_finish", quote!(call, outcome), i));
-    let validate = if plan.validate {
-        let rpc_ident = &plan.rpc.ident;
-        let check = quote_spanned!(rpc_ident.span()=> ::tonic_intercept::__private::validate(call, message));
+    let validate = if let Some(at) = plan.validate {
+        // The message is bound to a name spanned at `validate`, so a message type
+        // without `Validate` is reported there.
+        let validated = Ident::new("validated", at);
+        let check = quote_spanned!(at=> ::tonic_intercept::__private::validate(call, #validated));
         quote! {
             fn validate(
                 &self,
                 call: &::tonic_intercept::Call,
                 message: &<#rpc as ::tonic_intercept::Rpc>::Request,
             ) -> ::core::result::Result<(), ::tonic_intercept::__private::Status> {
+                let #validated = message;
                 #check
             }
         }
@@ -298,10 +304,9 @@ fn proto_checks(service: &Service, plan: &RpcPlan) -> TokenStream {
             ),
         ),
         Access::Auth {
-            verifier,
-            general: false,
+            general: false, at, ..
         } => assert(
-            verifier.span(),
+            *at,
             quote!(!#policy.public),
             format!(
                 "`{name}` is public in its .proto options, but `auth(.., {name})` covers it; remove `{name}` from this `auth(..)` or `public: true` from the .proto"
@@ -309,9 +314,17 @@ fn proto_checks(service: &Service, plan: &RpcPlan) -> TokenStream {
         ),
         Access::Public | Access::Auth { general: true, .. } => {}
     }
+    // Where a `roles(..)` entry names this RPC, or its keyword.
+    let roles_at = |roles: &crate::attr::Roles| {
+        roles
+            .rpcs
+            .iter()
+            .find(|i| **i == plan.rpc.name)
+            .map_or_else(|| roles.kw.span(), Ident::span)
+    };
     match plan.roles {
         Some(roles) if roles.roles.is_empty() => assert(
-            roles.kw.span(),
+            roles_at(roles),
             quote!(!#policy.roles.is_empty()),
             format!(
                 "`roles({name})` takes the roles from the .proto, but the .proto declares no `roles` for `{name}`; list them here, `roles(\"admin\", {name})`, or declare them in the .proto"
@@ -320,7 +333,7 @@ fn proto_checks(service: &Service, plan: &RpcPlan) -> TokenStream {
         Some(roles) => {
             let list = &roles.roles;
             assert(
-                roles.kw.span(),
+                roles_at(roles),
                 quote!(#policy.roles.is_empty() || ::tonic_intercept::__private::same_roles(#policy.roles, &[#(#list),*])),
                 format!(
                     "the roles of `{name}` here differ from the `roles` its .proto declares; make them the same, or write `roles({name})` to take the .proto's"
@@ -328,7 +341,7 @@ fn proto_checks(service: &Service, plan: &RpcPlan) -> TokenStream {
             );
             if !roles.rpcs.is_empty() && matches!(plan.access, Access::Auth { general: true, .. }) {
                 assert(
-                    roles.kw.span(),
+                    roles_at(roles),
                     quote!(!#policy.public),
                     format!(
                         "`{name}` is public in its .proto options, so it has no identity whose roles `roles(..)` could check"
@@ -381,17 +394,24 @@ fn proto_checks(service: &Service, plan: &RpcPlan) -> TokenStream {
                 ),
             ),
             (value, _) => {
-                let (ty, agrees) = if field.starts_with("messages_per_second") {
-                    (quote!(u32), quote!(agrees_u32))
-                } else if field == "max_message_bytes" {
-                    (quote!(usize), quote!(agrees_bytes))
-                } else {
-                    (quote!(u64), quote!(agrees_u64))
+                // The value as written: `limits_expr` already checks a constant's type
+                // and that it is at least 1, so this adds no second error.
+                let value = match value {
+                    LimitValue::Int(v) => {
+                        let v = Literal::u64_unsuffixed(v.base10_parse().unwrap_or(0));
+                        quote!(#v)
+                    }
+                    LimitValue::Path(p) => quote!(#p),
                 };
-                let value = limit_value(&field, value, ty);
+                let agrees = if field.starts_with("messages_per_second") {
+                    quote!(agrees_u32)
+                } else {
+                    quote!(agrees_u64)
+                };
                 agreements.push(quote_spanned! {span=>
+                    #[allow(clippy::unnecessary_cast)]
                     const _: () = ::core::assert!(
-                        ::tonic_intercept::__private::#agrees(#policy.#ident, #value),
+                        ::tonic_intercept::__private::#agrees(#policy.#ident, (#value) as u64),
                         #message
                     );
                 });
@@ -483,7 +503,9 @@ fn rewrite_handler(
     let scoped = plan.idempotency.is_some() && matches!(plan.access, Access::Auth { .. });
     let keyed = per_identity || scoped;
     let auth = match &plan.access {
-        Access::Auth { verifier, general } => {
+        Access::Auth {
+            verifier, general, ..
+        } => {
             // The trait method is called directly on the user's expression: a verifier
             // lacking `Authenticate` is then one error, at that expression.
             let identity = Ident::new("__ti_identity", Span::mixed_site());
@@ -497,10 +519,14 @@ fn rewrite_handler(
                     let list = &r.roles;
                     quote!(&[#(#list),*])
                 };
+                // Bound to a name spanned at `roles`, so an identity type without `Roles`
+                // is reported there.
+                let holder = Ident::new("identity_with_roles", r.kw.span());
                 let authorize = quote_spanned! {r.kw.span()=>
-                    ::tonic_intercept::__private::authorize(#call_ref, &#identity, #list)
+                    ::tonic_intercept::__private::authorize(#call_ref, #holder, #list)
                 };
                 quote! {
+                    let #holder = &#identity;
                     if let ::core::result::Result::Err(#status) = #authorize {
                         let #error = (::tonic_intercept::Policy::Roles, #status);
                         return ::core::result::Result::Err(#reject);

@@ -171,7 +171,8 @@ pub enum Policy {
 }
 
 impl Policy {
-    /// Every policy, in the documented order in which they run.
+    /// Every policy, in the documented order in which they run (deadline covers the
+    /// handler; idempotency replays just before it).
     pub const ALL: &'static [Policy] = &[
         Policy::Recovery,
         Policy::Deadline,
@@ -179,11 +180,11 @@ impl Policy {
         Policy::Roles,
         Policy::Concurrency,
         Policy::CallRate,
-        Policy::Idempotency,
         Policy::Limit,
         Policy::IdleTimeout,
         Policy::Validation,
         Policy::Hook,
+        Policy::Idempotency,
     ];
 
     /// The label value: `auth`, `roles`, `concurrency`, `call_rate`, `limit`, `deadline`,

@@ -56,17 +56,9 @@ pub const fn agrees_u64(proto: Option<u64>, attribute: u64) -> bool {
 }
 
 /// [`agrees_u64`] for message rates.
-pub const fn agrees_u32(proto: Option<u32>, attribute: u32) -> bool {
+pub const fn agrees_u32(proto: Option<u32>, attribute: u64) -> bool {
     match proto {
-        Some(proto) => proto == attribute,
-        None => true,
-    }
-}
-
-/// [`agrees_u64`] for `max_message_bytes`.
-pub const fn agrees_bytes(proto: Option<u64>, attribute: usize) -> bool {
-    match proto {
-        Some(proto) => proto == attribute as u64,
+        Some(proto) => proto as u64 == attribute,
         None => true,
     }
 }

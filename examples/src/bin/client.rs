@@ -9,11 +9,13 @@ use std::time::Duration;
 
 use tokio_stream::StreamExt;
 use tonic::Status;
-use tonic_intercept_examples::coffee::{ChatMessage, Order, SubscribeRequest};
+use tonic_intercept_examples::coffee::{
+    CancelOrderRequest, ChatMessage, Order, PlaceOrderRequest, SubscribeRequest,
+};
 use tonic_intercept_examples::pb::{
     CreateUserRequest, GetUserRequest, ListUsersRequest, UserUpdate,
 };
-use tonic_intercept_examples::{ADA_TOKEN, connect, with_token};
+use tonic_intercept_examples::{ADA_TOKEN, BOB_TOKEN, connect, with_token};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error>> {
@@ -110,6 +112,45 @@ async fn main() -> Result<(), Box<dyn Error>> {
         "UploadOrders",
         &orders.upload_orders(request).await.map(|r| r.into_inner()),
     );
+
+    // Placed with an idempotency key: running the client again gets the same order back
+    // (for 10 minutes) instead of a second one.
+    let order = PlaceOrderRequest {
+        shop: "soho".into(),
+        drink: "flat white".into(),
+        quantity: 1,
+    };
+    let mut request = with_token(order, ADA_TOKEN);
+    request
+        .metadata_mut()
+        .insert("idempotency-key", "client-example-order-1".parse()?);
+    let placed = orders.place_order(request).await;
+    let replayed = placed
+        .as_ref()
+        .is_ok_and(|r| r.metadata().contains_key("idempotency-replayed"));
+    let placed = placed.map(|r| r.into_inner());
+    show(
+        if replayed {
+            "PlaceOrder (replayed)"
+        } else {
+            "PlaceOrder"
+        },
+        &placed,
+    );
+    if let Ok(order) = placed {
+        let cancel = || CancelOrderRequest { id: order.id };
+        show(
+            "CancelOrder by ada",
+            &orders.cancel_order(with_token(cancel(), ADA_TOKEN)).await,
+        );
+        show(
+            "CancelOrder by bob",
+            &orders
+                .cancel_order(with_token(cancel(), BOB_TOKEN))
+                .await
+                .map(|r| r.into_inner()),
+        );
+    }
 
     let lines = ["a flat white, please", "oat milk", "thanks!"].map(|text| ChatMessage {
         from: "ada".into(),

@@ -1,19 +1,33 @@
 //! Serves both services in-process and shows each `#[intercept]` policy acting, one
-//! checked line per scenario. Exits non-zero at the first expectation that fails.
+//! checked line per scenario; then reads the server's `/metrics` over HTTP and checks
+//! that they counted what the demo did. Exits non-zero at the first expectation that
+//! fails.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
-use tonic::{Code, Request, Status};
+use tonic::{Code, Request, Response, Status};
+use tonic_intercept::tonic_types::StatusExt;
+use tonic_intercept::{
+    IDEMPOTENCY_KEY, IDEMPOTENCY_REPLAYED, METRICS_CONTENT_TYPE, RETRY_PUSHBACK,
+};
 use tonic_intercept_examples::coffee::order_service_client::OrderServiceClient;
-use tonic_intercept_examples::coffee::{ChatMessage, Order, SubscribeRequest};
-use tonic_intercept_examples::orders::{CHAT_PER_SECOND, Feed, SUBSCRIBE_PER_SECOND};
+use tonic_intercept_examples::coffee::{
+    CancelOrderRequest, ChatMessage, Order, PlaceOrderRequest, SubscribeRequest,
+};
+use tonic_intercept_examples::orders::{
+    CHAT_IDLE_MS, CHAT_PER_SECOND, Feed, MAX_LIVE_FEEDS, MAX_QUANTITY, PLACE_ORDER_PER_SECOND,
+    SUBSCRIBE_PER_SECOND, UNICORN,
+};
 use tonic_intercept_examples::pb::user_service_client::UserServiceClient;
 use tonic_intercept_examples::pb::{
     CreateUserRequest, GetUserRequest, ListUsersRequest, UserUpdate,
@@ -21,7 +35,9 @@ use tonic_intercept_examples::pb::{
 use tonic_intercept_examples::users::{
     IMPORT_USERS_MAX, LIST_USERS_MAX, LIST_USERS_PER_SECOND, MAX_RECORD_BYTES,
 };
-use tonic_intercept_examples::{ADA_TOKEN, Services, connect, demo_tokens, serve, with_token};
+use tonic_intercept_examples::{
+    ADA_TOKEN, BARISTA, BOB_TOKEN, Services, connect, demo_tokens, serve, serve_metrics, with_token,
+};
 
 type Users = UserServiceClient<Channel>;
 type Orders = OrderServiceClient<Channel>;
@@ -48,21 +64,46 @@ async fn main() -> ExitCode {
 
 async fn run() -> Result<(), String> {
     let started = Instant::now();
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| format!("bind: {e}"))?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| format!("local address: {e}"))?;
+    let log = Log::capture();
+    quiet_simulated_panics();
+    let bind = || async {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| format!("bind: {e}"))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| format!("local address: {e}"))?;
+        Ok::<_, String>((listener, addr))
+    };
+    let (listener, addr) = bind().await?;
+    let (metrics_listener, metrics_addr) = bind().await?;
     let services = Services::new(demo_tokens());
     let server_side = services.clone();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(serve(listener, services, async {
-        let _ = stopped.await;
-    }));
-    println!("serving users.v1.UserService and coffee.v1.OrderService on {addr}");
+    let (stop, stopped) = watch::channel(false);
+    let stopped = move || {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|&stop| stop).await;
+        }
+    };
+    let metrics_server = tokio::spawn(serve_metrics(
+        metrics_listener,
+        services.registry.clone(),
+        stopped(),
+    ));
+    let server = tokio::spawn(serve(listener, services, stopped()));
+    println!(
+        "serving users.v1.UserService and coffee.v1.OrderService on {addr}, metrics at http://{metrics_addr}/metrics"
+    );
 
-    let (_, mut orders) = scenarios(addr, &server_side).await?;
+    pass(metrics_before_first_call(metrics_addr).await?);
+    let demo = Demo {
+        server: server_side,
+        log,
+        metrics_addr,
+        tally: Tally::default(),
+    };
+    let (_, mut orders) = scenarios(addr, demo).await?;
 
     // A live feed is still open when the server is asked to stop.
     let live = ok(
@@ -71,7 +112,7 @@ async fn run() -> Result<(), String> {
     )?;
     let mut live = live.into_inner();
     ok("Subscribe", live.next().await.transpose())?;
-    let _ = stop.send(());
+    stop.send_replace(true);
     let mut end = Code::Ok;
     while let Some(order) = live.next().await {
         if let Err(status) = order {
@@ -88,6 +129,11 @@ async fn run() -> Result<(), String> {
         .map_err(|_| "the server did not shut down within 5s".to_owned())?
         .map_err(|e| format!("server task: {e}"))?
         .map_err(|e| format!("server: {e}"))?;
+    tokio::time::timeout(Duration::from_secs(5), metrics_server)
+        .await
+        .map_err(|_| "the metrics server did not shut down within 5s".to_owned())?
+        .map_err(|e| format!("metrics server task: {e}"))?
+        .map_err(|e| format!("metrics server: {e}"))?;
     println!(
         "✔ shutdown: the live Subscribe ended with UNAVAILABLE, server stopped gracefully; demo took {:.2}s",
         started.elapsed().as_secs_f64()
@@ -95,8 +141,18 @@ async fn run() -> Result<(), String> {
     Ok(())
 }
 
+/// The server side that scenarios check against, and what the demo's calls should have
+/// left in the log and the metrics.
+struct Demo {
+    server: Services,
+    log: Log,
+    metrics_addr: SocketAddr,
+    tally: Tally,
+}
+
 /// Runs every scenario; returns the clients, still connected.
-async fn scenarios(addr: SocketAddr, server: &Services) -> Result<(Users, Orders), String> {
+async fn scenarios(addr: SocketAddr, mut demo: Demo) -> Result<(Users, Orders), String> {
+    let server = &demo.server;
     let (mut users, mut orders) = connect(addr).await.map_err(|e| format!("connect: {e}"))?;
     pass(refused_without_token(&mut users).await?);
     pass(public_sign_up(&mut users).await?);
@@ -113,6 +169,23 @@ async fn scenarios(addr: SocketAddr, server: &Services) -> Result<(Users, Orders
     pass(upload_counts_rejects(&mut orders, server).await?);
     pass(user_updates(&mut users).await?);
     pass(chat(&mut orders).await?);
+
+    // Policies of the new RPCs, then the observers.
+    let tally = &mut demo.tally;
+    pass(order_rate_per_identity(&mut orders, server, tally).await?);
+    pass(idempotent_retry(&mut orders, server, tally).await?);
+    pass(invalid_order(&mut orders, server, tally).await?);
+    pass(cancel_needs_barista(&mut orders, server, tally).await?);
+    pass(panic_recovered(&mut orders, server, &demo.log, tally).await?);
+    pass(handler_sees_deadline(&mut orders, server, tally).await?);
+    pass(live_feeds_in_flight(&mut orders, server.orders.feed()).await?);
+    pass(quiet_chat_cut(&mut orders).await?);
+    pass(calls_traced(&demo.log, &demo.tally)?);
+    let (line, shown) = metrics_after_run(demo.metrics_addr, &demo.tally).await?;
+    pass(line);
+    for series in shown {
+        println!("    {series}");
+    }
     Ok((users, orders))
 }
 
@@ -511,5 +584,715 @@ async fn chat(orders: &mut Orders) -> Result<String, String> {
         "Chat (bidi): {LINES} lines sent in {:.2}s, answered in order at {CHAT_PER_SECOND}/s by {:.2}s",
         talked.as_secs_f64(),
         elapsed.as_secs_f64()
+    ))
+}
+
+// ---------------------------------------------------------------------------------------
+// Recovery, tracing, metrics, validation, idempotency, roles, call admission, deadlines.
+// ---------------------------------------------------------------------------------------
+
+/// What the demo's calls of `PlaceOrder` and `CancelOrder` ended with, by method and
+/// code: what the server's log and metrics must show.
+#[derive(Debug, Default)]
+struct Tally(BTreeMap<(&'static str, i32), u64>);
+
+impl Tally {
+    fn record<T>(&mut self, method: &'static str, result: &Result<T, Status>) {
+        let code = result.as_ref().map_or_else(Status::code, |_| Code::Ok);
+        *self.0.entry((method, code as i32)).or_default() += 1;
+    }
+
+    fn count(&self, method: &str, code: Code) -> u64 {
+        self.0
+            .iter()
+            .filter(|((m, c), _)| *m == method && *c == code as i32)
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    fn calls(&self, method: &str) -> u64 {
+        self.0
+            .iter()
+            .filter(|((m, _), _)| *m == method)
+            .map(|(_, n)| n)
+            .sum()
+    }
+}
+
+/// The server's log (INFO and up), as its `tracing` subscriber wrote it.
+#[derive(Debug, Clone, Default)]
+struct Log(Arc<Mutex<Vec<u8>>>);
+
+impl Log {
+    /// Installs a subscriber writing into the returned log, for the whole process.
+    fn capture() -> Self {
+        let log = Log::default();
+        let writer = log.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_max_level(tracing::Level::INFO)
+            .finish();
+        // Fails only if a subscriber is already installed; the log checks then fail.
+        let _ = tracing::subscriber::set_global_default(subscriber);
+        log
+    }
+
+    fn text(&self) -> String {
+        let bytes = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+}
+
+impl std::io::Write for Log {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The unicorn order's panic is expected: keep the default panic message (stderr) for
+/// every other panic only. The server logs it anyway, and the demo checks that it does.
+fn quiet_simulated_panics() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !info.payload_as_str().is_some_and(|m| m.contains(UNICORN)) {
+            default(info);
+        }
+    }));
+}
+
+fn order(drink: &str, quantity: u32, token: &str) -> Request<PlaceOrderRequest> {
+    let order = PlaceOrderRequest {
+        shop: "soho".into(),
+        drink: drink.into(),
+        quantity,
+    };
+    with_token(order, token)
+}
+
+async fn place(
+    orders: &mut Orders,
+    tally: &mut Tally,
+    request: Request<PlaceOrderRequest>,
+) -> Result<Response<Order>, Status> {
+    let result = orders.place_order(request).await;
+    tally.record("PlaceOrder", &result);
+    result
+}
+
+/// The `grpc-retry-pushback-ms` trailer of a refusal, in milliseconds.
+fn pushback(status: &Status) -> Result<u64, String> {
+    status
+        .metadata()
+        .get(RETRY_PUSHBACK)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| format!("no {RETRY_PUSHBACK} on {status:?}"))
+}
+
+async fn order_rate_per_identity(
+    orders: &mut Orders,
+    server: &Services,
+    tally: &mut Tally,
+) -> Result<String, String> {
+    const RATE: u32 = PLACE_ORDER_PER_SECOND;
+    let before = server.orders.placed_count();
+    // Ada's first orders: her bucket is full, RATE orders pass back to back.
+    let started = Instant::now();
+    let mut admitted = 0;
+    let refused = loop {
+        ensure!(
+            admitted <= 3 * RATE,
+            "{admitted} orders in a burst, none refused"
+        );
+        match place(orders, tally, order("espresso", 1, ADA_TOKEN)).await {
+            Ok(_) => admitted += 1,
+            Err(status) => break status,
+        }
+    };
+    let burst = started.elapsed();
+    ensure!(
+        refused.code() == Code::ResourceExhausted,
+        "ada's burst ended with {}: {}",
+        code_name(refused.code()),
+        refused.message()
+    );
+    let wait = pushback(&refused)?;
+    // A token comes back every 1/RATE s.
+    ensure!(
+        (1..=1_000 / u64::from(RATE)).contains(&wait),
+        "pushback of {wait} ms for a rate of {RATE}/s"
+    );
+    // A slow burst may have earned a token or two while it ran.
+    let earned = (burst.as_secs_f64() * f64::from(RATE)).ceil() as u32;
+    ensure!(
+        (RATE..=RATE + earned).contains(&admitted),
+        "ada placed {admitted} orders in {burst:?} at {RATE}/s"
+    );
+    // Bob has a bucket of his own.
+    let bob = place(orders, tally, order("cortado", 1, BOB_TOKEN)).await;
+    ok("bob's order during ada's refusal", bob)?;
+    tokio::time::sleep(Duration::from_millis(wait + 5)).await;
+    let again = place(orders, tally, order("espresso", 1, ADA_TOKEN)).await;
+    ok("ada's order after the pushback", again)?;
+    let placed = server.orders.placed_count() - before;
+    ensure!(
+        placed == admitted as usize + 2,
+        "the desk took {placed} orders, expected {}",
+        admitted + 2
+    );
+    Ok(format!(
+        "PlaceOrder at {RATE}/s per person: ada's burst placed {admitted}, the next got RESOURCE_EXHAUSTED with {RETRY_PUSHBACK}: {wait}; bob was served meanwhile, ada again after {wait} ms"
+    ))
+}
+
+async fn idempotent_retry(
+    orders: &mut Orders,
+    server: &Services,
+    tally: &mut Tally,
+) -> Result<String, String> {
+    const KEY: &str = "till-3-order-0042";
+    let keyed = |quantity| {
+        let mut request = order("flat white", quantity, BOB_TOKEN);
+        let key = KEY.parse().expect("a valid key");
+        request.metadata_mut().insert(IDEMPOTENCY_KEY, key);
+        request
+    };
+    let before = server.orders.placed_count();
+    let first = ok(
+        "PlaceOrder with a key",
+        place(orders, tally, keyed(2)).await,
+    )?;
+    // The response was lost, say: the till retries with the same key.
+    let retry = ok("its retry", place(orders, tally, keyed(2)).await)?;
+    let replayed = retry
+        .metadata()
+        .get(IDEMPOTENCY_REPLAYED)
+        .and_then(|v| v.to_str().ok());
+    ensure!(
+        first.metadata().get(IDEMPOTENCY_REPLAYED).is_none() && replayed == Some("true"),
+        "{IDEMPOTENCY_REPLAYED}: {:?} on the first answer, {replayed:?} on the retry",
+        first.metadata().get(IDEMPOTENCY_REPLAYED)
+    );
+    let (first, retry) = (first.into_inner(), retry.into_inner());
+    ensure!(
+        first == retry,
+        "the retry answered {retry:?}, the first call {first:?}"
+    );
+    let ran = server.orders.placed_count() - before;
+    ensure!(ran == 1, "the handler ran {ran} times for one key");
+    // The same key for another order is a client bug, not a retry.
+    let other = place(orders, tally, keyed(3)).await;
+    expect_code(
+        "the same key with another order",
+        other,
+        Code::InvalidArgument,
+    )?;
+    ensure!(
+        server.orders.placed_count() == before + 1,
+        "the handler ran for a reused key"
+    );
+    Ok(format!(
+        "PlaceOrder retried with {IDEMPOTENCY_KEY}: {KEY}: the same order #{} back ({IDEMPOTENCY_REPLAYED}: true), handler ran once; the key with another order: INVALID_ARGUMENT",
+        first.id
+    ))
+}
+
+async fn invalid_order(
+    orders: &mut Orders,
+    server: &Services,
+    tally: &mut Tally,
+) -> Result<String, String> {
+    let before = server.orders.placed_count();
+    let cups = MAX_QUANTITY + 2;
+    let status = match place(orders, tally, order("  ", cups, BOB_TOKEN)).await {
+        Ok(_) => return Err("an invalid order was placed".into()),
+        Err(status) => status,
+    };
+    ensure!(
+        status.code() == Code::InvalidArgument,
+        "an invalid order answered {}: {}",
+        code_name(status.code()),
+        status.message()
+    );
+    let details = status
+        .get_details_bad_request()
+        .ok_or_else(|| format!("no google.rpc.BadRequest in {status:?}"))?;
+    let violations: Vec<String> = details
+        .field_violations
+        .iter()
+        .map(|v| format!("{}: {}", v.field, v.description))
+        .collect();
+    let expected = [
+        "drink: must name a drink".to_owned(),
+        format!("quantity: must be 1 to {MAX_QUANTITY}"),
+    ];
+    ensure!(
+        violations == expected,
+        "field violations {violations:?}, expected {expected:?}"
+    );
+    ensure!(
+        server.orders.placed_count() == before,
+        "the handler ran for an invalid order"
+    );
+    Ok(format!(
+        "PlaceOrder of {cups} cups of nothing: INVALID_ARGUMENT with google.rpc.BadRequest [{}], handler never ran",
+        violations.join("; ")
+    ))
+}
+
+async fn cancel_needs_barista(
+    orders: &mut Orders,
+    server: &Services,
+    tally: &mut Tally,
+) -> Result<String, String> {
+    // One of ada's orders from her burst: she changed her mind.
+    let id = server
+        .orders
+        .placed()
+        .iter()
+        .rev()
+        .find(|p| p.by == "ada" && !p.cancelled)
+        .map(|p| p.order.id)
+        .ok_or("ada has no open order")?;
+    let cancel = |token| with_token(CancelOrderRequest { id }, token);
+    let cancelled = |server: &Services| server.orders.placed_order(id).map(|p| p.cancelled);
+
+    let denied = orders.cancel_order(cancel(ADA_TOKEN)).await;
+    tally.record("CancelOrder", &denied);
+    let message = denied.as_ref().err().map(|s| s.message().to_owned());
+    expect_code("CancelOrder by ada", denied, Code::PermissionDenied)?;
+    ensure!(
+        cancelled(server) == Some(false),
+        "ada's refused CancelOrder changed order #{id}"
+    );
+
+    let done = orders.cancel_order(cancel(BOB_TOKEN)).await;
+    tally.record("CancelOrder", &done);
+    let done = ok("CancelOrder by bob", done)?.into_inner();
+    ensure!(
+        done.order.as_ref().map(|o| o.id) == Some(id) && cancelled(server) == Some(true),
+        "bob's CancelOrder answered {done:?}; the desk has {:?}",
+        server.orders.placed_order(id)
+    );
+    Ok(format!(
+        "CancelOrder of ada's order #{id} (roles: [\"{BARISTA}\"] in the .proto): by ada PERMISSION_DENIED ({}); by bob, a barista, OK",
+        message.unwrap_or_default()
+    ))
+}
+
+async fn panic_recovered(
+    orders: &mut Orders,
+    server: &Services,
+    log: &Log,
+    tally: &mut Tally,
+) -> Result<String, String> {
+    let before = server.orders.placed_count();
+    let status = match place(orders, tally, order(UNICORN, 1, BOB_TOKEN)).await {
+        Ok(_) => return Err(format!("the {UNICORN} was served")),
+        Err(status) => status,
+    };
+    ensure!(
+        status.code() == Code::Internal && status.message() == "PlaceOrder: internal error",
+        "the panicking order answered {}: {}",
+        code_name(status.code()),
+        status.message()
+    );
+    // The client learns nothing of the bug; the server's log has all of it.
+    let logged = log
+        .text()
+        .lines()
+        .any(|l| l.contains("ERROR") && l.contains("panic in call") && l.contains("glitter"));
+    ensure!(logged, "the server log has no ERROR with the panic's text");
+    // Same client, same connection.
+    let next = ok(
+        "the next order",
+        place(orders, tally, order("espresso", 1, BOB_TOKEN)).await,
+    )?;
+    ensure!(
+        server.orders.placed_count() == before + 1,
+        "the desk took {} orders, expected 1",
+        server.orders.placed_count() - before
+    );
+    Ok(format!(
+        "PlaceOrder of a {UNICORN} panicked: INTERNAL \"{}\", the panic's text only in the server's log; the next order on the same connection: #{}",
+        status.message(),
+        next.into_inner().id
+    ))
+}
+
+async fn handler_sees_deadline(
+    orders: &mut Orders,
+    server: &Services,
+    tally: &mut Tally,
+) -> Result<String, String> {
+    const PROTO_TIMEOUT: Duration = Duration::from_millis(2_000);
+    let client_timeout = Duration::from_millis(800);
+    let time_left = |server: &Services, order: Order| {
+        server
+            .orders
+            .placed_order(order.id)
+            .and_then(|p| p.time_left)
+            .ok_or_else(|| format!("the handler of order #{} saw no deadline", order.id))
+    };
+    let mut request = order("filter", 1, BOB_TOKEN);
+    request.set_timeout(client_timeout);
+    let placed = ok(
+        "PlaceOrder with a timeout",
+        place(orders, tally, request).await,
+    )?;
+    let with_client = time_left(server, placed.into_inner())?;
+    ensure!(
+        with_client <= client_timeout && with_client > client_timeout / 2,
+        "{with_client:?} left of the client's {client_timeout:?}"
+    );
+    let placed = ok(
+        "PlaceOrder without a timeout",
+        place(orders, tally, order("filter", 1, BOB_TOKEN)).await,
+    )?;
+    let from_proto = time_left(server, placed.into_inner())?;
+    ensure!(
+        from_proto <= PROTO_TIMEOUT && from_proto > PROTO_TIMEOUT / 2,
+        "{from_proto:?} left of the .proto's {PROTO_TIMEOUT:?}"
+    );
+    Ok(format!(
+        "PlaceOrder's handler reads its Deadline: {} ms left of the client's {} ms grpc-timeout; without one, {} ms of the .proto's timeout_ms: {}",
+        with_client.as_millis(),
+        client_timeout.as_millis(),
+        from_proto.as_millis(),
+        PROTO_TIMEOUT.as_millis()
+    ))
+}
+
+async fn live_feeds_in_flight(orders: &mut Orders, feed: &Feed) -> Result<String, String> {
+    producers_stopped(feed).await?;
+    let mut screens = Vec::new();
+    for i in 1..=MAX_LIVE_FEEDS {
+        let request = subscribe_request(&format!("screen {i}"));
+        screens.push(ok("Subscribe", orders.subscribe(request).await)?.into_inner());
+    }
+    let refused = match orders
+        .subscribe(subscribe_request("one screen too many"))
+        .await
+    {
+        Ok(_) => return Err(format!("a feed beyond max_in_flight = {MAX_LIVE_FEEDS}")),
+        Err(status) => status,
+    };
+    ensure!(
+        refused.code() == Code::ResourceExhausted,
+        "Subscribe beyond max_in_flight answered {}: {}",
+        code_name(refused.code()),
+        refused.message()
+    );
+    let wait = pushback(&refused)?;
+    // One screen hangs up: its producer stops, and its slot is free.
+    drop(screens.pop());
+    let freed = async {
+        while feed.running() >= MAX_LIVE_FEEDS as usize {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(2), freed)
+        .await
+        .map_err(|_| "a dropped feed's producer kept running".to_owned())?;
+    let again = orders.subscribe(subscribe_request("screen 4 again")).await;
+    screens.push(ok("Subscribe after a screen hung up", again)?.into_inner());
+    drop(screens);
+    producers_stopped(feed).await?;
+    Ok(format!(
+        "Subscribe with {MAX_LIVE_FEEDS} feeds live (max_in_flight = {MAX_LIVE_FEEDS}): the next RESOURCE_EXHAUSTED ({RETRY_PUSHBACK}: {wait}); once one hung up, admitted"
+    ))
+}
+
+async fn quiet_chat_cut(orders: &mut Orders) -> Result<String, String> {
+    let (tx, rx) = mpsc::channel(1);
+    let hello = ChatMessage {
+        from: "ada".into(),
+        text: "hmm, let me think".into(),
+    };
+    tx.send(hello)
+        .await
+        .map_err(|_| "Chat: the request stream closed")?;
+    let request = with_token(ReceiverStream::new(rx), ADA_TOKEN);
+    let mut answers = ok("Chat", orders.chat(request).await)?.into_inner();
+    ok("Chat", answers.next().await.transpose())?;
+    // Then ada says nothing, and keeps the stream open.
+    let silent = Instant::now();
+    let end = answers.next().await.transpose();
+    let waited = silent.elapsed();
+    let message = end.as_ref().err().map(|s| s.message().to_owned());
+    expect_code("a silent Chat", end, Code::DeadlineExceeded)?;
+    ensure!(
+        waited >= Duration::from_millis(CHAT_IDLE_MS) - Duration::from_millis(150),
+        "the silent Chat was cut after {waited:?}, before its idle timeout"
+    );
+    drop(tx);
+    Ok(format!(
+        "Chat silent after one line: DEADLINE_EXCEEDED after {:.2}s (\"{}\")",
+        waited.as_secs_f64(),
+        message.unwrap_or_default()
+    ))
+}
+
+fn calls_traced(log: &Log, tally: &Tally) -> Result<String, String> {
+    let text = log.text();
+    let finished: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("coffee.v1.OrderService/PlaceOrder{") && l.contains("finished call"))
+        .collect();
+    let calls = tally.calls("PlaceOrder");
+    ensure!(
+        finished.len() as u64 == calls,
+        "the log has {} `finished call` events of PlaceOrder, for {calls} calls",
+        finished.len()
+    );
+    let denied = text
+        .lines()
+        .find(|l| {
+            l.contains("OrderService/CancelOrder{") && l.contains("grpc.code=\"PermissionDenied\"")
+        })
+        .ok_or("no `finished call` event of ada's CancelOrder")?;
+    ensure!(
+        denied.contains("WARN"),
+        "a PERMISSION_DENIED was logged below WARN: {denied}"
+    );
+    Ok(format!(
+        "trace: each call ran in its span and logged `finished call`, {calls} for PlaceOrder; ada's CancelOrder:\n    {}",
+        denied.trim()
+    ))
+}
+
+// ---------------------------------------------------------------------------------------
+// `/metrics`
+// ---------------------------------------------------------------------------------------
+
+/// `GET path` over HTTP/1.1 on a fresh connection: the `Content-Type` and the body.
+async fn http_get(addr: SocketAddr, path: &str) -> Result<(String, String), String> {
+    let exchange = async {
+        let mut stream = TcpStream::connect(addr).await?;
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await?;
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).await?;
+        Ok::<_, std::io::Error>(raw)
+    };
+    let raw = tokio::time::timeout(Duration::from_secs(5), exchange)
+        .await
+        .map_err(|_| format!("GET http://{addr}{path}: no answer within 5s"))?
+        .map_err(|e| format!("GET http://{addr}{path}: {e}"))?;
+    let text = String::from_utf8(raw).map_err(|e| format!("GET {path}: not UTF-8: {e}"))?;
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("GET {path}: no end of headers in {text:?}"))?;
+    let mut lines = head.lines();
+    let status = lines.next().unwrap_or_default();
+    ensure!(
+        status.starts_with("HTTP/1.1 200"),
+        "GET {path} answered {status}"
+    );
+    let mut content_type = String::new();
+    let mut chunked = false;
+    for line in lines {
+        if let Some((name, value)) = line.split_once(':') {
+            let value = value.trim();
+            if name.eq_ignore_ascii_case("content-type") {
+                content_type = value.to_owned();
+            } else if name.eq_ignore_ascii_case("transfer-encoding") {
+                chunked = value.eq_ignore_ascii_case("chunked");
+            }
+        }
+    }
+    let body = if chunked {
+        dechunk(body)?
+    } else {
+        body.to_owned()
+    };
+    Ok((content_type, body))
+}
+
+/// The payload of a `Transfer-Encoding: chunked` body.
+fn dechunk(mut rest: &str) -> Result<String, String> {
+    let mut body = String::new();
+    loop {
+        let (size, after) = rest.split_once("\r\n").ok_or("a truncated chunk")?;
+        let size = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16)
+            .map_err(|e| format!("a chunk size: {e}"))?;
+        if size == 0 {
+            return Ok(body);
+        }
+        let chunk = after.get(..size).ok_or("a truncated chunk")?;
+        body.push_str(chunk);
+        rest = after
+            .get(size..)
+            .and_then(|r| r.strip_prefix("\r\n"))
+            .ok_or("a chunk without its CRLF")?;
+    }
+}
+
+/// grpc-go's spelling of a code, the `grpc_code` label's value.
+fn go_code(code: Code) -> &'static str {
+    const NAMES: [&str; 17] = [
+        "OK",
+        "Canceled",
+        "Unknown",
+        "InvalidArgument",
+        "DeadlineExceeded",
+        "NotFound",
+        "AlreadyExists",
+        "PermissionDenied",
+        "ResourceExhausted",
+        "FailedPrecondition",
+        "Aborted",
+        "OutOfRange",
+        "Unimplemented",
+        "Internal",
+        "Unavailable",
+        "DataLoss",
+        "Unauthenticated",
+    ];
+    NAMES[code as usize]
+}
+
+fn labels(kind: &str, service: &str, method: &str) -> String {
+    format!(r#"grpc_type="{kind}",grpc_service="{service}",grpc_method="{method}""#)
+}
+
+/// The line of one series, `name{labels} value`, and its value.
+fn series<'a>(text: &'a str, name: &str, labels: &str) -> Result<(&'a str, u64), String> {
+    let prefix = format!("{name}{{{labels}}} ");
+    text.lines()
+        .find_map(|line| {
+            let value = line.strip_prefix(&prefix)?.parse().ok()?;
+            Some((line, value))
+        })
+        .ok_or_else(|| format!("/metrics has no series `{name}{{{labels}}}`"))
+}
+
+async fn metrics_before_first_call(addr: SocketAddr) -> Result<String, String> {
+    let (_, text) = http_get(addr, "/metrics").await?;
+    let started: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("grpc_server_started_total{"))
+        .collect();
+    ensure!(
+        started.len() == 10 && started.iter().all(|l| l.ends_with(" 0")),
+        "before the first call /metrics has {} started series: {started:?}",
+        started.len()
+    );
+    let count = text.lines().filter(|l| !l.starts_with('#')).count();
+    let place = labels("unary", "coffee.v1.OrderService", "PlaceOrder");
+    let (never, _) = series(
+        &text,
+        "grpc_server_handled_total",
+        &format!(r#"{place},grpc_code="OK""#),
+    )?;
+    Ok(format!(
+        "GET /metrics before the first call: {count} series of 10 RPCs, every one at zero, e.g. {never}"
+    ))
+}
+
+async fn metrics_after_run(
+    addr: SocketAddr,
+    tally: &Tally,
+) -> Result<(String, Vec<String>), String> {
+    let (content_type, text) = http_get(addr, "/metrics").await?;
+    ensure!(
+        content_type == METRICS_CONTENT_TYPE,
+        "/metrics is served as {content_type:?}"
+    );
+    ensure!(
+        text.ends_with("# EOF\n"),
+        "/metrics does not end with # EOF"
+    );
+    let mut shown = Vec::new();
+    let mut expect = |name: &str, labels: &str, expected: u64, show: bool| {
+        let (line, value) = series(&text, name, labels)?;
+        ensure!(value == expected, "{line}: expected {expected}");
+        if show {
+            shown.push(line.to_owned());
+        }
+        Ok::<_, String>(())
+    };
+
+    let orders = "coffee.v1.OrderService";
+    let place = labels("unary", orders, "PlaceOrder");
+    let calls = tally.calls("PlaceOrder");
+    expect("grpc_server_started_total", &place, calls, true)?;
+    expect("grpc_server_handling_seconds_count", &place, calls, false)?;
+    // Every code, zeros included, as the demo saw them.
+    for code in (0..=16).map(Code::from_i32) {
+        let n = tally.count("PlaceOrder", code);
+        let code_labels = format!(r#"{place},grpc_code="{}""#, go_code(code));
+        let show = matches!(code, Code::Ok | Code::ResourceExhausted);
+        expect("grpc_server_handled_total", &code_labels, n, show)?;
+    }
+    for (policy, n) in [
+        ("call_rate", 1),
+        ("idempotency", 1),
+        ("validation", 1),
+        ("auth", 0),
+    ] {
+        let policy_labels = format!(r#"{place},policy="{policy}""#);
+        expect(
+            "grpc_server_rejected_total",
+            &policy_labels,
+            n,
+            policy == "validation",
+        )?;
+    }
+    expect("grpc_server_panics_total", &place, 1, true)?;
+
+    let cancel = labels("unary", orders, "CancelOrder");
+    for code in [Code::Ok, Code::PermissionDenied] {
+        let code_labels = format!(r#"{cancel},grpc_code="{}""#, go_code(code));
+        let n = tally.count("CancelOrder", code);
+        expect(
+            "grpc_server_handled_total",
+            &code_labels,
+            n,
+            code != Code::Ok,
+        )?;
+    }
+    let roles = format!(r#"{cancel},policy="roles""#);
+    expect("grpc_server_rejected_total", &roles, 1, false)?;
+    let subscribe = format!(
+        r#"{},policy="concurrency""#,
+        labels("server_stream", orders, "Subscribe")
+    );
+    expect("grpc_server_rejected_total", &subscribe, 1, false)?;
+    let chat = format!(
+        r#"{},policy="idle_timeout""#,
+        labels("bidi_stream", orders, "Chat")
+    );
+    expect("grpc_server_rejected_total", &chat, 1, false)?;
+
+    // The user directory: refused lookups, the sign-ups, the oversized imports.
+    let users = "users.v1.UserService";
+    let get_user = labels("unary", users, "GetUser");
+    let unauthenticated = format!(r#"{get_user},grpc_code="Unauthenticated""#);
+    expect("grpc_server_handled_total", &unauthenticated, 2, true)?;
+    let create_user = labels("unary", users, "CreateUser");
+    for (code, n) in [("OK", 1), ("InvalidArgument", 1)] {
+        let code_labels = format!(r#"{create_user},grpc_code="{code}""#);
+        expect("grpc_server_handled_total", &code_labels, n, false)?;
+    }
+    let import = format!(
+        r#"{},policy="limit""#,
+        labels("client_stream", users, "ImportUsers")
+    );
+    expect("grpc_server_rejected_total", &import, 2, false)?;
+
+    Ok((
+        format!(
+            "GET /metrics after the run: {calls} PlaceOrder calls counted by code and refusing policy, 1 panic, the refusals of every other RPC; for instance:"
+        ),
+        shown,
     ))
 }

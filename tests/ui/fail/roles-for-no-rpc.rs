@@ -1,21 +1,13 @@
-// `calls_per_second_per_identity` in a `limit(..)` for every RPC while `Unary` is public:
-// there is no verified identity to count `Unary`'s calls per.
+// `roles("admin")` for every RPC, but every RPC is public: it would check nothing.
 
 use pb::{EchoReply, EchoRequest, StreamRequest, Summary};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
-use tonic_intercept::{Principal, StaticTokens};
 use tonic_intercept_tests::pb;
 
-struct Echo {
-    tokens: StaticTokens<Principal>,
-}
+struct Echo;
 
-#[tonic_intercept::intercept(
-    public(Unary),
-    auth(self.tokens),
-    limit(calls_per_second_per_identity = 5),
-)]
+#[tonic_intercept::intercept(public(*), roles("admin"))]
 #[tonic::async_trait]
 impl pb::echo_service_server::EchoService for Echo {
     async fn unary(&self, _request: Request<EchoRequest>) -> Result<Response<EchoReply>, Status> {
