@@ -227,7 +227,7 @@ fn hooks_adapter(names: &Names, service: &Service, plan: &RpcPlan) -> TokenStrea
         // The message is bound to a name spanned at `validate`, so a message type
         // without `Validate` is reported there.
         let validated = Ident::new("validated", at);
-        let check = quote_spanned!(at=> ::tonic_intercept::__private::validate(call, #validated));
+        let check = quote!(::tonic_intercept::__private::validate(call, #validated));
         quote! {
             fn validate(
                 &self,

@@ -1063,9 +1063,13 @@ fn calls_traced(log: &Log, tally: &Tally) -> Result<String, String> {
         denied.contains("WARN"),
         "a PERMISSION_DENIED was logged below WARN: {denied}"
     );
+    // Without its timestamp.
+    let denied = denied
+        .split_once(' ')
+        .map_or(denied, |(_, rest)| rest)
+        .trim();
     Ok(format!(
-        "trace: each call ran in its span and logged `finished call`, {calls} for PlaceOrder; ada's CancelOrder:\n    {}",
-        denied.trim()
+        "trace: each call ran in its span and logged `finished call`, {calls} for PlaceOrder; ada's CancelOrder:\n    {denied}"
     ))
 }
 
@@ -1186,7 +1190,15 @@ async fn metrics_before_first_call(addr: SocketAddr) -> Result<String, String> {
         "before the first call /metrics has {} started series: {started:?}",
         started.len()
     );
-    let count = text.lines().filter(|l| !l.starts_with('#')).count();
+    // Counters, histogram buckets, sums and counts: all there, all zero.
+    let values: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+    let nonzero = values.iter().find(|l| {
+        l.rsplit_once(' ')
+            .and_then(|(_, v)| v.parse::<f64>().ok())
+            .is_none_or(|v| v != 0.0)
+    });
+    ensure!(nonzero.is_none(), "before the first call: {nonzero:?}");
+    let count = values.len();
     let place = labels("unary", "coffee.v1.OrderService", "PlaceOrder");
     let (never, _) = series(
         &text,
