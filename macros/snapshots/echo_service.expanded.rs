@@ -320,6 +320,7 @@ impl pb::echo_service_server::EchoService for Echo {
                             }
                         }
                     }
+                    let __ti_request = __ti_guard.inbound(__ti_request);
                     __ti_guard
                         .bidi(async move {
                             let request = __ti_request;

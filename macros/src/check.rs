@@ -87,13 +87,6 @@ impl Limits {
             || self.calls_per_second.is_some()
             || self.calls_per_second_per_identity.is_some()
     }
-
-    /// Whether anything checks request messages one by one.
-    pub fn checks_requests(&self) -> bool {
-        self.max_messages_in.is_some()
-            || self.max_message_bytes.is_some()
-            || self.messages_per_second_in.is_some()
-    }
 }
 
 const LIMIT_KEYS: &str = "max_messages_in, max_messages_out, max_message_bytes, messages_per_second_in, messages_per_second_out, burst, on_rate_exceeded, timeout_ms, idle_timeout_ms, max_in_flight, calls_per_second, call_burst, calls_per_second_per_identity, queue";

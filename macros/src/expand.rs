@@ -582,15 +582,9 @@ fn rewrite_handler(
     let admit = if !full {
         quote!()
     } else if plan.rpc.client_streaming {
-        if has_adapter(plan)
-            || plan.limits.checks_requests()
-            || plan.limits.idle_timeout_ms.is_some()
-            || plan.named_in_limit
-        {
-            quote!(let #request = #guard.inbound(#request);)
-        } else {
-            quote!()
-        }
+        // Always wrapped: the limits a `.proto` declares apply to every guarded RPC,
+        // whatever the attribute says.
+        quote!(let #request = #guard.inbound(#request);)
     } else {
         quote! {
             if let ::core::result::Result::Err(#error) = #guard.admit_request(#request.get_ref()) {
