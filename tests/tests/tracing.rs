@@ -64,9 +64,12 @@ impl tonic_intercept_tests::pb::echo_service_server::EchoService for Traced {
 /// What the layer saw: each span's name and fields, and each event with its span.
 #[derive(Clone, Default)]
 struct Seen {
-    spans: Arc<Mutex<Vec<(String, BTreeMap<String, String>)>>>,
+    spans: Arc<Mutex<Vec<SeenSpan>>>,
     events: Arc<Mutex<Vec<Seen1>>>,
 }
+
+/// A span's name and its fields as recorded so far.
+type SeenSpan = (String, BTreeMap<String, String>);
 
 #[derive(Debug, Clone, PartialEq)]
 struct Seen1 {
