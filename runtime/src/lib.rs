@@ -118,7 +118,8 @@ pub use rpc::{IdempotencyLevel, Rpc, RpcDescriptor, RpcKind, RpcPolicy, Service}
 pub use stream::{Inbound, Outbound};
 
 pub use metrics::{
-    HANDLING_SECONDS_BUCKETS, METRICS_CONTENT_TYPE, ServerMetrics, ServiceMetrics, render_metrics,
+    HANDLING_SECONDS_BUCKETS, METRICS_CONTENT_TYPE, ServerMetrics, ServiceMetrics, grpc_code_label,
+    render_metrics,
 };
 /// The Prometheus client that [`ServerMetrics`] registers in: use this re-export (or the
 /// same version) for the [`Registry`](prometheus_client::registry::Registry).

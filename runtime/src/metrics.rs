@@ -59,8 +59,14 @@ const CODE_LABELS: [&str; 17] = [
     "Unauthenticated",
 ];
 
-/// The `grpc_code` label of `code`, as grpc-go spells it (`NotFound`).
-pub(crate) fn code_name(code: tonic::Code) -> &'static str {
+/// The `grpc_code` label of `code`, as grpc-go spells it, so that queries written for Go
+/// servers match.
+///
+/// ```
+/// assert_eq!(tonic_intercept::grpc_code_label(tonic::Code::NotFound), "NotFound");
+/// assert_eq!(tonic_intercept::grpc_code_label(tonic::Code::Cancelled), "Canceled");
+/// ```
+pub fn grpc_code_label(code: tonic::Code) -> &'static str {
     CODE_LABELS.get(code as usize).copied().unwrap_or("Unknown")
 }
 

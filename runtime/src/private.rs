@@ -7,9 +7,8 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use tonic::{Request, Streaming};
-
 use tonic::metadata::MetadataMap;
+use tonic::{Request, Streaming};
 use tracing::Span;
 
 use crate::auth::{Roles, check_roles};

@@ -11,7 +11,7 @@ use tracing::{Level, Span};
 
 use crate::call::{Call, Outcome};
 use crate::hook::Hook;
-use crate::metrics::code_name;
+use crate::metrics::grpc_code_label;
 use crate::rpc::Rpc;
 
 /// Emits an event at a level known only at run time: `tracing`'s macros need a constant
@@ -466,7 +466,7 @@ where
         }
         event_at!(
             (self.finish_level)(outcome.code),
-            grpc.code = code_name(outcome.code),
+            grpc.code = grpc_code_label(outcome.code),
             duration_ms,
             "finished call"
         );

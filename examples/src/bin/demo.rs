@@ -1140,30 +1140,6 @@ fn dechunk(mut rest: &str) -> Result<String, String> {
     }
 }
 
-/// grpc-go's spelling of a code, the `grpc_code` label's value.
-fn go_code(code: Code) -> &'static str {
-    const NAMES: [&str; 17] = [
-        "OK",
-        "Canceled",
-        "Unknown",
-        "InvalidArgument",
-        "DeadlineExceeded",
-        "NotFound",
-        "AlreadyExists",
-        "PermissionDenied",
-        "ResourceExhausted",
-        "FailedPrecondition",
-        "Aborted",
-        "OutOfRange",
-        "Unimplemented",
-        "Internal",
-        "Unavailable",
-        "DataLoss",
-        "Unauthenticated",
-    ];
-    NAMES[code as usize]
-}
-
 fn labels(kind: &str, service: &str, method: &str) -> String {
     format!(r#"grpc_type="{kind}",grpc_service="{service}",grpc_method="{method}""#)
 }
@@ -1241,7 +1217,10 @@ async fn metrics_after_run(
     // Every code, zeros included, as the demo saw them.
     for code in (0..=16).map(Code::from_i32) {
         let n = tally.count("PlaceOrder", code);
-        let code_labels = format!(r#"{place},grpc_code="{}""#, go_code(code));
+        let code_labels = format!(
+            r#"{place},grpc_code="{}""#,
+            tonic_intercept::grpc_code_label(code)
+        );
         let show = matches!(code, Code::Ok | Code::ResourceExhausted);
         expect("grpc_server_handled_total", &code_labels, n, show)?;
     }
@@ -1263,7 +1242,10 @@ async fn metrics_after_run(
 
     let cancel = labels("unary", orders, "CancelOrder");
     for code in [Code::Ok, Code::PermissionDenied] {
-        let code_labels = format!(r#"{cancel},grpc_code="{}""#, go_code(code));
+        let code_labels = format!(
+            r#"{cancel},grpc_code="{}""#,
+            tonic_intercept::grpc_code_label(code)
+        );
         let n = tally.count("CancelOrder", code);
         expect(
             "grpc_server_handled_total",
