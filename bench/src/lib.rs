@@ -1,17 +1,18 @@
-//! One echo service, served eight ways, and a load generator that checks every status.
+//! One echo service, served nine ways, and a load generator that checks every status.
 //!
 //! The variants differ only in what wraps the same handlers: nothing (bare tonic),
 //! tonic's `Interceptor`, a hand-written tower layer, a hand-written tower stack doing
 //! what `#[intercept]`'s full chain does, and `#[intercept]` with no policy, with auth,
-//! with auth + limits + typed hooks, and with typed hooks and count limits only.
-//! `BENCHMARKS.md` has the figures.
+//! with auth + limits + typed hooks, with typed hooks and count limits only, and with
+//! the full chain plus the server policy suite (metrics, recovery, tracing, validation,
+//! a concurrency limit). `BENCHMARKS.md` has the figures.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::str::FromStr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -19,7 +20,10 @@ use tokio::net::TcpListener;
 use tokio_stream::{Stream, StreamExt};
 use tonic::metadata::MetadataMap;
 use tonic::{Code, Request, Response, Status, Streaming};
-use tonic_intercept::{Authenticate, Call, Hook, Rpc, intercept};
+use tonic_intercept::prometheus_client::registry::Registry;
+use tonic_intercept::{
+    Authenticate, Call, Hook, Rpc, ServerMetrics, ServiceMetrics, Validate, Violations, intercept,
+};
 
 pub mod tower_layers;
 
@@ -57,10 +61,14 @@ pub enum Variant {
     /// `#[intercept]` with only what the per-message target names: typed hooks on every
     /// message and stream count limits.
     InterceptHooks,
+    /// [`InterceptFull`](Variant::InterceptFull) plus the server policy suite: Prometheus
+    /// metrics, panic recovery, a span per call (no subscriber installed), validation of
+    /// every request message, and `max_in_flight` on the unary RPC.
+    InterceptSuite,
 }
 
 impl Variant {
-    pub const ALL: [Variant; 8] = [
+    pub const ALL: [Variant; 9] = [
         Variant::Bare,
         Variant::Interceptor,
         Variant::Tower,
@@ -69,6 +77,7 @@ impl Variant {
         Variant::InterceptAuth,
         Variant::InterceptFull,
         Variant::InterceptHooks,
+        Variant::InterceptSuite,
     ];
 
     pub fn name(self) -> &'static str {
@@ -81,6 +90,7 @@ impl Variant {
             Variant::InterceptAuth => "intercept-auth",
             Variant::InterceptFull => "intercept-full",
             Variant::InterceptHooks => "intercept-hooks",
+            Variant::InterceptSuite => "intercept-suite",
         }
     }
 
@@ -94,7 +104,10 @@ impl Variant {
 
     /// Whether messages over [`MAX_MESSAGE_BYTES`] are refused.
     pub fn limits_size(self) -> bool {
-        matches!(self, Variant::TowerFull | Variant::InterceptFull)
+        matches!(
+            self,
+            Variant::TowerFull | Variant::InterceptFull | Variant::InterceptSuite
+        )
     }
 }
 
@@ -118,6 +131,9 @@ pub struct Handled {
     pub calls: AtomicU64,
     /// Messages the handlers received (client streams, bidi).
     pub messages_in: AtomicU64,
+    /// The Prometheus registry of the variants with `metrics(..)` (empty for the others),
+    /// so that a test can check the metrics counted what the load did.
+    pub registry: Mutex<Registry>,
 }
 
 /// The shared handlers: an echo, written once.
@@ -414,6 +430,75 @@ impl pb::bench_server::Bench for InterceptHooks {
     }
 }
 
+/// The trivial rule `validate` checks on every request message of the suite: payloads
+/// carry data.
+impl Validate for Payload {
+    fn validate(&self, violations: &mut Violations) {
+        if self.data.is_empty() {
+            violations.field("data", "must not be empty");
+        }
+    }
+}
+
+/// A server stream may not ask for payloads over the size limit.
+impl Validate for StreamRequest {
+    fn validate(&self, violations: &mut Violations) {
+        if self.size as usize > MAX_MESSAGE_BYTES {
+            violations.field("size", "must be at most MAX_MESSAGE_BYTES");
+        }
+    }
+}
+
+/// `max_in_flight` of the suite's unary RPC: far above the benchmark's one caller, but
+/// checked (and the slot taken and released) on every call.
+pub const SUITE_MAX_IN_FLIGHT: u32 = 1_000;
+
+/// `#[intercept]` with the full chain plus the server policy suite.
+#[derive(Debug, Clone)]
+pub struct InterceptSuite {
+    pub handled: Arc<Handled>,
+    pub tokens: TokenCheck,
+    pub counter: MessageCounter,
+    pub metrics: ServiceMetrics<pb::bench_intercept::Service>,
+}
+
+#[intercept(
+    recover,
+    trace,
+    metrics(self.metrics),
+    auth(self.tokens),
+    validate,
+    limit(timeout_ms = 60_000, max_message_bytes = MAX_MESSAGE_BYTES),
+    limit(Unary, max_in_flight = SUITE_MAX_IN_FLIGHT),
+    limit(ServerStream, max_messages_out = STREAM_MAX, messages_per_second_out = STREAM_RATE, burst = 1_000),
+    limit(ClientStream, max_messages_in = STREAM_MAX, messages_per_second_in = STREAM_RATE, burst = 1_000),
+    limit(Bidi, max_messages_in = STREAM_MAX, max_messages_out = STREAM_MAX),
+    hook(self.counter: MessageCounter),
+)]
+#[tonic::async_trait]
+impl pb::bench_server::Bench for InterceptSuite {
+    async fn unary(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
+        echo::unary(&self.handled, request)
+    }
+    type ServerStreamStream = Payloads;
+    async fn server_stream(
+        &self,
+        request: Request<StreamRequest>,
+    ) -> Result<Response<Payloads>, Status> {
+        echo::server_stream(&self.handled, request)
+    }
+    async fn client_stream(
+        &self,
+        request: Request<Streaming<Payload>>,
+    ) -> Result<Response<Summary>, Status> {
+        echo::client_stream(&self.handled, request.into_inner()).await
+    }
+    type BidiStream = Echoes;
+    async fn bidi(&self, request: Request<Streaming<Payload>>) -> Result<Response<Echoes>, Status> {
+        echo::bidi(&self.handled, request.into_inner())
+    }
+}
+
 /// Serves `variant` on `listener` until `shutdown` resolves; `handled` counts the work.
 pub async fn serve(
     variant: Variant,
@@ -494,6 +579,21 @@ pub async fn serve(
                 .add_service(BenchServer::new(InterceptHooks {
                     handled,
                     counter: MessageCounter::default(),
+                }))
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await
+        }
+        Variant::InterceptSuite => {
+            let metrics = {
+                let mut registry = handled.registry.lock().expect("registry lock");
+                ServerMetrics::register(&mut registry).service::<pb::bench_intercept::Service>()
+            };
+            Server::builder()
+                .add_service(BenchServer::new(InterceptSuite {
+                    handled,
+                    tokens: TokenCheck,
+                    counter: MessageCounter::default(),
+                    metrics,
                 }))
                 .serve_with_incoming_shutdown(incoming, shutdown)
                 .await

@@ -44,10 +44,10 @@ static GLOBAL: Counting = Counting;
 const USAGE: &str = "usage:
   bench serve --variant V [--addr 127.0.0.1:0]
   bench load --addr A --workload W [--calls N] [--messages M] [--size B] [--concurrency C]
-  bench callgrind [--out target/bench] [--variants a,b]  (needs valgrind; build with --release)
+  bench callgrind [--out target/bench] [--variants a,b] [--workloads w,x]  (needs valgrind; --release)
   bench allocations                           (heap allocations and bytes, no valgrind)
   bench wallclock [--rounds R] [--calls N]    (build with --release)
-variants: bare interceptor tower tower-full intercept-none intercept-auth intercept-full intercept-hooks
+variants: bare interceptor tower tower-full intercept-none intercept-auth intercept-full intercept-hooks intercept-suite
 workloads: unary server-stream client-stream bidi no-token oversize";
 
 fn main() {
@@ -225,13 +225,84 @@ fn instructions(out: &PathBuf) -> Result<u64, String> {
         .ok_or_else(|| format!("no summary in {}", out.display()))
 }
 
+/// Instructions spent inside glibc's allocator (`malloc`, `free` and their internals),
+/// from `callgrind_annotate`'s per-function totals.
+///
+/// Its cost per call varies with the heap's layout by a few hundred instructions between
+/// processes making the same allocations, more than many differences between variants,
+/// so `callgrind` reports it beside the total: the instructions outside it repeat within
+/// a few tens per call.
+fn allocator_instructions(out: &PathBuf) -> Result<u64, String> {
+    const ALLOCATOR: [&str; 8] = [
+        "malloc",
+        "free",
+        "realloc",
+        "calloc",
+        "posix_memalign",
+        "memalign",
+        "cfree",
+        "sysmalloc",
+    ];
+    let output = Command::new("callgrind_annotate")
+        .args(["--inclusive=no", "--threshold=100"])
+        .arg(out)
+        .output()
+        .map_err(|e| format!("cannot run callgrind_annotate: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "callgrind_annotate {}: {}",
+            out.display(),
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    let mut total = 0;
+    // Lines read `1,234 (0.01%)  ./malloc/./malloc/malloc.c:_int_free [/usr/lib/.../libc.so.6]`.
+    for line in text.lines() {
+        let Some((count, rest)) = line.trim_start().split_once(' ') else {
+            continue;
+        };
+        let Ok(count) = count.replace(',', "").parse::<u64>() else {
+            continue;
+        };
+        let Some((function, object)) = rest.rsplit_once(" [") else {
+            continue;
+        };
+        if !object.contains("libc.so") {
+            continue;
+        }
+        let (file, name) = function.rsplit_once(':').unwrap_or(("", function));
+        let name = name.trim();
+        let internal = name.starts_with("_int_")
+            || name.starts_with("_mid_memalign")
+            || name.starts_with("malloc_")
+            || name.starts_with("unlink_chunk")
+            || name.starts_with("systrim")
+            || name.starts_with("alloc_perturb")
+            || name.starts_with("tcache_");
+        if file.contains("/malloc/") || internal || ALLOCATOR.contains(&name) {
+            total += count;
+        }
+    }
+    Ok(total)
+}
+
+/// One server run under callgrind.
+#[derive(Debug, Clone, Copy)]
+struct Measured {
+    instructions: u64,
+    /// Of which inside the allocator.
+    allocator: u64,
+    allocations: u64,
+}
+
 /// One measured server run: instructions and allocations for `load`.
 fn measure(
     runtime: &tokio::runtime::Runtime,
     variant: Variant,
     load: Load,
     dir: &std::path::Path,
-) -> Result<(u64, u64), String> {
+) -> Result<Measured, String> {
     let out = dir.join(format!(
         "callgrind.{}.{}.{}x{}",
         variant.name(),
@@ -261,19 +332,27 @@ fn measure(
             load.workload.name()
         ));
     }
-    Ok((instructions(&out)?, allocations))
+    Ok(Measured {
+        instructions: instructions(&out)?,
+        allocator: allocator_instructions(&out)?,
+        allocations,
+    })
 }
 
 /// Per-unit cost by the difference of two runs.
 struct Cost {
     instructions: f64,
+    /// Of which inside the allocator.
+    allocator: f64,
     allocations: f64,
 }
 
-fn cost(a: (u64, u64), b: (u64, u64), units: f64) -> Cost {
+fn cost(a: Measured, b: Measured, units: f64) -> Cost {
+    let per = |x: u64, y: u64| (y as f64 - x as f64) / units;
     Cost {
-        instructions: (b.0 as f64 - a.0 as f64) / units,
-        allocations: (b.1 as f64 - a.1 as f64) / units,
+        instructions: per(a.instructions, b.instructions),
+        allocator: per(a.allocator, b.allocator),
+        allocations: per(a.allocations, b.allocations),
     }
 }
 
@@ -294,10 +373,14 @@ fn cmd_callgrind(args: &[String]) -> Result<(), String> {
         Some(list) => list.split(',').map(str::parse).collect::<Result<_, _>>()?,
         None => Variant::ALL.to_vec(),
     };
+    let workloads: Vec<Workload> = match flag(args, "--workloads") {
+        Some(list) => list.split(',').map(str::parse).collect::<Result<_, _>>()?,
+        None => Workload::ALL.to_vec(),
+    };
     let mut rows = Vec::new();
     for variant in variants {
         let mut row = vec![variant.name().to_string()];
-        for workload in Workload::ALL {
+        for &workload in &workloads {
             let c = match workload {
                 Workload::Unary | Workload::NoToken | Workload::Oversize => {
                     let a = measure(&runtime, variant, base(workload, calls1, 1), &dir)?;
@@ -311,18 +394,36 @@ fn cmd_callgrind(args: &[String]) -> Result<(), String> {
                 }
             };
             eprintln!(
-                "{:<15} {:<14} {:>9.0} instructions {:>6.2} allocations",
+                "{:<15} {:<14} {:>9.0} instructions ({:>6.0} outside the allocator) {:>6.2} allocations",
                 variant.name(),
                 workload.name(),
                 c.instructions,
+                c.instructions - c.allocator,
                 c.allocations
             );
-            row.push(format!("{:.0} / {:.2}", c.instructions, c.allocations));
+            row.push(format!(
+                "{:.0} ({:.0}) / {:.2}",
+                c.instructions,
+                c.instructions - c.allocator,
+                c.allocations
+            ));
         }
         rows.push(row);
     }
-    let mut table = String::from(
-        "| variant | unary (per call) | server-stream (per msg) | client-stream (per msg) | bidi (per round trip) | no-token (per call) | oversize (per call) |\n|---|---|---|---|---|---|---|\n",
+    let per = |w: &Workload| match w {
+        Workload::Unary | Workload::NoToken | Workload::Oversize => "per call",
+        Workload::ServerStream | Workload::ClientStream => "per msg",
+        Workload::Bidi => "per round trip",
+    };
+    let mut table = format!(
+        "Server instructions (of which outside glibc's allocator) / heap allocations, \
+         by the difference of two runs.\n\n| variant | {} |\n|---|{}\n",
+        workloads
+            .iter()
+            .map(|w| format!("{} ({})", w.name(), per(w)))
+            .collect::<Vec<_>>()
+            .join(" | "),
+        "---|".repeat(workloads.len())
     );
     for row in rows {
         table.push_str(&format!("| {} |\n", row.join(" | ")));
