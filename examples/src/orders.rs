@@ -313,10 +313,7 @@ impl crate::coffee::order_service_server::OrderService for Orders {
         &self,
         request: Request<PlaceOrderRequest>,
     ) -> Result<Response<Order>, Status> {
-        let time_left = request
-            .extensions()
-            .get::<Deadline>()
-            .map(Deadline::remaining);
+        let time_left = Deadline::current().map(|d| d.remaining());
         let by = caller_name(&request);
         // Already valid here: `validate(PlaceOrder)` refused the rest.
         let PlaceOrderRequest {

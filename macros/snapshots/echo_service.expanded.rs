@@ -23,7 +23,6 @@ impl pb::echo_service_server::EchoService for Echo {
                 false,
                 async {
                     let mut __ti_request = __ti_request;
-                    __ti_guard.expose_deadline(&mut __ti_request);
                     if let ::core::result::Result::Err(__ti_status) = <Recorder as ::tonic_intercept::Hook<
                         pb::echo_service_intercept::Unary,
                     >>::on_call(
@@ -106,7 +105,6 @@ impl pb::echo_service_server::EchoService for Echo {
                 false,
                 async {
                     let mut __ti_request = __ti_request;
-                    __ti_guard.expose_deadline(&mut __ti_request);
                     if !<pb::echo_service_intercept::ServerStream as ::tonic_intercept::Rpc>::DESCRIPTOR
                         .policy
                         .public
@@ -192,7 +190,6 @@ impl pb::echo_service_server::EchoService for Echo {
                 false,
                 async {
                     let mut __ti_request = __ti_request;
-                    __ti_guard.expose_deadline(&mut __ti_request);
                     if !<pb::echo_service_intercept::ClientStream as ::tonic_intercept::Rpc>::DESCRIPTOR
                         .policy
                         .public
@@ -291,7 +288,6 @@ impl pb::echo_service_server::EchoService for Echo {
                 false,
                 async {
                     let mut __ti_request = __ti_request;
-                    __ti_guard.expose_deadline(&mut __ti_request);
                     if !<pb::echo_service_intercept::Bidi as ::tonic_intercept::Rpc>::DESCRIPTOR
                         .policy
                         .public

@@ -693,7 +693,6 @@ fn rewrite_handler(
         #trace
         let __ti_outcome = ::tonic_intercept::__private::run(#guard.span(), #recover, async {
             let mut #request = #request;
-            #guard.expose_deadline(&mut #request);
             #(#observe)*
             #key_slot
             #auth

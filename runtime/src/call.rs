@@ -81,14 +81,18 @@ impl Call {
     }
 }
 
-/// The deadline of a call, in the request's extensions when the call has one (the
-/// client's `grpc-timeout` or the RPC's `timeout_ms`), so the handler can see how much
-/// time is left and pass it on to the calls it makes.
+/// The deadline of the call whose handler is running, for the handler to see how much
+/// time is left and to pass it on to the calls it makes.
+///
+/// [`Deadline::current`] finds it while the handler's future runs (no allocation: it is
+/// a task-local, set around the handler by `#[intercept]`); read it there, before
+/// spawning work that should honour it. `None` when the call has no deadline (neither a
+/// client `grpc-timeout` nor `timeout_ms`).
 ///
 /// ```
-/// # fn handler(request: tonic::Request<()>) {
+/// # async fn handler() {
 /// use tonic_intercept::Deadline;
-/// if let Some(deadline) = request.extensions().get::<Deadline>() {
+/// if let Some(deadline) = Deadline::current() {
 ///     let left = deadline.remaining();
 ///     # let _ = left;
 /// }
@@ -97,10 +101,27 @@ impl Call {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Deadline(pub Instant);
 
+tokio::task_local! {
+    static DEADLINE: Instant;
+}
+
 impl Deadline {
+    /// The running handler's deadline, if its call has one.
+    pub fn current() -> Option<Deadline> {
+        DEADLINE.try_with(|at| Deadline(*at)).ok()
+    }
+
     /// Time left (zero once it has passed).
     pub fn remaining(&self) -> Duration {
         self.0.saturating_duration_since(Instant::now())
+    }
+
+    /// Runs `handler` with `at` as its [`Deadline::current`].
+    pub(crate) fn scope<F: std::future::Future>(
+        at: Instant,
+        handler: F,
+    ) -> impl std::future::Future<Output = F::Output> {
+        DEADLINE.scope(at, handler)
     }
 }
 

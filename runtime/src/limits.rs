@@ -256,7 +256,7 @@ impl Meter {
     ///
     /// Inlined into the stream wrappers' `poll`; the errors are built out of line, so
     /// the hot path is a few compares.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn check<M: prost::Message>(
         &self,
         rpc: &RpcDescriptor,

@@ -182,13 +182,6 @@ impl<R: Rpc, H: Hooks<R>> Guard<R, H> {
         self.span.clone()
     }
 
-    /// Puts the deadline where the handler can read it.
-    pub fn expose_deadline<T>(&self, request: &mut Request<T>) {
-        if let Some(deadline) = self.call.deadline() {
-            request.extensions_mut().insert(Deadline(deadline));
-        }
-    }
-
     /// Ends a call that a step refused: hooks see the status, which is returned.
     pub fn reject(&mut self, (policy, status): (Policy, Status)) -> Status {
         self.finish(status.code(), Some(policy));
@@ -319,10 +312,12 @@ impl<R: Rpc, H: Hooks<R>> Guard<R, H> {
         F: Future<Output = Result<T, Status>>,
     {
         let result = match self.call.deadline() {
-            Some(deadline) => match tokio::time::timeout_at(deadline, handler).await {
-                Ok(result) => result,
-                Err(_) => return Err((Some(Policy::Deadline), deadline_exceeded(&self.call))),
-            },
+            Some(deadline) => {
+                match tokio::time::timeout_at(deadline, Deadline::scope(deadline, handler)).await {
+                    Ok(result) => result,
+                    Err(_) => return Err((Some(Policy::Deadline), deadline_exceeded(&self.call))),
+                }
+            }
             None => handler.await,
         };
         result.map_err(|status| (None, status))

@@ -26,7 +26,7 @@ use crate::rpc::Rpc;
 
 /// The per-message policies of a request, in their documented order: stream limits,
 /// validation, hooks. The error names the policy that refused.
-#[inline]
+#[inline(always)]
 pub(crate) fn check_request<R: Rpc, H: Hooks<R>>(
     meter: &mut Meter,
     call: &Call,
@@ -47,7 +47,7 @@ pub(crate) fn check_request<R: Rpc, H: Hooks<R>>(
 }
 
 /// The per-message policies of a response: stream limits, then hooks.
-#[inline]
+#[inline(always)]
 pub(crate) fn check_response<R: Rpc, H: Hooks<R>>(
     meter: &mut Meter,
     call: &Call,
@@ -316,10 +316,10 @@ where
         if *this.finished {
             return Poll::Ready(None);
         }
-        // A clone, because the projection is borrowed whole below; for `Span::none()`
-        // (no `trace`) it costs nothing.
-        let span = this.span.clone();
-        let _span = span.enter();
+        // Entered through a clone, because the projection is borrowed whole below; without
+        // `trace` the span is `Span::none()` and neither is done.
+        let span = (!this.span.is_none()).then(|| this.span.clone());
+        let _entered = span.as_ref().map(Span::enter);
         if !*this.recover {
             return step(&mut this, cx);
         }
@@ -340,6 +340,10 @@ where
 type Projected<'a, R, S, H> = OutboundProj<'a, R, S, H>;
 
 /// One poll of the response side; ends the call itself when it ends.
+///
+/// Always inlined: it is the per-message hot path, and `poll_next` calls it from two
+/// places (with and without `recover`), which would otherwise keep it out of line.
+#[inline(always)]
 fn step<R, S, H>(
     this: &mut Projected<'_, R, S, H>,
     cx: &mut Context<'_>,

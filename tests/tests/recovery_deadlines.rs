@@ -66,10 +66,7 @@ struct Fragile {
 impl tonic_intercept_tests::pb::echo_service_server::EchoService for Fragile {
     async fn unary(&self, request: Request<EchoRequest>) -> Result<Response<EchoReply>, Status> {
         self.handled.fetch_add(1, Ordering::SeqCst);
-        let left = request
-            .extensions()
-            .get::<Deadline>()
-            .map(Deadline::remaining);
+        let left = Deadline::current().map(|d| d.remaining());
         let text = request.into_inner().text;
         match text.as_str() {
             "panic" => panic!("the handler broke: secret handler detail"),
