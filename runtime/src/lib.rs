@@ -3,10 +3,13 @@
 //! `tonic-intercept-build` (in your `build.rs`) emits, next to prost's messages and
 //! tonic's client and server, one type per RPC implementing [`Rpc`]. The
 //! [`#[intercept]`](macro@intercept) attribute on your service impl then wraps every RPC
-//! in the policies you declare (auth with a public allowlist, per-RPC limits on stream
-//! length, message size, message rate and time, and typed [`Hook`]s) and the compiler
+//! in the policies you declare (auth with a public allowlist and [`Roles`], per-RPC
+//! limits on stream length, message size, message rate, time, concurrency and call rate,
+//! [`Validate`], an [`IdempotencyCache`], Prometheus [`ServerMetrics`], [`TraceCalls`]
+//! spans, panic recovery, and typed [`Hook`]s), in one documented order, and the compiler
 //! rejects policies that cannot be right: an RPC name that does not exist, a stream
-//! limit on a unary RPC, an RPC that no auth rule covers.
+//! limit on a unary RPC, an RPC that no auth rule covers, a value that contradicts the
+//! policy declared in the `.proto` ([`RpcPolicy`]).
 //!
 //! ```
 //! # mod pb {
