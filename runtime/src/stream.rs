@@ -212,38 +212,45 @@ pin_project! {
     pub struct Outbound<R: Rpc, S, H: Hooks<R>> {
         #[pin]
         inner: Option<S>,
-        call: Call,
-        hooks: H,
-        meter: Meter,
-        inbound: InCounts,
-        deadline: Option<Pin<Box<Sleep>>>,
-        idle: Option<Idle>,
-        pacing: Option<Pin<Box<Sleep>>>,
-        pending: Option<R::Response>,
-        span: Span,
-        recover: bool,
-        admitted: Option<Admitted>,
-        finished: bool,
+        // Everything else in one unpinned part, so that projecting (at every poll) is
+        // two pointers, not one per field.
+        st: OutboundState<R, H>,
     }
 
     impl<R: Rpc, S, H: Hooks<R>> PinnedDrop for Outbound<R, S, H> {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
-            if !*this.finished {
-                let _span = this.span.enter();
-                let (messages_in, bytes_in) = this.inbound.get();
+            if !this.st.finished {
+                let _span = this.st.span.enter();
+                let (messages_in, bytes_in) = this.st.inbound.get();
                 let code = if std::thread::panicking() { Code::Internal } else { Code::Cancelled };
-                this.hooks.on_finish(this.call, &Outcome {
+                this.st.hooks.on_finish(&this.st.call, &Outcome {
                     code,
                     messages_in,
-                    messages_out: this.meter.messages,
+                    messages_out: this.st.meter.messages,
                     bytes_in,
-                    bytes_out: this.meter.bytes,
+                    bytes_out: this.st.meter.bytes,
                     ended_by: None,
                 });
             }
         }
     }
+}
+
+/// The unpinned part of an [`Outbound`].
+pub(crate) struct OutboundState<R: Rpc, H: Hooks<R>> {
+    call: Call,
+    hooks: H,
+    meter: Meter,
+    inbound: InCounts,
+    deadline: Option<Pin<Box<Sleep>>>,
+    idle: Option<Idle>,
+    pacing: Option<Pin<Box<Sleep>>>,
+    pending: Option<R::Response>,
+    span: Span,
+    recover: bool,
+    admitted: Option<Admitted>,
+    finished: bool,
 }
 
 /// What a guard hands to the response stream when the handler returns it.
@@ -270,26 +277,28 @@ impl<R: Rpc, S, H: Hooks<R>> Outbound<R, S, H> {
         } = tail;
         Self {
             inner: Some(inner),
-            deadline: call
-                .deadline()
-                .map(|d| Box::pin(tokio::time::sleep_until(d))),
-            idle: Idle::new(limits.get_idle_timeout(), Instant::now()),
-            call,
-            meter: Meter::new(Dir::Out, &limits),
-            hooks,
-            inbound,
-            pacing: None,
-            pending: None,
-            span,
-            recover,
-            admitted,
-            finished: false,
+            st: OutboundState {
+                deadline: call
+                    .deadline()
+                    .map(|d| Box::pin(tokio::time::sleep_until(d))),
+                idle: Idle::new(limits.get_idle_timeout(), Instant::now()),
+                call,
+                meter: Meter::new(Dir::Out, &limits),
+                hooks,
+                inbound,
+                pacing: None,
+                pending: None,
+                span,
+                recover,
+                admitted,
+                finished: false,
+            },
         }
     }
 
     /// The call this stream belongs to.
     pub fn call(&self) -> &Call {
-        &self.call
+        &self.st.call
     }
 
     /// The handler's stream, unless the call already ended.
@@ -299,7 +308,7 @@ impl<R: Rpc, S, H: Hooks<R>> Outbound<R, S, H> {
 
     /// Response messages that passed so far.
     pub fn messages_sent(&self) -> u64 {
-        self.meter.messages
+        self.st.meter.messages
     }
 }
 
@@ -313,21 +322,21 @@ where
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let mut this = self.project();
-        if *this.finished {
+        if this.st.finished {
             return Poll::Ready(None);
         }
         // Entered through a clone, because the projection is borrowed whole below; without
         // `trace` the span is `Span::none()` and neither is done.
-        let span = (!this.span.is_none()).then(|| this.span.clone());
+        let span = (!this.st.span.is_none()).then(|| this.st.span.clone());
         let _entered = span.as_ref().map(Span::enter);
-        if !*this.recover {
+        if !this.st.recover {
             return step(&mut this, cx);
         }
         match catch_unwind(AssertUnwindSafe(|| step(&mut this, cx))) {
             Ok(poll) => poll,
             Err(payload) => {
-                let status = panicked(this.call, &*payload);
-                if *this.finished {
+                let status = panicked(&this.st.call, &*payload);
+                if this.st.finished {
                     // The panic came from a hook's `on_finish`: the call was reported.
                     return Poll::Ready(Some(Err(status)));
                 }
@@ -357,23 +366,24 @@ where
     // it is polled when the stream would wait (which also arms the wake-up) and every
     // 64th message (so a stream that never waits is still cut).
     let mut deadline_passed = |cx: &mut Context<'_>| {
-        this.deadline
+        this.st
+            .deadline
             .as_mut()
             .is_some_and(|d| d.as_mut().poll(cx).is_ready())
     };
     let ended: Option<(Option<Policy>, Status)> = loop {
-        if this.pending.is_some() {
-            let pacing = this.pacing.as_mut().expect("armed with pending");
+        if this.st.pending.is_some() {
+            let pacing = this.st.pacing.as_mut().expect("armed with pending");
             if pacing.as_mut().poll(cx).is_pending() {
                 if deadline_passed(cx) {
-                    break Some((Some(Policy::Deadline), deadline_exceeded(this.call)));
+                    break Some((Some(Policy::Deadline), deadline_exceeded(&this.st.call)));
                 }
                 return Poll::Pending;
             }
-            if let Some(idle) = this.idle.as_mut() {
-                idle.moved(this.inbound.shared());
+            if let Some(idle) = this.st.idle.as_mut() {
+                idle.moved(this.st.inbound.shared());
             }
-            return Poll::Ready(this.pending.take().map(Ok));
+            return Poll::Ready(this.st.pending.take().map(Ok));
         }
         let Some(inner) = this.inner.as_mut().as_pin_mut() else {
             return Poll::Ready(None);
@@ -382,51 +392,58 @@ where
         // violation ends the call once the handler has nothing ready.
         let message = match inner.poll_next(cx) {
             Poll::Pending if deadline_passed(cx) => {
-                break Some((Some(Policy::Deadline), deadline_exceeded(this.call)));
+                break Some((Some(Policy::Deadline), deadline_exceeded(&this.st.call)));
             }
-            Poll::Pending => match this.inbound.violation() {
+            Poll::Pending => match this.st.inbound.violation() {
                 Some((policy, status)) => break Some((Some(*policy), status.clone())),
                 None => {
-                    if let Some(idle) = this.idle.as_mut()
-                        && idle.expired(cx, this.inbound.shared())
+                    if let Some(idle) = this.st.idle.as_mut()
+                        && idle.expired(cx, this.st.inbound.shared())
                     {
                         let after = idle.after;
-                        break Some((Some(Policy::IdleTimeout), idle_timeout(this.call, after)));
+                        break Some((
+                            Some(Policy::IdleTimeout),
+                            idle_timeout(&this.st.call, after),
+                        ));
                     }
                     return Poll::Pending;
                 }
             },
-            Poll::Ready(Some(Ok(_))) if this.meter.messages % 64 == 63 && deadline_passed(cx) => {
-                break Some((Some(Policy::Deadline), deadline_exceeded(this.call)));
+            Poll::Ready(Some(Ok(_)))
+                if this.st.meter.messages % 64 == 63 && deadline_passed(cx) =>
+            {
+                break Some((Some(Policy::Deadline), deadline_exceeded(&this.st.call)));
             }
             Poll::Ready(None) => {
                 break this
+                    .st
                     .inbound
                     .violation()
                     .map(|(policy, status)| (Some(*policy), status.clone()));
             }
             // A request-side violation decides the call's status, whatever the handler
             // made of it.
-            Poll::Ready(Some(Err(status))) => match this.inbound.violation() {
+            Poll::Ready(Some(Err(status))) => match this.st.inbound.violation() {
                 Some((policy, violation)) => break Some((Some(*policy), violation.clone())),
                 None => break Some((None, status)),
             },
             Poll::Ready(Some(Ok(message))) => message,
         };
-        if let Err((policy, status)) = check_response(this.meter, this.call, &*this.hooks, &message)
+        if let Err((policy, status)) =
+            check_response(&mut this.st.meter, &this.st.call, &this.st.hooks, &message)
         {
             break Some((Some(policy), status));
         }
-        match this.meter.admit(this.call.rpc()) {
+        match this.st.meter.admit(this.st.call.rpc()) {
             Ok(Admit::Now) => {
-                if let Some(idle) = this.idle.as_mut() {
-                    idle.moved(this.inbound.shared());
+                if let Some(idle) = this.st.idle.as_mut() {
+                    idle.moved(this.st.inbound.shared());
                 }
                 return Poll::Ready(Some(Ok(message)));
             }
             Ok(Admit::At(at)) => {
-                arm(this.pacing, at);
-                *this.pending = Some(message);
+                arm(&mut this.st.pacing, at);
+                this.st.pending = Some(message);
             }
             Err(status) => break Some((Some(Policy::Limit), status)),
         }
@@ -439,24 +456,24 @@ fn finish<R: Rpc, S, H: Hooks<R>>(
     this: &mut Projected<'_, R, S, H>,
     ended: Option<(Option<Policy>, Status)>,
 ) -> Option<Status> {
-    *this.finished = true;
+    this.st.finished = true;
     this.inner.set(None);
-    *this.pending = None;
+    this.st.pending = None;
     // The in-flight slot frees when the call's work is done.
-    *this.admitted = None;
-    let (messages_in, bytes_in) = this.inbound.get();
+    this.st.admitted = None;
+    let (messages_in, bytes_in) = this.st.inbound.get();
     let (ended_by, status) = match ended {
         Some((policy, status)) => (policy, Some(status)),
         None => (None, None),
     };
-    this.hooks.on_finish(
-        this.call,
+    this.st.hooks.on_finish(
+        &this.st.call,
         &Outcome {
             code: status.as_ref().map_or(Code::Ok, Status::code),
             messages_in,
-            messages_out: this.meter.messages,
+            messages_out: this.st.meter.messages,
             bytes_in,
-            bytes_out: this.meter.bytes,
+            bytes_out: this.st.meter.bytes,
             ended_by,
         },
     );
@@ -502,9 +519,9 @@ impl<R: Rpc, H: Hooks<R>> std::fmt::Debug for Inbound<R, H> {
 impl<R: Rpc, S, H: Hooks<R>> std::fmt::Debug for Outbound<R, S, H> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Outbound")
-            .field("rpc", &self.call.rpc().path)
-            .field("messages", &self.meter.messages)
-            .field("finished", &self.finished)
+            .field("rpc", &self.st.call.rpc().path)
+            .field("messages", &self.st.meter.messages)
+            .field("finished", &self.st.finished)
             .finish_non_exhaustive()
     }
 }
