@@ -176,7 +176,9 @@ fn members(service: &Service, plan: &RpcPlan) -> Vec<Member> {
         let module = &service.rpc_module;
         members.push(Member {
             ty: quote!(::tonic_intercept::ServiceMetrics<#module::Service>),
-            value: quote_spanned!(metrics.span()=> ::core::clone::Clone::clone(&#metrics)),
+            value: quote_spanned!(metrics.span()=>
+                ::tonic_intercept::__private::MetricsOf::<#module::Service>::metrics(&#metrics)
+            ),
         });
     }
     for hook in &plan.hooks {
@@ -656,7 +658,8 @@ fn rewrite_handler(
                 quote!(0)
             };
             let begin = quote_spanned! {cache.span()=>
-                ::tonic_intercept::IdempotencyCache::<#rpc>::begin_scoped(&#cache, #guard.call(), #request.metadata(), #request.get_ref(), #scope)
+                ::tonic_intercept::__private::CacheOf::<#rpc>::cache(&#cache)
+                    .begin_scoped(#guard.call(), #request.metadata(), #request.get_ref(), #scope)
             };
             quote! {
                 let #ticket = match #begin {

@@ -104,6 +104,38 @@ pub const fn same_roles(a: &[&str], b: &[&str]) -> bool {
     true
 }
 
+/// `metrics(value)`: the value must be the metrics of this impl's service.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` are not the metrics of the service `{S}`",
+    label = "metrics of another service",
+    note = "create this service's with `ServerMetrics::service::<{S}>()`"
+)]
+pub trait MetricsOf<S> {
+    fn metrics(&self) -> crate::metrics::ServiceMetrics<S>;
+}
+
+impl<S: crate::rpc::Service> MetricsOf<S> for crate::metrics::ServiceMetrics<S> {
+    fn metrics(&self) -> crate::metrics::ServiceMetrics<S> {
+        self.clone()
+    }
+}
+
+/// `idempotency(cache, Rpc)`: the cache must be typed by that RPC.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an idempotency cache for the RPC `{R}`",
+    label = "a cache for another RPC",
+    note = "the cache of `{R}` is an `IdempotencyCache<{R}>`: it stores `{R}`'s responses"
+)]
+pub trait CacheOf<R: Rpc> {
+    fn cache(&self) -> &crate::idempotency::IdempotencyCache<R>;
+}
+
+impl<R: Rpc> CacheOf<R> for crate::idempotency::IdempotencyCache<R> {
+    fn cache(&self) -> &crate::idempotency::IdempotencyCache<R> {
+        self
+    }
+}
+
 /// The service of the stand-in RPCs that `__doc_rpc!` defines for doc examples.
 #[derive(Debug, Clone, Copy)]
 pub struct DocService;
