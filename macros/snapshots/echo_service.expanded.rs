@@ -62,7 +62,7 @@ impl pb::echo_service_server::EchoService for Echo {
             )
             .await;
         match __ti_outcome {
-            ::core::result::Result::Ok(__ti_result) => __ti_result,
+            ::core::result::Result::Ok(__ti_ret) => __ti_ret,
             ::core::result::Result::Err(__ti_panic) => {
                 ::core::result::Result::Err(__ti_guard.panicked(__ti_panic))
             }
@@ -157,7 +157,7 @@ impl pb::echo_service_server::EchoService for Echo {
             )
             .await;
         match __ti_outcome {
-            ::core::result::Result::Ok(__ti_result) => __ti_result,
+            ::core::result::Result::Ok(__ti_ret) => __ti_ret,
             ::core::result::Result::Err(__ti_panic) => {
                 ::core::result::Result::Err(__ti_guard.panicked(__ti_panic))
             }
@@ -251,7 +251,7 @@ impl pb::echo_service_server::EchoService for Echo {
             )
             .await;
         match __ti_outcome {
-            ::core::result::Result::Ok(__ti_result) => __ti_result,
+            ::core::result::Result::Ok(__ti_ret) => __ti_ret,
             ::core::result::Result::Err(__ti_panic) => {
                 ::core::result::Result::Err(__ti_guard.panicked(__ti_panic))
             }
@@ -331,7 +331,7 @@ impl pb::echo_service_server::EchoService for Echo {
             )
             .await;
         match __ti_outcome {
-            ::core::result::Result::Ok(__ti_result) => __ti_result,
+            ::core::result::Result::Ok(__ti_ret) => __ti_ret,
             ::core::result::Result::Err(__ti_panic) => {
                 ::core::result::Result::Err(__ti_guard.panicked(__ti_panic))
             }

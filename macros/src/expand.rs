@@ -1,9 +1,11 @@
 //! From a checked plan to the rewritten impl block.
 //!
 //! Each RPC with policies keeps its signature; its body becomes the steps of its policies
-//! in declared order, then the user's body, unchanged and with its spans, inside an
-//! `async move` block whose result goes through the runtime's `Guard`. Everything the
-//! output names in the runtime goes through `::tonic_intercept::__private`.
+//! in the fixed order (see `check::RpcPlan`), then the user's body, unchanged and with
+//! its spans, inside an `async move` block whose result goes through the runtime's
+//! `Guard`. What the `.proto` declares is checked against the attribute by `const`
+//! assertions beside the impl. Everything the output names in the runtime goes through
+//! `::tonic_intercept::__private`.
 
 use proc_macro2::{Literal, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
@@ -685,6 +687,8 @@ fn rewrite_handler(
         .trace
         .as_ref()
         .map(|_| quote!(#guard.trace(#request.metadata());));
+    let outcome = Ident::new("__ti_outcome", Span::mixed_site());
+    let panic = Ident::new("__ti_panic", Span::mixed_site());
 
     f.block = syn::parse_quote! {{
         let mut #guard = ::tonic_intercept::__private::Guard::<#rpc, #hooks>::new(
@@ -694,7 +698,7 @@ fn rewrite_handler(
             #recover,
         );
         #trace
-        let __ti_outcome = ::tonic_intercept::__private::run(#guard.span(), #recover, async {
+        let #outcome = ::tonic_intercept::__private::run(#guard.span(), #recover, async {
             let mut #request = #request;
             #(#observe)*
             #key_slot
@@ -705,9 +709,9 @@ fn rewrite_handler(
             #run_handler
         })
         .await;
-        match __ti_outcome {
-            ::core::result::Result::Ok(__ti_result) => __ti_result,
-            ::core::result::Result::Err(__ti_panic) => ::core::result::Result::Err(#guard.panicked(__ti_panic)),
+        match #outcome {
+            ::core::result::Result::Ok(#ret) => #ret,
+            ::core::result::Result::Err(#panic) => ::core::result::Result::Err(#guard.panicked(#panic)),
         }
     }};
 }
