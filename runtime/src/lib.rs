@@ -99,6 +99,7 @@
 mod admission;
 mod auth;
 mod call;
+mod client;
 mod hook;
 mod idempotency;
 mod limits;
@@ -115,6 +116,10 @@ pub mod __private;
 
 pub use auth::{Authenticate, Principal, Roles, StaticTokens, bearer_token};
 pub use call::{Call, Deadline, Outcome, Policy};
+pub use client::{
+    ClientPolicy, Decision, Jitter, MAX_ATTEMPTS_CAP, Pushback, Reason, RetryPolicy, RetryThrottle,
+    pushback,
+};
 pub use hook::{Hook, Hooks};
 pub use limits::{Limits, OnRateExceeded, Rate};
 pub use rpc::{IdempotencyLevel, Rpc, RpcDescriptor, RpcKind, RpcPolicy, Service};

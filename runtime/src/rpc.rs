@@ -278,6 +278,10 @@ impl IdempotencyLevel {
 #[macro_export]
 macro_rules! __doc_rpc {
     ($name:ident, $svc:literal, $method:literal, $kind:ident, $req:ty, $resp:ty) => {
+        $crate::__doc_rpc!($name, $svc, $method, $kind, $req, $resp, Unknown);
+    };
+    // The optional last argument names an `IdempotencyLevel` variant (default `Unknown`).
+    ($name:ident, $svc:literal, $method:literal, $kind:ident, $req:ty, $resp:ty, $idempotency:ident) => {
         #[derive(Debug, Clone, Copy)]
         pub struct $name;
         impl $crate::Rpc for $name {
@@ -290,7 +294,7 @@ macro_rules! __doc_rpc {
                 $method,
                 concat!("/", $svc, "/", $method),
                 $crate::RpcKind::$kind,
-                $crate::IdempotencyLevel::Unknown,
+                $crate::IdempotencyLevel::$idempotency,
                 false,
             );
         }

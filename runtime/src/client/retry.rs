@@ -1,0 +1,1059 @@
+//! Retry policy, throttling, pushback and the retry decision (gRFC A6).
+
+use std::fmt;
+use std::hash::{BuildHasher, Hasher};
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use tonic::metadata::MetadataMap;
+use tonic::{Code, Status};
+
+use crate::admission::RETRY_PUSHBACK;
+use crate::rpc::Rpc;
+
+/// The largest `maxAttempts` gRFC A6 honours: larger values are treated as this one.
+///
+/// ```
+/// use tonic_intercept::{MAX_ATTEMPTS_CAP, RetryPolicy};
+/// assert_eq!(RetryPolicy::new().max_attempts(9).attempts(), MAX_ATTEMPTS_CAP);
+/// ```
+pub const MAX_ATTEMPTS_CAP: u32 = 5;
+
+/// A6's `retryPolicy`: how often and how patiently one RPC is retried.
+///
+/// Built with `const` setters, so a policy can be a `const` item:
+///
+/// ```
+/// use std::time::Duration;
+/// use tonic::Code;
+/// use tonic_intercept::RetryPolicy;
+///
+/// const POLICY: RetryPolicy = RetryPolicy::new()
+///     .max_attempts(4)
+///     .initial_backoff(Duration::from_millis(50))
+///     .max_backoff(Duration::from_secs(2))
+///     .backoff_multiplier(1.5)
+///     .retryable_codes(&[Code::Unavailable, Code::ResourceExhausted])
+///     .per_attempt_timeout(Duration::from_millis(500));
+/// assert_eq!(POLICY.attempts(), 4);
+/// assert!(POLICY.is_retryable(Code::ResourceExhausted));
+/// assert!(!POLICY.is_retryable(Code::Internal));
+/// ```
+///
+/// The setters check A6's constraints and panic on a value A6 rejects (in a `const`, that
+/// is a compile error): fewer than 2 attempts, a zero backoff, a multiplier that is not
+/// a positive finite number, an empty list of codes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetryPolicy {
+    max_attempts: u32,
+    initial_backoff: Duration,
+    max_backoff: Duration,
+    backoff_multiplier: f64,
+    retryable_codes: &'static [Code],
+    per_attempt_timeout: Option<Duration>,
+}
+
+impl Default for RetryPolicy {
+    /// [`RetryPolicy::new`].
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RetryPolicy {
+    /// 3 attempts, backoff from 100 ms doubling up to 1 s, retrying `UNAVAILABLE` only,
+    /// no per-attempt timeout.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tonic::Code;
+    /// use tonic_intercept::RetryPolicy;
+    /// let policy = RetryPolicy::new();
+    /// assert_eq!(policy.attempts(), 3);
+    /// assert_eq!(policy.initial(), Duration::from_millis(100));
+    /// assert_eq!(policy.max(), Duration::from_secs(1));
+    /// assert_eq!(policy.multiplier(), 2.0);
+    /// assert_eq!(policy.codes(), &[Code::Unavailable]);
+    /// assert_eq!(policy.attempt_timeout(), None);
+    /// ```
+    pub const fn new() -> Self {
+        Self {
+            max_attempts: 3,
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(1),
+            backoff_multiplier: 2.0,
+            retryable_codes: &[Code::Unavailable],
+            per_attempt_timeout: None,
+        }
+    }
+
+    /// `maxAttempts`, counting the original attempt: at least 2, capped at
+    /// [`MAX_ATTEMPTS_CAP`] (5) as A6 says.
+    ///
+    /// ```
+    /// use tonic_intercept::RetryPolicy;
+    /// assert_eq!(RetryPolicy::new().max_attempts(2).attempts(), 2);
+    /// assert_eq!(RetryPolicy::new().max_attempts(6).attempts(), 5);
+    /// ```
+    ///
+    /// ```compile_fail,E0080
+    /// // One attempt is no retry policy at all.
+    /// const P: tonic_intercept::RetryPolicy = tonic_intercept::RetryPolicy::new().max_attempts(1);
+    /// ```
+    pub const fn max_attempts(mut self, n: u32) -> Self {
+        assert!(
+            n >= 2,
+            "RetryPolicy::max_attempts must be at least 2 (gRFC A6)"
+        );
+        self.max_attempts = if n > MAX_ATTEMPTS_CAP {
+            MAX_ATTEMPTS_CAP
+        } else {
+            n
+        };
+        self
+    }
+
+    /// `initialBackoff`: the bound of the first retry's random wait. Must not be zero.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tonic_intercept::RetryPolicy;
+    /// let policy = RetryPolicy::new().initial_backoff(Duration::from_millis(20));
+    /// assert_eq!(policy.initial(), Duration::from_millis(20));
+    /// ```
+    pub const fn initial_backoff(mut self, backoff: Duration) -> Self {
+        assert!(
+            !backoff.is_zero(),
+            "RetryPolicy::initial_backoff must be greater than zero (gRFC A6)"
+        );
+        self.initial_backoff = backoff;
+        self
+    }
+
+    /// `maxBackoff`: no retry waits longer. Must not be zero.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tonic_intercept::RetryPolicy;
+    /// let policy = RetryPolicy::new().max_backoff(Duration::from_secs(30));
+    /// assert_eq!(policy.max(), Duration::from_secs(30));
+    /// ```
+    pub const fn max_backoff(mut self, backoff: Duration) -> Self {
+        assert!(
+            !backoff.is_zero(),
+            "RetryPolicy::max_backoff must be greater than zero (gRFC A6)"
+        );
+        self.max_backoff = backoff;
+        self
+    }
+
+    /// `backoffMultiplier`: each retry's bound is the previous one's times this. Must be
+    /// a positive finite number.
+    ///
+    /// ```
+    /// use tonic_intercept::RetryPolicy;
+    /// assert_eq!(RetryPolicy::new().backoff_multiplier(1.6).multiplier(), 1.6);
+    /// ```
+    pub const fn backoff_multiplier(mut self, multiplier: f64) -> Self {
+        assert!(
+            multiplier > 0.0 && multiplier.is_finite(),
+            "RetryPolicy::backoff_multiplier must be a positive finite number (gRFC A6)"
+        );
+        self.backoff_multiplier = multiplier;
+        self
+    }
+
+    /// `retryableStatusCodes`: the codes worth another attempt. Must not be empty; the
+    /// default is `[Code::Unavailable]`.
+    ///
+    /// ```
+    /// use tonic::Code;
+    /// use tonic_intercept::RetryPolicy;
+    /// let policy = RetryPolicy::new().retryable_codes(&[Code::Unavailable, Code::Aborted]);
+    /// assert!(policy.is_retryable(Code::Aborted));
+    /// ```
+    pub const fn retryable_codes(mut self, codes: &'static [Code]) -> Self {
+        assert!(
+            !codes.is_empty(),
+            "RetryPolicy::retryable_codes must not be empty (gRFC A6)"
+        );
+        self.retryable_codes = codes;
+        self
+    }
+
+    /// A timeout for each attempt, inside the call's overall deadline (see
+    /// [`RetryPolicy::attempt_deadline`]).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tonic_intercept::RetryPolicy;
+    /// let policy = RetryPolicy::new().per_attempt_timeout(Duration::from_millis(300));
+    /// assert_eq!(policy.attempt_timeout(), Some(Duration::from_millis(300)));
+    /// ```
+    pub const fn per_attempt_timeout(mut self, timeout: Duration) -> Self {
+        self.per_attempt_timeout = Some(timeout);
+        self
+    }
+
+    /// The most attempts a call makes, the original one included.
+    ///
+    /// ```
+    /// assert_eq!(tonic_intercept::RetryPolicy::new().max_attempts(4).attempts(), 4);
+    /// ```
+    pub const fn attempts(&self) -> u32 {
+        self.max_attempts
+    }
+
+    /// The initial backoff.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// assert_eq!(tonic_intercept::RetryPolicy::new().initial(), Duration::from_millis(100));
+    /// ```
+    pub const fn initial(&self) -> Duration {
+        self.initial_backoff
+    }
+
+    /// The maximum backoff.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// assert_eq!(tonic_intercept::RetryPolicy::new().max(), Duration::from_secs(1));
+    /// ```
+    pub const fn max(&self) -> Duration {
+        self.max_backoff
+    }
+
+    /// The backoff multiplier.
+    ///
+    /// ```
+    /// assert_eq!(tonic_intercept::RetryPolicy::new().multiplier(), 2.0);
+    /// ```
+    pub const fn multiplier(&self) -> f64 {
+        self.backoff_multiplier
+    }
+
+    /// The retryable status codes.
+    ///
+    /// ```
+    /// # use tonic::Code;
+    /// assert_eq!(tonic_intercept::RetryPolicy::new().codes(), &[Code::Unavailable]);
+    /// ```
+    pub const fn codes(&self) -> &'static [Code] {
+        self.retryable_codes
+    }
+
+    /// The per-attempt timeout, if any.
+    ///
+    /// ```
+    /// assert_eq!(tonic_intercept::RetryPolicy::new().attempt_timeout(), None);
+    /// ```
+    pub const fn attempt_timeout(&self) -> Option<Duration> {
+        self.per_attempt_timeout
+    }
+
+    /// How long the next attempt may run: the per-attempt timeout, never past what is
+    /// left of the call's overall deadline (`remaining`); `None` when neither is set.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tonic_intercept::RetryPolicy;
+    /// let ms = Duration::from_millis;
+    /// let policy = RetryPolicy::new().per_attempt_timeout(ms(300));
+    /// assert_eq!(policy.attempt_deadline(Some(ms(1_000))), Some(ms(300)));
+    /// assert_eq!(policy.attempt_deadline(Some(ms(120))), Some(ms(120)));
+    /// assert_eq!(policy.attempt_deadline(None), Some(ms(300)));
+    /// assert_eq!(RetryPolicy::new().attempt_deadline(None), None);
+    /// ```
+    pub fn attempt_deadline(&self, remaining: Option<Duration>) -> Option<Duration> {
+        match (self.per_attempt_timeout, remaining) {
+            (Some(own), Some(left)) => Some(own.min(left)),
+            (own, left) => own.or(left),
+        }
+    }
+
+    /// Whether a status code is in `retryableStatusCodes`. `OK` never is.
+    ///
+    /// ```
+    /// # use tonic::Code;
+    /// let policy = tonic_intercept::RetryPolicy::new();
+    /// assert!(policy.is_retryable(Code::Unavailable));
+    /// assert!(!policy.is_retryable(Code::DeadlineExceeded));
+    /// ```
+    pub fn is_retryable(&self, code: Code) -> bool {
+        code != Code::Ok && self.retryable_codes.contains(&code)
+    }
+
+    /// The bound of the `attempt`-th retry's wait, before jitter:
+    /// `min(initial_backoff * multiplier^(attempt - 1), max_backoff)` (attempt 0 counts
+    /// as 1).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let policy = tonic_intercept::RetryPolicy::new(); // 100 ms, x2, max 1 s
+    /// let ceilings: Vec<_> = (1..=5).map(|n| policy.backoff_ceiling(n).as_millis()).collect();
+    /// assert_eq!(ceilings, [100, 200, 400, 800, 1_000]);
+    /// ```
+    pub fn backoff_ceiling(&self, attempt: u32) -> Duration {
+        let exponent = i32::try_from(attempt.max(1) - 1).unwrap_or(i32::MAX);
+        let grown = self.initial_backoff.as_nanos() as f64 * self.backoff_multiplier.powi(exponent);
+        // `f64::min` ignores NaN, and an overflow to infinity lands on the cap.
+        let ceiling = grown.min(self.max_backoff.as_nanos() as f64);
+        Duration::from_nanos(ceiling.round() as u64)
+    }
+
+    /// gRFC A6's backoff with full jitter: the `attempt`-th retry (1 for the first retry)
+    /// waits `random(0, min(initial_backoff * multiplier^(attempt - 1), max_backoff))`.
+    ///
+    /// `random` is the uniform draw in `[0, 1]`, injected so the result is deterministic
+    /// (a value outside is clamped, NaN counts as 0); the result is rounded to the
+    /// nanosecond. [`Jitter`] supplies draws in production, or see
+    /// [`RetryPolicy::backoff_with`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let policy = tonic_intercept::RetryPolicy::new(); // 100 ms, x2, max 1 s
+    /// assert_eq!(policy.backoff(1, 0.5), Duration::from_millis(50));
+    /// assert_eq!(policy.backoff(3, 0.25), Duration::from_millis(100));
+    /// assert_eq!(policy.backoff(9, 1.0), Duration::from_secs(1)); // capped
+    /// ```
+    pub fn backoff(&self, attempt: u32, random: f64) -> Duration {
+        let random = if random.is_nan() {
+            0.0
+        } else {
+            random.clamp(0.0, 1.0)
+        };
+        let ceiling = self.backoff_ceiling(attempt).as_nanos() as f64;
+        Duration::from_nanos((ceiling * random).round() as u64)
+    }
+
+    /// [`RetryPolicy::backoff`] with the draw taken from `rng` (a closure returning a
+    /// uniform `f64` in `[0, 1]`).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tonic_intercept::{Jitter, RetryPolicy};
+    /// let policy = RetryPolicy::new();
+    /// let mut jitter = Jitter::new();
+    /// let wait = policy.backoff_with(2, &mut || jitter.next_f64());
+    /// assert!(wait <= Duration::from_millis(200));
+    /// assert_eq!(policy.backoff_with(2, &mut || 0.5), Duration::from_millis(100));
+    /// ```
+    pub fn backoff_with(&self, attempt: u32, rng: &mut impl FnMut() -> f64) -> Duration {
+        self.backoff(attempt, rng())
+    }
+
+    /// What to do after attempt number `attempt` (1 for the original call) failed with
+    /// `status`, following gRFC A6 in this order:
+    ///
+    /// 1. `committed` (a response message already reached the application, or a
+    ///    client stream outgrew its replay buffer): give up, [`Reason::Committed`];
+    /// 2. the status is `OK`: nothing to retry, [`Reason::NotRetryable`];
+    /// 3. the server's pushback (see [`pushback`]) says not to retry: the failure counts
+    ///    against `throttle`, then give up, [`Reason::Pushback`];
+    /// 4. the code is not retryable: give up, [`Reason::NotRetryable`] (not counted by
+    ///    the throttle);
+    /// 5. the failure counts against `throttle` ([`RetryThrottle::on_failure`]); if that
+    ///    leaves it at or under half its tokens, give up, [`Reason::Throttled`];
+    /// 6. `attempt` reached [`RetryPolicy::attempts`]: give up,
+    ///    [`Reason::AttemptsExhausted`];
+    /// 7. otherwise retry, after the server's pushback when it sent one, or else after
+    ///    [`RetryPolicy::backoff`]`(attempt, random)`.
+    ///
+    /// Successful calls are the caller's to report with [`RetryThrottle::on_success`].
+    /// This is a pure function of its arguments, apart from the throttle it updates.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tonic::Status;
+    /// use tonic_intercept::{Decision, Reason, RetryPolicy, RetryThrottle};
+    ///
+    /// let policy = RetryPolicy::new();
+    /// let throttle = RetryThrottle::disabled();
+    /// let status = Status::unavailable("down");
+    /// assert_eq!(policy.decide(1, &status, false, &throttle, 0.5), Decision::RetryAfter(Duration::from_millis(50)));
+    /// assert_eq!(policy.decide(1, &status, true, &throttle, 0.5), Decision::GiveUp(Reason::Committed));
+    /// let invalid = Status::invalid_argument("bad");
+    /// assert_eq!(policy.decide(1, &invalid, false, &throttle, 0.5), Decision::GiveUp(Reason::NotRetryable));
+    /// ```
+    pub fn decide(
+        &self,
+        attempt: u32,
+        status: &Status,
+        committed: bool,
+        throttle: &RetryThrottle,
+        random: f64,
+    ) -> Decision {
+        if committed {
+            return Decision::GiveUp(Reason::Committed);
+        }
+        if status.code() == Code::Ok {
+            return Decision::GiveUp(Reason::NotRetryable);
+        }
+        let pushback = pushback(status.metadata());
+        if pushback == Pushback::DoNotRetry {
+            throttle.on_failure();
+            return Decision::GiveUp(Reason::Pushback);
+        }
+        if !self.is_retryable(status.code()) {
+            return Decision::GiveUp(Reason::NotRetryable);
+        }
+        throttle.on_failure();
+        if !throttle.allows_retry() {
+            return Decision::GiveUp(Reason::Throttled);
+        }
+        if attempt >= self.max_attempts {
+            return Decision::GiveUp(Reason::AttemptsExhausted);
+        }
+        match pushback {
+            Pushback::RetryAfter(wait) => Decision::RetryAfter(wait),
+            Pushback::None | Pushback::DoNotRetry => {
+                Decision::RetryAfter(self.backoff(attempt, random))
+            }
+        }
+    }
+}
+
+/// The outcome of [`RetryPolicy::decide`].
+///
+/// ```
+/// use std::time::Duration;
+/// use tonic_intercept::{Decision, Reason};
+/// let d = Decision::RetryAfter(Duration::from_millis(10));
+/// assert!(d.is_retry());
+/// assert!(!Decision::GiveUp(Reason::Throttled).is_retry());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Decision {
+    /// Start the next attempt after this wait.
+    RetryAfter(Duration),
+    /// Return the failed attempt's status to the application.
+    GiveUp(Reason),
+}
+
+impl Decision {
+    /// Whether this is [`Decision::RetryAfter`].
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// assert!(tonic_intercept::Decision::RetryAfter(Duration::ZERO).is_retry());
+    /// ```
+    pub const fn is_retry(&self) -> bool {
+        matches!(self, Decision::RetryAfter(_))
+    }
+}
+
+/// Why a failed call was not retried: a small, fixed set, usable as a metric label
+/// ([`Reason::as_str`]).
+///
+/// ```
+/// use tonic_intercept::Reason;
+/// assert_eq!(Reason::AttemptsExhausted.as_str(), "attempts_exhausted");
+/// assert_eq!(Reason::Throttled.to_string(), "throttled");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Reason {
+    /// The code is not in `retryableStatusCodes` (or the status is `OK`).
+    NotRetryable,
+    /// The call already made its last allowed attempt.
+    AttemptsExhausted,
+    /// The call is committed: a response message reached the application, or the
+    /// client stream outgrew what can be replayed.
+    Committed,
+    /// The channel's [`RetryThrottle`] is at or under half its tokens.
+    Throttled,
+    /// The server's `grpc-retry-pushback-ms` said not to retry.
+    Pushback,
+}
+
+impl Reason {
+    /// Every reason, for pre-registering metric series.
+    ///
+    /// ```
+    /// assert_eq!(tonic_intercept::Reason::ALL.len(), 5);
+    /// ```
+    pub const ALL: [Reason; 5] = [
+        Reason::NotRetryable,
+        Reason::AttemptsExhausted,
+        Reason::Committed,
+        Reason::Throttled,
+        Reason::Pushback,
+    ];
+
+    /// A `snake_case` label for metrics and logs.
+    ///
+    /// ```
+    /// assert_eq!(tonic_intercept::Reason::Pushback.as_str(), "pushback");
+    /// ```
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Reason::NotRetryable => "not_retryable",
+            Reason::AttemptsExhausted => "attempts_exhausted",
+            Reason::Committed => "committed",
+            Reason::Throttled => "throttled",
+            Reason::Pushback => "pushback",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The server's word on retrying, from its `grpc-retry-pushback-ms` trailer.
+///
+/// ```
+/// use std::time::Duration;
+/// use tonic::metadata::MetadataMap;
+/// use tonic_intercept::{Pushback, pushback};
+/// let mut trailers = MetadataMap::new();
+/// assert_eq!(pushback(&trailers), Pushback::None);
+/// trailers.insert("grpc-retry-pushback-ms", "250".parse().unwrap());
+/// assert_eq!(pushback(&trailers), Pushback::RetryAfter(Duration::from_millis(250)));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Pushback {
+    /// No pushback: the client's own backoff applies.
+    None,
+    /// Retry after exactly this long, instead of the client's backoff.
+    RetryAfter(Duration),
+    /// Do not retry this call.
+    DoNotRetry,
+}
+
+/// Reads `grpc-retry-pushback-ms` (gRFC A6) from a failed attempt's trailers.
+///
+/// - absent: [`Pushback::None`];
+/// - one value that is a non-negative decimal integer (ASCII digits only, fitting in a
+///   `u64`): [`Pushback::RetryAfter`] that many milliseconds;
+/// - anything else (negative, not a number, empty, several values): [`Pushback::DoNotRetry`].
+///
+/// ```
+/// use tonic::metadata::MetadataMap;
+/// use tonic_intercept::{Pushback, pushback};
+/// let mut trailers = MetadataMap::new();
+/// trailers.insert("grpc-retry-pushback-ms", "-1".parse().unwrap());
+/// assert_eq!(pushback(&trailers), Pushback::DoNotRetry);
+/// ```
+pub fn pushback(metadata: &MetadataMap) -> Pushback {
+    let mut values = metadata.get_all(RETRY_PUSHBACK).iter();
+    let Some(value) = values.next() else {
+        return Pushback::None;
+    };
+    if values.next().is_some() {
+        return Pushback::DoNotRetry;
+    }
+    let Ok(text) = value.to_str() else {
+        return Pushback::DoNotRetry;
+    };
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Pushback::DoNotRetry;
+    }
+    match text.parse::<u64>() {
+        Ok(ms) => Pushback::RetryAfter(Duration::from_millis(ms)),
+        Err(_) => Pushback::DoNotRetry,
+    }
+}
+
+/// A6's `retryThrottling{maxTokens, tokenRatio}`: a token bucket shared by every call of a
+/// channel that stops retries while too many calls fail.
+///
+/// It starts full (`max_tokens`). Each failed call ([`RetryThrottle::on_failure`]) takes
+/// one token, each successful call ([`RetryThrottle::on_success`]) gives back
+/// `token_ratio`, up to `max_tokens`; retries are allowed while more than half the tokens
+/// remain. Tokens are counted in thousandths in an atomic, as A6 suggests (`token_ratio`
+/// keeps 3 decimal places). Cloning shares the bucket.
+///
+/// ```
+/// use tonic_intercept::RetryThrottle;
+/// let throttle = RetryThrottle::new(10, 0.1);
+/// let shared = throttle.clone();
+/// for _ in 0..4 {
+///     shared.on_failure();
+/// }
+/// assert!(throttle.allows_retry()); // 6 > 5
+/// shared.on_failure();
+/// assert!(!throttle.allows_retry()); // 5 is not > 5
+/// throttle.on_success();
+/// assert!(throttle.allows_retry()); // 5.1 > 5
+/// ```
+#[derive(Debug, Clone)]
+pub struct RetryThrottle {
+    bucket: Option<Arc<Bucket>>,
+}
+
+#[derive(Debug)]
+struct Bucket {
+    /// Current tokens, in thousandths.
+    tokens: AtomicU32,
+    /// `max_tokens`, in thousandths.
+    max: u32,
+    /// `token_ratio`, in thousandths.
+    ratio: u32,
+}
+
+impl RetryThrottle {
+    /// A full bucket of `max_tokens` (1..=1000) refilled by `token_ratio` (0 exclusive to
+    /// 1 inclusive, rounded to 3 decimal places, at least 0.001) per success.
+    ///
+    /// # Panics
+    ///
+    /// On values outside A6's ranges.
+    ///
+    /// ```
+    /// let throttle = tonic_intercept::RetryThrottle::new(10, 0.1);
+    /// assert_eq!(throttle.tokens(), Some(10.0));
+    /// ```
+    pub fn new(max_tokens: u32, token_ratio: f64) -> Self {
+        assert!(
+            (1..=1000).contains(&max_tokens),
+            "RetryThrottle max_tokens must be in 1..=1000 (gRFC A6)"
+        );
+        assert!(
+            token_ratio > 0.0 && token_ratio <= 1.0,
+            "RetryThrottle token_ratio must be in (0, 1] (gRFC A6)"
+        );
+        let max = max_tokens * 1000;
+        let ratio = ((token_ratio * 1000.0).round() as u32).max(1);
+        Self {
+            bucket: Some(Arc::new(Bucket {
+                tokens: AtomicU32::new(max),
+                max,
+                ratio,
+            })),
+        }
+    }
+
+    /// No throttling: every retry is allowed and nothing is counted.
+    ///
+    /// ```
+    /// let throttle = tonic_intercept::RetryThrottle::disabled();
+    /// throttle.on_failure();
+    /// assert!(throttle.allows_retry());
+    /// assert_eq!(throttle.tokens(), None);
+    /// ```
+    pub const fn disabled() -> Self {
+        Self { bucket: None }
+    }
+
+    /// Counts a failed call: one token less (never below zero).
+    ///
+    /// ```
+    /// let throttle = tonic_intercept::RetryThrottle::new(2, 0.5);
+    /// throttle.on_failure();
+    /// assert_eq!(throttle.tokens(), Some(1.0));
+    /// ```
+    pub fn on_failure(&self) {
+        if let Some(bucket) = &self.bucket {
+            // The bucket is a lone counter: no other memory is ordered by it.
+            let _ = bucket
+                .tokens
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| {
+                    Some(t.saturating_sub(1000))
+                });
+        }
+    }
+
+    /// Counts a successful call: `token_ratio` tokens more, up to `max_tokens`.
+    ///
+    /// ```
+    /// let throttle = tonic_intercept::RetryThrottle::new(2, 0.5);
+    /// throttle.on_failure();
+    /// throttle.on_success();
+    /// assert_eq!(throttle.tokens(), Some(1.5));
+    /// throttle.on_success();
+    /// throttle.on_success();
+    /// assert_eq!(throttle.tokens(), Some(2.0));
+    /// ```
+    pub fn on_success(&self) {
+        if let Some(bucket) = &self.bucket {
+            let _ = bucket
+                .tokens
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| {
+                    Some(t.saturating_add(bucket.ratio).min(bucket.max))
+                });
+        }
+    }
+
+    /// Whether retries are allowed: more than `max_tokens / 2` tokens remain.
+    ///
+    /// ```
+    /// let throttle = tonic_intercept::RetryThrottle::new(2, 0.5);
+    /// assert!(throttle.allows_retry());
+    /// throttle.on_failure();
+    /// assert!(!throttle.allows_retry()); // 1 is not > 1
+    /// ```
+    pub fn allows_retry(&self) -> bool {
+        match &self.bucket {
+            Some(bucket) => {
+                u64::from(bucket.tokens.load(Ordering::Relaxed)) * 2 > u64::from(bucket.max)
+            }
+            None => true,
+        }
+    }
+
+    /// The tokens left (`None` when [`RetryThrottle::disabled`]), for metrics and tests.
+    ///
+    /// ```
+    /// assert_eq!(tonic_intercept::RetryThrottle::new(3, 0.25).tokens(), Some(3.0));
+    /// ```
+    pub fn tokens(&self) -> Option<f64> {
+        self.bucket
+            .as_ref()
+            .map(|bucket| f64::from(bucket.tokens.load(Ordering::Relaxed)) / 1000.0)
+    }
+}
+
+/// Uniform draws in `[0, 1)` for backoff jitter, from a xorshift64* generator.
+///
+/// Not cryptographic, and need not be: it only spreads retries apart. [`Jitter::new`]
+/// seeds it from the standard library's per-process random hasher keys mixed with the
+/// clock, so no dependency is needed; [`Jitter::seeded`] gives a reproducible sequence.
+///
+/// ```
+/// use tonic_intercept::Jitter;
+/// let mut a = Jitter::seeded(7);
+/// let mut b = Jitter::seeded(7);
+/// let x = a.next_f64();
+/// assert!((0.0..1.0).contains(&x));
+/// assert_eq!(x, b.next_f64());
+/// ```
+#[derive(Debug, Clone)]
+pub struct Jitter {
+    state: u64,
+}
+
+impl Default for Jitter {
+    /// [`Jitter::new`].
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Jitter {
+    /// A generator seeded from `RandomState` (random per process) and the clock.
+    ///
+    /// ```
+    /// let x = tonic_intercept::Jitter::new().next_f64();
+    /// assert!((0.0..1.0).contains(&x));
+    /// ```
+    pub fn new() -> Self {
+        let mut hasher = std::hash::RandomState::new().build_hasher();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        hasher.write_u128(now.as_nanos());
+        Self::seeded(hasher.finish())
+    }
+
+    /// A generator with a fixed seed (0 is replaced by a non-zero constant, since
+    /// xorshift never leaves 0).
+    ///
+    /// ```
+    /// let mut j = tonic_intercept::Jitter::seeded(0);
+    /// assert_ne!(j.next_f64(), j.next_f64());
+    /// ```
+    pub const fn seeded(seed: u64) -> Self {
+        Self {
+            state: if seed == 0 {
+                0x9E37_79B9_7F4A_7C15
+            } else {
+                seed
+            },
+        }
+    }
+
+    /// The next draw, uniform in `[0, 1)` with 53 bits of precision.
+    ///
+    /// ```
+    /// let mut j = tonic_intercept::Jitter::seeded(42);
+    /// assert!((0..1000).map(|_| j.next_f64()).all(|x| (0.0..1.0).contains(&x)));
+    /// ```
+    pub fn next_f64(&mut self) -> f64 {
+        let mut x = self.state;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.state = x;
+        let bits = x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11;
+        bits as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// A client policy for one RPC, typed by the generated per-RPC type `R`.
+///
+/// Retrying is only safe for an RPC whose `.proto` declares `option idempotency_level =
+/// IDEMPOTENT` or `NO_SIDE_EFFECTS` ([`IdempotencyLevel::is_retry_safe`]):
+/// [`ClientPolicy::retry`] checks that at compile time, and
+/// [`ClientPolicy::retry_non_idempotent`] is the explicit way to accept the risk.
+///
+/// ```
+/// # mod pb {
+/// #     tonic_intercept::__doc_rpc!(GetUser, "users.v1.UserService", "GetUser", Unary, (), (), NoSideEffects);
+/// #     tonic_intercept::__doc_rpc!(CreateUser, "users.v1.UserService", "CreateUser", Unary, (), ());
+/// # }
+/// use tonic_intercept::{ClientPolicy, RetryPolicy};
+/// use pb::{CreateUser, GetUser};
+///
+/// // `GetUser` is declared `idempotency_level = NO_SIDE_EFFECTS`.
+/// const GET_USER: ClientPolicy<GetUser> = ClientPolicy::retry(RetryPolicy::new().max_attempts(4));
+/// // `CreateUser` declares nothing: retrying it must be accepted explicitly.
+/// const CREATE_USER: ClientPolicy<CreateUser> =
+///     ClientPolicy::retry_non_idempotent(RetryPolicy::new().max_attempts(2));
+///
+/// assert_eq!(GET_USER.retry_policy().map(|p| p.attempts()), Some(4));
+/// assert!(CREATE_USER.retries_non_idempotent());
+/// ```
+///
+/// Retrying an RPC not declared idempotent with [`ClientPolicy::retry`] does not compile:
+///
+/// ```compile_fail,E0080
+/// # mod pb { tonic_intercept::__doc_rpc!(CreateUser, "users.v1.UserService", "CreateUser", Unary, (), ()); }
+/// use tonic_intercept::{ClientPolicy, RetryPolicy};
+/// const CREATE_USER: ClientPolicy<pb::CreateUser> = ClientPolicy::retry(RetryPolicy::new());
+/// ```
+///
+/// ```text
+/// error[E0080]: evaluation panicked: tonic-intercept: this RPC is not declared idempotent
+///               (option idempotency_level = IDEMPOTENT or NO_SIDE_EFFECTS); retrying it may
+///               repeat its side effects; use `ClientPolicy::retry_non_idempotent` to accept that
+/// ```
+///
+/// Nor does it in a function body, where the error adds
+/// ``note: the above error was encountered while instantiating `fn ClientPolicy::<CreateUser>::retry` ``,
+/// naming the RPC:
+///
+/// ```compile_fail,E0080
+/// # mod pb { tonic_intercept::__doc_rpc!(CreateUser, "users.v1.UserService", "CreateUser", Unary, (), ()); }
+/// use tonic_intercept::{ClientPolicy, RetryPolicy};
+/// let policy = ClientPolicy::<pb::CreateUser>::retry(RetryPolicy::new());
+/// # let _ = policy;
+/// ```
+///
+/// The check is an inline `const { assert!(..) }` on `R::DESCRIPTOR`, evaluated when
+/// `retry` is instantiated for a concrete `R`: the descriptor is an associated `const` of
+/// the generated type, so no trait bound can express "idempotent", and an inline `const`
+/// block (stable since Rust 1.79, within this crate's MSRV) gives a plain panic message
+/// where a helper trait would give an unsatisfied-bound error. It is a
+/// post-monomorphization error: `cargo build` and `cargo test` always report it, and so
+/// does `cargo check` when the policy is a `const` item (as above, the recommended
+/// form), but `cargo check` skips it when `retry` is only called from a function body,
+/// because `check` does not instantiate function bodies.
+///
+/// [`IdempotencyLevel::is_retry_safe`]: crate::IdempotencyLevel::is_retry_safe
+pub struct ClientPolicy<R: Rpc> {
+    retry: Option<RetryPolicy>,
+    accepted_non_idempotent: bool,
+    rpc: PhantomData<fn() -> R>,
+}
+
+impl<R: Rpc> ClientPolicy<R> {
+    /// No retries: each call makes one attempt.
+    ///
+    /// ```
+    /// # mod pb { tonic_intercept::__doc_rpc!(CreateUser, "users.v1.UserService", "CreateUser", Unary, (), ()); }
+    /// let policy = tonic_intercept::ClientPolicy::<pb::CreateUser>::new();
+    /// assert!(policy.retry_policy().is_none());
+    /// ```
+    pub const fn new() -> Self {
+        Self {
+            retry: None,
+            accepted_non_idempotent: false,
+            rpc: PhantomData,
+        }
+    }
+
+    /// Retries `R` with `policy`; does not compile unless `R` is declared
+    /// `IDEMPOTENT` or `NO_SIDE_EFFECTS` in the `.proto` (see the type's docs).
+    ///
+    /// ```
+    /// # mod pb { tonic_intercept::__doc_rpc!(PutUser, "users.v1.UserService", "PutUser", Unary, (), (), Idempotent); }
+    /// use tonic_intercept::{ClientPolicy, RetryPolicy};
+    /// let policy = ClientPolicy::<pb::PutUser>::retry(RetryPolicy::new());
+    /// assert!(!policy.retries_non_idempotent());
+    /// ```
+    pub const fn retry(policy: RetryPolicy) -> Self {
+        const {
+            assert!(
+                R::DESCRIPTOR.idempotency.is_retry_safe(),
+                "tonic-intercept: this RPC is not declared idempotent (option idempotency_level = \
+                 IDEMPOTENT or NO_SIDE_EFFECTS); retrying it may repeat its side effects; use \
+                 `ClientPolicy::retry_non_idempotent` to accept that"
+            )
+        };
+        Self {
+            retry: Some(policy),
+            accepted_non_idempotent: false,
+            rpc: PhantomData,
+        }
+    }
+
+    /// Retries `R` with `policy` whatever its declared idempotency: the caller accepts
+    /// that a retried attempt may repeat side effects the failed one already had.
+    ///
+    /// ```
+    /// # mod pb { tonic_intercept::__doc_rpc!(CreateUser, "users.v1.UserService", "CreateUser", Unary, (), ()); }
+    /// use tonic_intercept::{ClientPolicy, RetryPolicy};
+    /// let policy = ClientPolicy::<pb::CreateUser>::retry_non_idempotent(RetryPolicy::new());
+    /// assert!(policy.retry_policy().is_some());
+    /// ```
+    pub const fn retry_non_idempotent(policy: RetryPolicy) -> Self {
+        Self {
+            retry: Some(policy),
+            accepted_non_idempotent: true,
+            rpc: PhantomData,
+        }
+    }
+
+    /// The retry policy, if the RPC is retried.
+    ///
+    /// ```
+    /// # mod pb { tonic_intercept::__doc_rpc!(GetUser, "users.v1.UserService", "GetUser", Unary, (), (), NoSideEffects); }
+    /// use tonic_intercept::{ClientPolicy, RetryPolicy};
+    /// let policy = ClientPolicy::<pb::GetUser>::retry(RetryPolicy::new().max_attempts(5));
+    /// assert_eq!(policy.retry_policy().unwrap().attempts(), 5);
+    /// ```
+    pub const fn retry_policy(&self) -> Option<&RetryPolicy> {
+        self.retry.as_ref()
+    }
+
+    /// Whether this policy retries an RPC the `.proto` does not declare retry-safe (only
+    /// possible through [`ClientPolicy::retry_non_idempotent`]); worth a log line.
+    ///
+    /// ```
+    /// # mod pb { tonic_intercept::__doc_rpc!(GetUser, "users.v1.UserService", "GetUser", Unary, (), (), NoSideEffects); }
+    /// use tonic_intercept::{ClientPolicy, RetryPolicy};
+    /// // Accepting the risk on an RPC that is safe anyway retries nothing unsafe.
+    /// let policy = ClientPolicy::<pb::GetUser>::retry_non_idempotent(RetryPolicy::new());
+    /// assert!(!policy.retries_non_idempotent());
+    /// ```
+    pub const fn retries_non_idempotent(&self) -> bool {
+        self.accepted_non_idempotent
+            && self.retry.is_some()
+            && !R::DESCRIPTOR.idempotency.is_retry_safe()
+    }
+}
+
+impl<R: Rpc> Default for ClientPolicy<R> {
+    /// [`ClientPolicy::new`]: no retries.
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<R: Rpc> Clone for ClientPolicy<R> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<R: Rpc> Copy for ClientPolicy<R> {}
+
+impl<R: Rpc> fmt::Debug for ClientPolicy<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientPolicy")
+            .field("rpc", &R::DESCRIPTOR.path)
+            .field("retry", &self.retry)
+            .field("accepted_non_idempotent", &self.accepted_non_idempotent)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_clamps_out_of_range_and_nan_draws() {
+        let policy = RetryPolicy::new();
+        assert_eq!(policy.backoff(1, f64::NAN), Duration::ZERO);
+        assert_eq!(policy.backoff(1, -3.0), Duration::ZERO);
+        assert_eq!(policy.backoff(1, 7.0), Duration::from_millis(100));
+        assert_eq!(policy.backoff(0, 1.0), Duration::from_millis(100));
+    }
+
+    #[test]
+    fn backoff_ceiling_survives_huge_attempts() {
+        let policy = RetryPolicy::new().max_backoff(Duration::from_secs(3));
+        assert_eq!(policy.backoff_ceiling(u32::MAX), Duration::from_secs(3));
+        let shrinking = RetryPolicy::new().backoff_multiplier(0.5);
+        assert_eq!(shrinking.backoff_ceiling(2), Duration::from_millis(50));
+        assert_eq!(shrinking.backoff_ceiling(u32::MAX), Duration::ZERO);
+    }
+
+    #[test]
+    fn token_ratio_is_kept_in_thousandths() {
+        let bucket = |t: &RetryThrottle| t.bucket.as_ref().map(|b| (b.max, b.ratio));
+        assert_eq!(bucket(&RetryThrottle::new(10, 0.1)), Some((10_000, 100)));
+        assert_eq!(
+            bucket(&RetryThrottle::new(1000, 1.0)),
+            Some((1_000_000, 1000))
+        );
+        assert_eq!(bucket(&RetryThrottle::new(1, 0.0004)), Some((1000, 1)));
+        assert_eq!(bucket(&RetryThrottle::new(1, 0.1236)), Some((1000, 124)));
+    }
+
+    #[test]
+    #[should_panic(expected = "max_tokens must be in 1..=1000")]
+    fn throttle_rejects_too_many_tokens() {
+        let _ = RetryThrottle::new(1001, 0.1);
+    }
+
+    #[test]
+    #[should_panic(expected = "token_ratio must be in (0, 1]")]
+    fn throttle_rejects_zero_ratio() {
+        let _ = RetryThrottle::new(10, 0.0);
+    }
+
+    #[test]
+    #[should_panic(expected = "max_attempts must be at least 2")]
+    fn one_attempt_is_rejected_at_run_time_too() {
+        let _ = RetryPolicy::new().max_attempts(1);
+    }
+
+    #[test]
+    fn throttle_is_exact_under_concurrency() {
+        let throttle = RetryThrottle::new(1000, 0.5);
+        std::thread::scope(|scope| {
+            for _ in 0..4 {
+                let throttle = throttle.clone();
+                scope.spawn(move || {
+                    for _ in 0..100 {
+                        throttle.on_failure();
+                    }
+                });
+            }
+        });
+        assert_eq!(throttle.tokens(), Some(600.0));
+        std::thread::scope(|scope| {
+            for _ in 0..4 {
+                let throttle = throttle.clone();
+                scope.spawn(move || {
+                    for _ in 0..100 {
+                        throttle.on_success();
+                    }
+                });
+            }
+        });
+        assert_eq!(throttle.tokens(), Some(800.0));
+    }
+
+    #[test]
+    fn jitter_draws_are_spread_over_the_unit_interval() {
+        let mut jitter = Jitter::seeded(12345);
+        let draws: Vec<f64> = (0..10_000).map(|_| jitter.next_f64()).collect();
+        assert!(draws.iter().all(|x| (0.0..1.0).contains(x)));
+        let mean = draws.iter().sum::<f64>() / draws.len() as f64;
+        assert!((mean - 0.5).abs() < 0.02, "mean {mean}");
+        for decile in 0..10 {
+            let lo = f64::from(decile) / 10.0;
+            let n = draws.iter().filter(|&&x| x >= lo && x < lo + 0.1).count();
+            assert!((800..1200).contains(&n), "decile {decile}: {n}");
+        }
+    }
+}
