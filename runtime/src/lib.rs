@@ -117,8 +117,8 @@ pub mod __private;
 pub use auth::{Authenticate, Principal, Roles, StaticTokens, bearer_token};
 pub use call::{Call, Deadline, Outcome, Policy};
 pub use client::{
-    ClientPolicy, Decision, Jitter, MAX_ATTEMPTS_CAP, Pushback, Reason, RetryPolicy, RetryThrottle,
-    pushback,
+    ClientMetrics, ClientPolicy, ClientServiceMetrics, Decision, Jitter, MAX_ATTEMPTS_CAP,
+    Pushback, Reason, RetryPolicy, RetryThrottle, Token, TokenProvider, TokenSource, pushback,
 };
 pub use hook::{Hook, Hooks};
 pub use limits::{Limits, OnRateExceeded, Rate};

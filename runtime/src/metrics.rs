@@ -39,7 +39,7 @@ pub const HANDLING_SECONDS_BUCKETS: [f64; 11] = [
 /// `grpc_code` label values, indexed by the numeric code: grpc-go's `codes.Code.String()`,
 /// which go-grpc-middleware writes (`NotFound`, `Canceled`), so dashboards and alert rules
 /// written for Go servers match.
-const CODE_LABELS: [&str; 17] = [
+pub(crate) const CODE_LABELS: [&str; 17] = [
     "OK",
     "Canceled",
     "Unknown",
@@ -97,18 +97,18 @@ pub fn render_metrics(registry: &Registry) -> String {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct RpcLabels {
-    grpc_type: &'static str,
-    grpc_service: &'static str,
-    grpc_method: &'static str,
+pub(crate) struct RpcLabels {
+    pub(crate) grpc_type: &'static str,
+    pub(crate) grpc_service: &'static str,
+    pub(crate) grpc_method: &'static str,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct CodeLabels {
-    grpc_type: &'static str,
-    grpc_service: &'static str,
-    grpc_method: &'static str,
-    grpc_code: &'static str,
+pub(crate) struct CodeLabels {
+    pub(crate) grpc_type: &'static str,
+    pub(crate) grpc_service: &'static str,
+    pub(crate) grpc_method: &'static str,
+    pub(crate) grpc_code: &'static str,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -119,10 +119,10 @@ struct PolicyLabels {
     policy: &'static str,
 }
 
-type Counters<L> = Family<L, Counter>;
-type Histograms = Family<RpcLabels, Histogram, fn() -> Histogram>;
+pub(crate) type Counters<L> = Family<L, Counter>;
+pub(crate) type Histograms = Family<RpcLabels, Histogram, fn() -> Histogram>;
 
-fn handling_histogram() -> Histogram {
+pub(crate) fn handling_histogram() -> Histogram {
     Histogram::new(HANDLING_SECONDS_BUCKETS)
 }
 
@@ -370,7 +370,7 @@ impl RpcSeries {
     }
 }
 
-fn add(counter: &Counter, n: u64) {
+pub(crate) fn add(counter: &Counter, n: u64) {
     if n != 0 {
         counter.inc_by(n);
     }

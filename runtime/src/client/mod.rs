@@ -41,7 +41,13 @@
 //!
 //! [gRFC A6]: https://github.com/grpc/proposal/blob/master/A6-client-retries.md
 
+mod credentials;
+mod metrics;
 mod retry;
+
+pub use credentials::{Token, TokenProvider, TokenSource};
+
+pub use metrics::{ClientMetrics, ClientServiceMetrics};
 
 pub use retry::{
     ClientPolicy, Decision, Jitter, MAX_ATTEMPTS_CAP, Pushback, Reason, RetryPolicy, RetryThrottle,
