@@ -9,12 +9,14 @@ impl pb::echo_service_server::EchoService for Echo {
             __EchoEchoServiceUnaryHooks,
         >::new(
             &__ti_request,
-            ::tonic_intercept::Limits::new()
-                .timeout(::tonic_intercept::__private::Duration::from_millis(2000))
-                .with_policy(
-                    &<pb::echo_service_intercept::Unary as ::tonic_intercept::Rpc>::DESCRIPTOR
-                        .policy,
-                ),
+            const {
+                ::tonic_intercept::Limits::new()
+                    .timeout(::tonic_intercept::__private::Duration::from_millis(2000))
+                    .with_policy(
+                        &<pb::echo_service_intercept::Unary as ::tonic_intercept::Rpc>::DESCRIPTOR
+                            .policy,
+                    )
+            },
             __EchoEchoServiceUnaryHooks(::core::clone::Clone::clone(&self.recorder)),
             false,
         );
@@ -85,18 +87,20 @@ impl pb::echo_service_server::EchoService for Echo {
             (),
         >::new(
             &__ti_request,
-            ::tonic_intercept::Limits::new()
-                .max_messages_out(5)
-                .messages_per_second_out(
-                    100,
-                    10,
-                    ::tonic_intercept::OnRateExceeded::Delay,
-                )
-                .timeout(::tonic_intercept::__private::Duration::from_millis(2000))
-                .with_policy(
-                    &<pb::echo_service_intercept::ServerStream as ::tonic_intercept::Rpc>::DESCRIPTOR
-                        .policy,
-                ),
+            const {
+                ::tonic_intercept::Limits::new()
+                    .max_messages_out(5)
+                    .messages_per_second_out(
+                        100,
+                        10,
+                        ::tonic_intercept::OnRateExceeded::Delay,
+                    )
+                    .timeout(::tonic_intercept::__private::Duration::from_millis(2000))
+                    .with_policy(
+                        &<pb::echo_service_intercept::ServerStream as ::tonic_intercept::Rpc>::DESCRIPTOR
+                            .policy,
+                    )
+            },
             (),
             false,
         );
@@ -172,14 +176,16 @@ impl pb::echo_service_server::EchoService for Echo {
             __EchoEchoServiceClientStreamHooks,
         >::new(
             &__ti_request,
-            ::tonic_intercept::Limits::new()
-                .max_messages_in(3)
-                .max_message_bytes(64)
-                .timeout(::tonic_intercept::__private::Duration::from_millis(2000))
-                .with_policy(
-                    &<pb::echo_service_intercept::ClientStream as ::tonic_intercept::Rpc>::DESCRIPTOR
-                        .policy,
-                ),
+            const {
+                ::tonic_intercept::Limits::new()
+                    .max_messages_in(3)
+                    .max_message_bytes(64)
+                    .timeout(::tonic_intercept::__private::Duration::from_millis(2000))
+                    .with_policy(
+                        &<pb::echo_service_intercept::ClientStream as ::tonic_intercept::Rpc>::DESCRIPTOR
+                            .policy,
+                    )
+            },
             __EchoEchoServiceClientStreamHooks(
                 ::core::clone::Clone::clone(&self.recorder),
             ),
@@ -274,12 +280,14 @@ impl pb::echo_service_server::EchoService for Echo {
             (),
         >::new(
             &__ti_request,
-            ::tonic_intercept::Limits::new()
-                .timeout(::tonic_intercept::__private::Duration::from_millis(2000))
-                .with_policy(
-                    &<pb::echo_service_intercept::Bidi as ::tonic_intercept::Rpc>::DESCRIPTOR
-                        .policy,
-                ),
+            const {
+                ::tonic_intercept::Limits::new()
+                    .timeout(::tonic_intercept::__private::Duration::from_millis(2000))
+                    .with_policy(
+                        &<pb::echo_service_intercept::Bidi as ::tonic_intercept::Rpc>::DESCRIPTOR
+                            .policy,
+                    )
+            },
             (),
             false,
         );

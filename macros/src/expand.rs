@@ -693,7 +693,8 @@ fn rewrite_handler(
     f.block = syn::parse_quote! {{
         let mut #guard = ::tonic_intercept::__private::Guard::<#rpc, #hooks>::new(
             &#request,
-            #limits,
+            // Evaluated by the compiler: a call copies the result.
+            const { #limits },
             #hooks_value,
             #recover,
         );

@@ -39,7 +39,7 @@ pub const HANDLING_SECONDS_BUCKETS: [f64; 11] = [
 /// `grpc_code` label values, indexed by the numeric code: grpc-go's `codes.Code.String()`,
 /// which go-grpc-middleware writes (`NotFound`, `Canceled`), so dashboards and alert rules
 /// written for Go servers match.
-pub(crate) const CODE_LABELS: [&str; 17] = [
+const CODE_LABELS: [&str; 17] = [
     "OK",
     "Canceled",
     "Unknown",
@@ -101,6 +101,29 @@ pub(crate) struct RpcLabels {
     pub(crate) grpc_type: &'static str,
     pub(crate) grpc_service: &'static str,
     pub(crate) grpc_method: &'static str,
+}
+
+impl RpcLabels {
+    /// The labels of every series of `rpc`, as dashboards expect them.
+    pub(crate) fn of(rpc: &RpcDescriptor) -> Self {
+        Self {
+            grpc_type: rpc.kind.as_str(),
+            grpc_service: rpc.service,
+            grpc_method: rpc.method,
+        }
+    }
+
+    /// One `handled` counter per status code, indexed by the code's number.
+    pub(crate) fn by_code(&self, handled: &Counters<CodeLabels>) -> [Counter; 17] {
+        CODE_LABELS.map(|grpc_code| {
+            handled.get_or_create_owned(&CodeLabels {
+                grpc_type: self.grpc_type,
+                grpc_service: self.grpc_service,
+                grpc_method: self.grpc_method,
+                grpc_code,
+            })
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -296,19 +319,8 @@ impl ServerMetrics {
     }
 
     fn rpc_series(&self, rpc: &'static RpcDescriptor) -> RpcSeries {
-        let labels = RpcLabels {
-            grpc_type: rpc.kind.as_str(),
-            grpc_service: rpc.service,
-            grpc_method: rpc.method,
-        };
-        let handled = CODE_LABELS.map(|grpc_code| {
-            self.handled.get_or_create_owned(&CodeLabels {
-                grpc_type: labels.grpc_type,
-                grpc_service: labels.grpc_service,
-                grpc_method: labels.grpc_method,
-                grpc_code,
-            })
-        });
+        let labels = RpcLabels::of(rpc);
+        let handled = labels.by_code(&self.handled);
         let panics = self.panics.get_or_create_owned(&labels);
         // One counter per entry of `Policy::ALL`; the slot of `Recovery` is the panics
         // counter, so a policy's counter is found by its position alone.

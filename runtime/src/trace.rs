@@ -451,8 +451,13 @@ where
     }
 
     fn on_finish(&self, call: &Call, outcome: &Outcome) {
-        let duration_ms = call.elapsed().as_secs_f64() * 1e3;
+        let level = (self.finish_level)(outcome.code);
         let span = Span::current();
+        // Nothing records the span or the event: skip the clock read and the records.
+        if span.is_disabled() && !tracing::level_enabled!(level) {
+            return;
+        }
+        let duration_ms = call.elapsed().as_secs_f64() * 1e3;
         if !span.is_disabled() {
             span.record("rpc.grpc.status_code", outcome.code as i64);
             span.record("duration_ms", duration_ms);
@@ -465,7 +470,7 @@ where
             }
         }
         event_at!(
-            (self.finish_level)(outcome.code),
+            level,
             grpc.code = grpc_code_label(outcome.code),
             duration_ms,
             "finished call"

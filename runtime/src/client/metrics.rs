@@ -15,9 +15,7 @@ use prometheus_client::registry::{Registry, Unit};
 use tonic::Code;
 
 use super::retry::Reason;
-use crate::metrics::{
-    CODE_LABELS, CodeLabels, Counters, Histograms, RpcLabels, add, handling_histogram,
-};
+use crate::metrics::{CodeLabels, Counters, Histograms, RpcLabels, add, handling_histogram};
 use crate::rpc::{Rpc, RpcDescriptor, Service};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -191,19 +189,8 @@ impl ClientMetrics {
     }
 
     fn rpc_series(&self, rpc: &'static RpcDescriptor) -> RpcSeries {
-        let labels = RpcLabels {
-            grpc_type: rpc.kind.as_str(),
-            grpc_service: rpc.service,
-            grpc_method: rpc.method,
-        };
-        let handled = CODE_LABELS.map(|grpc_code| {
-            self.handled.get_or_create_owned(&CodeLabels {
-                grpc_type: labels.grpc_type,
-                grpc_service: labels.grpc_service,
-                grpc_method: labels.grpc_method,
-                grpc_code,
-            })
-        });
+        let labels = RpcLabels::of(rpc);
+        let handled = labels.by_code(&self.handled);
         let gave_up = Reason::ALL.map(|reason| {
             self.gave_up.get_or_create_owned(&GaveUpLabels {
                 grpc_type: labels.grpc_type,
