@@ -29,6 +29,7 @@ pub fn service(model: &ServiceModel) -> TokenStream {
         .enumerate()
         .map(|(index, rpc)| self::rpc(model, index, rpc));
     let service_doc = format!(" `{full_name}`, as a type: the `Rpc::Service` of its RPCs.");
+    let client = client(model);
     quote! {
         #(#[doc = #header])*
         pub mod #module {
@@ -49,7 +50,152 @@ pub fn service(model: &ServiceModel) -> TokenStream {
                 const RPCS: &'static [&'static ::tonic_intercept::RpcDescriptor] = RPCS;
             }
 
+            #client
+
             #(#rpcs)*
+        }
+    }
+}
+
+/// `Client<T, H>`: the service's client with typed per-RPC policies, one method per RPC
+/// named as tonic names it.
+fn client(model: &ServiceModel) -> TokenStream {
+    let full_name = &model.full_name;
+    let doc = [
+        format!(" A `{full_name}` client that applies a `tonic_intercept::ClientConfig`: per-RPC"),
+        " retries, deadlines, limits and hooks, credentials, request ids and metrics.".to_owned(),
+        String::new(),
+        " Its methods are tonic's (same names, same arguments); a server- or bidi-streaming"
+            .to_owned(),
+        " method returns a `tonic_intercept::Responses` stream.".to_owned(),
+    ];
+    let methods = model.rpcs.iter().map(client_method);
+    let tonic = quote!(::tonic_intercept::__private::tonic);
+    quote! {
+        #(#[doc = #doc])*
+        pub struct Client<T, H = ()> {
+            core: ::tonic_intercept::__private::ClientCore<Service, T, H>,
+        }
+
+        impl<T: ::core::clone::Clone, H> ::core::clone::Clone for Client<T, H> {
+            fn clone(&self) -> Self {
+                Self { core: self.core.clone() }
+            }
+        }
+
+        impl<T: ::core::fmt::Debug, H> ::core::fmt::Debug for Client<T, H> {
+            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                ::core::fmt::Debug::fmt(&self.core, f)
+            }
+        }
+
+        impl<T: ::tonic_intercept::__private::Transport> Client<T> {
+            /// A client without policies (`ClientConfig::new()`).
+            pub fn new(inner: T) -> Self {
+                Self::with_config(inner, ::tonic_intercept::ClientConfig::new())
+            }
+        }
+
+        impl<T: ::tonic_intercept::__private::Transport, H: Send + Sync + 'static> Client<T, H> {
+            /// A client that applies `config` to its calls.
+            pub fn with_config(inner: T, config: ::tonic_intercept::ClientConfig<Service, H>) -> Self {
+                Self { core: ::tonic_intercept::__private::ClientCore::new(inner, config) }
+            }
+
+            /// A client that applies `config`, sending to `origin` (see tonic's `Grpc::with_origin`).
+            pub fn with_origin(
+                inner: T,
+                origin: #tonic::codegen::http::Uri,
+                config: ::tonic_intercept::ClientConfig<Service, H>,
+            ) -> Self {
+                Self { core: ::tonic_intercept::__private::ClientCore::with_origin(inner, origin, config) }
+            }
+
+            /// The config applied to every call.
+            pub fn config(&self) -> &::tonic_intercept::ClientConfig<Service, H> {
+                self.core.config()
+            }
+
+            /// Compresses requests with `encoding`.
+            #[must_use]
+            pub fn send_compressed(self, encoding: #tonic::codec::CompressionEncoding) -> Self {
+                Self { core: self.core.map_grpc(|grpc| grpc.send_compressed(encoding)) }
+            }
+
+            /// Accepts responses compressed with `encoding`.
+            #[must_use]
+            pub fn accept_compressed(self, encoding: #tonic::codec::CompressionEncoding) -> Self {
+                Self { core: self.core.map_grpc(|grpc| grpc.accept_compressed(encoding)) }
+            }
+
+            /// Limits the size of a decoded response message (tonic's default: 4 MiB).
+            #[must_use]
+            pub fn max_decoding_message_size(self, limit: usize) -> Self {
+                Self { core: self.core.map_grpc(|grpc| grpc.max_decoding_message_size(limit)) }
+            }
+
+            /// Limits the size of an encoded request message (tonic's default: `usize::MAX`).
+            #[must_use]
+            pub fn max_encoding_message_size(self, limit: usize) -> Self {
+                Self { core: self.core.map_grpc(|grpc| grpc.max_encoding_message_size(limit)) }
+            }
+
+            #(#methods)*
+        }
+    }
+}
+
+fn client_method(rpc: &RpcModel) -> TokenStream {
+    let tonic = quote!(::tonic_intercept::__private::tonic);
+    let name = format_ident!("{}", rpc.type_name);
+    let method: syn::Ident =
+        syn::parse_str(&rpc.method_name).unwrap_or_else(|_| format_ident!("r#{}", rpc.method_name));
+    let request = rust_type(&rpc.request);
+    let response = rust_type(&rpc.response);
+    let doc = format!(
+        " Calls `{}` under its `ClientPolicy<{}>`.",
+        rpc.proto_name, rpc.type_name
+    );
+    let deprecated = rpc.deprecated.then(|| quote!(#[deprecated]));
+    let (argument, into, call) = match rpc.client_streaming {
+        false => (
+            quote!(impl #tonic::IntoRequest<#request>),
+            quote!(into_request),
+            if rpc.server_streaming {
+                quote!(server_streaming)
+            } else {
+                quote!(unary)
+            },
+        ),
+        true => (
+            quote!(impl #tonic::IntoStreamingRequest<Message = #request>),
+            quote!(into_streaming_request),
+            if rpc.server_streaming {
+                quote!(bidi)
+            } else {
+                quote!(client_streaming)
+            },
+        ),
+    };
+    let turbofish = match rpc.client_streaming {
+        false => quote!(::<#name>),
+        true => quote!(::<#name, _>),
+    };
+    let output = match rpc.server_streaming {
+        false => quote!(#response),
+        true => quote!(::tonic_intercept::Responses<#name, H>),
+    };
+    quote! {
+        #[doc = #doc]
+        #deprecated
+        pub async fn #method(
+            &mut self,
+            request: #argument,
+        ) -> ::core::result::Result<#tonic::Response<#output>, #tonic::Status>
+        where
+            H: ::tonic_intercept::ClientHook<#name>,
+        {
+            self.core.#call #turbofish(request.#into()).await
         }
     }
 }
@@ -123,6 +269,8 @@ fn rpc(service: &ServiceModel, index: usize, rpc: &RpcModel) -> TokenStream {
                 ::tonic_intercept::__rpc_span!(#span_name, call)
             }
         }
+
+        impl ::tonic_intercept::RpcOf<Service> for #name {}
 
         #wrappers
     }

@@ -23,6 +23,8 @@ pub(crate) struct RpcModel {
     pub(crate) type_name: String,
     /// As written in the `.proto`.
     pub(crate) proto_name: String,
+    /// tonic's client method name (prost-build's snake case, `r#` for a keyword).
+    pub(crate) method_name: String,
     pub(crate) docs: Vec<String>,
     /// Rust paths relative to the package module, as prost-build gives them.
     pub(crate) request: String,
@@ -107,6 +109,7 @@ impl RpcModel {
         Self {
             type_name: upper_camel(&method.name),
             proto_name: method.proto_name.clone(),
+            method_name: method.name.clone(),
             docs: docs(&method.comments),
             request: method.input_type.clone(),
             response: method.output_type.clone(),

@@ -26,8 +26,10 @@ pub(crate) fn check(fds: &FileDescriptorSet) -> Result<(), Vec<String>> {
             let rust_service = heck::ToUpperCamelCase::to_upper_camel_case(service.name());
             let module = format!("{}_intercept", naive_snake_case(&rust_service));
             // (type, what declares it)
-            let mut taken: Vec<(String, String)> =
-                vec![("Service".into(), "the service itself".into())];
+            let mut taken: Vec<(String, String)> = vec![
+                ("Service".into(), "the service itself".into()),
+                ("Client".into(), "the service's client".into()),
+            ];
             for (m, method) in service.method.iter().enumerate() {
                 let ty = rpc_type_name(method.name());
                 let here = |what: String| {
@@ -60,7 +62,7 @@ pub(crate) fn check(fds: &FileDescriptorSet) -> Result<(), Vec<String>> {
                 }
                 for (name, role, what) in declares {
                     if let Some((_, first)) = taken.iter().find(|(t, _)| *t == name) {
-                        let fix = if first == "the service itself" {
+                        let fix = if first.starts_with("the service") {
                             "rename the RPC"
                         } else {
                             "rename one of the RPCs"

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 use tonic::Code;
-use tonic::metadata::MetadataMap;
+use tonic::metadata::{Ascii, MetadataMap, MetadataValue};
 
 use crate::rpc::RpcDescriptor;
 
@@ -101,27 +101,58 @@ impl Call {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Deadline(pub Instant);
 
+/// What a handler's outgoing client calls inherit from the incoming call: its deadline,
+/// request id and trace parent.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Incoming {
+    pub(crate) deadline: Option<Instant>,
+    pub(crate) request_id: Option<MetadataValue<Ascii>>,
+    pub(crate) traceparent: Option<MetadataValue<Ascii>>,
+}
+
+impl Incoming {
+    pub(crate) fn of(metadata: &MetadataMap, deadline: Option<Instant>) -> Self {
+        Self {
+            deadline,
+            request_id: metadata.get(REQUEST_ID).cloned(),
+            traceparent: metadata.get("traceparent").cloned(),
+        }
+    }
+
+    /// The incoming call around the running task, if it is an intercepted handler.
+    pub(crate) fn current() -> Option<Incoming> {
+        INCOMING.try_with(Incoming::clone).ok()
+    }
+
+    /// Runs `handler` inside this incoming call.
+    pub(crate) fn scope<F: std::future::Future>(
+        self,
+        handler: F,
+    ) -> impl std::future::Future<Output = F::Output> {
+        INCOMING.scope(self, handler)
+    }
+}
+
+/// The request id header: kept across a call's attempts and forwarded by the client from
+/// the incoming call.
+pub const REQUEST_ID: &str = "x-request-id";
+
 tokio::task_local! {
-    static DEADLINE: Instant;
+    static INCOMING: Incoming;
 }
 
 impl Deadline {
     /// The running handler's deadline, if its call has one.
     pub fn current() -> Option<Deadline> {
-        DEADLINE.try_with(|at| Deadline(*at)).ok()
+        INCOMING
+            .try_with(|incoming| incoming.deadline.map(Deadline))
+            .ok()
+            .flatten()
     }
 
     /// Time left (zero once it has passed).
     pub fn remaining(&self) -> Duration {
         self.0.saturating_duration_since(Instant::now())
-    }
-
-    /// Runs `handler` with `at` as its [`Deadline::current`].
-    pub(crate) fn scope<F: std::future::Future>(
-        at: Instant,
-        handler: F,
-    ) -> impl std::future::Future<Output = F::Output> {
-        DEADLINE.scope(at, handler)
     }
 }
 
@@ -234,7 +265,7 @@ impl std::fmt::Display for Policy {
 }
 
 /// Parses the `grpc-timeout` header: 1 to 8 digits and a unit (H, M, S, m, u, n).
-fn grpc_timeout(metadata: &MetadataMap) -> Option<Duration> {
+pub(crate) fn grpc_timeout(metadata: &MetadataMap) -> Option<Duration> {
     let value = metadata.get("grpc-timeout")?.to_str().ok()?;
     if value.len() < 2 || value.len() > 9 {
         return None;

@@ -115,10 +115,11 @@ mod validate;
 pub mod __private;
 
 pub use auth::{Authenticate, Principal, Roles, StaticTokens, bearer_token};
-pub use call::{Call, Deadline, Outcome, Policy};
+pub use call::{Call, Deadline, Outcome, Policy, REQUEST_ID};
 pub use client::{
-    ClientMetrics, ClientPolicy, ClientServiceMetrics, Decision, Jitter, MAX_ATTEMPTS_CAP,
-    Pushback, Reason, RetryPolicy, RetryThrottle, Token, TokenProvider, TokenSource, pushback,
+    ClientConfig, ClientHook, ClientMetrics, ClientOutcome, ClientPolicy, ClientServiceMetrics,
+    DEFAULT_REPLAY_BUFFER, Decision, Jitter, MAX_ATTEMPTS_CAP, Pushback, Reason, Responses,
+    RetryPolicy, RetryThrottle, RpcOf, Token, TokenProvider, TokenSource, pushback,
 };
 pub use hook::{Hook, Hooks};
 pub use limits::{Limits, OnRateExceeded, Rate};

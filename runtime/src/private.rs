@@ -12,7 +12,7 @@ use tonic::{Request, Streaming};
 use tracing::Span;
 
 use crate::auth::{Roles, check_roles};
-use crate::call::{Call, Deadline, Outcome, Policy};
+use crate::call::{Call, Incoming, Outcome, Policy};
 use crate::hook::Hooks;
 use crate::limits::{Dir, Limits, Meter};
 use crate::recover::{Run, panicked};
@@ -23,11 +23,13 @@ use crate::stream::{
 };
 
 pub use crate::admission::{Admission, AdmissionConfig, Admitted, identity_key};
+pub use crate::client::engine::{ClientCore, Transport};
 pub use crate::idempotency::{Begin, Ticket};
 pub use crate::limits::OnRateExceeded;
 pub use crate::trace::call_span;
 pub use crate::validate::check as validate;
 pub use std::time::Duration;
+pub use tonic;
 
 pub use tonic::{Response, Status};
 
@@ -174,14 +176,17 @@ pub struct Guard<R: Rpc, H: Hooks<R>> {
     recover: bool,
     admitted: Option<Admitted>,
     finished: bool,
+    incoming: Incoming,
     _rpc: PhantomData<fn() -> R>,
 }
 
 impl<R: Rpc, H: Hooks<R>> Guard<R, H> {
     /// Starts the call: peer, deadline, counters.
     pub fn new<T>(request: &Request<T>, limits: Limits, hooks: H, recover: bool) -> Self {
+        let call = Call::start(&R::DESCRIPTOR, request, limits.get_timeout());
         Self {
-            call: Call::start(&R::DESCRIPTOR, request, limits.get_timeout()),
+            incoming: Incoming::of(request.metadata(), call.deadline()),
+            call,
             meter_in: Meter::new(Dir::In, &limits),
             meter_out: Meter::new(Dir::Out, &limits),
             limits,
@@ -345,12 +350,13 @@ impl<R: Rpc, H: Hooks<R>> Guard<R, H> {
     {
         let result = match self.call.deadline() {
             Some(deadline) => {
-                match tokio::time::timeout_at(deadline, Deadline::scope(deadline, handler)).await {
+                let handler = self.incoming.clone().scope(handler);
+                match tokio::time::timeout_at(deadline, handler).await {
                     Ok(result) => result,
                     Err(_) => return Err((Some(Policy::Deadline), deadline_exceeded(&self.call))),
                 }
             }
-            None => handler.await,
+            None => self.incoming.clone().scope(handler).await,
         };
         result.map_err(|status| (None, status))
     }

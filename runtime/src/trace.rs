@@ -135,6 +135,25 @@ mod otel {
         }
     }
 
+    /// The current span's W3C `traceparent`, when it belongs to a valid trace.
+    pub(super) fn current_traceparent()
+    -> Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>> {
+        use opentelemetry::trace::TraceContextExt;
+        let context = Span::current().context();
+        let span = context.span();
+        let span_context = span.span_context();
+        if !span_context.is_valid() {
+            return None;
+        }
+        let value = format!(
+            "00-{}-{}-{:02x}",
+            span_context.trace_id(),
+            span_context.span_id(),
+            span_context.trace_flags().to_u8()
+        );
+        tonic::metadata::MetadataValue::try_from(value).ok()
+    }
+
     /// Makes `span` a child of the caller's span, read from `traceparent`/`tracestate`.
     pub(super) fn set_parent(span: &Span, metadata: &MetadataMap) {
         let parent = TraceContextPropagator::new()
@@ -143,6 +162,30 @@ mod otel {
         // has started (not yet: it was just created). Either way the call goes on.
         let _ = span.set_parent(parent);
     }
+}
+
+/// The `traceparent` of an outgoing call: with the `opentelemetry` feature, the current
+/// span's context when it has one; otherwise the incoming call's trace, with a new
+/// parent id (this hop), and no header outside any trace.
+pub(crate) fn outgoing_traceparent(
+    incoming: Option<&crate::call::Incoming>,
+) -> Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>> {
+    #[cfg(feature = "opentelemetry")]
+    if let Some(header) = otel::current_traceparent() {
+        return Some(header);
+    }
+    let header = incoming?.traceparent.as_ref()?;
+    let value = header.to_str().ok()?;
+    let parent = TraceParent::parse(value)?;
+    let flags = &value[53..55];
+    let span_id = loop {
+        let id = crate::client::Jitter::new().next_u64();
+        if id != 0 {
+            break id;
+        }
+    };
+    let value = format!("00-{}-{span_id:016x}-{flags}", parent.trace_id);
+    tonic::metadata::MetadataValue::try_from(value).ok()
 }
 
 /// Logs a panic caught in a call at ERROR, with its message when it has one (`panic!`

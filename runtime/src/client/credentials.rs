@@ -267,16 +267,24 @@ impl<S: TokenSource> TokenProvider<S> {
     }
 
     /// What [`token`](Self::token) does next, decided under the state lock.
+    /// The cached header while it is fresh, without fetching.
+    pub(crate) fn fresh(&self) -> Option<MetadataValue<Ascii>> {
+        self.cached(&self.inner.state())
+    }
+
+    fn cached(&self, state: &State) -> Option<MetadataValue<Ascii>> {
+        let cached = state.cached.as_ref()?;
+        // Fresh while now < expires_at - refresh_before (without underflowing).
+        let fresh = Instant::now()
+            .checked_add(self.inner.refresh_before)
+            .is_some_and(|margin_end| margin_end < cached.expires_at);
+        fresh.then(|| cached.header.clone())
+    }
+
     fn next_step(&self) -> Step {
         let mut state = self.inner.state();
-        if let Some(cached) = &state.cached {
-            // Fresh while now < expires_at - refresh_before (without underflowing).
-            let fresh = Instant::now()
-                .checked_add(self.inner.refresh_before)
-                .is_some_and(|margin_end| margin_end < cached.expires_at);
-            if fresh {
-                return Step::Cached(cached.header.clone());
-            }
+        if let Some(header) = self.cached(&state) {
+            return Step::Cached(header);
         }
         if let Some((_, rx)) = &state.in_flight {
             return Step::Wait(rx.clone());

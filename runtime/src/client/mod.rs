@@ -41,15 +41,21 @@
 //!
 //! [gRFC A6]: https://github.com/grpc/proposal/blob/master/A6-client-retries.md
 
+mod config;
 mod credentials;
+pub(crate) mod engine;
 mod metrics;
+mod policy;
 mod retry;
+mod stream;
 
+pub use config::{ClientConfig, ClientHook, ClientOutcome, RpcOf};
 pub use credentials::{Token, TokenProvider, TokenSource};
+pub use policy::{ClientPolicy, DEFAULT_REPLAY_BUFFER};
+pub use stream::Responses;
 
 pub use metrics::{ClientMetrics, ClientServiceMetrics};
 
 pub use retry::{
-    ClientPolicy, Decision, Jitter, MAX_ATTEMPTS_CAP, Pushback, Reason, RetryPolicy, RetryThrottle,
-    pushback,
+    Decision, Jitter, MAX_ATTEMPTS_CAP, Pushback, Reason, RetryPolicy, RetryThrottle, pushback,
 };

@@ -2,7 +2,6 @@
 
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
-use std::marker::PhantomData;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -11,7 +10,6 @@ use tonic::metadata::MetadataMap;
 use tonic::{Code, Status};
 
 use crate::admission::RETRY_PUSHBACK;
-use crate::rpc::Rpc;
 
 /// The largest `maxAttempts` gRFC A6 honours: larger values are treated as this one.
 ///
@@ -467,20 +465,23 @@ pub enum Reason {
     Throttled,
     /// The server's `grpc-retry-pushback-ms` said not to retry.
     Pushback,
+    /// The call's deadline passed, or would pass during the backoff.
+    Deadline,
 }
 
 impl Reason {
     /// Every reason, for pre-registering metric series.
     ///
     /// ```
-    /// assert_eq!(tonic_intercept::Reason::ALL.len(), 5);
+    /// assert_eq!(tonic_intercept::Reason::ALL.len(), 6);
     /// ```
-    pub const ALL: [Reason; 5] = [
+    pub const ALL: [Reason; 6] = [
         Reason::NotRetryable,
         Reason::AttemptsExhausted,
         Reason::Committed,
         Reason::Throttled,
         Reason::Pushback,
+        Reason::Deadline,
     ];
 
     /// A `snake_case` label for metrics and logs.
@@ -495,6 +496,7 @@ impl Reason {
             Reason::Committed => "committed",
             Reason::Throttled => "throttled",
             Reason::Pushback => "pushback",
+            Reason::Deadline => "deadline",
         }
     }
 }
@@ -775,192 +777,23 @@ impl Jitter {
     /// assert!((0..1000).map(|_| j.next_f64()).all(|x| (0.0..1.0).contains(&x)));
     /// ```
     pub fn next_f64(&mut self) -> f64 {
+        let bits = self.next_u64() >> 11;
+        bits as f64 / (1u64 << 53) as f64
+    }
+
+    /// The next 64 random bits (xorshift64*).
+    ///
+    /// ```
+    /// let mut j = tonic_intercept::Jitter::seeded(42);
+    /// assert_ne!(j.next_u64(), j.next_u64());
+    /// ```
+    pub fn next_u64(&mut self) -> u64 {
         let mut x = self.state;
         x ^= x >> 12;
         x ^= x << 25;
         x ^= x >> 27;
         self.state = x;
-        let bits = x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11;
-        bits as f64 / (1u64 << 53) as f64
-    }
-}
-
-/// A client policy for one RPC, typed by the generated per-RPC type `R`.
-///
-/// Retrying is only safe for an RPC whose `.proto` declares `option idempotency_level =
-/// IDEMPOTENT` or `NO_SIDE_EFFECTS` ([`IdempotencyLevel::is_retry_safe`]):
-/// [`ClientPolicy::retry`] checks that at compile time, and
-/// [`ClientPolicy::retry_non_idempotent`] is the explicit way to accept the risk.
-///
-/// ```
-/// # mod pb {
-/// #     tonic_intercept::__doc_rpc!(GetUser, "users.v1.UserService", "GetUser", Unary, (), (), NoSideEffects);
-/// #     tonic_intercept::__doc_rpc!(CreateUser, "users.v1.UserService", "CreateUser", Unary, (), ());
-/// # }
-/// use tonic_intercept::{ClientPolicy, RetryPolicy};
-/// use pb::{CreateUser, GetUser};
-///
-/// // `GetUser` is declared `idempotency_level = NO_SIDE_EFFECTS`.
-/// const GET_USER: ClientPolicy<GetUser> = ClientPolicy::retry(RetryPolicy::new().max_attempts(4));
-/// // `CreateUser` declares nothing: retrying it must be accepted explicitly.
-/// const CREATE_USER: ClientPolicy<CreateUser> =
-///     ClientPolicy::retry_non_idempotent(RetryPolicy::new().max_attempts(2));
-///
-/// assert_eq!(GET_USER.retry_policy().map(|p| p.attempts()), Some(4));
-/// assert!(CREATE_USER.retries_non_idempotent());
-/// ```
-///
-/// Retrying an RPC not declared idempotent with [`ClientPolicy::retry`] does not compile:
-///
-/// ```compile_fail,E0080
-/// # mod pb { tonic_intercept::__doc_rpc!(CreateUser, "users.v1.UserService", "CreateUser", Unary, (), ()); }
-/// use tonic_intercept::{ClientPolicy, RetryPolicy};
-/// const CREATE_USER: ClientPolicy<pb::CreateUser> = ClientPolicy::retry(RetryPolicy::new());
-/// ```
-///
-/// ```text
-/// error[E0080]: evaluation panicked: tonic-intercept: this RPC is not declared idempotent
-///               (option idempotency_level = IDEMPOTENT or NO_SIDE_EFFECTS); retrying it may
-///               repeat its side effects; use `ClientPolicy::retry_non_idempotent` to accept that
-/// ```
-///
-/// Nor does it in a function body, where the error adds
-/// ``note: the above error was encountered while instantiating `fn ClientPolicy::<CreateUser>::retry` ``,
-/// naming the RPC:
-///
-/// ```compile_fail,E0080
-/// # mod pb { tonic_intercept::__doc_rpc!(CreateUser, "users.v1.UserService", "CreateUser", Unary, (), ()); }
-/// use tonic_intercept::{ClientPolicy, RetryPolicy};
-/// let policy = ClientPolicy::<pb::CreateUser>::retry(RetryPolicy::new());
-/// # let _ = policy;
-/// ```
-///
-/// The check is an inline `const { assert!(..) }` on `R::DESCRIPTOR`, evaluated when
-/// `retry` is instantiated for a concrete `R`: the descriptor is an associated `const` of
-/// the generated type, so no trait bound can express "idempotent", and an inline `const`
-/// block (stable since Rust 1.79, within this crate's MSRV) gives a plain panic message
-/// where a helper trait would give an unsatisfied-bound error. It is a
-/// post-monomorphization error: `cargo build` and `cargo test` always report it, and so
-/// does `cargo check` when the policy is a `const` item (as above, the recommended
-/// form), but `cargo check` skips it when `retry` is only called from a function body,
-/// because `check` does not instantiate function bodies.
-///
-/// [`IdempotencyLevel::is_retry_safe`]: crate::IdempotencyLevel::is_retry_safe
-pub struct ClientPolicy<R: Rpc> {
-    retry: Option<RetryPolicy>,
-    accepted_non_idempotent: bool,
-    rpc: PhantomData<fn() -> R>,
-}
-
-impl<R: Rpc> ClientPolicy<R> {
-    /// No retries: each call makes one attempt.
-    ///
-    /// ```
-    /// # mod pb { tonic_intercept::__doc_rpc!(CreateUser, "users.v1.UserService", "CreateUser", Unary, (), ()); }
-    /// let policy = tonic_intercept::ClientPolicy::<pb::CreateUser>::new();
-    /// assert!(policy.retry_policy().is_none());
-    /// ```
-    pub const fn new() -> Self {
-        Self {
-            retry: None,
-            accepted_non_idempotent: false,
-            rpc: PhantomData,
-        }
-    }
-
-    /// Retries `R` with `policy`; does not compile unless `R` is declared
-    /// `IDEMPOTENT` or `NO_SIDE_EFFECTS` in the `.proto` (see the type's docs).
-    ///
-    /// ```
-    /// # mod pb { tonic_intercept::__doc_rpc!(PutUser, "users.v1.UserService", "PutUser", Unary, (), (), Idempotent); }
-    /// use tonic_intercept::{ClientPolicy, RetryPolicy};
-    /// let policy = ClientPolicy::<pb::PutUser>::retry(RetryPolicy::new());
-    /// assert!(!policy.retries_non_idempotent());
-    /// ```
-    pub const fn retry(policy: RetryPolicy) -> Self {
-        const {
-            assert!(
-                R::DESCRIPTOR.idempotency.is_retry_safe(),
-                "tonic-intercept: this RPC is not declared idempotent (option idempotency_level = \
-                 IDEMPOTENT or NO_SIDE_EFFECTS); retrying it may repeat its side effects; use \
-                 `ClientPolicy::retry_non_idempotent` to accept that"
-            )
-        };
-        Self {
-            retry: Some(policy),
-            accepted_non_idempotent: false,
-            rpc: PhantomData,
-        }
-    }
-
-    /// Retries `R` with `policy` whatever its declared idempotency: the caller accepts
-    /// that a retried attempt may repeat side effects the failed one already had.
-    ///
-    /// ```
-    /// # mod pb { tonic_intercept::__doc_rpc!(CreateUser, "users.v1.UserService", "CreateUser", Unary, (), ()); }
-    /// use tonic_intercept::{ClientPolicy, RetryPolicy};
-    /// let policy = ClientPolicy::<pb::CreateUser>::retry_non_idempotent(RetryPolicy::new());
-    /// assert!(policy.retry_policy().is_some());
-    /// ```
-    pub const fn retry_non_idempotent(policy: RetryPolicy) -> Self {
-        Self {
-            retry: Some(policy),
-            accepted_non_idempotent: true,
-            rpc: PhantomData,
-        }
-    }
-
-    /// The retry policy, if the RPC is retried.
-    ///
-    /// ```
-    /// # mod pb { tonic_intercept::__doc_rpc!(GetUser, "users.v1.UserService", "GetUser", Unary, (), (), NoSideEffects); }
-    /// use tonic_intercept::{ClientPolicy, RetryPolicy};
-    /// let policy = ClientPolicy::<pb::GetUser>::retry(RetryPolicy::new().max_attempts(5));
-    /// assert_eq!(policy.retry_policy().unwrap().attempts(), 5);
-    /// ```
-    pub const fn retry_policy(&self) -> Option<&RetryPolicy> {
-        self.retry.as_ref()
-    }
-
-    /// Whether this policy retries an RPC the `.proto` does not declare retry-safe (only
-    /// possible through [`ClientPolicy::retry_non_idempotent`]); worth a log line.
-    ///
-    /// ```
-    /// # mod pb { tonic_intercept::__doc_rpc!(GetUser, "users.v1.UserService", "GetUser", Unary, (), (), NoSideEffects); }
-    /// use tonic_intercept::{ClientPolicy, RetryPolicy};
-    /// // Accepting the risk on an RPC that is safe anyway retries nothing unsafe.
-    /// let policy = ClientPolicy::<pb::GetUser>::retry_non_idempotent(RetryPolicy::new());
-    /// assert!(!policy.retries_non_idempotent());
-    /// ```
-    pub const fn retries_non_idempotent(&self) -> bool {
-        self.accepted_non_idempotent
-            && self.retry.is_some()
-            && !R::DESCRIPTOR.idempotency.is_retry_safe()
-    }
-}
-
-impl<R: Rpc> Default for ClientPolicy<R> {
-    /// [`ClientPolicy::new`]: no retries.
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl<R: Rpc> Clone for ClientPolicy<R> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-
-impl<R: Rpc> Copy for ClientPolicy<R> {}
-
-impl<R: Rpc> fmt::Debug for ClientPolicy<R> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClientPolicy")
-            .field("rpc", &R::DESCRIPTOR.path)
-            .field("retry", &self.retry)
-            .field("accepted_non_idempotent", &self.accepted_non_idempotent)
-            .finish()
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
 }
 

@@ -1,0 +1,555 @@
+//! One client call from start to end: outgoing metadata, the deadline, attempts,
+//! retries, and the report of its end.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tonic::client::Grpc;
+use tonic::codegen::http::uri::PathAndQuery;
+use tonic::codegen::{Body, Bytes, StdError};
+use tonic::metadata::{Ascii, MetadataMap, MetadataValue};
+use tonic::{Code, Extensions, GrpcMethod, Request, Response, Status};
+use tonic_prost::ProstCodec;
+
+use crate::call::{Incoming, REQUEST_ID, grpc_timeout};
+use crate::client::config::{ClientConfig, ClientHook, ClientOutcome, RpcOf};
+use crate::client::policy::Settings;
+use crate::client::retry::{Decision, Jitter, Reason};
+use crate::client::stream::{Responses, SendCounts, Sending, Tail};
+use crate::rpc::{Rpc, Service};
+
+/// The header gRFC A6 puts on each retry: how many attempts came before it.
+const PREVIOUS_ATTEMPTS: &str = "grpc-previous-rpc-attempts";
+
+/// What a generated client holds: tonic's `Grpc` and the shared config.
+pub struct ClientCore<S: Service, T, H> {
+    grpc: Grpc<T>,
+    config: Arc<ClientConfig<S, H>>,
+}
+
+impl<S: Service, T: Clone, H> Clone for ClientCore<S, T, H> {
+    fn clone(&self) -> Self {
+        Self {
+            grpc: self.grpc.clone(),
+            config: Arc::clone(&self.config),
+        }
+    }
+}
+
+impl<S: Service, T: std::fmt::Debug, H> std::fmt::Debug for ClientCore<S, T, H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("service", &S::NAME)
+            .field("grpc", &self.grpc)
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+/// What a generated client sends its calls through: a tonic `Channel`, or any
+/// `GrpcService` tonic's own generated clients accept.
+pub trait Transport:
+    tonic::client::GrpcService<
+        tonic::body::Body,
+        Error: Into<StdError>,
+        ResponseBody: Body<Data = Bytes, Error: Into<StdError> + Send> + Send + 'static,
+    >
+{
+}
+
+impl<T> Transport for T
+where
+    T: tonic::client::GrpcService<tonic::body::Body>,
+    T::Error: Into<StdError>,
+    T::ResponseBody: Body<Data = Bytes> + Send + 'static,
+    <T::ResponseBody as Body>::Error: Into<StdError> + Send,
+{
+}
+
+impl<S, T, H> ClientCore<S, T, H>
+where
+    S: Service,
+    H: Send + Sync + 'static,
+    T: Transport,
+{
+    pub fn new(inner: T, config: ClientConfig<S, H>) -> Self {
+        Self {
+            grpc: Grpc::new(inner),
+            config: Arc::new(config),
+        }
+    }
+
+    pub fn with_origin(
+        inner: T,
+        origin: tonic::codegen::http::Uri,
+        config: ClientConfig<S, H>,
+    ) -> Self {
+        Self {
+            grpc: Grpc::with_origin(inner, origin),
+            config: Arc::new(config),
+        }
+    }
+
+    pub fn config(&self) -> &ClientConfig<S, H> {
+        &self.config
+    }
+
+    pub fn map_grpc(mut self, f: impl FnOnce(Grpc<T>) -> Grpc<T>) -> Self {
+        self.grpc = f(self.grpc);
+        self
+    }
+
+    pub async fn unary<R>(
+        &mut self,
+        request: Request<R::Request>,
+    ) -> Result<Response<R::Response>, Status>
+    where
+        R: RpcOf<S>,
+        R::Request: Clone + Sync,
+        R::Response: Sync + Default,
+        H: ClientHook<R>,
+    {
+        let mut call = Attempts::<R, H>::start(&self.config, request.metadata());
+        let (metadata, _, message) = request.into_parts();
+        let result = async {
+            let metadata = call.outgoing(metadata).await?;
+            call.counts
+                .send::<R, H>(&self.config.hooks, &call.settings, &message)?;
+            let mut original = Some((metadata, message));
+            loop {
+                let (metadata, message) = call.next_payload(&mut original);
+                let request = call.request(metadata, message);
+                let grpc = &mut self.grpc;
+                let attempt = async move {
+                    ready(grpc).await?;
+                    grpc.unary(request, path::<R>(), ProstCodec::default())
+                        .await
+                };
+                match call.attempt(attempt).await {
+                    Ok(response) => {
+                        call.counts.receive::<R, H>(
+                            &self.config.hooks,
+                            &call.settings,
+                            response.get_ref(),
+                        )?;
+                        return Ok(response);
+                    }
+                    Err(status) => call.retry_or_give_up(status, false).await?,
+                }
+            }
+        }
+        .await;
+        call.end(result)
+    }
+
+    pub async fn server_streaming<R>(
+        &mut self,
+        request: Request<R::Request>,
+    ) -> Result<Response<Responses<R, H>>, Status>
+    where
+        R: RpcOf<S>,
+        R::Request: Clone + Sync,
+        R::Response: Sync + Default,
+        H: ClientHook<R>,
+    {
+        let mut call = Attempts::<R, H>::start(&self.config, request.metadata());
+        let (metadata, _, message) = request.into_parts();
+        let peek = call.settings.retry.is_some();
+        let result = async {
+            let metadata = call.outgoing(metadata).await?;
+            call.counts
+                .send::<R, H>(&self.config.hooks, &call.settings, &message)?;
+            let mut original = Some((metadata, message));
+            loop {
+                let (metadata, message) = call.next_payload(&mut original);
+                let request = call.request(metadata, message);
+                let grpc = &mut self.grpc;
+                let attempt = async move {
+                    ready(grpc).await?;
+                    let mut response = grpc
+                        .server_streaming(request, path::<R>(), ProstCodec::default())
+                        .await?;
+                    // A6's commit point for a retried stream: its first message.
+                    let first = match peek {
+                        true => Some(response.get_mut().message().await?),
+                        false => None,
+                    };
+                    Ok((response, first))
+                };
+                match call.attempt(attempt).await {
+                    Ok(committed) => return Ok(committed),
+                    Err(status) => call.retry_or_give_up(status, false).await?,
+                }
+            }
+        }
+        .await;
+        match result {
+            Ok((response, first)) => Ok(call.stream(response, first)),
+            Err(status) => call.end(Err(status)),
+        }
+    }
+
+    pub async fn client_streaming<R, St>(
+        &mut self,
+        request: Request<St>,
+    ) -> Result<Response<R::Response>, Status>
+    where
+        R: RpcOf<S>,
+        R::Request: Clone + Sync,
+        R::Response: Sync + Default,
+        H: ClientHook<R>,
+        St: tokio_stream::Stream<Item = R::Request> + Send + 'static,
+    {
+        let mut call = Attempts::<R, H>::start(&self.config, request.metadata());
+        let (metadata, _, source) = request.into_parts();
+        let result = async {
+            let metadata = call.outgoing(metadata).await?;
+            let sending =
+                Sending::<R, St, H>::new(source, &self.config, call.settings, call.counts.clone());
+            loop {
+                let request = call.request(metadata.clone(), sending.attempt());
+                let grpc = &mut self.grpc;
+                let attempt = async move {
+                    ready(grpc).await?;
+                    grpc.client_streaming(request, path::<R>(), ProstCodec::default())
+                        .await
+                };
+                match call.attempt(call.counts.or_violation(attempt)).await {
+                    Ok(response) => {
+                        call.counts.receive::<R, H>(
+                            &self.config.hooks,
+                            &call.settings,
+                            response.get_ref(),
+                        )?;
+                        return Ok(response);
+                    }
+                    Err(status) => {
+                        let committed = call.counts.violated() || sending.committed();
+                        call.retry_or_give_up(status, committed).await?
+                    }
+                }
+            }
+        }
+        .await;
+        call.end(result)
+    }
+
+    pub async fn bidi<R, St>(
+        &mut self,
+        request: Request<St>,
+    ) -> Result<Response<Responses<R, H>>, Status>
+    where
+        R: RpcOf<S>,
+        R::Request: Clone + Sync,
+        R::Response: Sync + Default,
+        H: ClientHook<R>,
+        St: tokio_stream::Stream<Item = R::Request> + Send + 'static,
+    {
+        let mut call = Attempts::<R, H>::start(&self.config, request.metadata());
+        let (metadata, _, source) = request.into_parts();
+        let result = async {
+            let metadata = call.outgoing(metadata).await?;
+            let sending =
+                Sending::<R, St, H>::new(source, &self.config, call.settings, call.counts.clone());
+            loop {
+                let request = call.request(metadata.clone(), sending.attempt());
+                let grpc = &mut self.grpc;
+                let attempt = async move {
+                    ready(grpc).await?;
+                    grpc.streaming(request, path::<R>(), ProstCodec::default())
+                        .await
+                };
+                // Response headers commit a bidi call: from there the application may
+                // have answered what it read.
+                match call.attempt(call.counts.or_violation(attempt)).await {
+                    Ok(response) => return Ok(response),
+                    Err(status) => {
+                        let committed = call.counts.violated() || sending.committed();
+                        call.retry_or_give_up(status, committed).await?
+                    }
+                }
+            }
+        }
+        .await;
+        match result {
+            Ok(response) => Ok(call.stream(response, None)),
+            Err(status) => call.end(Err(status)),
+        }
+    }
+}
+
+async fn ready<T: Transport>(grpc: &mut Grpc<T>) -> Result<(), Status> {
+    grpc.ready()
+        .await
+        .map_err(|e| Status::unavailable(format!("service was not ready: {}", e.into())))
+}
+
+fn path<R: Rpc>() -> PathAndQuery {
+    PathAndQuery::from_static(R::DESCRIPTOR.path)
+}
+
+/// The state of one call across its attempts.
+pub(crate) struct Attempts<'c, R: Rpc, H> {
+    config: &'c Arc<ClientConfig<R::Service, H>>,
+    pub(crate) settings: Settings,
+    pub(crate) counts: Arc<SendCounts>,
+    started: Instant,
+    deadline: Option<Instant>,
+    attempt: u32,
+    gave_up: Option<Reason>,
+    jitter: Option<Jitter>,
+}
+
+impl<'c, R, H> Attempts<'c, R, H>
+where
+    R: Rpc,
+    H: ClientHook<R>,
+{
+    fn start(config: &'c Arc<ClientConfig<R::Service, H>>, metadata: &MetadataMap) -> Self {
+        let settings = config.settings_of::<R>();
+        let started = Instant::now();
+        // The earliest of: the request's own timeout, the RPC's default, the deadline of
+        // the incoming call this one is made for.
+        let own = grpc_timeout(metadata).or(settings.deadline);
+        let incoming = Incoming::current().and_then(|incoming| incoming.deadline);
+        let deadline = [own.map(|d| started + d), incoming]
+            .into_iter()
+            .flatten()
+            .min();
+        if let Some(metrics) = &config.metrics {
+            metrics.started::<R>();
+        }
+        Self {
+            config,
+            settings,
+            counts: Arc::new(SendCounts::default()),
+            started,
+            deadline,
+            attempt: 1,
+            gave_up: None,
+            jitter: None,
+        }
+    }
+
+    /// The call's metadata, once for all attempts: credentials, request id, trace parent.
+    async fn outgoing(&self, mut metadata: MetadataMap) -> Result<MetadataMap, Status> {
+        if let Some(credentials) = &self.config.credentials
+            && !metadata.contains_key("authorization")
+        {
+            let header = match credentials.fresh() {
+                Some(header) => header,
+                None => credentials.fetch().await?,
+            };
+            metadata.insert("authorization", header);
+        }
+        let incoming = Incoming::current();
+        if self.config.request_ids && !metadata.contains_key(REQUEST_ID) {
+            let id = incoming
+                .as_ref()
+                .and_then(|incoming| incoming.request_id.clone())
+                .unwrap_or_else(new_request_id);
+            metadata.insert(REQUEST_ID, id);
+        }
+        if !metadata.contains_key("traceparent")
+            && let Some(traceparent) = crate::trace::outgoing_traceparent(incoming.as_ref())
+        {
+            metadata.insert("traceparent", traceparent);
+        }
+        Ok(metadata)
+    }
+
+    /// This attempt's request and message: clones while another attempt may follow, the
+    /// originals for the last one.
+    fn next_payload<M: Clone>(&self, original: &mut Option<(MetadataMap, M)>) -> (MetadataMap, M) {
+        let more = self
+            .settings
+            .retry
+            .is_some_and(|retry| self.attempt < retry.attempts());
+        match (more, original.as_ref()) {
+            (true, Some((metadata, message))) => (metadata.clone(), message.clone()),
+            _ => original.take().expect("an attempt after the last one"),
+        }
+    }
+
+    /// One attempt's request: the deadline left, the attempt count, tonic's method tag.
+    fn request<M>(&self, metadata: MetadataMap, message: M) -> Request<M> {
+        let mut extensions = Extensions::new();
+        extensions.insert(GrpcMethod::new(R::DESCRIPTOR.service, R::DESCRIPTOR.method));
+        let mut request = Request::from_parts(metadata, extensions, message);
+        if let Some(deadline) = self.attempt_deadline() {
+            request.set_timeout(deadline.saturating_duration_since(Instant::now()));
+        }
+        if self.attempt > 1 {
+            request
+                .metadata_mut()
+                .insert(PREVIOUS_ATTEMPTS, MetadataValue::from(self.attempt - 1));
+        }
+        request
+    }
+
+    /// The earlier of the call's deadline and this attempt's timeout.
+    fn attempt_deadline(&self) -> Option<Instant> {
+        let per_attempt = self
+            .settings
+            .retry
+            .and_then(|retry| retry.attempt_timeout())
+            .map(|timeout| Instant::now() + timeout);
+        [self.deadline, per_attempt].into_iter().flatten().min()
+    }
+
+    /// Runs one attempt until it ends or its deadline passes.
+    async fn attempt<T>(
+        &self,
+        attempt: impl Future<Output = Result<T, Status>>,
+    ) -> Result<T, Status> {
+        let Some(at) = self.attempt_deadline() else {
+            return attempt.await;
+        };
+        match tokio::time::timeout_at(at, attempt).await {
+            Ok(result) => result,
+            Err(_) if Some(at) == self.deadline => Err(self.deadline_exceeded()),
+            Err(_) => Err(Status::deadline_exceeded(format!(
+                "{}: attempt {} timed out",
+                R::DESCRIPTOR.method,
+                self.attempt
+            ))),
+        }
+    }
+
+    fn deadline_exceeded(&self) -> Status {
+        Status::deadline_exceeded(format!(
+            "{}: deadline exceeded after {} attempt(s)",
+            R::DESCRIPTOR.method,
+            self.attempt
+        ))
+    }
+
+    /// After a failed attempt: waits the backoff and returns `Ok` to try again, or
+    /// returns the status the call ends with.
+    async fn retry_or_give_up(&mut self, status: Status, committed: bool) -> Result<(), Status> {
+        let Some(retry) = self.settings.retry else {
+            return Err(status);
+        };
+        if self
+            .deadline
+            .is_some_and(|deadline| Instant::now() >= deadline)
+        {
+            return Err(self.give_up(Reason::Deadline, status));
+        }
+        let random = self.jitter.get_or_insert_with(Jitter::new).next_f64();
+        match retry.decide(
+            self.attempt,
+            &status,
+            committed,
+            &self.config.throttle,
+            random,
+        ) {
+            Decision::GiveUp(reason) => Err(self.give_up(reason, status)),
+            Decision::RetryAfter(wait) => {
+                let resume = Instant::now() + wait;
+                if self.deadline.is_some_and(|deadline| resume >= deadline) {
+                    return Err(self.give_up(Reason::Deadline, status));
+                }
+                tracing::info!(
+                    target: "tonic_intercept::client",
+                    rpc = R::DESCRIPTOR.path,
+                    attempt = self.attempt,
+                    code = ?status.code(),
+                    message = status.message(),
+                    backoff_ms = wait.as_millis() as u64,
+                    "retrying"
+                );
+                if let Some(metrics) = &self.config.metrics {
+                    metrics.retried::<R>();
+                }
+                tokio::time::sleep_until(resume).await;
+                self.attempt += 1;
+                Ok(())
+            }
+        }
+    }
+
+    fn give_up(&mut self, reason: Reason, status: Status) -> Status {
+        tracing::debug!(
+            target: "tonic_intercept::client",
+            rpc = R::DESCRIPTOR.path,
+            attempts = self.attempt,
+            code = ?status.code(),
+            %reason,
+            "not retrying"
+        );
+        if let Some(metrics) = &self.config.metrics {
+            metrics.gave_up::<R>(reason);
+        }
+        self.gave_up = Some(reason);
+        if reason == Reason::Deadline {
+            return self.deadline_exceeded();
+        }
+        status
+    }
+
+    /// Ends a call that returns a single response.
+    fn end<T>(&self, result: Result<T, Status>) -> Result<T, Status> {
+        let code = match &result {
+            Ok(_) => Code::Ok,
+            Err(status) => status.code(),
+        };
+        if code == Code::Ok && self.settings.retry.is_some() {
+            self.config.throttle.on_success();
+        }
+        self.tail().finish(code);
+        result
+    }
+
+    fn tail(&self) -> Tail<R, H> {
+        Tail {
+            config: Arc::clone(self.config),
+            counts: Arc::clone(&self.counts),
+            started: self.started,
+            attempts: self.attempt,
+            gave_up: self.gave_up,
+            settings: self.settings,
+        }
+    }
+
+    /// Hands a committed streaming call to its response stream, which reports its end.
+    fn stream(
+        &self,
+        response: Response<tonic::Streaming<R::Response>>,
+        first: Option<Option<R::Response>>,
+    ) -> Response<Responses<R, H>> {
+        if self.settings.retry.is_some() {
+            self.config.throttle.on_success();
+        }
+        let deadline = self.deadline;
+        let tail = self.tail();
+        response.map(|inner| Responses::new(inner, first, deadline, tail))
+    }
+}
+
+/// A new request id: 128 random bits in hex.
+fn new_request_id() -> MetadataValue<Ascii> {
+    let mut jitter = Jitter::new();
+    let (a, b) = (jitter.next_u64(), jitter.next_u64());
+    MetadataValue::try_from(format!("{a:016x}{b:016x}")).expect("hex is valid metadata")
+}
+
+impl ClientOutcome {
+    pub(crate) fn at(
+        code: Code,
+        attempts: u32,
+        gave_up: Option<Reason>,
+        sent: u64,
+        received: u64,
+        elapsed: Duration,
+    ) -> Self {
+        let mut outcome = ClientOutcome::new(code);
+        outcome.attempts = attempts;
+        outcome.gave_up = gave_up;
+        outcome.messages_sent = sent;
+        outcome.messages_received = received;
+        outcome.elapsed = elapsed;
+        outcome
+    }
+}
