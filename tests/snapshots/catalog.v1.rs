@@ -583,6 +583,160 @@ pub mod catalog_service_intercept {
         const NAME: &'static str = "catalog.v1.CatalogService";
         const RPCS: &'static [&'static ::tonic_intercept::RpcDescriptor] = RPCS;
     }
+    /// A `catalog.v1.CatalogService` client that applies a `tonic_intercept::ClientConfig`: per-RPC
+    /// retries, deadlines, limits and hooks, credentials, request ids and metrics.
+    ///
+    /// Its methods are tonic's (same names, same arguments); a server- or bidi-streaming
+    /// method returns a `tonic_intercept::Responses` stream.
+    pub struct Client<T, H = ()> {
+        core: ::tonic_intercept::__private::ClientCore<Service, T, H>,
+    }
+    impl<T: ::core::clone::Clone, H> ::core::clone::Clone for Client<T, H> {
+        fn clone(&self) -> Self {
+            Self { core: self.core.clone() }
+        }
+    }
+    impl<T: ::core::fmt::Debug, H> ::core::fmt::Debug for Client<T, H> {
+        fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+            ::core::fmt::Debug::fmt(&self.core, f)
+        }
+    }
+    impl<T: ::tonic_intercept::__private::Transport> Client<T> {
+        /// A client without policies (`ClientConfig::new()`).
+        pub fn new(inner: T) -> Self {
+            Self::with_config(inner, ::tonic_intercept::ClientConfig::new())
+        }
+    }
+    impl<
+        T: ::tonic_intercept::__private::Transport,
+        H: Send + Sync + 'static,
+    > Client<T, H> {
+        /// A client that applies `config` to its calls.
+        pub fn with_config(
+            inner: T,
+            config: ::tonic_intercept::ClientConfig<Service, H>,
+        ) -> Self {
+            Self {
+                core: ::tonic_intercept::__private::ClientCore::new(inner, config),
+            }
+        }
+        /// A client that applies `config`, sending to `origin` (see tonic's `Grpc::with_origin`).
+        pub fn with_origin(
+            inner: T,
+            origin: ::tonic_intercept::__private::tonic::codegen::http::Uri,
+            config: ::tonic_intercept::ClientConfig<Service, H>,
+        ) -> Self {
+            Self {
+                core: ::tonic_intercept::__private::ClientCore::with_origin(
+                    inner,
+                    origin,
+                    config,
+                ),
+            }
+        }
+        /// The config applied to every call.
+        pub fn config(&self) -> &::tonic_intercept::ClientConfig<Service, H> {
+            self.core.config()
+        }
+        /// Compresses requests with `encoding`.
+        #[must_use]
+        pub fn send_compressed(
+            self,
+            encoding: ::tonic_intercept::__private::tonic::codec::CompressionEncoding,
+        ) -> Self {
+            Self {
+                core: self.core.map_grpc(|grpc| grpc.send_compressed(encoding)),
+            }
+        }
+        /// Accepts responses compressed with `encoding`.
+        #[must_use]
+        pub fn accept_compressed(
+            self,
+            encoding: ::tonic_intercept::__private::tonic::codec::CompressionEncoding,
+        ) -> Self {
+            Self {
+                core: self.core.map_grpc(|grpc| grpc.accept_compressed(encoding)),
+            }
+        }
+        /// Limits the size of a decoded response message (tonic's default: 4 MiB).
+        #[must_use]
+        pub fn max_decoding_message_size(self, limit: usize) -> Self {
+            Self {
+                core: self.core.map_grpc(|grpc| grpc.max_decoding_message_size(limit)),
+            }
+        }
+        /// Limits the size of an encoded request message (tonic's default: `usize::MAX`).
+        #[must_use]
+        pub fn max_encoding_message_size(self, limit: usize) -> Self {
+            Self {
+                core: self.core.map_grpc(|grpc| grpc.max_encoding_message_size(limit)),
+            }
+        }
+        /// Calls `GetItem` under its `ClientPolicy<GetItem>`.
+        pub async fn get_item(
+            &mut self,
+            request: impl ::tonic_intercept::__private::tonic::IntoRequest<
+                super::GetItemRequest,
+            >,
+        ) -> ::core::result::Result<
+            ::tonic_intercept::__private::tonic::Response<super::Item>,
+            ::tonic_intercept::__private::tonic::Status,
+        >
+        where
+            H: ::tonic_intercept::ClientHook<GetItem>,
+        {
+            self.core.unary::<GetItem>(request.into_request()).await
+        }
+        /// Calls `ListItems` under its `ClientPolicy<ListItems>`.
+        pub async fn list_items(
+            &mut self,
+            request: impl ::tonic_intercept::__private::tonic::IntoRequest<
+                super::ListItemsRequest,
+            >,
+        ) -> ::core::result::Result<
+            ::tonic_intercept::__private::tonic::Response<
+                ::tonic_intercept::Responses<ListItems, H>,
+            >,
+            ::tonic_intercept::__private::tonic::Status,
+        >
+        where
+            H: ::tonic_intercept::ClientHook<ListItems>,
+        {
+            self.core.server_streaming::<ListItems>(request.into_request()).await
+        }
+        /// Calls `DeleteItem` under its `ClientPolicy<DeleteItem>`.
+        pub async fn delete_item(
+            &mut self,
+            request: impl ::tonic_intercept::__private::tonic::IntoRequest<
+                super::DeleteItemRequest,
+            >,
+        ) -> ::core::result::Result<
+            ::tonic_intercept::__private::tonic::Response<super::DeleteItemResponse>,
+            ::tonic_intercept::__private::tonic::Status,
+        >
+        where
+            H: ::tonic_intercept::ClientHook<DeleteItem>,
+        {
+            self.core.unary::<DeleteItem>(request.into_request()).await
+        }
+        /// Calls `WatchItems` under its `ClientPolicy<WatchItems>`.
+        pub async fn watch_items(
+            &mut self,
+            request: impl ::tonic_intercept::__private::tonic::IntoStreamingRequest<
+                Message = super::Item,
+            >,
+        ) -> ::core::result::Result<
+            ::tonic_intercept::__private::tonic::Response<
+                ::tonic_intercept::Responses<WatchItems, H>,
+            >,
+            ::tonic_intercept::__private::tonic::Status,
+        >
+        where
+            H: ::tonic_intercept::ClientHook<WatchItems>,
+        {
+            self.core.bidi::<WatchItems, _>(request.into_streaming_request()).await
+        }
+    }
     /// `rpc GetItem(GetItemRequest) returns (Item)`
     ///
     /// Anyone may read an item.
@@ -610,6 +764,7 @@ pub mod catalog_service_intercept {
             ::tonic_intercept::__rpc_span!("catalog.v1.CatalogService/GetItem", call)
         }
     }
+    impl ::tonic_intercept::RpcOf<Service> for GetItem {}
     /// `rpc ListItems(ListItemsRequest) returns (stream Item)`
     ///
     /// Streams up to `count` items.
@@ -639,6 +794,7 @@ pub mod catalog_service_intercept {
             ::tonic_intercept::__rpc_span!("catalog.v1.CatalogService/ListItems", call)
         }
     }
+    impl ::tonic_intercept::RpcOf<Service> for ListItems {}
     /// The response stream of `ListItems` after its policies, around the handler's stream `S`.
     pub type ListItemsResponses<S, H = ()> = ::tonic_intercept::Outbound<
         ListItems,
@@ -674,6 +830,7 @@ pub mod catalog_service_intercept {
             ::tonic_intercept::__rpc_span!("catalog.v1.CatalogService/DeleteItem", call)
         }
     }
+    impl ::tonic_intercept::RpcOf<Service> for DeleteItem {}
     /// `rpc WatchItems(stream Item) returns (stream Item)`
     ///
     /// Sends back each item it is sent; ends when either side goes quiet.
@@ -703,6 +860,7 @@ pub mod catalog_service_intercept {
             ::tonic_intercept::__rpc_span!("catalog.v1.CatalogService/WatchItems", call)
         }
     }
+    impl ::tonic_intercept::RpcOf<Service> for WatchItems {}
     /// The request stream of `WatchItems` after its policies.
     pub type WatchItemsRequests<H = ()> = ::tonic_intercept::Inbound<WatchItems, H>;
     /// The response stream of `WatchItems` after its policies, around the handler's stream `S`.

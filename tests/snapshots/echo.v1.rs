@@ -580,6 +580,162 @@ pub mod echo_service_intercept {
         const NAME: &'static str = "echo.v1.EchoService";
         const RPCS: &'static [&'static ::tonic_intercept::RpcDescriptor] = RPCS;
     }
+    /// A `echo.v1.EchoService` client that applies a `tonic_intercept::ClientConfig`: per-RPC
+    /// retries, deadlines, limits and hooks, credentials, request ids and metrics.
+    ///
+    /// Its methods are tonic's (same names, same arguments); a server- or bidi-streaming
+    /// method returns a `tonic_intercept::Responses` stream.
+    pub struct Client<T, H = ()> {
+        core: ::tonic_intercept::__private::ClientCore<Service, T, H>,
+    }
+    impl<T: ::core::clone::Clone, H> ::core::clone::Clone for Client<T, H> {
+        fn clone(&self) -> Self {
+            Self { core: self.core.clone() }
+        }
+    }
+    impl<T: ::core::fmt::Debug, H> ::core::fmt::Debug for Client<T, H> {
+        fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+            ::core::fmt::Debug::fmt(&self.core, f)
+        }
+    }
+    impl<T: ::tonic_intercept::__private::Transport> Client<T> {
+        /// A client without policies (`ClientConfig::new()`).
+        pub fn new(inner: T) -> Self {
+            Self::with_config(inner, ::tonic_intercept::ClientConfig::new())
+        }
+    }
+    impl<
+        T: ::tonic_intercept::__private::Transport,
+        H: Send + Sync + 'static,
+    > Client<T, H> {
+        /// A client that applies `config` to its calls.
+        pub fn with_config(
+            inner: T,
+            config: ::tonic_intercept::ClientConfig<Service, H>,
+        ) -> Self {
+            Self {
+                core: ::tonic_intercept::__private::ClientCore::new(inner, config),
+            }
+        }
+        /// A client that applies `config`, sending to `origin` (see tonic's `Grpc::with_origin`).
+        pub fn with_origin(
+            inner: T,
+            origin: ::tonic_intercept::__private::tonic::codegen::http::Uri,
+            config: ::tonic_intercept::ClientConfig<Service, H>,
+        ) -> Self {
+            Self {
+                core: ::tonic_intercept::__private::ClientCore::with_origin(
+                    inner,
+                    origin,
+                    config,
+                ),
+            }
+        }
+        /// The config applied to every call.
+        pub fn config(&self) -> &::tonic_intercept::ClientConfig<Service, H> {
+            self.core.config()
+        }
+        /// Compresses requests with `encoding`.
+        #[must_use]
+        pub fn send_compressed(
+            self,
+            encoding: ::tonic_intercept::__private::tonic::codec::CompressionEncoding,
+        ) -> Self {
+            Self {
+                core: self.core.map_grpc(|grpc| grpc.send_compressed(encoding)),
+            }
+        }
+        /// Accepts responses compressed with `encoding`.
+        #[must_use]
+        pub fn accept_compressed(
+            self,
+            encoding: ::tonic_intercept::__private::tonic::codec::CompressionEncoding,
+        ) -> Self {
+            Self {
+                core: self.core.map_grpc(|grpc| grpc.accept_compressed(encoding)),
+            }
+        }
+        /// Limits the size of a decoded response message (tonic's default: 4 MiB).
+        #[must_use]
+        pub fn max_decoding_message_size(self, limit: usize) -> Self {
+            Self {
+                core: self.core.map_grpc(|grpc| grpc.max_decoding_message_size(limit)),
+            }
+        }
+        /// Limits the size of an encoded request message (tonic's default: `usize::MAX`).
+        #[must_use]
+        pub fn max_encoding_message_size(self, limit: usize) -> Self {
+            Self {
+                core: self.core.map_grpc(|grpc| grpc.max_encoding_message_size(limit)),
+            }
+        }
+        /// Calls `Unary` under its `ClientPolicy<Unary>`.
+        pub async fn unary(
+            &mut self,
+            request: impl ::tonic_intercept::__private::tonic::IntoRequest<
+                super::EchoRequest,
+            >,
+        ) -> ::core::result::Result<
+            ::tonic_intercept::__private::tonic::Response<super::EchoReply>,
+            ::tonic_intercept::__private::tonic::Status,
+        >
+        where
+            H: ::tonic_intercept::ClientHook<Unary>,
+        {
+            self.core.unary::<Unary>(request.into_request()).await
+        }
+        /// Calls `ServerStream` under its `ClientPolicy<ServerStream>`.
+        pub async fn server_stream(
+            &mut self,
+            request: impl ::tonic_intercept::__private::tonic::IntoRequest<
+                super::StreamRequest,
+            >,
+        ) -> ::core::result::Result<
+            ::tonic_intercept::__private::tonic::Response<
+                ::tonic_intercept::Responses<ServerStream, H>,
+            >,
+            ::tonic_intercept::__private::tonic::Status,
+        >
+        where
+            H: ::tonic_intercept::ClientHook<ServerStream>,
+        {
+            self.core.server_streaming::<ServerStream>(request.into_request()).await
+        }
+        /// Calls `ClientStream` under its `ClientPolicy<ClientStream>`.
+        pub async fn client_stream(
+            &mut self,
+            request: impl ::tonic_intercept::__private::tonic::IntoStreamingRequest<
+                Message = super::EchoRequest,
+            >,
+        ) -> ::core::result::Result<
+            ::tonic_intercept::__private::tonic::Response<super::Summary>,
+            ::tonic_intercept::__private::tonic::Status,
+        >
+        where
+            H: ::tonic_intercept::ClientHook<ClientStream>,
+        {
+            self.core
+                .client_streaming::<ClientStream, _>(request.into_streaming_request())
+                .await
+        }
+        /// Calls `Bidi` under its `ClientPolicy<Bidi>`.
+        pub async fn bidi(
+            &mut self,
+            request: impl ::tonic_intercept::__private::tonic::IntoStreamingRequest<
+                Message = super::EchoRequest,
+            >,
+        ) -> ::core::result::Result<
+            ::tonic_intercept::__private::tonic::Response<
+                ::tonic_intercept::Responses<Bidi, H>,
+            >,
+            ::tonic_intercept::__private::tonic::Status,
+        >
+        where
+            H: ::tonic_intercept::ClientHook<Bidi>,
+        {
+            self.core.bidi::<Bidi, _>(request.into_streaming_request()).await
+        }
+    }
     /// `rpc Unary(EchoRequest) returns (EchoReply)`
     ///
     /// Returns the text it is given.
@@ -604,6 +760,7 @@ pub mod echo_service_intercept {
             ::tonic_intercept::__rpc_span!("echo.v1.EchoService/Unary", call)
         }
     }
+    impl ::tonic_intercept::RpcOf<Service> for Unary {}
     /// `rpc ServerStream(StreamRequest) returns (stream EchoReply)`
     ///
     /// Streams `count` replies, one every `interval_ms`.
@@ -628,6 +785,7 @@ pub mod echo_service_intercept {
             ::tonic_intercept::__rpc_span!("echo.v1.EchoService/ServerStream", call)
         }
     }
+    impl ::tonic_intercept::RpcOf<Service> for ServerStream {}
     /// The response stream of `ServerStream` after its policies, around the handler's stream `S`.
     pub type ServerStreamResponses<S, H = ()> = ::tonic_intercept::Outbound<
         ServerStream,
@@ -658,6 +816,7 @@ pub mod echo_service_intercept {
             ::tonic_intercept::__rpc_span!("echo.v1.EchoService/ClientStream", call)
         }
     }
+    impl ::tonic_intercept::RpcOf<Service> for ClientStream {}
     /// The request stream of `ClientStream` after its policies.
     pub type ClientStreamRequests<H = ()> = ::tonic_intercept::Inbound<ClientStream, H>;
     /// `rpc Bidi(stream EchoRequest) returns (stream EchoReply)`
@@ -684,6 +843,7 @@ pub mod echo_service_intercept {
             ::tonic_intercept::__rpc_span!("echo.v1.EchoService/Bidi", call)
         }
     }
+    impl ::tonic_intercept::RpcOf<Service> for Bidi {}
     /// The request stream of `Bidi` after its policies.
     pub type BidiRequests<H = ()> = ::tonic_intercept::Inbound<Bidi, H>;
     /// The response stream of `Bidi` after its policies, around the handler's stream `S`.

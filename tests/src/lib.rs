@@ -428,3 +428,10 @@ impl tonic_intercept::Validate for EchoRequest {
         }
     }
 }
+
+/// `flaky.v1`: the fault-injecting service the client tests call.
+pub mod flaky_pb {
+    tonic::include_proto!("flaky.v1");
+}
+
+pub mod flaky;

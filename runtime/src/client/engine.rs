@@ -208,7 +208,8 @@ where
             let sending =
                 Sending::<R, St, H>::new(source, &self.config, call.settings, call.counts.clone());
             loop {
-                let request = call.request(metadata.clone(), sending.attempt());
+                let mut request = call.request(metadata.clone(), sending.attempt());
+                call.counts.arm(&mut request);
                 let grpc = &mut self.grpc;
                 let attempt = async move {
                     ready(grpc).await?;
@@ -225,6 +226,7 @@ where
                         return Ok(response);
                     }
                     Err(status) => {
+                        call.counts.cancel_attempt();
                         let committed = call.counts.violated() || sending.committed();
                         call.retry_or_give_up(status, committed).await?
                     }
@@ -253,7 +255,8 @@ where
             let sending =
                 Sending::<R, St, H>::new(source, &self.config, call.settings, call.counts.clone());
             loop {
-                let request = call.request(metadata.clone(), sending.attempt());
+                let mut request = call.request(metadata.clone(), sending.attempt());
+                call.counts.arm(&mut request);
                 let grpc = &mut self.grpc;
                 let attempt = async move {
                     ready(grpc).await?;
@@ -265,6 +268,7 @@ where
                 match call.attempt(call.counts.or_violation(attempt)).await {
                     Ok(response) => return Ok(response),
                     Err(status) => {
+                        call.counts.cancel_attempt();
                         let committed = call.counts.violated() || sending.committed();
                         call.retry_or_give_up(status, committed).await?
                     }

@@ -12,7 +12,7 @@ use prost::Message;
 use tokio::time::{Instant, Sleep};
 use tokio_stream::Stream;
 use tonic::metadata::MetadataMap;
-use tonic::{Code, Status, Streaming};
+use tonic::{CancellationHandle, Code, Status, Streaming};
 
 use crate::client::config::{ClientConfig, ClientHook, ClientOutcome};
 use crate::client::policy::Settings;
@@ -39,6 +39,8 @@ pub(crate) struct SendCounts {
 struct Violation {
     status: Option<Status>,
     waker: Option<Waker>,
+    /// Resets the request stream of the current attempt (streaming requests only).
+    cancel: Option<CancellationHandle>,
 }
 
 impl SendCounts {
@@ -98,14 +100,35 @@ impl SendCounts {
         self.violated.load(Ordering::Acquire)
     }
 
-    /// Ends the call with `status` from the request side: wakes whoever waits on the
-    /// response.
+    /// Ends the call with `status` from the request side: resets the request stream and
+    /// wakes whoever waits on the response.
     fn violate(&self, status: Status) {
         let mut violation = lock(&self.violation);
         violation.status.get_or_insert(status);
         self.violated.store(true, Ordering::Release);
+        if let Some(cancel) = violation.cancel.take() {
+            cancel.cancel();
+        }
         if let Some(waker) = violation.waker.take() {
             waker.wake();
+        }
+    }
+
+    /// Makes `request` the current attempt, whose stream [`cancel_attempt`] resets.
+    ///
+    /// [`cancel_attempt`]: SendCounts::cancel_attempt
+    pub(crate) fn arm<M>(&self, request: &mut tonic::Request<M>) {
+        let handle = request.cancellation_handle();
+        if let Some(previous) = lock(&self.violation).cancel.replace(handle) {
+            previous.cancel();
+        }
+    }
+
+    /// Resets the request stream of the current attempt (RST_STREAM), if it is still
+    /// open: a failed or abandoned attempt must not keep the server waiting for more.
+    pub(crate) fn cancel_attempt(&self) {
+        if let Some(cancel) = lock(&self.violation).cancel.take() {
+            cancel.cancel();
         }
     }
 
@@ -122,17 +145,18 @@ impl SendCounts {
     }
 
     /// `attempt`, unless the request stream ends the call first.
-    pub(crate) fn or_violation<T>(
+    pub(crate) async fn or_violation<T>(
         &self,
         attempt: impl Future<Output = Result<T, Status>>,
-    ) -> impl Future<Output = Result<T, Status>> {
-        let mut attempt = Box::pin(attempt);
+    ) -> Result<T, Status> {
+        let mut attempt = std::pin::pin!(attempt);
         poll_fn(move |cx| {
             if let Poll::Ready(result) = attempt.as_mut().poll(cx) {
                 return Poll::Ready(result);
             }
             self.poll_violation(cx).map(Err)
         })
+        .await
     }
 }
 
@@ -364,6 +388,10 @@ impl<R: Rpc, H: ClientHook<R>> Responses<R, H> {
             self.finished = true;
             self.inner = None;
             self.deadline = None;
+            if code != Code::Ok {
+                // The call is over: so is the request stream of a bidi call.
+                self.tail.counts.cancel_attempt();
+            }
             self.tail.finish(code);
         }
     }
