@@ -66,12 +66,13 @@ const CODES: [&str; 17] = [
     "Unauthenticated",
 ];
 
-const REASONS: [&str; 5] = [
+const REASONS: [&str; 6] = [
     "not_retryable",
     "attempts_exhausted",
     "committed",
     "throttled",
     "pushback",
+    "deadline",
 ];
 
 const BUCKETS: [&str; 12] = [
@@ -231,8 +232,8 @@ fn every_series_is_rendered_at_zero() {
     got.sort_unstable();
     want.sort_unstable();
     assert_eq!(got, want, "rendered:\n{body}");
-    // 3 RPCs × (1 + 17 + 14 + 1 + 1 + 1 + 1 + 5) series lines.
-    assert_eq!(samples(&body).len(), 3 * 41);
+    // 3 RPCs × (1 + 17 + 14 + 1 + 1 + 1 + 1 + 6) series lines.
+    assert_eq!(samples(&body).len(), 3 * 42);
     assert_eq!(Reason::ALL.map(Reason::as_str), REASONS);
 }
 

@@ -455,7 +455,8 @@ fn reasons_have_distinct_labels() {
             "attempts_exhausted",
             "committed",
             "throttled",
-            "pushback"
+            "pushback",
+            "deadline"
         ]
     );
     for reason in Reason::ALL {
