@@ -94,7 +94,37 @@
 //! }
 //! ```
 //!
-//! See the README for the full `#[intercept]` reference and the generated code.
+//! ## Client side
+//!
+//! The generator also emits a `Client<T, H>` per service (`user_service_intercept::Client`),
+//! with tonic's method names, that applies a [`ClientConfig`]: a [`ClientPolicy`] per RPC
+//! (retries per gRFC A6 with the `.proto`'s `idempotency_level` checked at compile time,
+//! a default deadline, stream limits), a [`RetryThrottle`], a [`TokenProvider`], request
+//! ids, typed [`ClientHook`]s and [`ClientMetrics`]. Inside a handler of an
+//! `#[intercept]` service, outgoing calls inherit the incoming call's deadline,
+//! `x-request-id` and trace.
+//!
+//! ```no_run
+//! # mod pb {
+//! #     tonic_intercept::__doc_rpc!(GetUser, "users.v1.UserService", "GetUser", Unary, (), (), NoSideEffects);
+//! # }
+//! use std::time::Duration;
+//! use tonic_intercept::{ClientConfig, ClientPolicy, RetryPolicy, RetryThrottle};
+//!
+//! // `rpc GetUser` is declared `option idempotency_level = NO_SIDE_EFFECTS;`.
+//! const GET_USER: ClientPolicy<pb::GetUser> = ClientPolicy::retry(RetryPolicy::new().max_attempts(4))
+//!     .deadline(Duration::from_millis(500));
+//!
+//! let config = ClientConfig::new()
+//!     .policy(GET_USER)
+//!     .throttle(RetryThrottle::new(10, 0.1));
+//! # let _: ClientConfig<tonic_intercept::__private::DocService> = config;
+//! // let mut users = user_service_intercept::Client::with_config(channel, config);
+//! // let user = users.get_user(GetUserRequest { id: 7 }).await?;
+//! ```
+//!
+//! See the README for the full `#[intercept]` reference, the client side and the
+//! generated code.
 
 mod admission;
 mod auth;

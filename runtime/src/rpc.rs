@@ -298,5 +298,6 @@ macro_rules! __doc_rpc {
                 false,
             );
         }
+        impl $crate::RpcOf<$crate::__private::DocService> for $name {}
     };
 }

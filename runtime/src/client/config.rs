@@ -172,13 +172,14 @@ impl<S: TokenSource> CallCredentials for TokenProvider<S> {
 ///     .deadline(Duration::from_secs(5)) // every other RPC
 ///     .throttle(RetryThrottle::new(10, 0.1));
 /// assert_eq!(config.deadline_of::<pb::GetUser>(), Some(Duration::from_millis(500)));
-/// # let _: ClientConfig<pb::Service> = config;
+/// # let _: ClientConfig<tonic_intercept::__private::DocService> = config;
 /// ```
 ///
 /// Hand it to the generated client: `user_service_intercept::Client::with_config(channel,
 /// config)`. A config is built once; the client shares it (an [`Arc`]) with its clones.
 pub struct ClientConfig<S: Service, H = ()> {
-    pub(crate) settings: Box<[Settings]>,
+    /// Indexed by `Rpc::INDEX`.
+    pub(crate) settings: Vec<Settings>,
     pub(crate) deadline: Option<Duration>,
     pub(crate) throttle: RetryThrottle,
     pub(crate) credentials: Option<Arc<dyn CallCredentials>>,
@@ -192,7 +193,7 @@ impl<S: Service> ClientConfig<S> {
     /// metrics, no hooks.
     pub fn new() -> Self {
         Self {
-            settings: vec![Settings::DEFAULT; S::RPCS.len()].into_boxed_slice(),
+            settings: vec![Settings::DEFAULT; S::RPCS.len()],
             deadline: None,
             throttle: RetryThrottle::disabled(),
             credentials: None,
@@ -212,6 +213,10 @@ impl<S: Service> Default for ClientConfig<S> {
 impl<S: Service, H> ClientConfig<S, H> {
     /// The policy of RPC `R`; `R` must be an RPC of `S` (it does not compile otherwise).
     pub fn policy<R: RpcOf<S>>(mut self, policy: ClientPolicy<R>) -> Self {
+        if self.settings.len() <= R::INDEX {
+            // Only for a hand-written `Rpc` whose service lists fewer RPCs.
+            self.settings.resize(R::INDEX + 1, Settings::DEFAULT);
+        }
         self.settings[R::INDEX] = policy.settings;
         self
     }
@@ -276,11 +281,15 @@ impl<S: Service, H> ClientConfig<S, H> {
 
     /// The deadline a call of `R` gets when its request sets none.
     pub fn deadline_of<R: RpcOf<S>>(&self) -> Option<Duration> {
-        self.settings[R::INDEX].deadline.or(self.deadline)
+        self.settings_of::<R>().deadline
     }
 
     pub(crate) fn settings_of<R: Rpc<Service = S>>(&self) -> Settings {
-        let mut settings = self.settings[R::INDEX];
+        let mut settings = self
+            .settings
+            .get(R::INDEX)
+            .copied()
+            .unwrap_or(Settings::DEFAULT);
         settings.deadline = settings.deadline.or(self.deadline);
         settings
     }

@@ -1,19 +1,29 @@
-//! Client-side policy core: what a client does when an attempt of a call fails.
+//! The client side: the generated `<service>_intercept::Client<T, H>` and what it applies.
 //!
-//! This module is the deterministic heart the client interceptor builds on; it does no
-//! networking, sleeps on no timer and owns no randomness it cannot be handed. It encodes
-//! the retry semantics of gRPC's service config ([gRFC A6]):
+//! `tonic-intercept-build` emits, beside tonic's client, a `Client` per service with the
+//! same methods; it sends each call through a [`ClientConfig`]:
 //!
-//! - [`RetryPolicy`]: `maxAttempts` (capped at 5), exponential backoff with full jitter,
-//!   `retryableStatusCodes` (default `UNAVAILABLE`) and a per-attempt timeout;
-//! - [`RetryThrottle`]: the channel-wide `retryThrottling{maxTokens, tokenRatio}` token
-//!   bucket that stops retries when too many calls fail;
-//! - [`pushback`]: the server's `grpc-retry-pushback-ms` trailer ([`Pushback`]);
-//! - [`RetryPolicy::decide`]: one failed attempt in, a [`Decision`] out, with a
-//!   [`Reason`] (a metric label) whenever the client gives up;
-//! - [`ClientPolicy`]: a policy typed by the generated per-RPC type, where retrying an RPC
-//!   that the `.proto` does not declare idempotent does not compile unless accepted
-//!   explicitly.
+//! - a [`ClientPolicy`] per RPC, typed by the generated per-RPC type and checked against
+//!   the `.proto` at compile time: retries only for RPCs declared `IDEMPOTENT` or
+//!   `NO_SIDE_EFFECTS` (unless [`ClientPolicy::retry_non_idempotent`]), stream limits only
+//!   for RPCs that stream that way, a default deadline;
+//! - retries with the semantics of gRPC's service config ([gRFC A6]): [`RetryPolicy`]
+//!   (`maxAttempts`, exponential backoff with full jitter, `retryableStatusCodes`, a
+//!   per-attempt timeout inside the call's deadline), the channel-wide [`RetryThrottle`],
+//!   the server's `grpc-retry-pushback-ms` ([`pushback`]), and A6's commit rules: a
+//!   server-streaming call is retried until its first response message, a request
+//!   stream is replayed from a buffer of at most
+//!   [`replay_buffer`](ClientPolicy::replay_buffer) bytes, a bidi call commits at the
+//!   response headers;
+//! - deadlines: the request's own (`Request::set_timeout`), else the RPC's default, never
+//!   later than the deadline of the incoming call a handler makes it for
+//!   ([`Deadline::current`](crate::Deadline::current)); every attempt carries what is
+//!   left as `grpc-timeout`, every retry `grpc-previous-rpc-attempts`;
+//! - metadata: bearer tokens from a [`TokenProvider`] (cached, refreshed before expiry,
+//!   one fetch for all concurrent calls), an `x-request-id` (the incoming call's, or a new
+//!   one) and a `traceparent` continuing the incoming call's trace;
+//! - typed [`ClientHook`]s on every message sent and received, and the client metrics
+//!   ([`ClientMetrics`]: `grpc_client_*`, with attempts, retries and give-ups).
 //!
 //! ```
 //! use std::time::Duration;
