@@ -195,10 +195,7 @@ pub async fn serve(
 pub async fn connect(
     addr: SocketAddr,
 ) -> Result<(UserServiceClient<Channel>, OrderServiceClient<Channel>), tonic::transport::Error> {
-    let channel = Channel::from_shared(format!("http://{addr}"))
-        .expect("a socket address is a valid URI")
-        .connect()
-        .await?;
+    let channel = channel(addr).await?;
     let users = UserServiceClient::new(channel.clone())
         .send_compressed(CompressionEncoding::Gzip)
         .accept_compressed(CompressionEncoding::Gzip);
@@ -206,6 +203,19 @@ pub async fn connect(
         .send_compressed(CompressionEncoding::Gzip)
         .accept_compressed(CompressionEncoding::Gzip);
     Ok((users, orders))
+}
+
+/// A connection to `addr`, for any client: tonic's or the generated
+/// `<service>_intercept::Client`.
+///
+/// # Errors
+///
+/// When no connection can be made to `addr`.
+pub async fn channel(addr: SocketAddr) -> Result<Channel, tonic::transport::Error> {
+    Channel::from_shared(format!("http://{addr}"))
+        .expect("a socket address is a valid URI")
+        .connect()
+        .await
 }
 
 /// A request carrying `authorization: Bearer <token>`.

@@ -1,11 +1,13 @@
 //! Serves both services in-process and shows each `#[intercept]` policy acting, one
-//! checked line per scenario; then reads the server's `/metrics` over HTTP and checks
-//! that they counted what the demo did. Exits non-zero at the first expectation that
-//! fails.
+//! checked line per scenario; then the generated client's policies (retries through
+//! injected failures, none for a non-idempotent RPC, a deadline, call credentials); then
+//! reads the server's `/metrics` over HTTP and checks that they counted what the demo
+//! did. Exits non-zero at the first expectation that fails.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -16,9 +18,12 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Response, Status};
+use tonic_intercept::prometheus_client::registry::Registry;
 use tonic_intercept::tonic_types::StatusExt;
 use tonic_intercept::{
-    IDEMPOTENCY_KEY, IDEMPOTENCY_REPLAYED, METRICS_CONTENT_TYPE, RETRY_PUSHBACK,
+    ClientConfig, ClientHook, ClientMetrics, ClientOutcome, ClientPolicy, IDEMPOTENCY_KEY,
+    IDEMPOTENCY_REPLAYED, METRICS_CONTENT_TYPE, RETRY_PUSHBACK, RetryPolicy, Rpc, Token,
+    TokenProvider, TokenSource, render_metrics,
 };
 use tonic_intercept_examples::coffee::order_service_client::OrderServiceClient;
 use tonic_intercept_examples::coffee::{
@@ -29,6 +34,7 @@ use tonic_intercept_examples::orders::{
     SUBSCRIBE_PER_SECOND, UNICORN,
 };
 use tonic_intercept_examples::pb::user_service_client::UserServiceClient;
+use tonic_intercept_examples::pb::user_service_intercept::{self as users_rpc, GetUser};
 use tonic_intercept_examples::pb::{
     CreateUserRequest, GetUserRequest, ListUsersRequest, UserUpdate,
 };
@@ -36,7 +42,8 @@ use tonic_intercept_examples::users::{
     IMPORT_USERS_MAX, LIST_USERS_MAX, LIST_USERS_PER_SECOND, MAX_RECORD_BYTES,
 };
 use tonic_intercept_examples::{
-    ADA_TOKEN, BARISTA, BOB_TOKEN, Services, connect, demo_tokens, serve, serve_metrics, with_token,
+    ADA_TOKEN, BARISTA, BOB_TOKEN, Services, channel, connect, demo_tokens, serve, serve_metrics,
+    with_token,
 };
 
 type Users = UserServiceClient<Channel>;
@@ -181,6 +188,17 @@ async fn scenarios(addr: SocketAddr, mut demo: Demo) -> Result<(Users, Orders), 
     pass(live_feeds_in_flight(&mut orders, server.orders.feed()).await?);
     pass(quiet_chat_cut(&mut orders).await?);
     pass(calls_traced(&demo.log, &demo.tally)?);
+
+    // The generated client, under a `ClientConfig`.
+    let channel = channel(addr).await.map_err(|e| format!("connect: {e}"))?;
+    let (line, mut observed) = client_retries_through_failures(&channel, server).await?;
+    pass(line);
+    pass(no_retry_for_create_user(&mut observed, server).await?);
+    for line in observed.shown()? {
+        println!("    {line}");
+    }
+    pass(client_deadline(&channel, server).await?);
+    pass(client_credentials(&channel).await?);
     let (line, shown) = metrics_after_run(demo.metrics_addr, &demo.tally).await?;
     pass(line);
     for series in shown {
@@ -1074,6 +1092,264 @@ fn calls_traced(log: &Log, tally: &Tally) -> Result<String, String> {
 }
 
 // ---------------------------------------------------------------------------------------
+// Client side: the generated `user_service_intercept::Client` under a `ClientConfig`.
+// ---------------------------------------------------------------------------------------
+
+const USERS: &str = "users.v1.UserService";
+
+/// Retries for `GetUser`, declared `NO_SIDE_EFFECTS` in the `.proto`, so `retry` compiles;
+/// milliseconds of backoff, for the demo's sake.
+const GET_USER_RETRIED: ClientPolicy<GetUser> = ClientPolicy::retry(
+    RetryPolicy::new()
+        .max_attempts(4)
+        .initial_backoff(Duration::from_millis(10))
+        .max_backoff(Duration::from_millis(40)),
+);
+
+/// A typed client hook on every RPC: keeps how the last call ended.
+#[derive(Debug, Clone, Default)]
+struct LastOutcome(Arc<Mutex<Option<ClientOutcome>>>);
+
+impl LastOutcome {
+    fn take(&self, what: &str) -> Result<ClientOutcome, String> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+            .ok_or_else(|| format!("{what}: the client hook saw no end of the call"))
+    }
+}
+
+impl<R: Rpc> ClientHook<R> for LastOutcome {
+    fn on_finish(&self, outcome: &ClientOutcome) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(*outcome);
+    }
+}
+
+/// A client whose config retries `GetUser` and says nothing of `CreateUser`, with its
+/// own `grpc_client_*` metrics and a hook that sees each call's end.
+struct Observed {
+    users: users_rpc::Client<Channel, LastOutcome>,
+    registry: Registry,
+    last: LastOutcome,
+}
+
+impl Observed {
+    fn new(channel: &Channel) -> Self {
+        let mut registry = Registry::default();
+        let metrics = ClientMetrics::register(&mut registry).service::<users_rpc::Service>();
+        let last = LastOutcome::default();
+        let config = ClientConfig::new()
+            .policy(GET_USER_RETRIED)
+            .metrics(metrics)
+            .hooks(last.clone());
+        Self {
+            users: users_rpc::Client::with_config(channel.clone(), config),
+            registry,
+            last,
+        }
+    }
+
+    /// Checks one `grpc_client_*` series of `method`; returns its line.
+    fn expect(
+        &self,
+        name: &str,
+        method: &str,
+        extra: &str,
+        expected: u64,
+    ) -> Result<String, String> {
+        let text = render_metrics(&self.registry);
+        let labels = format!("{}{extra}", labels("unary", USERS, method));
+        let (line, value) = series(&text, name, &labels)?;
+        ensure!(
+            value == expected,
+            "client metrics: {line}: expected {expected}"
+        );
+        Ok(line.to_owned())
+    }
+
+    /// The client's series after both calls, each checked.
+    fn shown(&self) -> Result<Vec<String>, String> {
+        let mut shown = Vec::new();
+        for (method, attempts, retries, code) in
+            [("GetUser", 3, 2, "OK"), ("CreateUser", 1, 0, "Unavailable")]
+        {
+            shown.push(self.expect("grpc_client_attempts_total", method, "", attempts)?);
+            shown.push(self.expect("grpc_client_retries_total", method, "", retries)?);
+            let code = format!(r#",grpc_code="{code}""#);
+            shown.push(self.expect("grpc_client_handled_total", method, &code, 1)?);
+        }
+        Ok(shown)
+    }
+}
+
+async fn client_retries_through_failures(
+    channel: &Channel,
+    server: &Services,
+) -> Result<(String, Observed), String> {
+    const FAILURES: u32 = 2;
+    let mut observed = Observed::new(channel);
+    let fault = &server.users.faults().get_user;
+    let before = fault.calls();
+    fault.fail_next(FAILURES);
+    let started = Instant::now();
+    let request = with_token(GetUserRequest { id: 1 }, ADA_TOKEN);
+    let user = ok(
+        "GetUser through injected failures",
+        observed.users.get_user(request).await,
+    )?
+    .into_inner();
+    let elapsed = started.elapsed();
+    ensure!(user.name == "Ada Lovelace", "GetUser #1 returned {user:?}");
+    let outcome = observed.last.take("GetUser")?;
+    let ran = fault.calls() - before;
+    ensure!(
+        outcome.code == Code::Ok && outcome.attempts == FAILURES + 1 && outcome.gave_up.is_none(),
+        "GetUser after {FAILURES} failures: {outcome:?}, expected OK on attempt {}",
+        FAILURES + 1
+    );
+    ensure!(
+        ran == FAILURES + 1,
+        "the GetUser handler ran {ran} times for {} attempts",
+        outcome.attempts
+    );
+    Ok((
+        format!(
+            "client: GetUser (NO_SIDE_EFFECTS, ClientPolicy::retry, 4 attempts) through {FAILURES} injected UNAVAILABLEs: OK on attempt {} after {} ms, the handler ran {ran} times",
+            outcome.attempts,
+            elapsed.as_millis()
+        ),
+        observed,
+    ))
+}
+
+async fn no_retry_for_create_user(
+    observed: &mut Observed,
+    server: &Services,
+) -> Result<String, String> {
+    let fault = &server.users.faults().create_user;
+    let (before, users) = (fault.calls(), server.users.count());
+    fault.fail_next(1);
+    let result = observed
+        .users
+        .create_user(record("Grace Hopper", "grace@example.com"))
+        .await;
+    expect_code(
+        "CreateUser with an injected failure",
+        result,
+        Code::Unavailable,
+    )?;
+    let outcome = observed.last.take("CreateUser")?;
+    let ran = fault.calls() - before;
+    ensure!(
+        outcome.attempts == 1 && ran == 1,
+        "CreateUser made {} attempt(s), its handler ran {ran} times: expected 1",
+        outcome.attempts
+    );
+    ensure!(
+        server.users.count() == users,
+        "a failed CreateUser stored a user"
+    );
+    Ok("client: CreateUser (no idempotency_level, so no ClientPolicy::retry) with an injected UNAVAILABLE: UNAVAILABLE after exactly 1 attempt; the client's metrics:".into())
+}
+
+async fn client_deadline(channel: &Channel, server: &Services) -> Result<String, String> {
+    const DEADLINE: Duration = Duration::from_millis(100);
+    const GET_USER: ClientPolicy<GetUser> = ClientPolicy::new().deadline(DEADLINE);
+    let slow = Duration::from_millis(400);
+    let fault = &server.users.faults().get_user;
+    let config = ClientConfig::new().policy(GET_USER);
+    let mut users = users_rpc::Client::with_config(channel.clone(), config);
+    let request = || with_token(GetUserRequest { id: 1 }, ADA_TOKEN);
+
+    fault.slow_next(slow);
+    let started = Instant::now();
+    let result = users.get_user(request()).await;
+    let waited = started.elapsed();
+    let message = result.as_ref().err().map(|s| s.message().to_owned());
+    expect_code(
+        "GetUser slower than its deadline",
+        result,
+        Code::DeadlineExceeded,
+    )?;
+    ensure!(
+        waited >= DEADLINE && waited < slow,
+        "GetUser with a {DEADLINE:?} deadline ended after {waited:?}"
+    );
+
+    // The request's own timeout wins over the policy's default.
+    let patient = Duration::from_millis(150);
+    fault.slow_next(patient);
+    let mut request = request();
+    request.set_timeout(Duration::from_secs(2));
+    let started = Instant::now();
+    ok(
+        "GetUser with its own timeout",
+        users.get_user(request).await,
+    )?;
+    let took = started.elapsed();
+    ensure!(took >= patient, "the slowed GetUser answered in {took:?}");
+    Ok(format!(
+        "client: GetUser under ClientPolicy::deadline({} ms) against a handler taking {} ms: DEADLINE_EXCEEDED after {} ms (\"{}\"); with Request::set_timeout(2 s) instead, a {} ms handler: OK",
+        DEADLINE.as_millis(),
+        slow.as_millis(),
+        waited.as_millis(),
+        message.unwrap_or_default(),
+        patient.as_millis()
+    ))
+}
+
+/// Stands in for an OAuth token endpoint: hands out ada's token, valid for an hour,
+/// after a round trip; counts its fetches.
+#[derive(Debug, Default)]
+struct TokenEndpoint {
+    fetches: AtomicU32,
+}
+
+impl TokenSource for TokenEndpoint {
+    async fn fetch(&self) -> Result<Token, Status> {
+        self.fetches.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        Ok(Token::expires_in(ADA_TOKEN, Duration::from_secs(3_600)))
+    }
+}
+
+async fn client_credentials(channel: &Channel) -> Result<String, String> {
+    const AT_ONCE: u64 = 5;
+    const AFTER: u64 = 3;
+    // Refreshed 5 minutes before it expires.
+    let provider = TokenProvider::new(TokenEndpoint::default(), Duration::from_secs(300));
+    let config = ClientConfig::new().credentials(provider.clone());
+    let users = users_rpc::Client::with_config(channel.clone(), config);
+    // `GetUser` needs a token (`auth(self.tokens)`); none of these requests carries one.
+    let mut calls = tokio::task::JoinSet::new();
+    for id in 1..=AT_ONCE {
+        let mut users = users.clone();
+        calls.spawn(async move { users.get_user(GetUserRequest { id }).await });
+    }
+    while let Some(call) = calls.join_next().await {
+        let result = call.map_err(|e| format!("a GetUser task: {e}"))?;
+        ok("GetUser with the provider's token", result)?;
+    }
+    let mut users = users;
+    for id in 1..=AFTER {
+        ok(
+            "GetUser with the cached token",
+            users.get_user(GetUserRequest { id }).await,
+        )?;
+    }
+    let fetches = provider.source().fetches.load(Ordering::SeqCst);
+    ensure!(
+        fetches == 1,
+        "{} GetUser calls fetched the token {fetches} times",
+        AT_ONCE + AFTER
+    );
+    Ok(format!(
+        "client: ClientConfig::credentials(TokenProvider) over a token endpoint: {AT_ONCE} concurrent GetUser calls, then {AFTER} more, all authenticated by ada's token: {fetches} fetch"
+    ))
+}
+
+// ---------------------------------------------------------------------------------------
 // `/metrics`
 // ---------------------------------------------------------------------------------------
 
@@ -1282,6 +1558,12 @@ async fn metrics_after_run(
         labels("client_stream", users, "ImportUsers")
     );
     expect("grpc_server_rejected_total", &import, 2, false)?;
+    // The generated client's scenarios, as the server saw them: two failed attempts of
+    // GetUser before the one that passed, one of CreateUser.
+    for (method, n) in [(&get_user, 2), (&create_user, 1)] {
+        let code_labels = format!(r#"{method},grpc_code="Unavailable""#);
+        expect("grpc_server_handled_total", &code_labels, n, false)?;
+    }
 
     Ok((
         format!(

@@ -410,14 +410,23 @@ where
         let Some(at) = self.attempt_deadline() else {
             return attempt.await;
         };
-        match tokio::time::timeout_at(at, attempt).await {
-            Ok(result) => result,
-            Err(_) if Some(at) == self.deadline => Err(self.deadline_exceeded()),
-            Err(_) => Err(Status::deadline_exceeded(format!(
+        let expired = || match Some(at) == self.deadline {
+            true => self.deadline_exceeded(),
+            false => Status::deadline_exceeded(format!(
                 "{}: attempt {} timed out",
                 R::DESCRIPTOR.method,
                 self.attempt
-            ))),
+            )),
+        };
+        match tokio::time::timeout_at(at, attempt).await {
+            // tonic's `Channel` runs its own timer for the `grpc-timeout` the attempt
+            // carries, and reports its expiry as a local `CANCELLED` ("Timeout expired"),
+            // often in the same timer tick as ours: that is this deadline too.
+            Ok(Err(status)) if status.code() == Code::Cancelled && Instant::now() >= at => {
+                Err(expired())
+            }
+            Ok(result) => result,
+            Err(_) => Err(expired()),
         }
     }
 
@@ -460,7 +469,7 @@ where
                     rpc = R::DESCRIPTOR.path,
                     attempt = self.attempt,
                     code = ?status.code(),
-                    message = status.message(),
+                    grpc.message = status.message(),
                     backoff_ms = wait.as_millis() as u64,
                     "retrying"
                 );

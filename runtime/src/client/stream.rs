@@ -152,6 +152,12 @@ impl SendCounts {
         let mut attempt = std::pin::pin!(attempt);
         poll_fn(move |cx| {
             if let Poll::Ready(result) = attempt.as_mut().poll(cx) {
+                // A violation resets the attempt's stream (`violate`), which can fail the
+                // attempt with a `CANCELLED` of its own before this future sees the
+                // violation: the policy's status is the call's.
+                if result.is_err() && self.violated() {
+                    return self.poll_violation(cx).map(Err);
+                }
                 return Poll::Ready(result);
             }
             self.poll_violation(cx).map(Err)
