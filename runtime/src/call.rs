@@ -86,8 +86,10 @@ impl Call {
 ///
 /// [`Deadline::current`] finds it while the handler's future runs (no allocation: it is
 /// a task-local, set around the handler by `#[intercept]`); read it there, before
-/// spawning work that should honour it. `None` when the call has no deadline (neither a
-/// client `grpc-timeout` nor `timeout_ms`).
+/// spawning work that should honour it. The generated clients read it too: a call made
+/// from the handler never outlives it. `None` when the call has no deadline (neither a
+/// client `grpc-timeout` nor `timeout_ms`), and for an RPC the attribute leaves as tonic
+/// serves it (public or authenticated only, with no other policy).
 ///
 /// ```
 /// # async fn handler() {

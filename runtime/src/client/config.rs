@@ -243,8 +243,9 @@ impl<S: Service, H> ClientConfig<S, H> {
     }
 
     /// Whether calls without an `x-request-id` get one (default: yes). Inside a handler
-    /// of an `#[intercept]` service, the incoming call's id is forwarded; otherwise a new
-    /// random id is made. Every attempt of a call carries the same id.
+    /// that `#[intercept]` wraps (any policy beyond `public` and `auth`), the incoming
+    /// call's id is forwarded; otherwise a new random id is made. Every attempt of a call
+    /// carries the same id.
     pub fn request_ids(mut self, on: bool) -> Self {
         self.request_ids = on;
         self
