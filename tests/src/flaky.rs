@@ -13,7 +13,8 @@
 //!   `fail_after` of them, then fails;
 //! - `Upload`: the first message carries the fault; a failing attempt fails after reading
 //!   only that message, the others reply with how many messages arrived (`received`) and
-//!   the sum of their `value`s;
+//!   the sum of their `value`s, and record how their request stream ended
+//!   ([`Flaky::upload_ends`]);
 //! - `Chat`: the first message carries the fault; a failing attempt fails before sending
 //!   response headers (a trailers-only response), the others echo each message's `value`.
 //!
@@ -25,7 +26,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
@@ -93,10 +94,44 @@ impl Seen {
     }
 }
 
+/// How the server saw the request stream of an `Upload` attempt it did not fail itself
+/// end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamEnd {
+    /// Messages read, the first one (with the fault) included.
+    pub received: u64,
+    /// `OK` at the client's half-close; otherwise the error reading the stream gave
+    /// (`CANCELLED` when the client reset it), or `CANCELLED` when the handler was dropped
+    /// before the stream ended.
+    pub code: Code,
+}
+
 #[derive(Debug, Default)]
 struct State {
     /// Every attempt of each key, in arrival order.
     attempts: Mutex<HashMap<String, Vec<Seen>>>,
+    /// How each `Upload` request stream of each key ended.
+    upload_ends: Mutex<HashMap<String, Vec<StreamEnd>>>,
+    /// Notified at each new entry of `upload_ends`.
+    upload_ended: Notify,
+}
+
+/// Records how an `Upload` request stream ended, also when the handler is dropped first.
+struct UploadEnd<'a> {
+    state: &'a State,
+    key: String,
+    end: StreamEnd,
+}
+
+impl Drop for UploadEnd<'_> {
+    fn drop(&mut self) {
+        let key = std::mem::take(&mut self.key);
+        lock(&self.state.upload_ends)
+            .entry(key)
+            .or_default()
+            .push(self.end);
+        self.state.upload_ended.notify_waiters();
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -136,6 +171,22 @@ impl Flaky {
             .get(key)
             .cloned()
             .unwrap_or_default()
+    }
+
+    /// How the first `count` `Upload` request streams of `key` ended, as the server read
+    /// them (attempts the server failed itself are not included); waits until there are
+    /// that many, since the server may read the end after the client returned.
+    pub async fn upload_ends(&self, key: &str, count: usize) -> Vec<StreamEnd> {
+        loop {
+            // Registered before the check, so no end is missed in between.
+            let ended = self.state.upload_ended.notified();
+            if let Some(ends) = lock(&self.state.upload_ends).get(key)
+                && ends.len() >= count
+            {
+                return ends[..count].to_vec();
+            }
+            ended.await;
+        }
     }
 
     /// Counts and records one attempt of `key`.
@@ -235,10 +286,30 @@ impl FlakyService for Flaky {
         if fails(&fault, seen.attempt) {
             return Err(failure(&fault, seen.attempt).await);
         }
-        let (mut received, mut sum) = (1, fault.value);
-        while let Some(message) = requests.message().await? {
-            received += 1;
-            sum += message.value;
+        let mut end = UploadEnd {
+            state: &self.state,
+            key: fault.key.clone(),
+            end: StreamEnd {
+                received: 1,
+                code: Code::Cancelled,
+            },
+        };
+        let mut sum = fault.value;
+        let status = loop {
+            match requests.message().await {
+                Ok(Some(message)) => {
+                    end.end.received += 1;
+                    sum += message.value;
+                }
+                Ok(None) => break None,
+                Err(status) => break Some(status),
+            }
+        };
+        end.end.code = status.as_ref().map_or(Code::Ok, Status::code);
+        let received = end.end.received;
+        drop(end);
+        if let Some(status) = status {
+            return Err(status);
         }
         let mut reply = seen.reply(sum);
         reply.received = received;
