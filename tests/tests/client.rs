@@ -574,7 +574,11 @@ async fn a_server_stream_is_retried_until_its_first_message_only() {
         [Ok((1, 1)), Ok((1, 2)), Err(Code::Unavailable)]
     );
     assert_eq!(flaky.attempts("watch-late"), 1);
-    assert_eq!(recorder.end(), ("Watch", Code::Unavailable, 1, None, 1, 2));
+    // Committed by its first message: not retried, and that is the reason given.
+    assert_eq!(
+        recorder.end(),
+        ("Watch", Code::Unavailable, 1, Some(Reason::Committed), 1, 2)
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -101,7 +101,8 @@ pub struct ClientOutcome {
     /// The status code the application got (`Cancelled` for a response stream dropped
     /// before its end).
     pub code: Code,
-    /// Attempts made, the first included.
+    /// Attempts made, the first included (so 1 also for a request that a hook or limit
+    /// refused before it was sent, as `grpc_client_attempts_total` counts it).
     pub attempts: u32,
     /// Why the call was not retried again, when it failed under a retry policy.
     pub gave_up: Option<Reason>,

@@ -458,8 +458,9 @@ pub enum Reason {
     NotRetryable,
     /// The call already made its last allowed attempt.
     AttemptsExhausted,
-    /// The call is committed: a response message reached the application, or the
-    /// client stream outgrew what can be replayed.
+    /// The call is committed: a response message (of a bidi call: the response
+    /// headers) reached the application, or the request stream outgrew what can be
+    /// replayed; reported when such a call then fails with a code its policy retries.
     Committed,
     /// The channel's [`RetryThrottle`] is at or under half its tokens.
     Throttled,

@@ -320,6 +320,21 @@ pub(crate) struct Tail<R: Rpc, H> {
 }
 
 impl<R: Rpc, H: ClientHook<R>> Tail<R, H> {
+    /// A committed call failed with a code its policy retries: it is not retried, because
+    /// it is committed, and that is worth a give-up like any other.
+    pub(crate) fn committed_failure(&mut self, status: &Status) {
+        if self
+            .settings
+            .retry
+            .is_some_and(|retry| retry.is_retryable(status.code()))
+        {
+            self.gave_up = Some(Reason::Committed);
+            if let Some(metrics) = &self.config.metrics {
+                metrics.gave_up::<R>(Reason::Committed);
+            }
+        }
+    }
+
     pub(crate) fn finish(&self, code: Code) {
         let elapsed = self.started.elapsed();
         let (sent, received) = (self.counts.sent(), self.counts.received());
@@ -453,7 +468,10 @@ impl<R: Rpc, H: ClientHook<R>> Stream for Responses<R, H> {
         };
         match Pin::new(inner).poll_next(cx) {
             Poll::Ready(Some(Ok(message))) => this.deliver(message),
-            Poll::Ready(Some(Err(status))) => this.fail(status),
+            Poll::Ready(Some(Err(status))) => {
+                this.tail.committed_failure(&status);
+                this.fail(status)
+            }
             Poll::Ready(None) => {
                 this.end(Code::Ok);
                 Poll::Ready(None)
