@@ -131,6 +131,23 @@ impl ClientOutcome {
             elapsed: Duration::ZERO,
         }
     }
+
+    pub(crate) fn at(
+        code: Code,
+        attempts: u32,
+        gave_up: Option<Reason>,
+        sent: u64,
+        received: u64,
+        elapsed: Duration,
+    ) -> Self {
+        let mut outcome = ClientOutcome::new(code);
+        outcome.attempts = attempts;
+        outcome.gave_up = gave_up;
+        outcome.messages_sent = sent;
+        outcome.messages_received = received;
+        outcome.elapsed = elapsed;
+        outcome
+    }
 }
 
 /// A [`TokenProvider`] without its source type, so one config field holds any of them.

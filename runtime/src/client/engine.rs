@@ -2,7 +2,6 @@
 //! retries, and the report of its end.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::time::Instant;
 use tonic::client::Grpc;
@@ -13,7 +12,7 @@ use tonic::{Code, Extensions, GrpcMethod, Request, Response, Status};
 use tonic_prost::ProstCodec;
 
 use crate::call::{Incoming, REQUEST_ID, grpc_timeout};
-use crate::client::config::{ClientConfig, ClientHook, ClientOutcome, RpcOf};
+use crate::client::config::{ClientConfig, ClientHook, RpcOf};
 use crate::client::policy::Settings;
 use crate::client::retry::{Decision, Jitter, Reason};
 use crate::client::stream::{Responses, SendCounts, Sending, Tail};
@@ -546,23 +545,4 @@ fn new_request_id() -> MetadataValue<Ascii> {
     let mut jitter = Jitter::new();
     let (a, b) = (jitter.next_u64(), jitter.next_u64());
     MetadataValue::try_from(format!("{a:016x}{b:016x}")).expect("hex is valid metadata")
-}
-
-impl ClientOutcome {
-    pub(crate) fn at(
-        code: Code,
-        attempts: u32,
-        gave_up: Option<Reason>,
-        sent: u64,
-        received: u64,
-        elapsed: Duration,
-    ) -> Self {
-        let mut outcome = ClientOutcome::new(code);
-        outcome.attempts = attempts;
-        outcome.gave_up = gave_up;
-        outcome.messages_sent = sent;
-        outcome.messages_received = received;
-        outcome.elapsed = elapsed;
-        outcome
-    }
 }
