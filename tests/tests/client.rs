@@ -1232,3 +1232,74 @@ async fn metrics_count_calls_attempts_retries_and_give_ups() {
         "0"
     );
 }
+
+// ---- visibility --------------------------------------------------------------------------
+
+/// The `tonic_intercept::client` events: level and fields, `message` included.
+#[derive(Clone, Default)]
+struct ClientEvents(Arc<Mutex<Vec<(tracing::Level, BTreeMap<String, String>)>>>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for ClientEvents {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        struct Fields<'a>(&'a mut BTreeMap<String, String>);
+        impl tracing::field::Visit for Fields<'_> {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                self.0.insert(field.name().to_owned(), format!("{value:?}"));
+            }
+            fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+                self.0.insert(field.name().to_owned(), value.to_owned());
+            }
+        }
+        if event.metadata().target() != "tonic_intercept::client" {
+            return;
+        }
+        let mut fields = BTreeMap::new();
+        event.record(&mut Fields(&mut fields));
+        self.0
+            .lock()
+            .unwrap()
+            .push((*event.metadata().level(), fields));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn each_retry_and_each_give_up_is_an_event() {
+    use tracing_subscriber::layer::SubscriberExt;
+
+    let events = ClientEvents::default();
+    let _guard =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(events.clone()));
+    const GET: ClientPolicy<Get> = ClientPolicy::retry(QUICK.max_attempts(3));
+    let (_flaky, mut client, _recorder) = start(ClientConfig::new().policy(GET)).await;
+
+    let status = client
+        .get(failing("events", 10, Code::Unavailable))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable);
+
+    let events = events.0.lock().unwrap().clone();
+    let summary: Vec<(tracing::Level, &str, &str, &str)> = events
+        .iter()
+        .map(|(level, fields)| {
+            let field = |name: &str| fields.get(name).map_or("", String::as_str);
+            (*level, field("message"), field("attempt"), field("reason"))
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (tracing::Level::INFO, "retrying", "1", ""),
+            (tracing::Level::INFO, "retrying", "2", ""),
+            (
+                tracing::Level::DEBUG,
+                "not retrying",
+                "",
+                "attempts_exhausted"
+            ),
+        ]
+    );
+    assert_eq!(events[0].1["rpc"], "/flaky.v1.FlakyService/Get");
+    assert_eq!(events[0].1["code"], "Unavailable");
+    assert_eq!(events[2].1["attempts"], "3");
+}
