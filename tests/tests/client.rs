@@ -1235,9 +1235,12 @@ async fn metrics_count_calls_attempts_retries_and_give_ups() {
 
 // ---- visibility --------------------------------------------------------------------------
 
-/// The `tonic_intercept::client` events: level and fields, `message` included.
+/// One event: its level and its fields, `message` included.
+type LoggedEvent = (tracing::Level, BTreeMap<String, String>);
+
+/// The `tonic_intercept::client` events.
 #[derive(Clone, Default)]
-struct ClientEvents(Arc<Mutex<Vec<(tracing::Level, BTreeMap<String, String>)>>>);
+struct ClientEvents(Arc<Mutex<Vec<LoggedEvent>>>);
 
 impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for ClientEvents {
     fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
