@@ -701,6 +701,156 @@ impl Report {
 
 type Client = pb::bench_client::BenchClient<tonic::transport::Channel>;
 
+/// The client the client-side measurement (`bench client-callgrind`) drives: each makes
+/// the same unary calls (a 16-byte [`Payload`], no token) against the `bare` server, and
+/// the measured process is the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ClientVariant {
+    /// tonic's generated `BenchClient`.
+    Tonic,
+    /// tonic's `BenchClient` with [`CLIENT_DEADLINE`] set on each request
+    /// (`Request::set_timeout`), as a tonic user sets a deadline.
+    TonicDeadline,
+    /// Our generated `bench_intercept::Client::new(channel)`: no policy (request ids on,
+    /// the default).
+    InterceptNew,
+    /// `Client::new` but `ClientConfig::new().request_ids(false)`: what the request id costs.
+    InterceptNoIds,
+    /// `Client::with_config`: a retry policy on `Unary` (retried on `UNAVAILABLE`, which
+    /// never happens here), [`CLIENT_DEADLINE`], and `ClientMetrics`.
+    InterceptConfig,
+}
+
+/// The deadline of the client variants that set one: far above any call's duration.
+pub const CLIENT_DEADLINE: Duration = Duration::from_secs(30);
+
+/// The typical client policy on the unary RPC: gRPC's default retry policy (3 attempts,
+/// `UNAVAILABLE` only). The bench proto does not declare `Unary` idempotent, and the
+/// server variants are measured on the same proto, so the risk is accepted explicitly.
+const UNARY_RETRIED: tonic_intercept::ClientPolicy<pb::bench_intercept::Unary> =
+    tonic_intercept::ClientPolicy::retry_non_idempotent(tonic_intercept::RetryPolicy::new());
+
+impl ClientVariant {
+    pub const ALL: [ClientVariant; 5] = [
+        ClientVariant::Tonic,
+        ClientVariant::TonicDeadline,
+        ClientVariant::InterceptNew,
+        ClientVariant::InterceptNoIds,
+        ClientVariant::InterceptConfig,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ClientVariant::Tonic => "tonic",
+            ClientVariant::TonicDeadline => "tonic-deadline",
+            ClientVariant::InterceptNew => "intercept-new",
+            ClientVariant::InterceptNoIds => "intercept-no-ids",
+            ClientVariant::InterceptConfig => "intercept-config",
+        }
+    }
+}
+
+impl FromStr for ClientVariant {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        ClientVariant::ALL
+            .into_iter()
+            .find(|v| v.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<_> = ClientVariant::ALL.iter().map(|v| v.name()).collect();
+                format!("unknown client `{s}`; one of: {}", names.join(", "))
+            })
+    }
+}
+
+/// One client of a [`ClientVariant`], on one channel.
+#[derive(Debug)]
+pub enum Caller {
+    Tonic {
+        client: Client,
+        deadline: Option<Duration>,
+    },
+    Intercept(pb::bench_intercept::Client<tonic::transport::Channel>),
+}
+
+impl Caller {
+    /// The client of `variant`; `registry` receives the `grpc_client_*` metrics of the
+    /// variant that has them.
+    pub fn new(
+        variant: ClientVariant,
+        channel: tonic::transport::Channel,
+        registry: &mut Registry,
+    ) -> Self {
+        use tonic_intercept::{ClientConfig, ClientMetrics};
+        let config = ClientConfig::new();
+        match variant {
+            ClientVariant::Tonic | ClientVariant::TonicDeadline => Caller::Tonic {
+                client: Client::new(channel),
+                deadline: (variant == ClientVariant::TonicDeadline).then_some(CLIENT_DEADLINE),
+            },
+            ClientVariant::InterceptNew => {
+                Caller::Intercept(pb::bench_intercept::Client::new(channel))
+            }
+            ClientVariant::InterceptNoIds => Caller::Intercept(
+                pb::bench_intercept::Client::with_config(channel, config.request_ids(false)),
+            ),
+            ClientVariant::InterceptConfig => {
+                let metrics =
+                    ClientMetrics::register(registry).service::<pb::bench_intercept::Service>();
+                let config = config
+                    .policy(UNARY_RETRIED)
+                    .deadline(CLIENT_DEADLINE)
+                    .metrics(metrics);
+                Caller::Intercept(pb::bench_intercept::Client::with_config(channel, config))
+            }
+        }
+    }
+
+    /// One unary call of a `size`-byte payload; checks the echo.
+    pub async fn unary(&mut self, seq: u64, size: usize) -> Code {
+        let request = Request::new(payload(seq, size));
+        let response = match self {
+            Caller::Tonic { client, deadline } => {
+                let mut request = request;
+                if let Some(deadline) = deadline {
+                    request.set_timeout(*deadline);
+                }
+                client.unary(request).await
+            }
+            Caller::Intercept(client) => client.unary(request).await,
+        };
+        match response {
+            Ok(r) if r.get_ref().seq == seq && r.get_ref().data.len() == size => Code::Ok,
+            Ok(_) => Code::DataLoss,
+            Err(status) => status.code(),
+        }
+    }
+}
+
+/// `calls` unary calls one after another from a client of `variant`, counting every
+/// outcome (no latencies: this is what the client-side measurement runs).
+pub async fn run_client_load(
+    addr: SocketAddr,
+    variant: ClientVariant,
+    calls: u64,
+    registry: &mut Registry,
+) -> Report {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .expect("a valid address")
+        .connect()
+        .await
+        .expect("the server is listening");
+    let mut caller = Caller::new(variant, channel, registry);
+    let started = Instant::now();
+    let mut report = Report::default();
+    for seq in 0..calls {
+        let code = caller.unary(seq + 1, 16).await;
+        *report.statuses.entry(format!("{code:?}")).or_default() += 1;
+    }
+    report.elapsed = started.elapsed();
+    report
+}
+
 /// Drives `load` against the server at `addr` and counts every outcome.
 pub async fn run_load(addr: SocketAddr, load: Load) -> Report {
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))

@@ -1,8 +1,11 @@
-//! `bench serve | load | callgrind | wallclock`: see BENCHMARKS.md.
+//! `bench serve | load | callgrind | allocations | wallclock | client-load |
+//! client-callgrind | client-allocations`: see BENCHMARKS.md.
 //!
 //! Instructions come from callgrind, by the difference of two runs of the server with
 //! different call (or message) counts, so start-up and shutdown cancel out. Allocations
-//! come from the counting allocator below, the same way. Wall-clock figures interleave
+//! come from the counting allocator below, the same way. The `client-*` commands measure
+//! the other side the same way: the load generator under callgrind, against a `bare`
+//! server running natively. Wall-clock figures interleave
 //! the variants (A B A B ...) and report ratios to bare tonic with their spread.
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -15,7 +18,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tonic::Code;
-use tonic_intercept_bench::{Handled, Load, Variant, Workload, run_load, serve};
+use tonic_intercept::prometheus_client::registry::Registry;
+use tonic_intercept_bench::{
+    ClientVariant, Handled, Load, Variant, Workload, run_client_load, run_load, serve,
+};
 
 struct Counting;
 
@@ -45,8 +51,12 @@ const USAGE: &str = "usage:
   bench serve --variant V [--addr 127.0.0.1:0]
   bench load --addr A --workload W [--calls N] [--messages M] [--size B] [--concurrency C]
   bench callgrind [--out target/bench] [--variants a,b] [--workloads w,x]  (needs valgrind; --release)
-  bench allocations                           (heap allocations and bytes, no valgrind)
+  bench allocations [--variants a,b] [--workloads w,x]   (heap allocations and bytes, no valgrind)
   bench wallclock [--rounds R] [--calls N]    (build with --release)
+  bench client-load --addr A --client C [--calls N]   (one client process, current-thread)
+  bench client-callgrind [--out target/bench] [--clients a,b]   (the client measured; needs valgrind)
+  bench client-allocations [--clients a,b]    (the client's allocations and bytes, no valgrind)
+clients: tonic tonic-deadline intercept-new intercept-no-ids intercept-config
 variants: bare interceptor tower tower-full intercept-none intercept-auth intercept-full intercept-hooks intercept-suite
 workloads: unary server-stream client-stream bidi no-token oversize";
 
@@ -58,6 +68,9 @@ fn main() {
         Some("callgrind") => cmd_callgrind(&args[1..]),
         Some("allocations") => cmd_allocations(&args[1..]),
         Some("wallclock") => cmd_wallclock(&args[1..]),
+        Some("client-load") => cmd_client_load(&args[1..]),
+        Some("client-callgrind") => cmd_client_measure(&args[1..], true),
+        Some("client-allocations") => cmd_client_measure(&args[1..], false),
         _ => Err(USAGE.to_string()),
     };
     if let Err(e) = result {
@@ -435,8 +448,16 @@ fn cmd_callgrind(args: &[String]) -> Result<(), String> {
 
 /// Heap allocations and bytes per call and per message, by the same difference of two
 /// runs as `callgrind`, without valgrind: the counting allocator is exact natively.
-fn cmd_allocations(_args: &[String]) -> Result<(), String> {
+fn cmd_allocations(args: &[String]) -> Result<(), String> {
     let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    let variants: Vec<Variant> = match flag(args, "--variants") {
+        Some(list) => list.split(',').map(str::parse).collect::<Result<_, _>>()?,
+        None => Variant::ALL.to_vec(),
+    };
+    let workloads: Vec<Workload> = match flag(args, "--workloads") {
+        Some(list) => list.split(',').map(str::parse).collect::<Result<_, _>>()?,
+        None => Workload::ALL.to_vec(),
+    };
     let run = |variant: Variant, load: Load| -> Result<(u64, u64), String> {
         let server = Server::start(variant, None)?;
         let report = runtime.block_on(run_load(server.addr, load));
@@ -459,12 +480,23 @@ fn cmd_allocations(_args: &[String]) -> Result<(), String> {
         size: 16,
         concurrency: 1,
     };
-    let mut table = String::from(
-        "| variant | unary (per call) | server-stream (per msg) | client-stream (per msg) | bidi (per round trip) | no-token (per call) | oversize (per call) |\n|---|---|---|---|---|---|---|\n",
+    let per = |w: &Workload| match w {
+        Workload::Unary | Workload::NoToken | Workload::Oversize => "per call",
+        Workload::ServerStream | Workload::ClientStream => "per msg",
+        Workload::Bidi => "per round trip",
+    };
+    let mut table = format!(
+        "| variant | {} |\n|---|{}\n",
+        workloads
+            .iter()
+            .map(|w| format!("{} ({})", w.name(), per(w)))
+            .collect::<Vec<_>>()
+            .join(" | "),
+        "---|".repeat(workloads.len())
     );
-    for variant in Variant::ALL {
+    for variant in variants {
         let mut row = vec![variant.name().to_string()];
-        for workload in Workload::ALL {
+        for &workload in &workloads {
             let (a, b, units) = match workload {
                 Workload::Unary | Workload::NoToken | Workload::Oversize => (
                     run(variant, base(workload, 200, 1))?,
@@ -582,4 +614,156 @@ fn ratio(samples: &[Sample], bare: &[Sample], f: fn(&Sample) -> f64) -> String {
         .iter()
         .fold((f64::MAX, f64::MIN), |(lo, hi), r| (lo.min(*r), hi.max(*r)));
     format!("{mean:.3}, {min:.3}–{max:.3}")
+}
+
+/// One client process: `calls` sequential unary calls against the server at `--addr`, on
+/// tokio's current-thread runtime so that a run under callgrind is deterministic. Prints
+/// what came back and what it allocated.
+fn cmd_client_load(args: &[String]) -> Result<(), String> {
+    let addr: SocketAddr = flag(args, "--addr")
+        .ok_or(USAGE)?
+        .parse()
+        .map_err(|_| "bad --addr")?;
+    let variant: ClientVariant = flag(args, "--client").ok_or(USAGE)?.parse()?;
+    let calls: u64 = parsed(args, "--calls", 1000)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut registry = Registry::default();
+    let report = runtime.block_on(run_client_load(addr, variant, calls, &mut registry));
+    drop(runtime);
+    println!(
+        "client ok={} statuses={:?} allocations={} allocated_bytes={}",
+        report.count(Code::Ok),
+        report.statuses,
+        ALLOCATIONS.load(Ordering::Relaxed),
+        ALLOCATED_BYTES.load(Ordering::Relaxed),
+    );
+    Ok(())
+}
+
+/// One measured client run (maybe under callgrind): instructions (0 without valgrind),
+/// allocations and bytes.
+fn measure_client(
+    addr: SocketAddr,
+    variant: ClientVariant,
+    calls: u64,
+    dir: &std::path::Path,
+    valgrind: bool,
+) -> Result<(Measured, u64), String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let out = dir.join(format!("callgrind.client.{}.{calls}", variant.name()));
+    let mut command = match valgrind {
+        true => {
+            let mut c = Command::new("valgrind");
+            c.arg("--tool=callgrind")
+                .arg(format!("--callgrind-out-file={}", out.display()))
+                .arg(&exe);
+            c
+        }
+        false => Command::new(&exe),
+    };
+    let output = command
+        .args(["client-load", "--addr", &addr.to_string()])
+        .args(["--client", variant.name(), "--calls", &calls.to_string()])
+        .stderr(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot start the client (is valgrind installed?): {e}"))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("client "))
+        .ok_or_else(|| format!("{}: no report from the client: {stdout:?}", variant.name()))?;
+    let field = |name: &str| -> Result<u64, String> {
+        line.split_whitespace()
+            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| format!("no {name} in {line:?}"))
+    };
+    // A run of failed calls must not pass as a fast run.
+    if field("ok")? != calls {
+        return Err(format!(
+            "{}: expected {calls} OK calls: {line}",
+            variant.name()
+        ));
+    }
+    let (instructions, allocator) = match valgrind {
+        true => (instructions(&out)?, allocator_instructions(&out)?),
+        false => (0, 0),
+    };
+    Ok((
+        Measured {
+            instructions,
+            allocator,
+            allocations: field("allocations")?,
+        },
+        field("allocated_bytes")?,
+    ))
+}
+
+/// The client side: instructions (under callgrind) or allocations and bytes per unary
+/// call in the client process, by the difference of two client runs of 200 and 1,200
+/// calls against one `bare` server running natively.
+fn cmd_client_measure(args: &[String], valgrind: bool) -> Result<(), String> {
+    let dir = PathBuf::from(flag(args, "--out").unwrap_or("target/bench"));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let clients: Vec<ClientVariant> = match flag(args, "--clients") {
+        Some(list) => list.split(',').map(str::parse).collect::<Result<_, _>>()?,
+        None => ClientVariant::ALL.to_vec(),
+    };
+    let (calls1, calls2) = (200, 1200);
+    let server = Server::start(Variant::Bare, None)?;
+    let mut table = match valgrind {
+        true => String::from(
+            "Client instructions per unary call (of which outside glibc's allocator) / heap \
+             allocations / bytes, by the difference of two client runs.\n\n\
+             | client | instructions | outside the allocator | allocations | bytes |\n|---|---|---|---|---|\n",
+        ),
+        false => String::from("| client | allocations | bytes |\n|---|---|---|\n"),
+    };
+    let mut expected_handled = 0;
+    for variant in clients {
+        let (a, a_bytes) = measure_client(server.addr, variant, calls1, &dir, valgrind)?;
+        let (b, b_bytes) = measure_client(server.addr, variant, calls2, &dir, valgrind)?;
+        expected_handled += calls1 + calls2;
+        let units = (calls2 - calls1) as f64;
+        let c = cost(a, b, units);
+        let bytes = (b_bytes as f64 - a_bytes as f64) / units;
+        eprintln!(
+            "{:<17} {:>9.0} instructions ({:>6.0} outside the allocator) {:>6.2} allocations {:>7.0} B",
+            variant.name(),
+            c.instructions,
+            c.instructions - c.allocator,
+            c.allocations,
+            bytes,
+        );
+        match valgrind {
+            true => table.push_str(&format!(
+                "| {} | {:.0} | {:.0} | {:.2} | {:.0} |\n",
+                variant.name(),
+                c.instructions,
+                c.instructions - c.allocator,
+                c.allocations,
+                bytes
+            )),
+            false => table.push_str(&format!(
+                "| {} | {:.2} | {:.0} |\n",
+                variant.name(),
+                c.allocations,
+                bytes
+            )),
+        }
+    }
+    let (handled, _, _) = server.stop()?;
+    if handled != expected_handled {
+        return Err(format!(
+            "the server handled {handled} calls, expected {expected_handled}"
+        ));
+    }
+    println!("{table}");
+    if valgrind {
+        std::fs::write(dir.join("client-callgrind.md"), &table).map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }

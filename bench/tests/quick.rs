@@ -1,13 +1,17 @@
 //! The benchmark in miniature, so that it cannot rot: every variant serves every
 //! workload, every call ends with the status it must, and the policy suite's metrics
-//! count what happened. Correctness only, no timing.
+//! count what happened; and every client variant of the client-side measurement calls
+//! the bare server. Correctness only, no timing.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use tonic::Code;
+use tonic_intercept::prometheus_client::registry::Registry;
 use tonic_intercept::render_metrics;
-use tonic_intercept_bench::{Handled, Load, Variant, Workload, run_load, serve};
+use tonic_intercept_bench::{
+    ClientVariant, Handled, Load, Variant, Workload, run_client_load, run_load, serve,
+};
 
 #[tokio::test]
 async fn every_variant_serves_every_workload_with_the_right_status() {
@@ -103,6 +107,45 @@ grpc_server_msg_sent_total{grpc_type="bidi_stream",grpc_service="bench.v1.Bench"
 "#;
     let body = render_metrics(&handled.registry.lock().unwrap());
     for line in EXPECTED.lines().filter(|l| !l.is_empty()) {
+        assert!(body.lines().any(|l| l == line), "no `{line}` in:\n{body}");
+    }
+}
+
+/// The clients of `bench client-callgrind`, each making 3 calls to the bare server: all
+/// succeed, the server handled each once, and the configured client's metrics saw them.
+#[tokio::test]
+async fn every_client_variant_calls_the_bare_server() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let handled = Arc::new(Handled::default());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve(Variant::Bare, listener, handled.clone(), async {
+        let _ = stopped.await;
+    }));
+    let mut registry = Registry::default();
+    for client in ClientVariant::ALL {
+        let report = run_client_load(addr, client, 3, &mut registry).await;
+        assert_eq!(
+            report.count(Code::Ok),
+            3,
+            "{}: {:?}",
+            client.name(),
+            report.statuses
+        );
+    }
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+    assert_eq!(
+        handled.calls.load(Ordering::Relaxed),
+        3 * ClientVariant::ALL.len() as u64
+    );
+    let body = render_metrics(&registry);
+    for line in [
+        r#"grpc_client_started_total{grpc_type="unary",grpc_service="bench.v1.Bench",grpc_method="Unary"} 3"#,
+        r#"grpc_client_handled_total{grpc_type="unary",grpc_service="bench.v1.Bench",grpc_method="Unary",grpc_code="OK"} 3"#,
+        r#"grpc_client_attempts_total{grpc_type="unary",grpc_service="bench.v1.Bench",grpc_method="Unary"} 3"#,
+        r#"grpc_client_msg_sent_total{grpc_type="unary",grpc_service="bench.v1.Bench",grpc_method="Unary"} 3"#,
+    ] {
         assert!(body.lines().any(|l| l == line), "no `{line}` in:\n{body}");
     }
 }
