@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 use tonic::Code;
-use tonic::metadata::{Ascii, MetadataMap, MetadataValue};
+use tonic::codegen::http::{HeaderMap, HeaderName, HeaderValue};
+use tonic::metadata::MetadataMap;
 
 use crate::rpc::RpcDescriptor;
 
@@ -108,16 +109,21 @@ pub struct Deadline(pub Instant);
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Incoming {
     pub(crate) deadline: Option<Instant>,
-    pub(crate) request_id: Option<MetadataValue<Ascii>>,
-    pub(crate) traceparent: Option<MetadataValue<Ascii>>,
+    pub(crate) request_id: Option<HeaderValue>,
+    pub(crate) traceparent: Option<HeaderValue>,
 }
+
+/// Header names built once: a lookup by `&str` parses the name on every call.
+pub(crate) static REQUEST_ID_HEADER: HeaderName = HeaderName::from_static(REQUEST_ID);
+pub(crate) static TRACEPARENT_HEADER: HeaderName = HeaderName::from_static("traceparent");
 
 impl Incoming {
     pub(crate) fn of(metadata: &MetadataMap, deadline: Option<Instant>) -> Self {
+        let headers: &HeaderMap = metadata.as_ref();
         Self {
             deadline,
-            request_id: metadata.get(REQUEST_ID).cloned(),
-            traceparent: metadata.get("traceparent").cloned(),
+            request_id: headers.get(&REQUEST_ID_HEADER).cloned(),
+            traceparent: headers.get(&TRACEPARENT_HEADER).cloned(),
         }
     }
 

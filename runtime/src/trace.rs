@@ -136,8 +136,7 @@ mod otel {
     }
 
     /// The current span's W3C `traceparent`, when it belongs to a valid trace.
-    pub(super) fn current_traceparent()
-    -> Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>> {
+    pub(super) fn current_traceparent() -> Option<tonic::codegen::http::HeaderValue> {
         use opentelemetry::trace::TraceContextExt;
         let context = Span::current().context();
         let span = context.span();
@@ -151,7 +150,7 @@ mod otel {
             span_context.span_id(),
             span_context.trace_flags().to_u8()
         );
-        tonic::metadata::MetadataValue::try_from(value).ok()
+        tonic::codegen::http::HeaderValue::try_from(value).ok()
     }
 
     /// Makes `span` a child of the caller's span, read from `traceparent`/`tracestate`.
@@ -169,23 +168,17 @@ mod otel {
 /// parent id (this hop), and no header outside any trace.
 pub(crate) fn outgoing_traceparent(
     incoming: Option<&crate::call::Incoming>,
-) -> Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>> {
+) -> Option<tonic::codegen::http::HeaderValue> {
     #[cfg(feature = "opentelemetry")]
     if let Some(header) = otel::current_traceparent() {
         return Some(header);
     }
-    let header = incoming?.traceparent.as_ref()?;
-    let value = header.to_str().ok()?;
+    let value = incoming?.traceparent.as_ref()?.to_str().ok()?;
     let parent = TraceParent::parse(value)?;
     let flags = &value[53..55];
-    let span_id = loop {
-        let id = crate::client::Jitter::new().next_u64();
-        if id != 0 {
-            break id;
-        }
-    };
+    let span_id = crate::client::random_nonzero_u64();
     let value = format!("00-{}-{span_id:016x}-{flags}", parent.trace_id);
-    tonic::metadata::MetadataValue::try_from(value).ok()
+    tonic::codegen::http::HeaderValue::try_from(value).ok()
 }
 
 /// Logs a panic caught in a call at ERROR, with its message when it has one (`panic!`

@@ -6,15 +6,16 @@ use std::sync::Arc;
 use tokio::time::Instant;
 use tonic::client::Grpc;
 use tonic::codegen::http::uri::PathAndQuery;
+use tonic::codegen::http::{HeaderMap, HeaderValue};
 use tonic::codegen::{Body, Bytes, StdError};
-use tonic::metadata::{Ascii, MetadataMap, MetadataValue};
+use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::{Code, Extensions, GrpcMethod, Request, Response, Status};
 use tonic_prost::ProstCodec;
 
-use crate::call::{Incoming, REQUEST_ID, grpc_timeout};
+use crate::call::{Incoming, REQUEST_ID_HEADER, TRACEPARENT_HEADER, grpc_timeout};
 use crate::client::config::{ClientConfig, ClientHook, RpcOf};
 use crate::client::policy::Settings;
-use crate::client::retry::{Decision, Jitter, Reason};
+use crate::client::retry::{Decision, Jitter, Reason, random_nonzero_u64};
 use crate::client::stream::{Responses, SendCounts, Sending, Tail};
 use crate::rpc::{Rpc, Service};
 
@@ -347,17 +348,18 @@ where
             metadata.insert("authorization", header);
         }
         let incoming = Incoming::current();
-        if self.config.request_ids && !metadata.contains_key(REQUEST_ID) {
+        let headers: &mut HeaderMap = metadata.as_mut();
+        if self.config.request_ids && !headers.contains_key(&REQUEST_ID_HEADER) {
             let id = incoming
                 .as_ref()
                 .and_then(|incoming| incoming.request_id.clone())
                 .unwrap_or_else(new_request_id);
-            metadata.insert(REQUEST_ID, id);
+            headers.insert(REQUEST_ID_HEADER.clone(), id);
         }
-        if !metadata.contains_key("traceparent")
+        if !headers.contains_key(&TRACEPARENT_HEADER)
             && let Some(traceparent) = crate::trace::outgoing_traceparent(incoming.as_ref())
         {
-            metadata.insert("traceparent", traceparent);
+            headers.insert(TRACEPARENT_HEADER.clone(), traceparent);
         }
         Ok(metadata)
     }
@@ -540,9 +542,13 @@ where
     }
 }
 
-/// A new request id: 128 random bits in hex.
-fn new_request_id() -> MetadataValue<Ascii> {
-    let mut jitter = Jitter::new();
-    let (a, b) = (jitter.next_u64(), jitter.next_u64());
-    MetadataValue::try_from(format!("{a:016x}{b:016x}")).expect("hex is valid metadata")
+/// A new request id: 128 random bits in lowercase hex, formatted on the stack.
+fn new_request_id() -> HeaderValue {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bits = (u128::from(random_nonzero_u64()) << 64) | u128::from(random_nonzero_u64());
+    let mut id = [0u8; 32];
+    for (i, digit) in id.iter_mut().enumerate() {
+        *digit = HEX[((bits >> (124 - 4 * i)) & 0xf) as usize];
+    }
+    HeaderValue::from_bytes(&id).expect("hex digits are a valid header value")
 }

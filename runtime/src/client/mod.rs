@@ -66,6 +66,7 @@ pub use stream::Responses;
 
 pub use metrics::{ClientMetrics, ClientServiceMetrics};
 
+pub(crate) use retry::random_nonzero_u64;
 pub use retry::{
     Decision, Jitter, MAX_ATTEMPTS_CAP, Pushback, Reason, RetryPolicy, RetryThrottle, pushback,
 };

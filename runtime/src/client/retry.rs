@@ -798,6 +798,24 @@ impl Jitter {
     }
 }
 
+thread_local! {
+    /// Random ids (request ids, trace span ids) without seeding a generator per id.
+    static IDS: std::cell::RefCell<Jitter> = std::cell::RefCell::new(Jitter::new());
+}
+
+/// 64 random bits, never zero (W3C trace ids and span ids must not be all zeros).
+pub(crate) fn random_nonzero_u64() -> u64 {
+    IDS.with(|ids| {
+        let mut ids = ids.borrow_mut();
+        loop {
+            let bits = ids.next_u64();
+            if bits != 0 {
+                return bits;
+            }
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -60,7 +60,7 @@ impl SendCounts {
                 R::DESCRIPTOR.method
             )));
         }
-        check_size::<R>(settings, message.encoded_len(), "request")?;
+        check_size::<R>(settings, message, "request")?;
         hooks.on_send(message)?;
         self.sent.store(n, Ordering::Relaxed);
         Ok(())
@@ -82,7 +82,7 @@ impl SendCounts {
                 R::DESCRIPTOR.method
             )));
         }
-        check_size::<R>(settings, message.encoded_len(), "response")?;
+        check_size::<R>(settings, message, "response")?;
         hooks.on_receive(message)?;
         self.received.store(n, Ordering::Relaxed);
         Ok(())
@@ -166,14 +166,23 @@ impl SendCounts {
     }
 }
 
-fn check_size<R: Rpc>(settings: &Settings, len: usize, what: &str) -> Result<(), Status> {
-    match settings.max_message_bytes {
-        Some(max) if len as u64 > max => Err(Status::resource_exhausted(format!(
+/// Measuring walks the whole message: only done under a limit.
+fn check_size<R: Rpc>(
+    settings: &Settings,
+    message: &impl Message,
+    what: &str,
+) -> Result<(), Status> {
+    let Some(max) = settings.max_message_bytes else {
+        return Ok(());
+    };
+    let len = message.encoded_len();
+    if len as u64 > max {
+        return Err(Status::resource_exhausted(format!(
             "{}: {what} message of {len} bytes, over the client limit of {max}",
             R::DESCRIPTOR.method
-        ))),
-        _ => Ok(()),
+        )));
     }
+    Ok(())
 }
 
 /// The request stream of a client-streaming or bidi call, shared by its attempts.
