@@ -550,5 +550,9 @@ fn new_request_id() -> HeaderValue {
     for (i, digit) in id.iter_mut().enumerate() {
         *digit = HEX[((bits >> (124 - 4 * i)) & 0xf) as usize];
     }
-    HeaderValue::from_bytes(&id).expect("hex digits are a valid header value")
+    let mut id = HeaderValue::from_bytes(&id).expect("hex digits are a valid header value");
+    // A value used once: HPACK's "never indexed" literal spares the connection's header
+    // table an insertion and an eviction per call.
+    id.set_sensitive(true);
+    id
 }
