@@ -144,7 +144,15 @@ pub struct DocService;
 
 impl crate::rpc::Service for DocService {
     const NAME: &'static str = "doc.v1.DocService";
-    const RPCS: &'static [&'static crate::rpc::RpcDescriptor] = &[];
+    /// One slot, `Rpc::INDEX` 0, which every stand-in RPC claims.
+    const RPCS: &'static [&'static crate::rpc::RpcDescriptor] = &[&crate::rpc::RpcDescriptor::new(
+        "doc.v1.DocService",
+        "Doc",
+        "/doc.v1.DocService/Doc",
+        crate::rpc::RpcKind::Unary,
+        crate::rpc::IdempotencyLevel::Unknown,
+        false,
+    )];
 }
 
 /// Hands the verified identity to the handler through the request extensions.

@@ -53,8 +53,9 @@ pub fn call_span<R: Rpc>(call: &Call, metadata: &MetadataMap) -> Span {
     if let Some(peer) = call.peer() {
         span.record("client.address", tracing::field::display(peer.ip()));
     }
-    let traceparent = metadata
-        .get("traceparent")
+    let headers: &tonic::codegen::http::HeaderMap = metadata.as_ref();
+    let traceparent = headers
+        .get(&crate::call::TRACEPARENT_HEADER)
         .and_then(|value| value.to_str().ok())
         .and_then(TraceParent::parse);
     if let Some(parent) = traceparent {

@@ -196,8 +196,8 @@ impl<S: TokenSource> CallCredentials for TokenProvider<S> {
 /// Hand it to the generated client: `user_service_intercept::Client::with_config(channel,
 /// config)`. A config is built once; the client shares it (an [`Arc`]) with its clones.
 pub struct ClientConfig<S: Service, H = ()> {
-    /// Indexed by `Rpc::INDEX`.
-    pub(crate) settings: Vec<Settings>,
+    /// Indexed by `Rpc::INDEX`: one per RPC of `S`.
+    pub(crate) settings: Box<[Settings]>,
     pub(crate) deadline: Option<Duration>,
     pub(crate) throttle: RetryThrottle,
     pub(crate) credentials: Option<Arc<dyn CallCredentials>>,
@@ -211,7 +211,7 @@ impl<S: Service> ClientConfig<S> {
     /// metrics, no hooks.
     pub fn new() -> Self {
         Self {
-            settings: vec![Settings::DEFAULT; S::RPCS.len()],
+            settings: vec![Settings::DEFAULT; S::RPCS.len()].into_boxed_slice(),
             deadline: None,
             throttle: RetryThrottle::disabled(),
             credentials: None,
@@ -231,10 +231,6 @@ impl<S: Service> Default for ClientConfig<S> {
 impl<S: Service, H> ClientConfig<S, H> {
     /// The policy of RPC `R`; `R` must be an RPC of `S` (it does not compile otherwise).
     pub fn policy<R: RpcOf<S>>(mut self, policy: ClientPolicy<R>) -> Self {
-        if self.settings.len() <= R::INDEX {
-            // Only for a hand-written `Rpc` whose service lists fewer RPCs.
-            self.settings.resize(R::INDEX + 1, Settings::DEFAULT);
-        }
         self.settings[R::INDEX] = policy.settings;
         self
     }
@@ -304,11 +300,7 @@ impl<S: Service, H> ClientConfig<S, H> {
     }
 
     pub(crate) fn settings_of<R: Rpc<Service = S>>(&self) -> Settings {
-        let mut settings = self
-            .settings
-            .get(R::INDEX)
-            .copied()
-            .unwrap_or(Settings::DEFAULT);
+        let mut settings = self.settings[R::INDEX];
         settings.deadline = settings.deadline.or(self.deadline);
         settings
     }

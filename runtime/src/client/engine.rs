@@ -16,7 +16,7 @@ use crate::call::{Incoming, REQUEST_ID_HEADER, TRACEPARENT_HEADER, grpc_timeout}
 use crate::client::config::{ClientConfig, ClientHook, RpcOf};
 use crate::client::policy::Settings;
 use crate::client::retry::{Decision, Jitter, Reason, random_nonzero_u64};
-use crate::client::stream::{Responses, SendCounts, Sending, Tail};
+use crate::client::stream::{AttemptStream, Responses, SendCounts, Sending, Tail};
 use crate::rpc::{Rpc, Service};
 
 /// The header gRFC A6 puts on each retry: how many attempts came before it.
@@ -114,8 +114,7 @@ where
         let (metadata, _, message) = request.into_parts();
         let result = async {
             let metadata = call.outgoing(metadata).await?;
-            call.counts
-                .send::<R, H>(&self.config.hooks, &call.settings, &message)?;
+            call.send(&message)?;
             let mut original = Some((metadata, message));
             loop {
                 let (metadata, message) = call.next_payload(&mut original);
@@ -128,11 +127,7 @@ where
                 };
                 match call.attempt(attempt).await {
                     Ok(response) => {
-                        call.counts.receive::<R, H>(
-                            &self.config.hooks,
-                            &call.settings,
-                            response.get_ref(),
-                        )?;
+                        call.receive(response.get_ref())?;
                         return Ok(response);
                     }
                     Err(status) => call.retry_or_give_up(status, false).await?,
@@ -158,8 +153,7 @@ where
         let peek = call.settings.retry.is_some();
         let result = async {
             let metadata = call.outgoing(metadata).await?;
-            call.counts
-                .send::<R, H>(&self.config.hooks, &call.settings, &message)?;
+            call.send(&message)?;
             let mut original = Some((metadata, message));
             loop {
                 let (metadata, message) = call.next_payload(&mut original);
@@ -208,8 +202,7 @@ where
             let sending =
                 Sending::<R, St, H>::new(source, &self.config, call.settings, call.counts.clone());
             loop {
-                let mut request = call.request(metadata.clone(), sending.attempt());
-                call.counts.arm(&mut request);
+                let request = call.streamed_request(&metadata, &sending);
                 let grpc = &mut self.grpc;
                 let attempt = async move {
                     ready(grpc).await?;
@@ -218,18 +211,10 @@ where
                 };
                 match call.attempt(call.counts.or_violation(attempt)).await {
                     Ok(response) => {
-                        call.counts.receive::<R, H>(
-                            &self.config.hooks,
-                            &call.settings,
-                            response.get_ref(),
-                        )?;
+                        call.receive(response.get_ref())?;
                         return Ok(response);
                     }
-                    Err(status) => {
-                        call.counts.cancel_attempt();
-                        let committed = call.counts.violated() || sending.committed();
-                        call.retry_or_give_up(status, committed).await?
-                    }
+                    Err(status) => call.retry_sent(status, &sending).await?,
                 }
             }
         }
@@ -255,8 +240,7 @@ where
             let sending =
                 Sending::<R, St, H>::new(source, &self.config, call.settings, call.counts.clone());
             loop {
-                let mut request = call.request(metadata.clone(), sending.attempt());
-                call.counts.arm(&mut request);
+                let request = call.streamed_request(&metadata, &sending);
                 let grpc = &mut self.grpc;
                 let attempt = async move {
                     ready(grpc).await?;
@@ -267,11 +251,7 @@ where
                 // have answered what it read.
                 match call.attempt(call.counts.or_violation(attempt)).await {
                     Ok(response) => return Ok(response),
-                    Err(status) => {
-                        call.counts.cancel_attempt();
-                        let committed = call.counts.violated() || sending.committed();
-                        call.retry_or_give_up(status, committed).await?
-                    }
+                    Err(status) => call.retry_sent(status, &sending).await?,
                 }
             }
         }
@@ -391,6 +371,49 @@ where
                 .insert(PREVIOUS_ATTEMPTS, MetadataValue::from(self.attempt - 1));
         }
         request
+    }
+
+    /// The next attempt of a streamed request: the replay, then the rest of the source.
+    fn streamed_request<St>(
+        &self,
+        metadata: &MetadataMap,
+        sending: &Sending<R, St, H>,
+    ) -> Request<AttemptStream<R, St, H>>
+    where
+        R::Request: Clone,
+        St: tokio_stream::Stream<Item = R::Request> + Send + 'static,
+    {
+        let mut request = self.request(metadata.clone(), sending.attempt());
+        self.counts.arm(&mut request);
+        request
+    }
+
+    /// The single request message through the limits and hooks, once for all attempts.
+    fn send(&self, message: &R::Request) -> Result<(), Status> {
+        self.counts
+            .send::<R, H>(&self.config.hooks, &self.settings, message)
+    }
+
+    /// The single response message through the limits and hooks.
+    fn receive(&self, message: &R::Response) -> Result<(), Status> {
+        self.counts
+            .receive::<R, H>(&self.config.hooks, &self.settings, message)
+    }
+
+    /// After a failed attempt of a streamed request: resets its stream, then retries
+    /// unless what was sent can no longer be replayed.
+    async fn retry_sent<St>(
+        &mut self,
+        status: Status,
+        sending: &Sending<R, St, H>,
+    ) -> Result<(), Status>
+    where
+        R::Request: Clone,
+        St: tokio_stream::Stream<Item = R::Request> + Send + 'static,
+    {
+        self.counts.cancel_attempt();
+        let committed = self.counts.violated() || sending.committed();
+        self.retry_or_give_up(status, committed).await
     }
 
     /// The earlier of the call's deadline and this attempt's timeout.
