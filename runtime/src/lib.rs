@@ -126,22 +126,18 @@
 //! See the README for the full `#[intercept]` reference, the client side and the
 //! generated code.
 
-mod admission;
-mod auth;
-mod call;
 mod client;
-mod hook;
-mod idempotency;
-mod limits;
 mod metrics;
-mod recover;
+mod policy;
 mod rpc;
-mod stream;
+mod server;
 mod trace;
-mod validate;
+
+use policy::{admission, auth, hook, idempotency, limits, validate};
+use server::{call, recover, stream};
 
 #[doc(hidden)]
-#[path = "private.rs"]
+#[path = "server/guard.rs"]
 pub mod __private;
 
 pub use auth::{Authenticate, Principal, Roles, StaticTokens, bearer_token};
