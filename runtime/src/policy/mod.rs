@@ -1,8 +1,11 @@
-//! The server policies: what each step of an intercepted call checks.
+//! The server policies: what each step of an intercepted call checks. `auth`, `limits`,
+//! `idempotency` and `validate` are public modules (re-exported at the root);
+//! `admission` (concurrency and call rates) and `hook` are reached through the root and
+//! `__private`.
 
 pub(crate) mod admission;
-pub(crate) mod auth;
+pub mod auth;
 pub(crate) mod hook;
-pub(crate) mod idempotency;
-pub(crate) mod limits;
-pub(crate) mod validate;
+pub mod idempotency;
+pub mod limits;
+pub mod validate;

@@ -1,20 +1,22 @@
-//! The one door through which `#[intercept]` output reaches this crate.
+//! The lifecycle of one server call: [`Guard`] holds a call's policies from its start to
+//! its end, and [`run`] wraps the call's whole future.
 //!
-//! Not public API: names here change without notice. Generated code uses absolute paths
-//! (`::tonic_intercept::__private::...`).
+//! The `#[intercept]` expansion drives it step by step (see `__private`): create the
+//! guard, run the call-start steps against it, hand it the handler's future, and let it
+//! report the call's end to the hooks exactly once.
 
 use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
 use tonic::metadata::MetadataMap;
-use tonic::{Request, Streaming};
+use tonic::{Request, Response, Status, Streaming};
 use tracing::Span;
 
-use crate::auth::{Roles, check_roles};
-use crate::call::{Call, Incoming, Outcome, Policy};
+use crate::call::{Call, CallOutcome, Incoming, PolicyKind};
 use crate::hook::Hooks;
 use crate::limits::{Dir, Limits, Meter};
+use crate::policy::admission::{Admission, Admitted};
 use crate::recover::{Run, panicked};
 use crate::rpc::Rpc;
 use crate::stream::{
@@ -22,148 +24,10 @@ use crate::stream::{
     deadline_exceeded,
 };
 
-pub use crate::admission::{Admission, AdmissionConfig, Admitted, identity_key};
-pub use crate::client::engine::{ClientCore, Transport};
-pub use crate::idempotency::{Begin, Ticket};
-pub use crate::limits::OnRateExceeded;
-pub use crate::trace::call_span;
-pub use crate::validate::check as validate;
-pub use std::time::Duration;
-pub use tonic;
-
-pub use tonic::{Response, Status};
-
 /// Wraps a call's whole future (steps and handler): entered in the call's span at every
 /// poll and, under `recover`, caught so that a panic becomes [`Guard::panicked`].
 pub fn run<F: Future>(span: Span, recover: bool, future: F) -> Run<F> {
     Run::new(future, span, recover)
-}
-
-/// `roles(..)` outside a guard (an auth-only RPC): `PERMISSION_DENIED` without a role.
-pub fn authorize<I: Roles + ?Sized>(
-    call: &Call,
-    identity: &I,
-    required: &[&str],
-) -> Result<(), Status> {
-    check_roles(call, identity, required)
-}
-
-/// Whether an attribute's limit agrees with the `.proto`'s (which may set none).
-pub const fn agrees_u64(proto: Option<u64>, attribute: u64) -> bool {
-    match proto {
-        Some(proto) => proto == attribute,
-        None => true,
-    }
-}
-
-/// [`agrees_u64`] for message rates.
-pub const fn agrees_u32(proto: Option<u32>, attribute: u64) -> bool {
-    match proto {
-        Some(proto) => proto as u64 == attribute,
-        None => true,
-    }
-}
-
-/// Whether two role lists hold the same roles, in a `const` (attribute vs `.proto`).
-pub const fn same_roles(a: &[&str], b: &[&str]) -> bool {
-    const fn contains(list: &[&str], role: &str) -> bool {
-        let mut i = 0;
-        while i < list.len() {
-            if eq(list[i].as_bytes(), role.as_bytes()) {
-                return true;
-            }
-            i += 1;
-        }
-        false
-    }
-    const fn eq(a: &[u8], b: &[u8]) -> bool {
-        if a.len() != b.len() {
-            return false;
-        }
-        let mut i = 0;
-        while i < a.len() {
-            if a[i] != b[i] {
-                return false;
-            }
-            i += 1;
-        }
-        true
-    }
-    let mut i = 0;
-    while i < a.len() {
-        if !contains(b, a[i]) {
-            return false;
-        }
-        i += 1;
-    }
-    let mut j = 0;
-    while j < b.len() {
-        if !contains(a, b[j]) {
-            return false;
-        }
-        j += 1;
-    }
-    true
-}
-
-/// `metrics(value)`: the value must be the metrics of this impl's service.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` are not the metrics of the service `{S}`",
-    label = "metrics of another service",
-    note = "create this service's with `ServerMetrics::service::<{S}>()`"
-)]
-pub trait MetricsOf<S> {
-    fn metrics(&self) -> crate::metrics::ServiceMetrics<S>;
-}
-
-impl<S: crate::rpc::Service> MetricsOf<S> for crate::metrics::ServiceMetrics<S> {
-    fn metrics(&self) -> crate::metrics::ServiceMetrics<S> {
-        self.clone()
-    }
-}
-
-/// `idempotency(cache, Rpc)`: the cache must be typed by that RPC.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` is not an idempotency cache for the RPC `{R}`",
-    label = "a cache for another RPC",
-    note = "the cache of `{R}` is an `IdempotencyCache<{R}>`: it stores `{R}`'s responses"
-)]
-pub trait CacheOf<R: Rpc> {
-    fn cache(&self) -> &crate::idempotency::IdempotencyCache<R>;
-}
-
-impl<R: Rpc> CacheOf<R> for crate::idempotency::IdempotencyCache<R> {
-    fn cache(&self) -> &crate::idempotency::IdempotencyCache<R> {
-        self
-    }
-}
-
-/// The service of the stand-in RPCs that `__doc_rpc!` defines for doc examples.
-#[derive(Debug, Clone, Copy)]
-pub struct DocService;
-
-impl crate::rpc::Service for DocService {
-    const NAME: &'static str = "doc.v1.DocService";
-    /// One slot, `Rpc::INDEX` 0, which every stand-in RPC claims.
-    const RPCS: &'static [&'static crate::rpc::RpcDescriptor] = &[&crate::rpc::RpcDescriptor::new(
-        "doc.v1.DocService",
-        "Doc",
-        "/doc.v1.DocService/Doc",
-        crate::rpc::RpcKind::Unary,
-        crate::rpc::IdempotencyLevel::Unknown,
-        false,
-    )];
-}
-
-/// Hands the verified identity to the handler through the request extensions.
-///
-/// `type Identity = ();` means the verifier only admits or refuses: nothing is stored,
-/// which saves a map insertion per call. (A zero-sized marker type is still stored:
-/// its presence means something.)
-pub fn store_identity<T, I: Clone + Send + Sync + 'static>(request: &mut Request<T>, identity: I) {
-    if std::any::TypeId::of::<I>() != std::any::TypeId::of::<()>() {
-        request.extensions_mut().insert(identity);
-    }
 }
 
 /// The policies of one call of `R`, from its start to its end.
@@ -228,7 +92,7 @@ impl<R: Rpc, H: Hooks<R>> Guard<R, H> {
     }
 
     /// Ends a call that a step refused: hooks see the status, which is returned.
-    pub fn reject(&mut self, (policy, status): (Policy, Status)) -> Status {
+    pub fn reject(&mut self, (policy, status): (PolicyKind, Status)) -> Status {
         self.finish(status.code(), Some(policy));
         status
     }
@@ -237,7 +101,7 @@ impl<R: Rpc, H: Hooks<R>> Guard<R, H> {
     pub fn panicked(&mut self, payload: Box<dyn std::any::Any + Send>) -> Status {
         let status = panicked(&self.call, &*payload);
         if !self.finished {
-            self.finish(status.code(), Some(Policy::Recovery));
+            self.finish(status.code(), Some(PolicyKind::Recovery));
         }
         status
     }
@@ -247,14 +111,14 @@ impl<R: Rpc, H: Hooks<R>> Guard<R, H> {
         &mut self,
         admission: &'static Admission,
         identity: Option<u64>,
-    ) -> Result<(), (Policy, Status)> {
+    ) -> Result<(), (PolicyKind, Status)> {
         self.admitted = Some(admission.admit(&self.call, identity).await?);
         Ok(())
     }
 
     /// Passes the single request message of a unary or server-streaming call through
     /// the limits, validation and hooks.
-    pub fn admit_request(&mut self, message: &R::Request) -> Result<(), (Policy, Status)> {
+    pub fn admit_request(&mut self, message: &R::Request) -> Result<(), (PolicyKind, Status)> {
         check_request(&mut self.meter_in, &self.call, &self.hooks, message)
     }
 
@@ -352,7 +216,7 @@ impl<R: Rpc, H: Hooks<R>> Guard<R, H> {
     }
 
     /// Runs the handler until the deadline; the error says whether the deadline ended it.
-    async fn deadline<T, F>(&self, handler: F) -> Result<T, (Option<Policy>, Status)>
+    async fn deadline<T, F>(&self, handler: F) -> Result<T, (Option<PolicyKind>, Status)>
     where
         F: Future<Output = Result<T, Status>>,
     {
@@ -361,7 +225,9 @@ impl<R: Rpc, H: Hooks<R>> Guard<R, H> {
                 let handler = self.incoming.clone().scope(handler);
                 match tokio::time::timeout_at(deadline, handler).await {
                     Ok(result) => result,
-                    Err(_) => return Err((Some(Policy::Deadline), deadline_exceeded(&self.call))),
+                    Err(_) => {
+                        return Err((Some(PolicyKind::Deadline), deadline_exceeded(&self.call)));
+                    }
                 }
             }
             None => self.incoming.clone().scope(handler).await,
@@ -371,7 +237,7 @@ impl<R: Rpc, H: Hooks<R>> Guard<R, H> {
 
     fn end_single(
         &mut self,
-        result: Result<Response<R::Response>, (Option<Policy>, Status)>,
+        result: Result<Response<R::Response>, (Option<PolicyKind>, Status)>,
     ) -> Result<Response<R::Response>, Status> {
         let result = result.and_then(|r| {
             check_response(&mut self.meter_out, &self.call, &self.hooks, r.get_ref())
@@ -390,7 +256,7 @@ impl<R: Rpc, H: Hooks<R>> Guard<R, H> {
         }
     }
 
-    fn finish(&mut self, code: tonic::Code, ended_by: Option<Policy>) {
+    fn finish(&mut self, code: tonic::Code, ended_by: Option<PolicyKind>) {
         self.finished = true;
         self.admitted = None;
         let (messages_in, bytes_in) = match &self.shared {
@@ -403,7 +269,7 @@ impl<R: Rpc, H: Hooks<R>> Guard<R, H> {
         let _span = self.span.enter();
         self.hooks.on_finish(
             &self.call,
-            &Outcome {
+            &CallOutcome {
                 code,
                 messages_in,
                 messages_out: self.meter_out.messages,
@@ -428,37 +294,4 @@ impl<R: Rpc, H: Hooks<R>> Drop for Guard<R, H> {
             self.finish(code, None);
         }
     }
-}
-
-pub use tracing;
-
-/// The span of one call of an RPC; generated code calls it from `Rpc::span` with the
-/// RPC's full name, because a span's name is fixed where it is declared.
-///
-/// Field names follow the OpenTelemetry RPC conventions; the empty ones are recorded as
-/// the call goes (`TraceCalls`).
-#[doc(hidden)]
-#[macro_export]
-macro_rules! __rpc_span {
-    ($name:literal, $call:expr) => {{
-        let call: &$crate::Call = $call;
-        $crate::__private::tracing::info_span!(
-            $name,
-            otel.name = $name,
-            otel.kind = "server",
-            rpc.system = "grpc",
-            rpc.service = call.rpc().service,
-            rpc.method = call.rpc().method,
-            rpc.grpc.status_code = $crate::__private::tracing::field::Empty,
-            client.address = $crate::__private::tracing::field::Empty,
-            trace_id = $crate::__private::tracing::field::Empty,
-            parent_span_id = $crate::__private::tracing::field::Empty,
-            duration_ms = $crate::__private::tracing::field::Empty,
-            messages_in = $crate::__private::tracing::field::Empty,
-            messages_out = $crate::__private::tracing::field::Empty,
-            bytes_in = $crate::__private::tracing::field::Empty,
-            bytes_out = $crate::__private::tracing::field::Empty,
-            ended_by = $crate::__private::tracing::field::Empty,
-        )
-    }};
 }

@@ -1,0 +1,40 @@
+//! The one door through which `#[intercept]` output and `tonic-intercept-build`'s
+//! generated code reach this crate: re-exports only, no logic.
+//!
+//! Not public API: names here change without notice. Generated code uses absolute paths
+//! (`::tonic_intercept::__private::...`), so a user's own item named like one of these
+//! cannot capture them.
+
+// The libraries generated code names, at the versions this crate was built with.
+pub use std::time::Duration;
+pub use tonic;
+pub use tonic::{Response, Status};
+pub use tracing;
+
+// The RPC model that generated code implements.
+pub use crate::rpc::{IdempotencyLevel, Rpc, RpcDescriptor, RpcKind, RpcOf, RpcPolicy, Service};
+
+// The server call: its lifecycle, and what the expansion checks outside it.
+pub use crate::call::{Call, CallOutcome, PolicyKind};
+pub use crate::hook::{Hook, Hooks};
+pub use crate::server::expand::{
+    CacheOf, DocService, MetricsOf, agrees_u32, agrees_u64, authorize, same_roles, store_identity,
+};
+pub use crate::server::guard::{Guard, run};
+pub use crate::stream::{Inbound, Outbound};
+
+// The server policies' steps.
+pub use crate::admission::{Admission, AdmissionConfig, Admitted, identity_key};
+pub use crate::auth::Authenticate;
+pub use crate::idempotency::{Begin, Ticket, begin as idempotency_begin};
+pub use crate::limits::{Limits, OnRateExceeded};
+pub use crate::metrics::ServiceMetrics;
+pub use crate::trace::{TraceCalls, call_span};
+pub use crate::validate::check as validate;
+
+/// `rpc_span!("pkg.Service/Method", call)`: the span of one call, from `Rpc::span`.
+pub use crate::__rpc_span as rpc_span;
+
+// The generated client.
+pub use crate::client::engine::ClientCore;
+pub use crate::client::{ClientConfig, ClientHook, Responses, Transport};
