@@ -135,6 +135,8 @@
 //! See the README for the full `#[intercept]` reference, the client side and the
 //! generated code.
 
+#![warn(missing_docs, unreachable_pub)]
+
 // The concept modules. `policy/` (auth, limits, idempotency, validate: public; admission,
 // hook: internal) and `server/` (the call lifecycle) are folders; `wire` and `util` are
 // leaves that every other module may use and that use none of them.

@@ -154,6 +154,7 @@ pub(crate) fn log_panic(call: &Call, payload: &(dyn Any + Send)) {
 }
 
 #[cfg(test)]
+#[allow(unreachable_pub)] // the stand-in RPC of `__doc_rpc!`
 mod tests {
     use super::*;
     use crate::rpc::Rpc;
