@@ -82,6 +82,8 @@
 //!
 //! [tonic-intercept]: https://docs.rs/tonic-intercept
 
+#![warn(missing_docs, unreachable_pub)]
+
 mod generate;
 mod model;
 mod names;
