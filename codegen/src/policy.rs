@@ -230,10 +230,10 @@ fn check_fits(policy: &Declared, method: &MethodDescriptor, at: &At<'_>, errors:
         };
         let why = if kind.streams() {
             let hint = match key.counterpart().filter(|k| k.proto_field.is_some()) {
-                Some(counterpart) => format!("did you mean `{}`? ", counterpart.name),
+                Some(counterpart) => format!("; did you mean `{}`?", counterpart.name),
                 None => String::new(),
             };
-            format!("its {side} do not stream; {hint}(`max_message_bytes` limits single messages)")
+            format!("its {side} do not stream{hint} (`max_message_bytes` limits single messages)")
         } else {
             "neither side streams; use `max_message_bytes` or `timeout_ms`".to_owned()
         };
