@@ -1,4 +1,5 @@
-//! Reading the RPCs of a tonic service from the user's impl block.
+//! Resolving names: the RPCs of the service from the user's impl block, then each RPC
+//! name an entry writes to one of them.
 //!
 //! tonic's server trait has one method per RPC and no defaults, so the impl lists every
 //! RPC. Its shape tells the kind: a `tonic::Streaming<_>` request means requests stream;
@@ -7,6 +8,16 @@
 use proc_macro2::Span;
 use syn::spanned::Spanned;
 use syn::{FnArg, Ident, ImplItem, ImplItemFn, ItemImpl, Path, PathArguments, Type};
+
+use crate::ctxt::Ctxt;
+use crate::parse::Args;
+
+/// An RPC's index in `Service::rpcs`.
+pub type RpcId = usize;
+
+/// For each entry, in declared order, the RPC each of its names resolved to (`None`: not
+/// an RPC, already reported).
+pub type EntryRpcs = Vec<Vec<Option<RpcId>>>;
 
 pub struct Service {
     /// The trait's last segment, e.g. `UserService`.
@@ -109,6 +120,69 @@ impl Service {
     }
 }
 
+/// Every RPC name must exist: a typo would otherwise silently leave an RPC without the
+/// policy the user meant for it. An unknown name is reported with the nearest RPC.
+pub fn rpc_names(cx: &Ctxt, args: &Args, service: &Service) -> EntryRpcs {
+    let resolve = |ident: &Ident| -> Option<RpcId> {
+        let name = ident.to_string();
+        let found = service.rpcs.iter().position(|r| r.name == name);
+        if found.is_none() {
+            let hint = match nearest(&name, service.rpcs.iter().map(|r| r.name.as_str())) {
+                Some(near) => format!("; did you mean `{near}`?"),
+                None => String::new(),
+            };
+            cx.error_at(
+                ident.span(),
+                format!(
+                    "`{name}` is not an RPC of `{}`{hint} (its RPCs: {})",
+                    service.name,
+                    service.names()
+                ),
+            );
+        }
+        found
+    };
+    args.entries
+        .iter()
+        .map(|entry| entry.rpc_names().iter().map(resolve).collect())
+        .collect()
+}
+
+/// The candidate nearest to a misspelt `name`, if one is near enough to suggest: the
+/// same letters ignoring case and underscores, or a few edits away.
+pub fn nearest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let squash = |s: &str| s.to_lowercase().replace('_', "");
+    let lower = squash(name);
+    candidates
+        .into_iter()
+        .map(|candidate| {
+            let distance = if squash(candidate) == lower {
+                0
+            } else {
+                levenshtein(name, candidate)
+            };
+            (distance, candidate)
+        })
+        .filter(|(d, candidate)| *d <= (candidate.len() / 3).max(2))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+fn levenshtein(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
 /// `pb::user_service_server::UserService` -> `pb::user_service_intercept`; a bare
 /// `UserService` -> `user_service_intercept`, to be in scope.
 fn rpc_module(trait_path: &Path) -> Path {
@@ -178,4 +252,16 @@ fn naive_snake_case(name: &str) -> String {
         }
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::levenshtein;
+
+    #[test]
+    fn edit_distance() {
+        assert_eq!(levenshtein("GetUsr", "GetUser"), 1);
+        assert_eq!(levenshtein("ListUser", "ListUsers"), 1);
+        assert_eq!(levenshtein("", "abc"), 3);
+    }
 }
