@@ -8,6 +8,8 @@
 use proc_macro2::Span;
 use syn::spanned::Spanned;
 use syn::{FnArg, Ident, ImplItem, ImplItemFn, ItemImpl, Path, PathArguments, Type};
+use tonic_intercept_spec::naming::{intercept_module, intercept_module_of_server, upper_camel};
+use tonic_intercept_spec::{RpcKind, closest};
 
 use crate::ctxt::Ctxt;
 use crate::parse::Args;
@@ -32,19 +34,7 @@ pub struct RpcMethod {
     pub name: String,
     /// The handler's name, `list_users`, where errors about the RPC point.
     pub ident: Ident,
-    pub client_streaming: bool,
-    pub server_streaming: bool,
-}
-
-impl RpcMethod {
-    pub fn kind(&self) -> &'static str {
-        match (self.client_streaming, self.server_streaming) {
-            (false, false) => "unary",
-            (false, true) => "server-streaming",
-            (true, false) => "client-streaming",
-            (true, true) => "bidi-streaming",
-        }
-    }
+    pub kind: RpcKind,
 }
 
 impl Service {
@@ -97,9 +87,9 @@ impl Service {
                 ));
             }
             let rpc = upper_camel(&f.sig.ident.to_string());
+            let server_streaming = streams.contains(&format!("{rpc}Stream"));
             rpcs.push(RpcMethod {
-                client_streaming: request_streams(f),
-                server_streaming: streams.contains(&format!("{rpc}Stream")),
+                kind: RpcKind::from_streaming(request_streams(f), server_streaming),
                 name: rpc,
                 ident: f.sig.ident.clone(),
             });
@@ -127,7 +117,8 @@ pub fn rpc_names(cx: &Ctxt, args: &Args, service: &Service) -> EntryRpcs {
         let name = ident.to_string();
         let found = service.rpcs.iter().position(|r| r.name == name);
         if found.is_none() {
-            let hint = match nearest(&name, service.rpcs.iter().map(|r| r.name.as_str())) {
+            let candidates = service.rpcs.iter().map(|r| r.name.as_str());
+            let hint = match closest(&name, candidates) {
                 Some(near) => format!("; did you mean `{near}`?"),
                 None => String::new(),
             };
@@ -148,57 +139,19 @@ pub fn rpc_names(cx: &Ctxt, args: &Args, service: &Service) -> EntryRpcs {
         .collect()
 }
 
-/// The candidate nearest to a misspelt `name`, if one is near enough to suggest: the
-/// same letters ignoring case and underscores, or a few edits away.
-pub fn nearest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
-    let squash = |s: &str| s.to_lowercase().replace('_', "");
-    let lower = squash(name);
-    candidates
-        .into_iter()
-        .map(|candidate| {
-            let distance = if squash(candidate) == lower {
-                0
-            } else {
-                levenshtein(name, candidate)
-            };
-            (distance, candidate)
-        })
-        .filter(|(d, candidate)| *d <= (candidate.len() / 3).max(2))
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, c)| c)
-}
-
-fn levenshtein(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
-            prev = cur;
-        }
-    }
-    row[b.len()]
-}
-
 /// `pb::user_service_server::UserService` -> `pb::user_service_intercept`; a bare
 /// `UserService` -> `user_service_intercept`, to be in scope.
 fn rpc_module(trait_path: &Path) -> Path {
     let mut path = trait_path.clone();
     let last = path.segments.pop().expect("non-empty").into_value();
-    let module = match path.segments.pop() {
-        Some(server) if server.value().ident.to_string().ends_with("_server") => {
-            let stem = server.value().ident.to_string();
-            format!("{}_intercept", stem.trim_end_matches("_server"))
+    let beside_server = path.segments.pop().and_then(|pair| {
+        let module = intercept_module_of_server(&pair.value().ident.to_string());
+        if module.is_none() {
+            path.segments.push(pair.into_value());
         }
-        Some(other) => {
-            path.segments.push(other.into_value());
-            format!("{}_intercept", naive_snake_case(&last.ident.to_string()))
-        }
-        None => format!("{}_intercept", naive_snake_case(&last.ident.to_string())),
-    };
+        module
+    });
+    let module = beside_server.unwrap_or_else(|| intercept_module(&last.ident.to_string()));
     path.segments
         .push(Ident::new(&module, last.ident.span()).into());
     path
@@ -223,45 +176,4 @@ fn mentions_streaming(ty: &Type) -> bool {
                 _ => false,
             }
     })
-}
-
-/// Must agree with `tonic-intercept-build`'s `upper_camel`.
-pub fn upper_camel(snake: &str) -> String {
-    snake
-        .trim_start_matches("r#")
-        .split('_')
-        .filter(|p| !p.is_empty())
-        .map(|part| {
-            let mut chars = part.chars();
-            let first = chars.next().map(|c| c.to_ascii_uppercase());
-            first.into_iter().chain(chars).collect::<String>()
-        })
-        .collect()
-}
-
-/// tonic-build's module naming, as in `tonic-intercept-build`.
-fn naive_snake_case(name: &str) -> String {
-    let mut s = String::new();
-    let mut it = name.chars().peekable();
-    while let Some(x) = it.next() {
-        s.push(x.to_ascii_lowercase());
-        if let Some(y) = it.peek()
-            && y.is_uppercase()
-        {
-            s.push('_');
-        }
-    }
-    s
-}
-
-#[cfg(test)]
-mod tests {
-    use super::levenshtein;
-
-    #[test]
-    fn edit_distance() {
-        assert_eq!(levenshtein("GetUsr", "GetUser"), 1);
-        assert_eq!(levenshtein("ListUser", "ListUsers"), 1);
-        assert_eq!(levenshtein("", "abc"), 3);
-    }
 }

@@ -25,13 +25,13 @@ pub fn idempotency_on_one_unary_rpc(
     };
     let Some(Some(id)) = ids.first() else { return };
     let rpc = &service.rpcs[*id];
-    if rpc.client_streaming || rpc.server_streaming {
+    if rpc.kind.streams() {
         cx.error_at(
             ident.span(),
             format!(
                 "`idempotency(..)` replays a stored response, so it applies to unary RPCs only, but `{}` is {}",
                 rpc.name,
-                rpc.kind()
+                rpc.kind.describe()
             ),
         );
     }

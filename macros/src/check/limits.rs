@@ -1,113 +1,98 @@
 //! `limit(..)` entries: the keys each may set, their values, the RPCs they fit, and the
 //! limits each RPC ends up with.
+//!
+//! Everything about a key (its name, the RPCs it fits, its type, how the runtime receives
+//! it) comes from the table `tonic_intercept_spec::LIMIT_KEYS`, so a key added there
+//! needs no edit here. What stays here are the rules about how keys combine.
 
 use syn::Ident;
+use tonic_intercept_spec::{Fits, LIMIT_KEYS, LimitKey, Setter, ValueType, closest, limit_key};
 
 use super::is_none;
 use crate::ctxt::Ctxt;
-use crate::parse::{Limit, LimitKey, LimitValue};
-use crate::resolve::{self, RpcId, RpcMethod, Service};
+use crate::parse::{self, Limit, LimitValue};
+use crate::resolve::{RpcId, RpcMethod, Service};
 
-/// The limits of one RPC: each key's value as written (a literal or a constant).
-#[derive(Default, Clone)]
+/// The limits of one RPC: each key's value as written (a literal, a constant or a word),
+/// in the table's order.
+#[derive(Clone)]
 pub struct Limits {
-    pub max_messages_in: Option<LimitValue>,
-    pub max_messages_out: Option<LimitValue>,
-    pub max_message_bytes: Option<LimitValue>,
-    pub messages_per_second_in: Option<LimitValue>,
-    pub messages_per_second_out: Option<LimitValue>,
-    pub burst: Option<LimitValue>,
-    pub reject_when_too_fast: bool,
-    pub timeout_ms: Option<LimitValue>,
-    pub idle_timeout_ms: Option<LimitValue>,
-    pub max_in_flight: Option<LimitValue>,
-    pub calls_per_second: Option<LimitValue>,
-    pub call_burst: Option<LimitValue>,
-    pub calls_per_second_per_identity: Option<LimitValue>,
-    pub queue: Option<LimitValue>,
+    values: Vec<Option<LimitValue>>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            values: vec![None; LIMIT_KEYS.len()],
+        }
+    }
 }
 
 impl Limits {
+    /// The keys set, in the table's order.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static LimitKey, &LimitValue)> {
+        LIMIT_KEYS
+            .iter()
+            .zip(&self.values)
+            .filter_map(|(key, value)| Some((key, value.as_ref()?)))
+    }
+
+    /// Sets a key; `none` clears it.
+    pub fn set(&mut self, key: &LimitKey, value: &LimitValue) {
+        if let Some(i) = LIMIT_KEYS.iter().position(|k| k.name == key.name) {
+            self.values[i] = (!is_none(value)).then(|| value.clone());
+        }
+    }
+
+    /// Whether the key named `name` is set.
+    pub fn is_set(&self, name: &str) -> bool {
+        self.iter().any(|(key, _)| key.name == name)
+    }
+
+    /// Whether nothing limits the RPC: only keys that shape another key's limit are set.
     pub fn is_empty(&self) -> bool {
-        self.max_messages_in.is_none()
-            && self.max_messages_out.is_none()
-            && self.max_message_bytes.is_none()
-            && self.messages_per_second_in.is_none()
-            && self.messages_per_second_out.is_none()
-            && self.timeout_ms.is_none()
-            && self.idle_timeout_ms.is_none()
-            && !self.admits()
+        self.iter().all(|(key, _)| shapes_another(key))
     }
 
     /// Whether anything limits calls (rather than messages).
     pub fn admits(&self) -> bool {
-        self.max_in_flight.is_some()
-            || self.calls_per_second.is_some()
-            || self.calls_per_second_per_identity.is_some()
-    }
-
-    /// Sets a key; `none` clears it.
-    pub fn set(&mut self, key: &str, value: &LimitValue) {
-        let slot = match key {
-            "max_messages_in" => &mut self.max_messages_in,
-            "max_messages_out" => &mut self.max_messages_out,
-            "max_message_bytes" => &mut self.max_message_bytes,
-            "messages_per_second_in" => &mut self.messages_per_second_in,
-            "messages_per_second_out" => &mut self.messages_per_second_out,
-            "burst" => &mut self.burst,
-            "timeout_ms" => &mut self.timeout_ms,
-            "idle_timeout_ms" => &mut self.idle_timeout_ms,
-            "max_in_flight" => &mut self.max_in_flight,
-            "calls_per_second" => &mut self.calls_per_second,
-            "call_burst" => &mut self.call_burst,
-            "calls_per_second_per_identity" => &mut self.calls_per_second_per_identity,
-            "queue" => &mut self.queue,
-            "on_rate_exceeded" => {
-                self.reject_when_too_fast = value.word().is_some_and(|w| w == "reject");
-                return;
-            }
-            _ => return,
-        };
-        *slot = (!is_none(value)).then(|| value.clone());
+        self.iter()
+            .any(|(key, _)| matches!(key.setter, Setter::Admission(_)) && !shapes_another(key))
     }
 }
 
-const LIMIT_KEYS: &str = "max_messages_in, max_messages_out, max_message_bytes, messages_per_second_in, messages_per_second_out, burst, on_rate_exceeded, timeout_ms, idle_timeout_ms, max_in_flight, calls_per_second, call_burst, calls_per_second_per_identity, queue";
+/// Admission keys that shape another key's limit, the keys they shape (one of which the
+/// same `limit(..)` must set), and what to say when none is. The rate keys' shaping
+/// (`Setter::RateShape`) comes from the table itself.
+const SHAPES: &[(&str, &[&str], &str)] = &[
+    (
+        "call_burst",
+        &["calls_per_second"],
+        "`call_burst` shapes `calls_per_second`: add `calls_per_second` to this `limit(..)`",
+    ),
+    (
+        "queue",
+        &[
+            "max_in_flight",
+            "calls_per_second",
+            "calls_per_second_per_identity",
+        ],
+        "`queue` holds calls that `max_in_flight` or `calls_per_second` would refuse: add one of them to this `limit(..)`",
+    ),
+];
 
-/// Which side of an RPC a limit key needs to be streaming.
-#[derive(Clone, Copy, PartialEq)]
-pub enum Needs {
-    Nothing,
-    RequestStream,
-    ResponseStream,
-    AnyStream,
+fn shapes_another(key: &LimitKey) -> bool {
+    key.setter == Setter::RateShape || SHAPES.iter().any(|(name, ..)| *name == key.name)
 }
 
-pub fn needs(key: &str) -> Option<Needs> {
-    Some(match key {
-        "max_messages_in" | "messages_per_second_in" => Needs::RequestStream,
-        "max_messages_out" | "messages_per_second_out" => Needs::ResponseStream,
-        "idle_timeout_ms" => Needs::AnyStream,
-        "max_message_bytes"
-        | "timeout_ms"
-        | "burst"
-        | "on_rate_exceeded"
-        | "max_in_flight"
-        | "calls_per_second"
-        | "call_burst"
-        | "calls_per_second_per_identity"
-        | "queue" => Needs::Nothing,
-        _ => return None,
-    })
+/// The keys `limit(..)` accepts, as its errors list them.
+fn attribute_keys() -> impl Iterator<Item = &'static str> {
+    LIMIT_KEYS.iter().filter(|k| k.in_attribute).map(|k| k.name)
 }
 
-pub fn fits(rpc: &RpcMethod, needs: Needs) -> bool {
-    match needs {
-        Needs::Nothing => true,
-        Needs::RequestStream => rpc.client_streaming,
-        Needs::ResponseStream => rpc.server_streaming,
-        Needs::AnyStream => rpc.client_streaming || rpc.server_streaming,
-    }
+/// The table's entry for a key written in `limit(..)`.
+pub fn spec_of(key: &parse::LimitKey) -> Option<&'static LimitKey> {
+    limit_key(&key.name.to_string()).filter(|k| k.in_attribute)
 }
 
 /// The `limit(..)` entries seen so far.
@@ -130,8 +115,8 @@ impl<'a> Limited<'a> {
     /// Every rule about one `limit(..)` entry, in the order its errors are reported.
     pub fn entry(&mut self, cx: &Ctxt, limit: &Limit, ids: &[Option<RpcId>]) {
         sets_something(cx, limit);
-        for key in known_keys_once(cx, limit) {
-            value_fits_key(cx, limit, key);
+        for (key, spec) in known_keys_once(cx, limit) {
+            value_fits_key(cx, limit, key, spec);
         }
         shaping_keys_have_subject(cx, limit);
         if limit.rpcs.is_empty() {
@@ -169,77 +154,76 @@ impl<'a> Limited<'a> {
 // `limit()` naming nothing and setting nothing does nothing, which is a mistake.
 fn sets_something(cx: &Ctxt, limit: &Limit) {
     if limit.keys.is_empty() && limit.rpcs.is_empty() {
-        cx.error_at(
-            limit.kw.span(),
-            format!("`limit(..)` sets nothing; add at least one of: {LIMIT_KEYS}"),
-        );
+        let keys = attribute_keys().collect::<Vec<_>>().join(", ");
+        let message = format!("`limit(..)` sets nothing; add at least one of: {keys}");
+        cx.error_at(limit.kw.span(), message);
     }
 }
 
 // An unknown key would otherwise be ignored, leaving the RPC without the limit the user
 // meant; a key set twice in one entry leaves it unclear which value holds.
-fn known_keys_once<'a>(cx: &Ctxt, limit: &'a Limit) -> Vec<&'a LimitKey> {
-    let mut known: Vec<&LimitKey> = Vec::new();
+fn known_keys_once<'a>(
+    cx: &Ctxt,
+    limit: &'a Limit,
+) -> Vec<(&'a parse::LimitKey, &'static LimitKey)> {
+    let mut known: Vec<(&parse::LimitKey, &LimitKey)> = Vec::new();
     for key in &limit.keys {
         let name = key.name.to_string();
-        if needs(&name).is_none() {
-            let valid = LIMIT_KEYS.split(", ");
-            let hint = match resolve::nearest(&name, valid) {
+        let Some(spec) = spec_of(key) else {
+            let hint = match closest(&name, attribute_keys()) {
                 Some(near) => format!("did you mean `{near}`? "),
                 None => String::new(),
             };
-            let message = format!("unknown limit `{name}`; {hint}valid keys are: {LIMIT_KEYS}");
+            let keys = attribute_keys().collect::<Vec<_>>().join(", ");
+            let message = format!("unknown limit `{name}`; {hint}valid keys are: {keys}");
             cx.error_at(key.name.span(), message);
             continue;
+        };
+        if known.iter().any(|(k, _)| k.name == key.name) {
+            let message = format!("`{name}` is set twice in this `limit(..)`");
+            cx.error_at(key.name.span(), message);
         }
-        if known.iter().any(|k| k.name == key.name) {
-            cx.error_at(
-                key.name.span(),
-                format!("`{name}` is set twice in this `limit(..)`"),
-            );
-        }
-        known.push(key);
+        known.push((key, spec));
     }
     known
 }
 
 // A value must be one the key can hold: a limit of zero would refuse everything, a
-// number must fit the key's type, and the words (`none`, `delay`, `reject`) have one
-// meaning each. A constant is checked where it is used: the expansion asserts it is at
-// least 1, at its path.
-fn value_fits_key(cx: &Ctxt, limit: &Limit, key: &LimitKey) {
-    let name = key.name.to_string();
+// number must fit the key's type, and a word-valued key takes its words only. `none`
+// switches off, for the RPCs named, a limit set for every RPC. A constant is checked
+// where it is used: the expansion gives it the key's type and asserts it is at least 1.
+fn value_fits_key(cx: &Ctxt, limit: &Limit, key: &parse::LimitKey, spec: &LimitKey) {
+    let name = spec.name;
     let at = key.value.span();
     let word = key.value.word().map(Ident::to_string);
-    match (&key.value, name.as_str(), word.as_deref()) {
-        (_, "on_rate_exceeded", Some("delay" | "reject")) => {}
-        (_, "on_rate_exceeded", _) => cx.error_at(
-            at,
-            "`on_rate_exceeded` is `delay` (backpressure) or `reject` (RESOURCE_EXHAUSTED)",
-        ),
-        (_, _, Some("none")) if limit.rpcs.is_empty() => cx.error_at(
+    if let ValueType::Word(words) = spec.value {
+        if !word.as_deref().is_some_and(|w| words.contains(&w)) {
+            let words = words.iter().map(|w| format!("`{w}`")).collect::<Vec<_>>();
+            let message = format!("`{name}` is {}: {}", words.join(" or "), spec.doc);
+            cx.error_at(at, message);
+        }
+        return;
+    }
+    match (&key.value, word.as_deref()) {
+        (_, Some("none")) if limit.rpcs.is_empty() => cx.error_at(
             at,
             format!("`{name} = none` switches a limit off for the RPCs named in `limit(Rpc, ..)`; here, leave `{name}` out"),
         ),
-        (_, "burst", Some("none")) => cx.error_at(
+        (_, Some("none")) if spec.setter == Setter::RateShape => cx.error_at(
             at,
-            "`burst` cannot be `none`; leave it out for the default of 1",
+            format!("`{name}` cannot be `none`; leave it out for its default"),
         ),
-        (LimitValue::Int(v), "queue", _)
-            if v.base10_parse::<u64>().is_ok_and(|x| x > u64::from(u32::MAX)) =>
-        {
-            cx.error_at(at, "`queue` must fit in a u32");
-        }
-        (_, _, Some("none")) => {}
-        (_, _, Some(w @ ("delay" | "reject"))) => cx.error_at(
+        (_, Some("none")) => {}
+        (_, Some(w)) if is_word(w) => cx.error_at(
             at,
             format!("`{name}` takes a number or a constant, not `{w}`"),
         ),
-        (LimitValue::Path(_), _, _) => {}
-        (LimitValue::Int(v), _, _) => match v.base10_parse::<u64>() {
+        (LimitValue::Path(_), _) => {}
+        (LimitValue::Int(v), _) => match v.base10_parse::<u64>() {
             Ok(0) => cx.error_at(at, format!("`{name}` must be at least 1: a limit of zero would refuse everything; to leave it unlimited, remove the key")),
-            Ok(x) if is_u32(&name) && x > u64::from(u32::MAX) => {
-                cx.error_at(at, format!("`{name}` must fit in a u32"));
+            Ok(x) if spec.value.max().is_some_and(|max| x > max) => {
+                let ty = spec.value.rust_type().unwrap_or("its type");
+                cx.error_at(at, format!("`{name}` must fit in a {ty}"));
             }
             Ok(_) => {}
             Err(e) => cx.error_at(at, format!("`{name}` must be a whole number: {e}")),
@@ -247,33 +231,38 @@ fn value_fits_key(cx: &Ctxt, limit: &Limit, key: &LimitKey) {
     }
 }
 
-/// Rates, bursts and concurrency are `u32` in the runtime; counts, sizes and times `u64`.
-fn is_u32(name: &str) -> bool {
-    name.starts_with("messages_per_second")
-        || name.starts_with("calls_per_second")
-        || name.ends_with("burst")
-        || name == "max_in_flight"
+/// A word some key takes (`delay`, `reject`).
+fn is_word(word: &str) -> bool {
+    LIMIT_KEYS.iter().any(|k| match k.value {
+        ValueType::Word(words) => words.contains(&word),
+        _ => false,
+    })
 }
 
 // `burst`, `on_rate_exceeded`, `call_burst` and `queue` shape another key's limit;
 // alone they shape nothing, which is a mistake rather than a default.
 fn shaping_keys_have_subject(cx: &Ctxt, limit: &Limit) {
     let has = |k: &str| limit.keys.iter().any(|key| key.name == k);
-    let has_rate = has("messages_per_second_in") || has("messages_per_second_out");
+    let rates: Vec<&str> = LIMIT_KEYS
+        .iter()
+        .filter(|k| k.in_attribute && matches!(k.setter, Setter::LimitsRate(_)))
+        .map(|k| k.name)
+        .collect();
     for key in &limit.keys {
-        let name = key.name.to_string();
-        if (name == "burst" || name == "on_rate_exceeded") && !has_rate {
-            cx.error_at(key.name.span(), format!("`{name}` shapes a rate: add `messages_per_second_in` or `messages_per_second_out` to this `limit(..)`"));
+        let Some(spec) = spec_of(key) else { continue };
+        let name = spec.name;
+        if spec.setter == Setter::RateShape && !rates.iter().any(|r| has(r)) {
+            let rates = rates.iter().map(|r| format!("`{r}`")).collect::<Vec<_>>();
+            let message = format!(
+                "`{name}` shapes a rate: add {} to this `limit(..)`",
+                rates.join(" or ")
+            );
+            cx.error_at(key.name.span(), message);
         }
-        if name == "call_burst" && !has("calls_per_second") {
-            cx.error_at(key.name.span(), "`call_burst` shapes `calls_per_second`: add `calls_per_second` to this `limit(..)`");
-        }
-        if name == "queue"
-            && !has("max_in_flight")
-            && !has("calls_per_second")
-            && !has("calls_per_second_per_identity")
+        if let Some((_, subjects, message)) = SHAPES.iter().find(|(n, ..)| *n == name)
+            && !subjects.iter().any(|s| has(s))
         {
-            cx.error_at(key.name.span(), "`queue` holds calls that `max_in_flight` or `calls_per_second` would refuse: add one of them to this `limit(..)`");
+            cx.error_at(key.name.span(), message);
         }
     }
 }
@@ -282,19 +271,18 @@ fn shaping_keys_have_subject(cx: &Ctxt, limit: &Limit) {
 // of the service can never act.
 fn general_keys_apply_somewhere(cx: &Ctxt, limit: &Limit, service: &Service) {
     for key in &limit.keys {
-        let name = key.name.to_string();
-        let Some(need) = needs(&name) else { continue };
-        if service.rpcs.iter().any(|r| fits(r, need)) {
+        let Some(spec) = spec_of(key) else { continue };
+        if service.rpcs.iter().any(|r| spec.fits(r.kind)) {
             continue;
         }
-        let side = match need {
-            Needs::RequestStream => "its requests",
-            Needs::ResponseStream => "its responses",
+        let side = match spec.fits {
+            Fits::RequestStream => "its requests",
+            Fits::ResponseStream => "its responses",
             _ => "either way",
         };
         let message = format!(
-            "`{name}` applies to no RPC: no RPC of `{}` streams {side}",
-            service.name
+            "`{}` applies to no RPC: no RPC of `{}` streams {side}",
+            spec.name, service.name
         );
         cx.error_at(key.name.span(), message);
     }
@@ -304,34 +292,45 @@ fn general_keys_apply_somewhere(cx: &Ctxt, limit: &Limit, service: &Service) {
 // about the RPC, so it is refused rather than ignored.
 fn keys_fit_rpc(cx: &Ctxt, limit: &Limit, rpc: &RpcMethod) {
     for key in &limit.keys {
-        let name = key.name.to_string();
-        let Some(need) = needs(&name) else { continue };
-        if fits(rpc, need) {
+        let Some(spec) = spec_of(key) else { continue };
+        if spec.fits(rpc.kind) {
             continue;
         }
-        let message = if need == Needs::AnyStream {
-            format!(
-                "`{name}` limits the wait for a stream's next message, but `{}` is unary: use `timeout_ms`",
+        let name = spec.name;
+        let message = match spec.fits.side() {
+            Some("either way") | None => format!(
+                "`{name}` needs a stream ({}), but `{}` is unary: use `timeout_ms`",
+                lowercase_sentence(spec.doc),
                 rpc.name
-            )
-        } else {
-            let (side, counterpart) = match need {
-                Needs::RequestStream => ("requests", name.replace("_in", "_out")),
-                _ => ("responses", name.replace("_out", "_in")),
-            };
-            let why = if rpc.client_streaming || rpc.server_streaming {
+            ),
+            Some(side) => {
+                let why = match (rpc.kind.streams(), spec.counterpart()) {
+                    (true, Some(other)) => format!(
+                        "its {side} do not stream; did you mean `{}`? (`max_message_bytes` limits single messages)",
+                        other.name
+                    ),
+                    (true, None) => format!("its {side} do not stream"),
+                    (false, _) => {
+                        "neither side streams; use `max_message_bytes` or `timeout_ms`".into()
+                    }
+                };
                 format!(
-                    "its {side} do not stream; did you mean `{counterpart}`? (`max_message_bytes` limits single messages)"
+                    "`{name}` limits a stream of {side}, but `{}` is {}: {why}",
+                    rpc.name,
+                    rpc.kind.describe()
                 )
-            } else {
-                "neither side streams; use `max_message_bytes` or `timeout_ms`".to_string()
-            };
-            format!(
-                "`{name}` limits a stream of {side}, but `{}` is {}: {why}",
-                rpc.name,
-                rpc.kind()
-            )
+            }
         };
         cx.error_at(key.name.span(), message);
+    }
+}
+
+/// A doc line inside a sentence: `Longest wait.` -> `longest wait`.
+fn lowercase_sentence(doc: &str) -> String {
+    let doc = doc.trim_end_matches('.');
+    let mut chars = doc.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => String::new(),
     }
 }

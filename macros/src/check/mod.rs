@@ -61,7 +61,8 @@ pub enum Access<'a> {
     FromProto,
 }
 
-pub use limits::Limits;
+pub use limits::{Limits, spec_of};
+pub use plan::PER_IDENTITY;
 
 /// Checks every rule; the plan is meaningful only if `cx` holds no error.
 pub fn check<'a>(cx: &Ctxt, args: &'a Args, service: &'a Service, ids: &EntryRpcs) -> Plan<'a> {

@@ -3,11 +3,14 @@
 use proc_macro2::Span;
 use syn::Ident;
 
-use super::limits::{Needs, fits, needs};
+use super::limits::spec_of;
 use super::{Access, Limits, RpcPlan};
 use crate::ctxt::Ctxt;
 use crate::parse::{Args, Entry, Limit};
 use crate::resolve::{EntryRpcs, RpcId, RpcMethod};
+
+/// The one key whose buckets are keyed by the verified identity.
+pub const PER_IDENTITY: &str = "calls_per_second_per_identity";
 
 pub fn rpc_plan<'a>(
     cx: &Ctxt,
@@ -112,16 +115,18 @@ fn cover<'a>(cx: &Ctxt, plan: &mut RpcPlan<'a>, entry: &'a Entry, names_it: bool
 fn merge_limits<'a>(plan: &mut RpcPlan<'a>, general: &[&'a Limit], specific: &[&'a Limit]) {
     let identified = matches!(plan.access, Access::Auth { .. });
     for key in general.iter().flat_map(|l| &l.keys) {
-        let name = key.name.to_string();
-        if name == "calls_per_second_per_identity" && !identified {
+        let Some(spec) = spec_of(key) else { continue };
+        if spec.name == PER_IDENTITY && !identified {
             continue;
         }
-        if fits(plan.rpc, needs(&name).unwrap_or(Needs::Nothing)) {
-            plan.limits.set(&name, &key.value);
+        if spec.fits(plan.rpc.kind) {
+            plan.limits.set(spec, &key.value);
         }
     }
     for key in specific.iter().flat_map(|l| &l.keys) {
-        plan.limits.set(&key.name.to_string(), &key.value);
+        if let Some(spec) = spec_of(key) {
+            plan.limits.set(spec, &key.value);
+        }
         plan.specific.push(key);
     }
 }
@@ -129,13 +134,11 @@ fn merge_limits<'a>(plan: &mut RpcPlan<'a>, general: &[&'a Limit], specific: &[&
 // A per-identity rate keys its buckets by the verified identity; without `auth(..)`
 // there is none, and the rate would silently never apply.
 fn per_identity_rate_has_identity(cx: &Ctxt, plan: &RpcPlan) {
-    let key = "calls_per_second_per_identity";
+    let key = PER_IDENTITY;
     let Some(written) = plan.specific.iter().find(|k| k.name == key) else {
         return;
     };
-    if plan.limits.calls_per_second_per_identity.is_some()
-        && !matches!(plan.access, Access::Auth { .. })
-    {
+    if plan.limits.is_set(key) && !matches!(plan.access, Access::Auth { .. }) {
         let span: Span = written.name.span();
         cx.error_at(span, format!("`{key}` needs a verified identity, but `{}` is not covered by `auth(..)`; use `calls_per_second`, or cover it with `auth(..)`", plan.rpc.name));
     }

@@ -10,7 +10,7 @@ use syn::{FnArg, Ident, ImplItemFn, ReturnType, Type};
 use super::hooks::{has_adapter, members};
 use super::values::{admission_expr, limits_expr};
 use super::{Names, Shape, hooks_type, rpc_path, shape};
-use crate::check::{Access, RpcPlan};
+use crate::check::{self, Access, RpcPlan};
 use crate::resolve::Service;
 
 pub fn rewrite_handler(
@@ -26,15 +26,7 @@ pub fn rewrite_handler(
         Shape::Full => true,
     };
     // The guard's method that runs the handler and what follows it.
-    let method = format_ident!(
-        "{}",
-        match (plan.rpc.client_streaming, plan.rpc.server_streaming) {
-            (false, false) => "unary",
-            (false, true) => "server_streaming",
-            (true, false) => "client_streaming",
-            (true, true) => "bidi",
-        }
-    );
+    let method = format_ident!("{}", plan.rpc.kind.call_method());
 
     let guard = Ident::new("__ti_guard", Span::mixed_site());
     let request = Ident::new("__ti_request", Span::mixed_site());
@@ -89,7 +81,7 @@ pub fn rewrite_handler(
     let observe = (0..observers).map(on_call);
     let user_hooks = (observers..members.len()).map(on_call);
 
-    let per_identity = plan.limits.calls_per_second_per_identity.is_some();
+    let per_identity = plan.limits.is_set(check::PER_IDENTITY);
     // Idempotency keys are scoped to the caller: one client cannot replay another's
     // response by guessing its key.
     let scoped = plan.idempotency.is_some() && matches!(plan.access, Access::Auth { .. });
@@ -173,7 +165,7 @@ pub fn rewrite_handler(
 
     let admit = if !full {
         quote!()
-    } else if plan.rpc.client_streaming {
+    } else if plan.rpc.kind.streams_requests() {
         // Always wrapped: the limits a `.proto` declares apply to every guarded RPC,
         // whatever the attribute says.
         quote!(let #request = #guard.inbound(#request);)

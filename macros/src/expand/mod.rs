@@ -114,10 +114,14 @@ fn expand(plans: &[RpcPlan], service: &Service, mut item: ItemImpl) -> TokenStre
         service: service.name.to_string(),
     };
     let mut beside = TokenStream::new();
+    let mut agreements = Vec::new();
     for plan in plans {
         beside.extend(hooks::hooks_adapter(&names, service, plan));
-        beside.extend(proto::proto_checks(service, plan));
+        let (checks, value_agreements) = proto::proto_checks(service, plan);
+        beside.extend(checks);
+        agreements.extend(value_agreements);
     }
+    beside.extend(proto::agreements(&agreements));
     for impl_item in &mut item.items {
         match impl_item {
             ImplItem::Fn(f) => {
@@ -132,10 +136,9 @@ fn expand(plans: &[RpcPlan], service: &Service, mut item: ItemImpl) -> TokenStre
                 handler::rewrite_handler(f, plan, service, &names, stream);
             }
             ImplItem::Type(t) => {
-                let Some(plan) = plans
-                    .iter()
-                    .find(|p| p.rpc.server_streaming && t.ident == format!("{}Stream", p.rpc.name))
-                else {
+                let Some(plan) = plans.iter().find(|p| {
+                    p.rpc.kind.streams_responses() && t.ident == format!("{}Stream", p.rpc.name)
+                }) else {
                     continue;
                 };
                 if let Shape::Full = shape(plan) {

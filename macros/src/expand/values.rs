@@ -1,95 +1,78 @@
-//! Values: the limits an RPC ends up with, as the runtime's builder calls.
+//! Values: the limits an RPC ends up with, as the runtime's builder calls, each derived
+//! from the key's entry in `tonic_intercept_spec::LIMIT_KEYS`.
 
 use proc_macro2::{Literal, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
+use tonic_intercept_spec::naming::upper_camel;
+use tonic_intercept_spec::{LimitKey, Setter, ValueType};
 
 use crate::check::Limits;
 use crate::parse::LimitValue;
 
+/// `Limits::new().<builder>(value)..` for the message limits of one RPC.
 pub fn limits_expr(limits: &Limits) -> TokenStream {
     let mut out = quote!(::tonic_intercept::Limits::new());
-    let set = |out: &mut TokenStream,
-               setter: &str,
-               key: &str,
-               value: &Option<LimitValue>,
-               ty: TokenStream| {
-        if let Some(value) = value {
-            let setter = format_ident!("{setter}");
-            let value = limit_value(key, value, ty);
-            out.extend(quote!(.#setter(#value)));
+    let (burst, mode) = rate_shape(limits);
+    for (key, value) in limits.iter() {
+        let value = || limit_value(key, value);
+        match key.setter {
+            Setter::Limits(builder) => {
+                let (builder, value) = (format_ident!("{builder}"), value());
+                out.extend(quote!(.#builder(#value)));
+            }
+            Setter::LimitsMillis(builder) => {
+                let (builder, value) = (format_ident!("{builder}"), value());
+                out.extend(quote!(
+                    .#builder(::tonic_intercept::__private::Duration::from_millis(#value))
+                ));
+            }
+            Setter::LimitsRate(builder) => {
+                let (builder, value) = (format_ident!("{builder}"), value());
+                out.extend(quote!(
+                    .#builder(#value, #burst, ::tonic_intercept::OnRateExceeded::#mode)
+                ));
+            }
+            Setter::RateShape | Setter::Admission(_) | Setter::ProtoDefault => {}
         }
-    };
-    set(
-        &mut out,
-        "max_messages_in",
-        "max_messages_in",
-        &limits.max_messages_in,
-        quote!(u64),
-    );
-    set(
-        &mut out,
-        "max_messages_out",
-        "max_messages_out",
-        &limits.max_messages_out,
-        quote!(u64),
-    );
-    set(
-        &mut out,
-        "max_message_bytes",
-        "max_message_bytes",
-        &limits.max_message_bytes,
-        quote!(usize),
-    );
-    let burst = match &limits.burst {
-        Some(value) => limit_value("burst", value, quote!(u32)),
-        None => quote!(1),
-    };
-    let mode = if limits.reject_when_too_fast {
-        quote!(Reject)
-    } else {
-        quote!(Delay)
-    };
-    for (key, value) in [
-        ("messages_per_second_in", &limits.messages_per_second_in),
-        ("messages_per_second_out", &limits.messages_per_second_out),
-    ] {
-        if let Some(value) = value {
-            let setter = format_ident!("{key}");
-            let value = limit_value(key, value, quote!(u32));
-            out.extend(quote!(.#setter(#value, #burst, ::tonic_intercept::OnRateExceeded::#mode)));
-        }
-    }
-    if let Some(value) = &limits.timeout_ms {
-        let value = limit_value("timeout_ms", value, quote!(u64));
-        out.extend(quote!(.timeout(::tonic_intercept::__private::Duration::from_millis(#value))));
-    }
-    if let Some(value) = &limits.idle_timeout_ms {
-        let value = limit_value("idle_timeout_ms", value, quote!(u64));
-        out.extend(
-            quote!(.idle_timeout(::tonic_intercept::__private::Duration::from_millis(#value))),
-        );
     }
     out
+}
+
+/// The arguments a rate builder takes after the rate: the numeric shaping key (the
+/// burst, 1 unless set) and the worded one (`OnRateExceeded`, its first word unless set).
+fn rate_shape(limits: &Limits) -> (TokenStream, TokenStream) {
+    let shaping = || {
+        tonic_intercept_spec::LIMIT_KEYS
+            .iter()
+            .filter(|k| k.setter == Setter::RateShape)
+    };
+    let set = |key: &LimitKey| limits.iter().find(|(k, _)| k.name == key.name);
+    let burst = match shaping().find_map(|k| set(k).filter(|_| k.value.rust_type().is_some())) {
+        Some((key, value)) => limit_value(key, value),
+        None => quote!(1),
+    };
+    let mode = shaping().find_map(|key| {
+        let ValueType::Word(words) = key.value else {
+            return None;
+        };
+        let word = match set(key).and_then(|(_, value)| value.word()) {
+            Some(word) => word.to_string(),
+            None => words.first()?.to_string(),
+        };
+        Some(format_ident!("{}", upper_camel(&word)))
+    });
+    (burst, quote!(#mode))
 }
 
 /// The call-admission settings of one RPC (concurrency, call rate), for its `static`.
 pub fn admission_expr(limits: &Limits) -> TokenStream {
     let mut out = quote!(::tonic_intercept::__private::AdmissionConfig::new());
-    for (key, value) in [
-        ("max_in_flight", &limits.max_in_flight),
-        ("calls_per_second", &limits.calls_per_second),
-        ("call_burst", &limits.call_burst),
-        (
-            "calls_per_second_per_identity",
-            &limits.calls_per_second_per_identity,
-        ),
-        ("queue", &limits.queue),
-    ] {
-        if let Some(value) = value {
-            let setter = format_ident!("{key}");
-            let value = limit_value(key, value, quote!(u32));
-            out.extend(quote!(.#setter(#value)));
+    for (key, value) in limits.iter() {
+        if let Setter::Admission(builder) = key.setter {
+            let builder = format_ident!("{builder}");
+            let value = limit_value(key, value);
+            out.extend(quote!(.#builder(#value)));
         }
     }
     out
@@ -97,15 +80,18 @@ pub fn admission_expr(limits: &Limits) -> TokenStream {
 
 /// A literal as is; a constant through a `const` of the key's type that asserts it is at
 /// least 1, spanned at the user's path so both a wrong type and a zero point there.
-fn limit_value(key: &str, value: &LimitValue, ty: TokenStream) -> TokenStream {
+fn limit_value(key: &LimitKey, value: &LimitValue) -> TokenStream {
     match value {
         LimitValue::Int(v) => {
             let v = Literal::u64_unsuffixed(v.base10_parse().unwrap_or(0));
             quote!(#v)
         }
         LimitValue::Path(path) => {
-            let message =
-                format!("`{key}` must be at least 1: a limit of zero would refuse everything");
+            let ty = format_ident!("{}", key.value.rust_type().unwrap_or("u64"));
+            let message = format!(
+                "`{}` must be at least 1: a limit of zero would refuse everything; to leave it unlimited, remove the key",
+                key.name
+            );
             // Item names are not hygienic: this one must not be a name users write.
             quote_spanned! {path.span()=> {
                 const __TONIC_INTERCEPT_LIMIT: #ty = #path;
