@@ -393,19 +393,6 @@ const _: () = ::core::assert!(
     .policy.roles.is_empty(),
     "`ServerStream` requires roles in its .proto options; enforce them with `roles(ServerStream)` (the verifier's identity must implement `tonic_intercept::Roles`)"
 );
-#[allow(clippy::unnecessary_cast)]
-const _: () = ::core::assert!(
-    ::tonic_intercept::__private::agrees_u64(< pb::echo_service_intercept::ServerStream
-    as ::tonic_intercept::Rpc > ::DESCRIPTOR.policy.max_messages_out, (5) as u64),
-    "`max_messages_out` of `ServerStream` differs from the value its .proto options declare; the .proto is the RPC's contract: remove `max_messages_out` here or make it equal"
-);
-#[allow(clippy::unnecessary_cast)]
-const _: () = ::core::assert!(
-    ::tonic_intercept::__private::agrees_u32(< pb::echo_service_intercept::ServerStream
-    as ::tonic_intercept::Rpc > ::DESCRIPTOR.policy.messages_per_second_out, (100) as
-    u64),
-    "`messages_per_second_out` of `ServerStream` differs from the value its .proto options declare; the .proto is the RPC's contract: remove `messages_per_second_out` here or make it equal"
-);
 /// The observers and hooks of `ClientStream`, in the order they run.
 #[doc(hidden)]
 #[derive(Clone)]
@@ -448,20 +435,185 @@ const _: () = ::core::assert!(
     .policy.roles.is_empty(),
     "`ClientStream` requires roles in its .proto options; enforce them with `roles(ClientStream)` (the verifier's identity must implement `tonic_intercept::Roles`)"
 );
-#[allow(clippy::unnecessary_cast)]
-const _: () = ::core::assert!(
-    ::tonic_intercept::__private::agrees_u64(< pb::echo_service_intercept::ClientStream
-    as ::tonic_intercept::Rpc > ::DESCRIPTOR.policy.max_messages_in, (3) as u64),
-    "`max_messages_in` of `ClientStream` differs from the value its .proto options declare; the .proto is the RPC's contract: remove `max_messages_in` here or make it equal"
-);
-#[allow(clippy::unnecessary_cast)]
-const _: () = ::core::assert!(
-    ::tonic_intercept::__private::agrees_u64(< pb::echo_service_intercept::ClientStream
-    as ::tonic_intercept::Rpc > ::DESCRIPTOR.policy.max_message_bytes, (64) as u64),
-    "`max_message_bytes` of `ClientStream` differs from the value its .proto options declare; the .proto is the RPC's contract: remove `max_message_bytes` here or make it equal"
-);
 const _: () = ::core::assert!(
     < pb::echo_service_intercept::Bidi as ::tonic_intercept::Rpc > ::DESCRIPTOR.policy
     .roles.is_empty(),
     "`Bidi` requires roles in its .proto options; enforce them with `roles(Bidi)` (the verifier's identity must implement `tonic_intercept::Roles`)"
 );
+const _: () = {
+    /// `parts[0]`, `proto`, `parts[1]`, `this`, `parts[2]`, in `N` bytes.
+    const fn __tonic_intercept_disagreement<const N: usize>(
+        parts: [&str; 3],
+        proto: u64,
+        this: u64,
+    ) -> ([u8; N], usize) {
+        let mut out = [0u8; N];
+        let mut at = 0;
+        let mut part = 0;
+        while part < 3 {
+            let bytes = parts[part].as_bytes();
+            let mut i = 0;
+            while i < bytes.len() {
+                out[at] = bytes[i];
+                at += 1;
+                i += 1;
+            }
+            if part < 2 {
+                let mut n = if part == 0 { proto } else { this };
+                let mut digits = [0u8; 20];
+                let mut len = 0;
+                loop {
+                    digits[len] = b'0' + (n % 10) as u8;
+                    len += 1;
+                    n /= 10;
+                    if n == 0 {
+                        break;
+                    }
+                }
+                while len > 0 {
+                    len -= 1;
+                    out[at] = digits[len];
+                    at += 1;
+                }
+            }
+            part += 1;
+        }
+        (out, at)
+    }
+    #[allow(clippy::unnecessary_cast)]
+    const _: () = {
+        const __TONIC_INTERCEPT_PROTO: ::core::option::Option<u64> = match <pb::echo_service_intercept::ServerStream as ::tonic_intercept::Rpc>::DESCRIPTOR
+            .policy
+            .max_messages_out
+        {
+            ::core::option::Option::Some(v) => ::core::option::Option::Some(v as u64),
+            ::core::option::Option::None => ::core::option::Option::None,
+        };
+        const __TONIC_INTERCEPT_THIS: u64 = (5) as u64;
+        if let ::core::option::Option::Some(proto) = __TONIC_INTERCEPT_PROTO {
+            if proto != __TONIC_INTERCEPT_THIS {
+                let (bytes, len) = __tonic_intercept_disagreement::<
+                    221usize,
+                >(
+                    [
+                        "`max_messages_out` of `ServerStream` differs from its .proto options: the .proto says ",
+                        ", this says ",
+                        "; the .proto is the RPC's contract: remove `max_messages_out` here or make it equal",
+                    ],
+                    proto,
+                    __TONIC_INTERCEPT_THIS,
+                );
+                match ::core::str::from_utf8(bytes.split_at(len).0) {
+                    ::core::result::Result::Ok(message) => ::core::panic!("{}", message),
+                    ::core::result::Result::Err(_) => {
+                        ::core::panic!(
+                            "`max_messages_out` of `ServerStream` differs from the value its .proto options declare"
+                        )
+                    }
+                }
+            }
+        }
+    };
+    #[allow(clippy::unnecessary_cast)]
+    const _: () = {
+        const __TONIC_INTERCEPT_PROTO: ::core::option::Option<u64> = match <pb::echo_service_intercept::ServerStream as ::tonic_intercept::Rpc>::DESCRIPTOR
+            .policy
+            .messages_per_second_out
+        {
+            ::core::option::Option::Some(v) => ::core::option::Option::Some(v as u64),
+            ::core::option::Option::None => ::core::option::Option::None,
+        };
+        const __TONIC_INTERCEPT_THIS: u64 = (100) as u64;
+        if let ::core::option::Option::Some(proto) = __TONIC_INTERCEPT_PROTO {
+            if proto != __TONIC_INTERCEPT_THIS {
+                let (bytes, len) = __tonic_intercept_disagreement::<
+                    235usize,
+                >(
+                    [
+                        "`messages_per_second_out` of `ServerStream` differs from its .proto options: the .proto says ",
+                        ", this says ",
+                        "; the .proto is the RPC's contract: remove `messages_per_second_out` here or make it equal",
+                    ],
+                    proto,
+                    __TONIC_INTERCEPT_THIS,
+                );
+                match ::core::str::from_utf8(bytes.split_at(len).0) {
+                    ::core::result::Result::Ok(message) => ::core::panic!("{}", message),
+                    ::core::result::Result::Err(_) => {
+                        ::core::panic!(
+                            "`messages_per_second_out` of `ServerStream` differs from the value its .proto options declare"
+                        )
+                    }
+                }
+            }
+        }
+    };
+    #[allow(clippy::unnecessary_cast)]
+    const _: () = {
+        const __TONIC_INTERCEPT_PROTO: ::core::option::Option<u64> = match <pb::echo_service_intercept::ClientStream as ::tonic_intercept::Rpc>::DESCRIPTOR
+            .policy
+            .max_messages_in
+        {
+            ::core::option::Option::Some(v) => ::core::option::Option::Some(v as u64),
+            ::core::option::Option::None => ::core::option::Option::None,
+        };
+        const __TONIC_INTERCEPT_THIS: u64 = (3) as u64;
+        if let ::core::option::Option::Some(proto) = __TONIC_INTERCEPT_PROTO {
+            if proto != __TONIC_INTERCEPT_THIS {
+                let (bytes, len) = __tonic_intercept_disagreement::<
+                    219usize,
+                >(
+                    [
+                        "`max_messages_in` of `ClientStream` differs from its .proto options: the .proto says ",
+                        ", this says ",
+                        "; the .proto is the RPC's contract: remove `max_messages_in` here or make it equal",
+                    ],
+                    proto,
+                    __TONIC_INTERCEPT_THIS,
+                );
+                match ::core::str::from_utf8(bytes.split_at(len).0) {
+                    ::core::result::Result::Ok(message) => ::core::panic!("{}", message),
+                    ::core::result::Result::Err(_) => {
+                        ::core::panic!(
+                            "`max_messages_in` of `ClientStream` differs from the value its .proto options declare"
+                        )
+                    }
+                }
+            }
+        }
+    };
+    #[allow(clippy::unnecessary_cast)]
+    const _: () = {
+        const __TONIC_INTERCEPT_PROTO: ::core::option::Option<u64> = match <pb::echo_service_intercept::ClientStream as ::tonic_intercept::Rpc>::DESCRIPTOR
+            .policy
+            .max_message_bytes
+        {
+            ::core::option::Option::Some(v) => ::core::option::Option::Some(v as u64),
+            ::core::option::Option::None => ::core::option::Option::None,
+        };
+        const __TONIC_INTERCEPT_THIS: u64 = (64) as u64;
+        if let ::core::option::Option::Some(proto) = __TONIC_INTERCEPT_PROTO {
+            if proto != __TONIC_INTERCEPT_THIS {
+                let (bytes, len) = __tonic_intercept_disagreement::<
+                    223usize,
+                >(
+                    [
+                        "`max_message_bytes` of `ClientStream` differs from its .proto options: the .proto says ",
+                        ", this says ",
+                        "; the .proto is the RPC's contract: remove `max_message_bytes` here or make it equal",
+                    ],
+                    proto,
+                    __TONIC_INTERCEPT_THIS,
+                );
+                match ::core::str::from_utf8(bytes.split_at(len).0) {
+                    ::core::result::Result::Ok(message) => ::core::panic!("{}", message),
+                    ::core::result::Result::Err(_) => {
+                        ::core::panic!(
+                            "`max_message_bytes` of `ClientStream` differs from the value its .proto options declare"
+                        )
+                    }
+                }
+            }
+        }
+    };
+};

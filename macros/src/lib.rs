@@ -1,14 +1,22 @@
 //! The `#[intercept]` attribute of [tonic-intercept](https://docs.rs/tonic-intercept).
 //!
-//! Use it through `tonic_intercept::intercept`; its reference lives there. This crate is a
-//! thin shell: arguments are parsed (`attr`), checked against the service (`service`,
-//! `check`) and expanded (`expand`), each step a plain function over `proc_macro2`
-//! tokens so that it can be unit-tested.
+//! Use it through `tonic_intercept::intercept`; its reference lives there. The macro is
+//! four steps, each a plain function over `proc_macro2` tokens so that it can be
+//! unit-tested (`expand::intercept` runs them):
+//!
+//! - `parse`: the arguments into a syntax tree, grammar only;
+//! - `resolve`: the RPCs of the service from the impl, and each RPC name to one of them;
+//! - `check`: one function per rule, every mistake collected in one `ctxt::Ctxt`, and
+//!   the plan of each RPC;
+//! - `expand`: the plan into code, by step: `handler` (the policies' steps around the
+//!   user's body), `hooks` (the hooks adapter), `proto` (the `.proto` agreement
+//!   asserts), `values` (limit values as runtime builder calls).
 
-mod attr;
 mod check;
+mod ctxt;
 mod expand;
-mod service;
+mod parse;
+mod resolve;
 
 use proc_macro::TokenStream;
 

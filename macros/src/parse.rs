@@ -1,5 +1,5 @@
 //! Parsing `#[intercept(...)]` arguments into a syntax tree. No rule is checked here
-//! beyond the grammar; see `check.rs`.
+//! beyond the grammar; names are resolved in `resolve.rs` and rules live in `check/`.
 
 use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
@@ -130,6 +130,51 @@ impl LimitValue {
         match self {
             LimitValue::Path(p) => p.get_ident(),
             LimitValue::Int(_) => None,
+        }
+    }
+}
+
+impl Entry {
+    /// The RPC names the entry lists; none: every RPC.
+    pub fn rpc_names(&self) -> &[Ident] {
+        match self {
+            Entry::Public(p) => match &p.rpcs {
+                Rpcs::All => &[],
+                Rpcs::Named(names) => names,
+            },
+            Entry::Auth(a) => &a.rpcs,
+            Entry::Limit(l) => &l.rpcs,
+            Entry::Hook(h) => &h.rpcs,
+            Entry::Roles(r) => &r.rpcs,
+            Entry::Metrics(m) => &m.rpcs,
+            Entry::Trace(t) => &t.rpcs,
+            Entry::Recover(s) | Entry::Validate(s) => &s.rpcs,
+            Entry::Idempotency(i) => &i.rpcs,
+        }
+    }
+
+    /// Where an error about the entry as a whole points: its keyword (a hook's type).
+    pub fn span(&self) -> proc_macro2::Span {
+        match self {
+            Entry::Public(p) => p.kw.span(),
+            Entry::Auth(a) => a.kw.span(),
+            Entry::Roles(r) => r.kw.span(),
+            Entry::Limit(l) => l.kw.span(),
+            Entry::Hook(h) => syn::spanned::Spanned::span(&h.ty),
+            Entry::Metrics(m) => m.kw.span(),
+            Entry::Trace(t) => t.kw.span(),
+            Entry::Recover(s) | Entry::Validate(s) => s.kw.span(),
+            Entry::Idempotency(i) => i.kw.span(),
+        }
+    }
+}
+
+impl LimitValue {
+    /// Where an error about the value points.
+    pub fn span(&self) -> proc_macro2::Span {
+        match self {
+            LimitValue::Int(v) => v.span(),
+            LimitValue::Path(p) => syn::spanned::Spanned::span(p),
         }
     }
 }

@@ -1,4 +1,5 @@
-//! Reading the RPCs of a tonic service from the user's impl block.
+//! Resolving names: the RPCs of the service from the user's impl block, then each RPC
+//! name an entry writes to one of them.
 //!
 //! tonic's server trait has one method per RPC and no defaults, so the impl lists every
 //! RPC. Its shape tells the kind: a `tonic::Streaming<_>` request means requests stream;
@@ -7,6 +8,18 @@
 use proc_macro2::Span;
 use syn::spanned::Spanned;
 use syn::{FnArg, Ident, ImplItem, ImplItemFn, ItemImpl, Path, PathArguments, Type};
+use tonic_intercept_spec::naming::{intercept_module, intercept_module_of_server, upper_camel};
+use tonic_intercept_spec::{RpcKind, closest};
+
+use crate::ctxt::Ctxt;
+use crate::parse::Args;
+
+/// An RPC's index in `Service::rpcs`.
+pub type RpcId = usize;
+
+/// For each entry, in declared order, the RPC each of its names resolved to (`None`: not
+/// an RPC, already reported).
+pub type EntryRpcs = Vec<Vec<Option<RpcId>>>;
 
 pub struct Service {
     /// The trait's last segment, e.g. `UserService`.
@@ -21,19 +34,7 @@ pub struct RpcMethod {
     pub name: String,
     /// The handler's name, `list_users`, where errors about the RPC point.
     pub ident: Ident,
-    pub client_streaming: bool,
-    pub server_streaming: bool,
-}
-
-impl RpcMethod {
-    pub fn kind(&self) -> &'static str {
-        match (self.client_streaming, self.server_streaming) {
-            (false, false) => "unary",
-            (false, true) => "server-streaming",
-            (true, false) => "client-streaming",
-            (true, true) => "bidi-streaming",
-        }
-    }
+    pub kind: RpcKind,
 }
 
 impl Service {
@@ -86,9 +87,9 @@ impl Service {
                 ));
             }
             let rpc = upper_camel(&f.sig.ident.to_string());
+            let server_streaming = streams.contains(&format!("{rpc}Stream"));
             rpcs.push(RpcMethod {
-                client_streaming: request_streams(f),
-                server_streaming: streams.contains(&format!("{rpc}Stream")),
+                kind: RpcKind::from_streaming(request_streams(f), server_streaming),
                 name: rpc,
                 ident: f.sig.ident.clone(),
             });
@@ -109,22 +110,48 @@ impl Service {
     }
 }
 
+/// Every RPC name must exist: a typo would otherwise silently leave an RPC without the
+/// policy the user meant for it. An unknown name is reported with the nearest RPC.
+pub fn rpc_names(cx: &Ctxt, args: &Args, service: &Service) -> EntryRpcs {
+    let resolve = |ident: &Ident| -> Option<RpcId> {
+        let name = ident.to_string();
+        let found = service.rpcs.iter().position(|r| r.name == name);
+        if found.is_none() {
+            let candidates = service.rpcs.iter().map(|r| r.name.as_str());
+            let hint = match closest(&name, candidates) {
+                Some(near) => format!("; did you mean `{near}`?"),
+                None => String::new(),
+            };
+            cx.error_at(
+                ident.span(),
+                format!(
+                    "`{name}` is not an RPC of `{}`{hint} (its RPCs: {})",
+                    service.name,
+                    service.names()
+                ),
+            );
+        }
+        found
+    };
+    args.entries
+        .iter()
+        .map(|entry| entry.rpc_names().iter().map(resolve).collect())
+        .collect()
+}
+
 /// `pb::user_service_server::UserService` -> `pb::user_service_intercept`; a bare
 /// `UserService` -> `user_service_intercept`, to be in scope.
 fn rpc_module(trait_path: &Path) -> Path {
     let mut path = trait_path.clone();
     let last = path.segments.pop().expect("non-empty").into_value();
-    let module = match path.segments.pop() {
-        Some(server) if server.value().ident.to_string().ends_with("_server") => {
-            let stem = server.value().ident.to_string();
-            format!("{}_intercept", stem.trim_end_matches("_server"))
+    let beside_server = path.segments.pop().and_then(|pair| {
+        let module = intercept_module_of_server(&pair.value().ident.to_string());
+        if module.is_none() {
+            path.segments.push(pair.into_value());
         }
-        Some(other) => {
-            path.segments.push(other.into_value());
-            format!("{}_intercept", naive_snake_case(&last.ident.to_string()))
-        }
-        None => format!("{}_intercept", naive_snake_case(&last.ident.to_string())),
-    };
+        module
+    });
+    let module = beside_server.unwrap_or_else(|| intercept_module(&last.ident.to_string()));
     path.segments
         .push(Ident::new(&module, last.ident.span()).into());
     path
@@ -149,33 +176,4 @@ fn mentions_streaming(ty: &Type) -> bool {
                 _ => false,
             }
     })
-}
-
-/// Must agree with `tonic-intercept-build`'s `upper_camel`.
-pub fn upper_camel(snake: &str) -> String {
-    snake
-        .trim_start_matches("r#")
-        .split('_')
-        .filter(|p| !p.is_empty())
-        .map(|part| {
-            let mut chars = part.chars();
-            let first = chars.next().map(|c| c.to_ascii_uppercase());
-            first.into_iter().chain(chars).collect::<String>()
-        })
-        .collect()
-}
-
-/// tonic-build's module naming, as in `tonic-intercept-build`.
-fn naive_snake_case(name: &str) -> String {
-    let mut s = String::new();
-    let mut it = name.chars().peekable();
-    while let Some(x) = it.next() {
-        s.push(x.to_ascii_lowercase());
-        if let Some(y) = it.peek()
-            && y.is_uppercase()
-        {
-            s.push('_');
-        }
-    }
-    s
 }

@@ -1,0 +1,336 @@
+//! `limit(..)` entries: the keys each may set, their values, the RPCs they fit, and the
+//! limits each RPC ends up with.
+//!
+//! Everything about a key (its name, the RPCs it fits, its type, how the runtime receives
+//! it) comes from the table `tonic_intercept_spec::LIMIT_KEYS`, so a key added there
+//! needs no edit here. What stays here are the rules about how keys combine.
+
+use syn::Ident;
+use tonic_intercept_spec::{Fits, LIMIT_KEYS, LimitKey, Setter, ValueType, closest, limit_key};
+
+use super::is_none;
+use crate::ctxt::Ctxt;
+use crate::parse::{self, Limit, LimitValue};
+use crate::resolve::{RpcId, RpcMethod, Service};
+
+/// The limits of one RPC: each key's value as written (a literal, a constant or a word),
+/// in the table's order.
+#[derive(Clone)]
+pub struct Limits {
+    values: Vec<Option<LimitValue>>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            values: vec![None; LIMIT_KEYS.len()],
+        }
+    }
+}
+
+impl Limits {
+    /// The keys set, in the table's order.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static LimitKey, &LimitValue)> {
+        LIMIT_KEYS
+            .iter()
+            .zip(&self.values)
+            .filter_map(|(key, value)| Some((key, value.as_ref()?)))
+    }
+
+    /// Sets a key; `none` clears it.
+    pub fn set(&mut self, key: &LimitKey, value: &LimitValue) {
+        if let Some(i) = LIMIT_KEYS.iter().position(|k| k.name == key.name) {
+            self.values[i] = (!is_none(value)).then(|| value.clone());
+        }
+    }
+
+    /// Whether the key named `name` is set.
+    pub fn is_set(&self, name: &str) -> bool {
+        self.iter().any(|(key, _)| key.name == name)
+    }
+
+    /// Whether nothing limits the RPC: only keys that shape another key's limit are set.
+    pub fn is_empty(&self) -> bool {
+        self.iter().all(|(key, _)| shapes_another(key))
+    }
+
+    /// Whether anything limits calls (rather than messages).
+    pub fn admits(&self) -> bool {
+        self.iter()
+            .any(|(key, _)| matches!(key.setter, Setter::Admission(_)) && !shapes_another(key))
+    }
+}
+
+/// Admission keys that shape another key's limit, the keys they shape (one of which the
+/// same `limit(..)` must set), and what to say when none is. The rate keys' shaping
+/// (`Setter::RateShape`) comes from the table itself.
+const SHAPES: &[(&str, &[&str], &str)] = &[
+    (
+        "call_burst",
+        &["calls_per_second"],
+        "`call_burst` shapes `calls_per_second`: add `calls_per_second` to this `limit(..)`",
+    ),
+    (
+        "queue",
+        &[
+            "max_in_flight",
+            "calls_per_second",
+            "calls_per_second_per_identity",
+        ],
+        "`queue` holds calls that `max_in_flight` or `calls_per_second` would refuse: add one of them to this `limit(..)`",
+    ),
+];
+
+fn shapes_another(key: &LimitKey) -> bool {
+    key.setter == Setter::RateShape || SHAPES.iter().any(|(name, ..)| *name == key.name)
+}
+
+/// The keys `limit(..)` accepts, as its errors list them.
+fn attribute_keys() -> impl Iterator<Item = &'static str> {
+    LIMIT_KEYS.iter().filter(|k| k.in_attribute).map(|k| k.name)
+}
+
+/// The table's entry for a key written in `limit(..)`.
+pub fn spec_of(key: &parse::LimitKey) -> Option<&'static LimitKey> {
+    limit_key(&key.name.to_string()).filter(|k| k.in_attribute)
+}
+
+/// The `limit(..)` entries seen so far.
+pub struct Limited<'a> {
+    service: &'a Service,
+    general: bool,
+    specific: Vec<bool>,
+}
+
+impl<'a> Limited<'a> {
+    pub fn new(service: &'a Service) -> Self {
+        let specific = vec![false; service.rpcs.len()];
+        Limited {
+            service,
+            general: false,
+            specific,
+        }
+    }
+
+    /// Every rule about one `limit(..)` entry, in the order its errors are reported.
+    pub fn entry(&mut self, cx: &Ctxt, limit: &Limit, ids: &[Option<RpcId>]) {
+        sets_something(cx, limit);
+        for (key, spec) in known_keys_once(cx, limit) {
+            value_fits_key(cx, limit, key, spec);
+        }
+        shaping_keys_have_subject(cx, limit);
+        if limit.rpcs.is_empty() {
+            self.general_once(cx, limit);
+            general_keys_apply_somewhere(cx, limit, self.service);
+        }
+        for (ident, id) in limit.rpcs.iter().zip(ids) {
+            let Some(id) = *id else { continue };
+            self.specific_once(cx, ident, id);
+            keys_fit_rpc(cx, limit, &self.service.rpcs[id]);
+        }
+    }
+
+    // Two `limit(..)` for every RPC, or two naming one RPC, would make the result depend
+    // on which key wins; merging them says it once.
+    fn general_once(&mut self, cx: &Ctxt, limit: &Limit) {
+        if self.general {
+            cx.error_at(limit.kw.span(), "`limit(..)` for every RPC is configured twice; merge the keys into one `limit(..)`");
+        }
+        self.general = true;
+    }
+
+    fn specific_once(&mut self, cx: &Ctxt, ident: &Ident, id: RpcId) {
+        if self.specific[id] {
+            let message = format!(
+                "`{ident}` is configured twice: merge its keys into one `limit({ident}, ..)`"
+            );
+            cx.error_at(ident.span(), message);
+        }
+        self.specific[id] = true;
+    }
+}
+
+// `limit(ListItems)` alone guards the RPC so that the `.proto`'s limits apply; a
+// `limit()` naming nothing and setting nothing does nothing, which is a mistake.
+fn sets_something(cx: &Ctxt, limit: &Limit) {
+    if limit.keys.is_empty() && limit.rpcs.is_empty() {
+        let keys = attribute_keys().collect::<Vec<_>>().join(", ");
+        let message = format!("`limit(..)` sets nothing; add at least one of: {keys}");
+        cx.error_at(limit.kw.span(), message);
+    }
+}
+
+// An unknown key would otherwise be ignored, leaving the RPC without the limit the user
+// meant; a key set twice in one entry leaves it unclear which value holds.
+fn known_keys_once<'a>(
+    cx: &Ctxt,
+    limit: &'a Limit,
+) -> Vec<(&'a parse::LimitKey, &'static LimitKey)> {
+    let mut known: Vec<(&parse::LimitKey, &LimitKey)> = Vec::new();
+    for key in &limit.keys {
+        let name = key.name.to_string();
+        let Some(spec) = spec_of(key) else {
+            let hint = match closest(&name, attribute_keys()) {
+                Some(near) => format!("did you mean `{near}`? "),
+                None => String::new(),
+            };
+            let keys = attribute_keys().collect::<Vec<_>>().join(", ");
+            let message = format!("unknown limit `{name}`; {hint}valid keys are: {keys}");
+            cx.error_at(key.name.span(), message);
+            continue;
+        };
+        if known.iter().any(|(k, _)| k.name == key.name) {
+            let message = format!("`{name}` is set twice in this `limit(..)`");
+            cx.error_at(key.name.span(), message);
+        }
+        known.push((key, spec));
+    }
+    known
+}
+
+// A value must be one the key can hold: a limit of zero would refuse everything, a
+// number must fit the key's type, and a word-valued key takes its words only. `none`
+// switches off, for the RPCs named, a limit set for every RPC. A constant is checked
+// where it is used: the expansion gives it the key's type and asserts it is at least 1.
+fn value_fits_key(cx: &Ctxt, limit: &Limit, key: &parse::LimitKey, spec: &LimitKey) {
+    let name = spec.name;
+    let at = key.value.span();
+    let word = key.value.word().map(Ident::to_string);
+    if let ValueType::Word(words) = spec.value {
+        if !word.as_deref().is_some_and(|w| words.contains(&w)) {
+            let words = words.iter().map(|w| format!("`{w}`")).collect::<Vec<_>>();
+            let message = format!("`{name}` is {}: {}", words.join(" or "), spec.doc);
+            cx.error_at(at, message);
+        }
+        return;
+    }
+    match (&key.value, word.as_deref()) {
+        (_, Some("none")) if limit.rpcs.is_empty() => cx.error_at(
+            at,
+            format!("`{name} = none` switches a limit off for the RPCs named in `limit(Rpc, ..)`; here, leave `{name}` out"),
+        ),
+        (_, Some("none")) if spec.setter == Setter::RateShape => cx.error_at(
+            at,
+            format!("`{name}` cannot be `none`; leave it out for its default"),
+        ),
+        (_, Some("none")) => {}
+        (_, Some(w)) if is_word(w) => cx.error_at(
+            at,
+            format!("`{name}` takes a number or a constant, not `{w}`"),
+        ),
+        (LimitValue::Path(_), _) => {}
+        (LimitValue::Int(v), _) => match v.base10_parse::<u64>() {
+            Ok(0) => cx.error_at(at, format!("`{name}` must be at least 1: a limit of zero would refuse everything; to leave it unlimited, remove the key")),
+            Ok(x) if spec.value.max().is_some_and(|max| x > max) => {
+                let ty = spec.value.rust_type().unwrap_or("its type");
+                cx.error_at(at, format!("`{name}` must fit in a {ty}"));
+            }
+            Ok(_) => {}
+            Err(e) => cx.error_at(at, format!("`{name}` must be a whole number: {e}")),
+        },
+    }
+}
+
+/// A word some key takes (`delay`, `reject`).
+fn is_word(word: &str) -> bool {
+    LIMIT_KEYS.iter().any(|k| match k.value {
+        ValueType::Word(words) => words.contains(&word),
+        _ => false,
+    })
+}
+
+// `burst`, `on_rate_exceeded`, `call_burst` and `queue` shape another key's limit;
+// alone they shape nothing, which is a mistake rather than a default.
+fn shaping_keys_have_subject(cx: &Ctxt, limit: &Limit) {
+    let has = |k: &str| limit.keys.iter().any(|key| key.name == k);
+    let rates: Vec<&str> = LIMIT_KEYS
+        .iter()
+        .filter(|k| k.in_attribute && matches!(k.setter, Setter::LimitsRate(_)))
+        .map(|k| k.name)
+        .collect();
+    for key in &limit.keys {
+        let Some(spec) = spec_of(key) else { continue };
+        let name = spec.name;
+        if spec.setter == Setter::RateShape && !rates.iter().any(|r| has(r)) {
+            let rates = rates.iter().map(|r| format!("`{r}`")).collect::<Vec<_>>();
+            let message = format!(
+                "`{name}` shapes a rate: add {} to this `limit(..)`",
+                rates.join(" or ")
+            );
+            cx.error_at(key.name.span(), message);
+        }
+        if let Some((_, subjects, message)) = SHAPES.iter().find(|(n, ..)| *n == name)
+            && !subjects.iter().any(|s| has(s))
+        {
+            cx.error_at(key.name.span(), message);
+        }
+    }
+}
+
+// A general `limit(..)` applies each key where it fits; a stream key that fits no RPC
+// of the service can never act.
+fn general_keys_apply_somewhere(cx: &Ctxt, limit: &Limit, service: &Service) {
+    for key in &limit.keys {
+        let Some(spec) = spec_of(key) else { continue };
+        if service.rpcs.iter().any(|r| spec.fits(r.kind)) {
+            continue;
+        }
+        let side = match spec.fits {
+            Fits::RequestStream => "its requests",
+            Fits::ResponseStream => "its responses",
+            _ => "either way",
+        };
+        let message = format!(
+            "`{}` applies to no RPC: no RPC of `{}` streams {side}",
+            spec.name, service.name
+        );
+        cx.error_at(key.name.span(), message);
+    }
+}
+
+// A stream limit on an RPC whose side does not stream can never act: it is a mistake
+// about the RPC, so it is refused rather than ignored.
+fn keys_fit_rpc(cx: &Ctxt, limit: &Limit, rpc: &RpcMethod) {
+    for key in &limit.keys {
+        let Some(spec) = spec_of(key) else { continue };
+        if spec.fits(rpc.kind) {
+            continue;
+        }
+        let name = spec.name;
+        let message = match spec.fits.side() {
+            Some("either way") | None => format!(
+                "`{name}` needs a stream ({}), but `{}` is unary: use `timeout_ms`",
+                lowercase_sentence(spec.doc),
+                rpc.name
+            ),
+            Some(side) => {
+                let why = match (rpc.kind.streams(), spec.counterpart()) {
+                    (true, Some(other)) => format!(
+                        "its {side} do not stream; did you mean `{}`? (`max_message_bytes` limits single messages)",
+                        other.name
+                    ),
+                    (true, None) => format!("its {side} do not stream"),
+                    (false, _) => {
+                        "neither side streams; use `max_message_bytes` or `timeout_ms`".into()
+                    }
+                };
+                format!(
+                    "`{name}` limits a stream of {side}, but `{}` is {}: {why}",
+                    rpc.name,
+                    rpc.kind.describe()
+                )
+            }
+        };
+        cx.error_at(key.name.span(), message);
+    }
+}
+
+/// A doc line inside a sentence: `Longest wait.` -> `longest wait`.
+fn lowercase_sentence(doc: &str) -> String {
+    let doc = doc.trim_end_matches('.');
+    let mut chars = doc.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}

@@ -1,0 +1,521 @@
+//! The limit keys: one entry per key, and everything the macro and the generator derive
+//! from it.
+
+use crate::RpcKind;
+
+/// One key of `#[intercept(limit(..))]` or of the `.proto`'s `RpcPolicy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitKey {
+    /// As written: `max_messages_in`.
+    pub name: &'static str,
+    /// The RPCs it can act on.
+    pub fits: Fits,
+    /// The Rust type of its value (the runtime builder's argument, the type a constant
+    /// passed for it must have).
+    pub value: ValueType,
+    /// Its field of `RpcPolicy` in `tonic_intercept/v1/options.proto`, if the `.proto` may
+    /// set it. Keys that land on the RPC's descriptor ([`LimitKey::on_descriptor`]) have
+    /// a field and a setter of that name on the runtime's `RpcPolicy`.
+    pub proto_field: Option<&'static str>,
+    /// Accepted in `#[intercept(limit(..))]`.
+    pub in_attribute: bool,
+    /// How the runtime receives it.
+    pub setter: Setter,
+    /// In the `.proto`, the key whose value applies when this one is not set (on the RPC,
+    /// then on the service): `messages_per_second` for the two rate keys.
+    pub proto_default: Option<&'static str>,
+    /// What it limits, in one line.
+    pub doc: &'static str,
+}
+
+/// Which RPCs a key can act on. A key on an RPC it does not fit can never act, so both
+/// the macro and the generator refuse it there (and skip it where it comes from a
+/// default for every RPC).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Fits {
+    /// Any RPC.
+    AnyRpc,
+    /// RPCs whose requests stream (client-streaming, bidi).
+    RequestStream,
+    /// RPCs whose responses stream (server-streaming, bidi).
+    ResponseStream,
+    /// RPCs where at least one side streams.
+    AnyStream,
+}
+
+impl Fits {
+    /// Whether a key that fits like this can act on an RPC of `kind`.
+    pub const fn allows(self, kind: RpcKind) -> bool {
+        kind.admits(self)
+    }
+
+    /// What must stream, for messages: `requests`, `responses`, `either way`; `None` for
+    /// [`Fits::AnyRpc`].
+    pub const fn side(self) -> Option<&'static str> {
+        match self {
+            Fits::AnyRpc => None,
+            Fits::RequestStream => Some("requests"),
+            Fits::ResponseStream => Some("responses"),
+            Fits::AnyStream => Some("either way"),
+        }
+    }
+}
+
+/// The Rust type of a key's value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueType {
+    /// `u32`: rates, bursts, call counts (a token bucket's or a semaphore's size).
+    U32,
+    /// `u64`: message counts, byte sizes, milliseconds. Byte sizes are `u64` rather than
+    /// `usize`, like the `.proto`'s `uint64`, the runtime's `RpcPolicy` and
+    /// `ClientPolicy`, and the byte counts it reports: a limit means the same on every
+    /// target, and a total over a stream may exceed a 32-bit `usize`.
+    U64,
+    /// One of these words.
+    Word(&'static [&'static str]),
+}
+
+impl ValueType {
+    /// `u32` or `u64`; `None` for a word.
+    pub const fn rust_type(self) -> Option<&'static str> {
+        match self {
+            ValueType::U32 => Some("u32"),
+            ValueType::U64 => Some("u64"),
+            ValueType::Word(_) => None,
+        }
+    }
+
+    /// The largest number it holds; `None` for a word.
+    pub const fn max(self) -> Option<u64> {
+        match self {
+            ValueType::U32 => Some(u32::MAX as u64),
+            ValueType::U64 => Some(u64::MAX),
+            ValueType::Word(_) => None,
+        }
+    }
+}
+
+/// How a key reaches the runtime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Setter {
+    /// `tonic_intercept::Limits::<method>(value)`.
+    Limits(&'static str),
+    /// `tonic_intercept::Limits::<method>(Duration::from_millis(value))`.
+    LimitsMillis(&'static str),
+    /// `tonic_intercept::Limits::<method>(value, burst, on_rate_exceeded)`: a message rate,
+    /// shaped by the [`Setter::RateShape`] keys of the same `limit(..)`.
+    LimitsRate(&'static str),
+    /// An argument of the [`Setter::LimitsRate`] builders: `burst`, `on_rate_exceeded`.
+    RateShape,
+    /// `AdmissionConfig::<method>(value)`: admission of calls, before any message.
+    Admission(&'static str),
+    /// None of its own: a `.proto` default of the keys whose `proto_default` names it.
+    ProtoDefault,
+}
+
+impl LimitKey {
+    /// The runtime builder method that receives the value, if the key has one of its own.
+    pub const fn builder(&self) -> Option<&'static str> {
+        match self.setter {
+            Setter::Limits(m)
+            | Setter::LimitsMillis(m)
+            | Setter::LimitsRate(m)
+            | Setter::Admission(m) => Some(m),
+            Setter::RateShape | Setter::ProtoDefault => None,
+        }
+    }
+
+    /// Whether the `.proto`'s value lands on the RPC's descriptor, as the field (and the
+    /// setter) of the runtime's `RpcPolicy` named [`LimitKey::proto_field`]. The macro
+    /// asserts that its own value agrees with it.
+    pub const fn on_descriptor(&self) -> bool {
+        self.proto_field.is_some() && !matches!(self.setter, Setter::ProtoDefault)
+    }
+
+    /// Whether the key can act on an RPC of `kind`.
+    pub const fn fits(&self, kind: RpcKind) -> bool {
+        kind.admits(self.fits)
+    }
+
+    /// The same limit for the other direction (`max_messages_in` for
+    /// `max_messages_out`), if there is one.
+    pub fn counterpart(&self) -> Option<&'static LimitKey> {
+        let other = if let Some(stem) = self.name.strip_suffix("_in") {
+            format!("{stem}_out")
+        } else if let Some(stem) = self.name.strip_suffix("_out") {
+            format!("{stem}_in")
+        } else {
+            return None;
+        };
+        limit_key(&other)
+    }
+}
+
+/// Every limit key. Keys with a `.proto` field come in `RpcPolicy`'s order, and keys of
+/// the attribute in the order its error messages list them.
+pub const LIMIT_KEYS: &[LimitKey] = &[
+    LimitKey {
+        name: "max_messages_in",
+        fits: Fits::RequestStream,
+        value: ValueType::U64,
+        proto_field: Some("max_messages_in"),
+        in_attribute: true,
+        setter: Setter::Limits("max_messages_in"),
+        proto_default: None,
+        doc: "Request messages per stream.",
+    },
+    LimitKey {
+        name: "max_messages_out",
+        fits: Fits::ResponseStream,
+        value: ValueType::U64,
+        proto_field: Some("max_messages_out"),
+        in_attribute: true,
+        setter: Setter::Limits("max_messages_out"),
+        proto_default: None,
+        doc: "Response messages per stream.",
+    },
+    LimitKey {
+        name: "max_message_bytes",
+        fits: Fits::AnyRpc,
+        value: ValueType::U64,
+        proto_field: Some("max_message_bytes"),
+        in_attribute: true,
+        setter: Setter::Limits("max_message_bytes"),
+        proto_default: None,
+        doc: "Encoded bytes per message, either way.",
+    },
+    LimitKey {
+        name: "max_total_bytes_in",
+        fits: Fits::RequestStream,
+        value: ValueType::U64,
+        proto_field: Some("max_total_bytes_in"),
+        in_attribute: true,
+        setter: Setter::Limits("max_total_bytes_in"),
+        proto_default: None,
+        doc: "Encoded bytes of all request messages of one call: a whole upload.",
+    },
+    LimitKey {
+        name: "messages_per_second_in",
+        fits: Fits::RequestStream,
+        value: ValueType::U32,
+        proto_field: Some("messages_per_second_in"),
+        in_attribute: true,
+        setter: Setter::LimitsRate("messages_per_second_in"),
+        proto_default: Some("messages_per_second"),
+        doc: "Sustained rate of request messages.",
+    },
+    LimitKey {
+        name: "messages_per_second_out",
+        fits: Fits::ResponseStream,
+        value: ValueType::U32,
+        proto_field: Some("messages_per_second_out"),
+        in_attribute: true,
+        setter: Setter::LimitsRate("messages_per_second_out"),
+        proto_default: Some("messages_per_second"),
+        doc: "Sustained rate of response messages.",
+    },
+    LimitKey {
+        name: "messages_per_second",
+        fits: Fits::AnyStream,
+        value: ValueType::U32,
+        proto_field: Some("messages_per_second"),
+        in_attribute: false,
+        setter: Setter::ProtoDefault,
+        proto_default: None,
+        doc: "Sustained rate on the streaming side(s); the `_in` / `_out` keys win over it.",
+    },
+    LimitKey {
+        name: "burst",
+        fits: Fits::AnyRpc,
+        value: ValueType::U32,
+        proto_field: None,
+        in_attribute: true,
+        setter: Setter::RateShape,
+        proto_default: None,
+        doc: "Messages that may pass back to back before a message rate paces them (default 1).",
+    },
+    LimitKey {
+        name: "on_rate_exceeded",
+        fits: Fits::AnyRpc,
+        value: ValueType::Word(&["delay", "reject"]),
+        proto_field: None,
+        in_attribute: true,
+        setter: Setter::RateShape,
+        proto_default: None,
+        doc: "`delay` (backpressure, the default) or `reject` (RESOURCE_EXHAUSTED) a message that comes too fast.",
+    },
+    LimitKey {
+        name: "timeout_ms",
+        fits: Fits::AnyRpc,
+        value: ValueType::U64,
+        proto_field: Some("timeout_ms"),
+        in_attribute: true,
+        setter: Setter::LimitsMillis("timeout"),
+        proto_default: None,
+        doc: "Server-side cap on the call's whole duration, in milliseconds.",
+    },
+    LimitKey {
+        name: "idle_timeout_ms",
+        fits: Fits::AnyStream,
+        value: ValueType::U64,
+        proto_field: Some("idle_timeout_ms"),
+        in_attribute: true,
+        setter: Setter::LimitsMillis("idle_timeout"),
+        proto_default: None,
+        doc: "Longest wait for a stream's next message, either way, in milliseconds.",
+    },
+    LimitKey {
+        name: "max_in_flight",
+        fits: Fits::AnyRpc,
+        value: ValueType::U32,
+        proto_field: None,
+        in_attribute: true,
+        setter: Setter::Admission("max_in_flight"),
+        proto_default: None,
+        doc: "Calls of the RPC running at once.",
+    },
+    LimitKey {
+        name: "calls_per_second",
+        fits: Fits::AnyRpc,
+        value: ValueType::U32,
+        proto_field: None,
+        in_attribute: true,
+        setter: Setter::Admission("calls_per_second"),
+        proto_default: None,
+        doc: "Sustained rate of calls of the RPC, from all callers.",
+    },
+    LimitKey {
+        name: "call_burst",
+        fits: Fits::AnyRpc,
+        value: ValueType::U32,
+        proto_field: None,
+        in_attribute: true,
+        setter: Setter::Admission("call_burst"),
+        proto_default: None,
+        doc: "Calls that may start back to back before `calls_per_second` paces them.",
+    },
+    LimitKey {
+        name: "calls_per_second_per_identity",
+        fits: Fits::AnyRpc,
+        value: ValueType::U32,
+        proto_field: None,
+        in_attribute: true,
+        setter: Setter::Admission("calls_per_second_per_identity"),
+        proto_default: None,
+        doc: "Sustained rate of calls of the RPC from one verified identity.",
+    },
+    LimitKey {
+        name: "queue",
+        fits: Fits::AnyRpc,
+        value: ValueType::U32,
+        proto_field: None,
+        in_attribute: true,
+        setter: Setter::Admission("queue"),
+        proto_default: None,
+        doc: "Calls that wait for admission instead of being refused at once.",
+    },
+];
+
+/// The key named `name`.
+pub fn limit_key(name: &str) -> Option<&'static LimitKey> {
+    LIMIT_KEYS.iter().find(|k| k.name == name)
+}
+
+/// The candidate `word` was most likely meant to be, for a "did you mean" hint: the same
+/// word up to case and underscores, or else the nearest by edit distance, if it is close
+/// enough (at most a third of the candidate's length, and at least 2, edits away).
+pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let squashed = |s: &str| s.to_lowercase().replace('_', "");
+    let word_squashed = squashed(word);
+    candidates
+        .into_iter()
+        .map(|candidate| {
+            let distance = if squashed(candidate) == word_squashed {
+                0
+            } else {
+                levenshtein(word, candidate)
+            };
+            (distance, candidate)
+        })
+        .filter(|(d, candidate)| *d <= (candidate.chars().count() / 3).max(2))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+/// Edits (insertions, deletions, substitutions) between `a` and `b`.
+fn levenshtein(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_found() {
+        for (i, key) in LIMIT_KEYS.iter().enumerate() {
+            assert_eq!(limit_key(key.name), Some(key));
+            assert!(
+                LIMIT_KEYS[i + 1..].iter().all(|k| k.name != key.name),
+                "{} twice",
+                key.name
+            );
+            assert!(!key.doc.is_empty(), "{} has no doc", key.name);
+        }
+        assert_eq!(limit_key("max_messages"), None);
+    }
+
+    #[test]
+    fn the_attribute_lists_its_keys_in_this_order() {
+        let keys: Vec<_> = LIMIT_KEYS
+            .iter()
+            .filter(|k| k.in_attribute)
+            .map(|k| k.name)
+            .collect();
+        assert_eq!(
+            keys.join(", "),
+            "max_messages_in, max_messages_out, max_message_bytes, max_total_bytes_in, \
+             messages_per_second_in, messages_per_second_out, burst, on_rate_exceeded, timeout_ms, idle_timeout_ms, \
+             max_in_flight, calls_per_second, call_burst, calls_per_second_per_identity, queue"
+        );
+    }
+
+    #[test]
+    fn descriptor_keys_come_in_rpc_policy_order() {
+        let keys: Vec<_> = LIMIT_KEYS
+            .iter()
+            .filter(|k| k.on_descriptor())
+            .map(|k| k.proto_field.unwrap())
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "max_messages_in",
+                "max_messages_out",
+                "max_message_bytes",
+                "max_total_bytes_in",
+                "messages_per_second_in",
+                "messages_per_second_out",
+                "timeout_ms",
+                "idle_timeout_ms",
+            ]
+        );
+    }
+
+    #[test]
+    fn every_key_reaches_the_runtime() {
+        for key in LIMIT_KEYS {
+            match key.setter {
+                Setter::ProtoDefault => {
+                    assert!(key.proto_field.is_some() && !key.in_attribute);
+                    assert!(
+                        LIMIT_KEYS.iter().any(|k| k.proto_default == Some(key.name)),
+                        "nothing defaults to {}",
+                        key.name
+                    );
+                }
+                Setter::RateShape => assert!(key.in_attribute),
+                _ => assert!(key.builder().is_some()),
+            }
+            if let Some(default) = key.proto_default {
+                let default = limit_key(default).expect("a default is a key");
+                assert_eq!(default.value, key.value);
+                assert!(default.proto_field.is_some());
+            }
+            // A `.proto` field is one of the numbers `RpcPolicy` can carry.
+            if key.proto_field.is_some() {
+                assert!(key.value.rust_type().is_some(), "{}", key.name);
+            }
+        }
+    }
+
+    #[test]
+    fn byte_sizes_are_u64_and_rates_u32() {
+        let ty = |name| limit_key(name).unwrap().value;
+        assert_eq!(ty("max_message_bytes"), ValueType::U64);
+        assert_eq!(ty("max_messages_in"), ValueType::U64);
+        assert_eq!(ty("timeout_ms"), ValueType::U64);
+        assert_eq!(ty("messages_per_second_out"), ValueType::U32);
+        assert_eq!(ty("queue").max(), Some(u64::from(u32::MAX)));
+        assert_eq!(ty("queue").rust_type(), Some("u32"));
+        assert_eq!(ty("on_rate_exceeded").rust_type(), None);
+        assert_eq!(
+            ty("on_rate_exceeded"),
+            ValueType::Word(&["delay", "reject"])
+        );
+    }
+
+    #[test]
+    fn keys_fit_their_sides() {
+        let key = |name| limit_key(name).unwrap();
+        assert!(key("max_messages_in").fits(RpcKind::ClientStreaming));
+        assert!(!key("max_messages_in").fits(RpcKind::ServerStreaming));
+        assert!(key("max_messages_out").fits(RpcKind::BidiStreaming));
+        assert!(!key("max_messages_out").fits(RpcKind::Unary));
+        assert!(!key("idle_timeout_ms").fits(RpcKind::Unary));
+        assert!(key("idle_timeout_ms").fits(RpcKind::ServerStreaming));
+        assert!(key("timeout_ms").fits(RpcKind::Unary));
+        assert!(key("max_total_bytes_in").fits(RpcKind::ClientStreaming));
+        assert!(!key("max_total_bytes_in").fits(RpcKind::ServerStreaming));
+        assert_eq!(key("max_total_bytes_in").counterpart(), None);
+        assert!(Fits::AnyStream.allows(RpcKind::ClientStreaming));
+        assert_eq!(Fits::RequestStream.side(), Some("requests"));
+        assert_eq!(Fits::AnyRpc.side(), None);
+    }
+
+    #[test]
+    fn builders_and_counterparts() {
+        let key = |name| limit_key(name).unwrap();
+        assert_eq!(key("timeout_ms").builder(), Some("timeout"));
+        assert_eq!(key("idle_timeout_ms").builder(), Some("idle_timeout"));
+        assert_eq!(
+            key("max_in_flight").setter,
+            Setter::Admission("max_in_flight")
+        );
+        assert_eq!(key("burst").builder(), None);
+        assert_eq!(
+            key("max_messages_in").counterpart().map(|k| k.name),
+            Some("max_messages_out")
+        );
+        assert_eq!(
+            key("messages_per_second_out").counterpart().map(|k| k.name),
+            Some("messages_per_second_in")
+        );
+        assert_eq!(key("max_message_bytes").counterpart(), None);
+    }
+
+    #[test]
+    fn did_you_mean() {
+        let keys = || LIMIT_KEYS.iter().map(|k| k.name);
+        assert_eq!(closest("max_message_out", keys()), Some("max_messages_out"));
+        assert_eq!(closest("max_messages_ot", keys()), Some("max_messages_out"));
+        assert_eq!(closest("timeout", keys()), Some("timeout_ms"));
+        assert_eq!(closest("MaxInFlight", keys()), Some("max_in_flight"));
+        assert_eq!(
+            closest("max_total_bytes", keys()),
+            Some("max_total_bytes_in")
+        );
+        assert_eq!(closest("retries", keys()), None);
+        assert_eq!(closest("GetUsr", ["GetUser", "ListUsers"]), Some("GetUser"));
+        assert_eq!(closest("anything", []), None);
+    }
+
+    #[test]
+    fn edit_distance() {
+        assert_eq!(levenshtein("GetUsr", "GetUser"), 1);
+        assert_eq!(levenshtein("ListUser", "ListUsers"), 1);
+        assert_eq!(levenshtein("", "abc"), 3);
+        assert_eq!(levenshtein("kitten", "sitting"), 3);
+    }
+}
