@@ -1,9 +1,8 @@
 //! `users.v1.UserService`: an in-memory user directory.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::time::Duration;
 
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -21,7 +20,6 @@ pub struct Users {
     directory: Arc<RwLock<Directory>>,
     tokens: StaticTokens<Caller>,
     audit: Audit,
-    faults: Arc<Faults>,
     metrics: ServiceMetrics<rpc::Service>,
 }
 
@@ -33,14 +31,8 @@ impl Users {
             directory: Arc::default(),
             tokens,
             audit: Audit::default(),
-            faults: Arc::default(),
             metrics,
         }
-    }
-
-    /// The faults to inject into `GetUser` and `CreateUser`, shared by every clone.
-    pub fn faults(&self) -> &Faults {
-        &self.faults
     }
 
     /// The hook that watches `CreateUser`.
@@ -133,62 +125,6 @@ fn invalid(name: &str, email: &str) -> Option<&'static str> {
     None
 }
 
-/// Faults injected into the handlers, to show what a client does about them: the demo's
-/// client scenarios make `GetUser` and `CreateUser` fail or slow down on purpose.
-#[derive(Debug, Default)]
-pub struct Faults {
-    /// Injected into `GetUser` (declared `NO_SIDE_EFFECTS`: a client may retry it).
-    pub get_user: Fault,
-    /// Injected into `CreateUser` (declared nothing: a client must not retry it).
-    pub create_user: Fault,
-}
-
-/// One handler's injected faults, and how often the handler ran.
-#[derive(Debug, Default)]
-pub struct Fault {
-    failures: AtomicU32,
-    delay_ms: AtomicU64,
-    calls: AtomicU32,
-}
-
-impl Fault {
-    /// The next `n` calls fail with `UNAVAILABLE` (a restarting backend, say).
-    pub fn fail_next(&self, n: u32) {
-        self.failures.store(n, Ordering::SeqCst);
-    }
-
-    /// The next call waits `delay` before it answers (a slow backend).
-    pub fn slow_next(&self, delay: Duration) {
-        self.delay_ms
-            .store(delay.as_millis() as u64, Ordering::SeqCst);
-    }
-
-    /// How many calls reached the handler so far.
-    pub fn calls(&self) -> u32 {
-        self.calls.load(Ordering::SeqCst)
-    }
-
-    /// Counts the call, then applies the fault the call draws, if any.
-    async fn inject(&self, method: &str) -> Result<(), Status> {
-        let call = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
-        let delay = self.delay_ms.swap(0, Ordering::SeqCst);
-        if delay > 0 {
-            tokio::time::sleep(Duration::from_millis(delay)).await;
-        }
-        let take = |n: u32| n.checked_sub(1);
-        if self
-            .failures
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, take)
-            .is_ok()
-        {
-            return Err(Status::unavailable(format!(
-                "{method}: injected failure (call {call})"
-            )));
-        }
-        Ok(())
-    }
-}
-
 /// What the [`Audit`] hook counted.
 #[derive(Debug, Default)]
 pub struct AuditLog {
@@ -262,7 +198,6 @@ impl crate::pb::user_service_server::UserService for Users {
         &self,
         request: Request<CreateUserRequest>,
     ) -> Result<Response<User>, Status> {
-        self.faults.create_user.inject("CreateUser").await?;
         let CreateUserRequest { name, email } = request.into_inner();
         if let Some(problem) = invalid(&name, &email) {
             return Err(Status::invalid_argument(problem));
@@ -271,7 +206,6 @@ impl crate::pb::user_service_server::UserService for Users {
     }
 
     async fn get_user(&self, request: Request<GetUserRequest>) -> Result<Response<User>, Status> {
-        self.faults.get_user.inject("GetUser").await?;
         let id = request.into_inner().id;
         self.read()
             .users
