@@ -1,6 +1,5 @@
 //! `users.v1.UserService`: an in-memory user directory.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -13,6 +12,10 @@ use crate::pb::{
     CreateUserRequest, GetUserRequest, ImportSummary, ListUsersRequest, User, UserUpdate,
 };
 use crate::{Caller, answer_each};
+
+mod directory;
+
+use directory::{Directory, invalid, write};
 
 /// The user directory service.
 #[derive(Debug, Clone)]
@@ -54,75 +57,6 @@ impl Users {
     fn write(&self) -> RwLockWriteGuard<'_, Directory> {
         write(&self.directory)
     }
-}
-
-fn write(directory: &RwLock<Directory>) -> RwLockWriteGuard<'_, Directory> {
-    directory.write().unwrap_or_else(PoisonError::into_inner)
-}
-
-#[derive(Debug, Default)]
-struct Directory {
-    last_id: u64,
-    users: BTreeMap<u64, User>,
-}
-
-impl Directory {
-    fn insert(&mut self, name: String, email: String) -> User {
-        self.last_id += 1;
-        let user = User {
-            id: self.last_id,
-            name,
-            email,
-            updated_by: String::new(),
-        };
-        self.users.insert(user.id, user.clone());
-        user
-    }
-
-    fn update(&mut self, update: UserUpdate, by: &Caller) -> Result<User, Status> {
-        let user = self
-            .users
-            .get_mut(&update.id)
-            .ok_or_else(|| Status::not_found(format!("no user #{}", update.id)))?;
-        let name = if update.name.is_empty() {
-            &user.name
-        } else {
-            &update.name
-        };
-        let email = if update.email.is_empty() {
-            &user.email
-        } else {
-            &update.email
-        };
-        if let Some(problem) = invalid(name, email) {
-            return Err(Status::invalid_argument(problem));
-        }
-        if !update.name.is_empty() {
-            user.name = update.name;
-        }
-        if !update.email.is_empty() {
-            user.email = update.email;
-        }
-        user.updated_by.clone_from(&by.name);
-        Ok(user.clone())
-    }
-}
-
-/// Why a user record is refused, or `None` when it is fine.
-fn invalid(name: &str, email: &str) -> Option<&'static str> {
-    if name.trim().is_empty() {
-        return Some("name must not be empty");
-    }
-    let valid_email = email.split_once('@').is_some_and(|(local, domain)| {
-        !local.is_empty()
-            && !domain.contains('@')
-            && domain.split('.').count() >= 2
-            && domain.split('.').all(|label| !label.is_empty())
-    });
-    if !valid_email {
-        return Some("email must look like `name@example.com`");
-    }
-    None
 }
 
 /// What the [`Audit`] hook counted.

@@ -32,7 +32,8 @@ mod support;
 mod trace;
 mod validate;
 
-use support::{Log, Tally, code_name, ensure, ok, pass, subscribe_request};
+use support::{Tally, code_name, ensure, ok, pass, subscribe_request};
+use trace::Log;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -48,7 +49,7 @@ async fn main() -> ExitCode {
 async fn run() -> Result<(), String> {
     let started = Instant::now();
     let log = Log::capture();
-    support::quiet_simulated_panics();
+    recover::quiet_simulated_panics();
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|e| format!("bind: {e}"))?;

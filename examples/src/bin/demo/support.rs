@@ -2,7 +2,6 @@
 //! the requests it sends most, and what the server's log and metrics must show.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tonic::transport::Channel;
@@ -10,7 +9,7 @@ use tonic::{Code, Request, Response, Status};
 use tonic_intercept::RETRY_PUSHBACK;
 use tonic_intercept_examples::coffee::order_service_client::OrderServiceClient;
 use tonic_intercept_examples::coffee::{Order, PlaceOrderRequest, SubscribeRequest};
-use tonic_intercept_examples::orders::{Feed, UNICORN};
+use tonic_intercept_examples::orders::Feed;
 use tonic_intercept_examples::pb::CreateUserRequest;
 use tonic_intercept_examples::pb::user_service_client::UserServiceClient;
 use tonic_intercept_examples::{ADA_TOKEN, with_token};
@@ -170,53 +169,4 @@ impl Tally {
             .map(|(_, n)| n)
             .sum()
     }
-}
-
-/// The server's log (INFO and up), as its `tracing` subscriber wrote it.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Log(Arc<Mutex<Vec<u8>>>);
-
-impl Log {
-    /// Installs a subscriber writing into the returned log, for the whole process.
-    pub(crate) fn capture() -> Self {
-        let log = Log::default();
-        let writer = log.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(move || writer.clone())
-            .with_max_level(tracing::Level::INFO)
-            .finish();
-        // Fails only if a subscriber is already installed; the log checks then fail.
-        let _ = tracing::subscriber::set_global_default(subscriber);
-        log
-    }
-
-    pub(crate) fn text(&self) -> String {
-        let bytes = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        String::from_utf8_lossy(&bytes).into_owned()
-    }
-}
-
-impl std::io::Write for Log {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .extend_from_slice(data);
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// The unicorn order's panic is expected: keep the default panic message (stderr) for
-/// every other panic only. The server logs it anyway, and the demo checks that it does.
-pub(crate) fn quiet_simulated_panics() {
-    let default = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        if !info.payload_as_str().is_some_and(|m| m.contains(UNICORN)) {
-            default(info);
-        }
-    }));
 }
