@@ -18,7 +18,10 @@
 #   CARGO_TARGET_DIR  target dir shared by both crates [/tmp/build-cost-target]; kept
 #                     between runs so the dependencies stay warm
 #   REPS              repetitions of every measurement; the minimum is reported [5]
-#   PROFILES          "debug", "release" or both ["debug release"]
+#   PROFILES          "debug", "release" or both ["debug release"]; "release" is cargo's
+#                     default release profile of a user's crate (the scratch crates are
+#                     stand-alone workspaces: the workspace's `bench-lto` profile, which the
+#                     runtime benchmarks use, does not apply here)
 #   SCENARIOS         which rebuilds to time ["proto lib gen"]:
 #                       proto   touch proto/big.proto: the build script runs again, then
 #                               the crate compiles (the number the 25 % target is about)

@@ -50,9 +50,9 @@ static GLOBAL: Counting = Counting;
 const USAGE: &str = "usage:
   bench serve --variant V [--addr 127.0.0.1:0]
   bench load --addr A --workload W [--calls N] [--messages M] [--size B] [--concurrency C]
-  bench callgrind [--out target/bench] [--variants a,b] [--workloads w,x]  (needs valgrind; --release)
+  bench callgrind [--out target/bench] [--variants a,b] [--workloads w,x]  (needs valgrind; --profile bench-lto)
   bench allocations [--variants a,b] [--workloads w,x]   (heap allocations and bytes, no valgrind)
-  bench wallclock [--rounds R] [--calls N]    (build with --release)
+  bench wallclock [--rounds R] [--calls N]    (build with --profile bench-lto)
   bench client-load --addr A --client C [--calls N]   (one client process, current-thread)
   bench client-callgrind [--out target/bench] [--clients a,b]   (the client measured; needs valgrind)
   bench client-allocations [--clients a,b]    (the client's allocations and bytes, no valgrind)

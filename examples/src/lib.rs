@@ -21,10 +21,13 @@ use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Channel, Server};
 use tonic::{Request, Status};
 use tonic_intercept::prometheus_client::registry::Registry;
-use tonic_intercept::{Roles, ServerMetrics, StaticTokens};
+use tonic_intercept::{ServerMetrics, StaticTokens};
 
+mod callers;
 pub mod orders;
 pub mod users;
+
+pub use callers::{ADA_TOKEN, BARISTA, BOB_TOKEN, Caller, demo_tokens};
 
 /// Messages, client, server and RPC types of `users.v1`.
 pub mod pb {
@@ -42,56 +45,6 @@ use orders::Orders;
 use pb::user_service_client::UserServiceClient;
 use pb::user_service_server::UserServiceServer;
 use users::Users;
-
-/// The bearer token of the demo user `ada`.
-pub const ADA_TOKEN: &str = "ada-s3cret";
-
-/// The bearer token of the demo user `bob`.
-pub const BOB_TOKEN: &str = "bob-s3cret";
-
-/// The role that may cancel orders (`roles: ["barista"]` in `coffee/v1/orders.proto`).
-pub const BARISTA: &str = "barista";
-
-/// Who is calling: what the auth step puts in the request extensions.
-///
-/// `Hash`, because `calls_per_second_per_identity` keeps one rate per caller; [`Roles`],
-/// because `roles(..)` checks what the caller may do.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Caller {
-    /// The caller's user name.
-    pub name: String,
-    /// What the caller may do, e.g. [`BARISTA`].
-    pub roles: Vec<String>,
-}
-
-impl Caller {
-    fn named(name: &str) -> Self {
-        Self {
-            name: name.into(),
-            roles: Vec::new(),
-        }
-    }
-
-    fn with_role(mut self, role: &str) -> Self {
-        self.roles.push(role.into());
-        self
-    }
-}
-
-impl Roles for Caller {
-    fn has_role(&self, role: &str) -> bool {
-        self.roles.iter().any(|r| r == role)
-    }
-}
-
-/// The tokens the demo server accepts: [`ADA_TOKEN`] (ada, a customer) and
-/// [`BOB_TOKEN`] (bob, a [`BARISTA`]).
-pub fn demo_tokens() -> StaticTokens<Caller> {
-    StaticTokens::new([
-        (ADA_TOKEN, Caller::named("ada")),
-        (BOB_TOKEN, Caller::named("bob").with_role(BARISTA)),
-    ])
-}
 
 /// Both services, ready to serve, and the registry of their metrics; clone what you want
 /// to observe before serving.

@@ -1,11 +1,9 @@
 //! `coffee.v1.OrderService`: a live order feed, batch uploads, a chat with the barista,
 //! and single orders placed (with idempotency keys) and cancelled (by baristas).
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use tonic_intercept::{
@@ -20,10 +18,12 @@ use crate::coffee::{
 };
 use crate::{Caller, answer_each};
 
-/// How often the simulated counter takes an order: faster than `Subscribe` may stream.
-const ORDER_EVERY: Duration = Duration::from_millis(20);
+mod desk;
+mod feed;
 
-const DRINKS: [&str; 4] = ["espresso", "flat white", "cortado", "filter"];
+use desk::Desk;
+pub use desk::Placed;
+pub use feed::Feed;
 
 /// The most cups of one drink in one order.
 pub const MAX_QUANTITY: u32 = 10;
@@ -54,7 +54,7 @@ pub struct Orders {
     tokens: StaticTokens<Caller>,
     feed: Arc<Feed>,
     uploaded: Arc<Mutex<Vec<Order>>>,
-    desk: Arc<Mutex<Vec<Placed>>>,
+    desk: Arc<Desk>,
     placed_cache: IdempotencyCache<rpc::PlaceOrder>,
     trace: TraceCalls<LogSize>,
     metrics: ServiceMetrics<rpc::Service>,
@@ -79,18 +79,12 @@ impl Orders {
     /// Every order `PlaceOrder` took, in order: what its handler did (a replayed or a
     /// refused call adds nothing).
     pub fn placed(&self) -> Vec<Placed> {
-        self.desk
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.desk.all()
     }
 
     /// How many orders `PlaceOrder` took.
     pub fn placed_count(&self) -> usize {
-        self.desk
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
+        self.desk.count()
     }
 
     /// The order `PlaceOrder` took with this id.
@@ -112,80 +106,6 @@ impl Orders {
     }
 }
 
-/// Bookkeeping of the `Subscribe` producer tasks, so one can see them stop.
-#[derive(Debug)]
-pub struct Feed {
-    produced: AtomicU64,
-    running: watch::Sender<usize>,
-    closing: watch::Sender<bool>,
-}
-
-impl Default for Feed {
-    fn default() -> Self {
-        Self {
-            produced: AtomicU64::new(0),
-            running: watch::Sender::new(0),
-            closing: watch::Sender::new(false),
-        }
-    }
-}
-
-impl Feed {
-    /// Orders handed to subscribers' streams so far, over all subscriptions.
-    pub fn produced(&self) -> u64 {
-        self.produced.load(Ordering::SeqCst)
-    }
-
-    /// Producer tasks still running.
-    pub fn running(&self) -> usize {
-        *self.running.borrow()
-    }
-
-    /// Ends every live subscription, now and from now on, with `UNAVAILABLE`: a live
-    /// feed never ends by itself, so a graceful shutdown would wait for it forever.
-    pub fn close(&self) {
-        self.closing.send_replace(true);
-    }
-
-    /// Waits until no producer task is running.
-    pub async fn all_stopped(&self) {
-        let mut running = self.running.subscribe();
-        // The sender lives in `self`, so the channel cannot close while we wait.
-        let _ = running.wait_for(|&n| n == 0).await;
-    }
-}
-
-/// Counts a producer task as running until it is dropped, even by a panic.
-struct Producing(Arc<Feed>);
-
-impl Producing {
-    fn start(feed: Arc<Feed>) -> Self {
-        feed.running.send_modify(|n| *n += 1);
-        Self(feed)
-    }
-}
-
-impl Drop for Producing {
-    fn drop(&mut self) {
-        self.0.running.send_modify(|n| *n -= 1);
-    }
-}
-
-/// An order taken by `PlaceOrder`, as the desk's ledger keeps it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Placed {
-    /// The order, as answered.
-    pub order: Order,
-    /// Who placed it.
-    pub by: String,
-    /// How long the call had left when the handler took it: the earlier of the client's
-    /// `grpc-timeout` and the `.proto`'s `timeout_ms`, read from the request's
-    /// [`Deadline`] extension.
-    pub time_left: Option<Duration>,
-    /// Whether a barista cancelled it.
-    pub cancelled: bool,
-}
-
 /// A `PlaceOrder` request that can be made: a drink, and 1 to [`MAX_QUANTITY`] cups.
 impl Validate for PlaceOrderRequest {
     fn validate(&self, violations: &mut Violations) {
@@ -203,15 +123,6 @@ fn caller_name<T>(request: &Request<T>) -> String {
         .extensions()
         .get::<Caller>()
         .map_or_else(|| "someone".to_owned(), |caller| caller.name.clone())
-}
-
-fn counter_order(shop: &str, id: u64) -> Order {
-    Order {
-        id,
-        shop: shop.to_owned(),
-        drink: DRINKS[id as usize % DRINKS.len()].to_owned(),
-        quantity: 1 + (id % 3) as u32,
-    }
 }
 
 // The `.proto` adds its own: `PlaceOrder` answers within 2 s (`timeout_ms: 2000`), and
@@ -241,32 +152,7 @@ impl crate::coffee::order_service_server::OrderService for Orders {
         request: Request<SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
         let shop = request.into_inner().shop;
-        let (tx, rx) = mpsc::channel(1);
-        let producing = Producing::start(self.feed.clone());
-        tokio::spawn(async move {
-            let feed = &producing.0;
-            let mut closing = feed.closing.subscribe();
-            let mut ticks = tokio::time::interval(ORDER_EVERY);
-            for id in 1.. {
-                let closed = tokio::select! {
-                    _ = ticks.tick() => false,
-                    _ = closing.wait_for(|&closing| closing) => true,
-                };
-                if closed {
-                    let _ = tx
-                        .send(Err(Status::unavailable("the server is shutting down")))
-                        .await;
-                    break;
-                }
-                // Fails once the subscriber's stream is dropped: the client hung up, a
-                // limit or the deadline ended the call.
-                if tx.send(Ok(counter_order(&shop, id))).await.is_err() {
-                    break;
-                }
-                feed.produced.fetch_add(1, Ordering::SeqCst);
-            }
-        });
-        Ok(Response::new(ReceiverStream::new(rx)))
+        Ok(Response::new(feed::subscribe(self.feed.clone(), shop)))
     }
 
     async fn upload_orders(
@@ -316,56 +202,20 @@ impl crate::coffee::order_service_server::OrderService for Orders {
         let time_left = Deadline::current().map(|d| d.remaining());
         let by = caller_name(&request);
         // Already valid here: `validate(PlaceOrder)` refused the rest.
-        let PlaceOrderRequest {
-            shop,
-            drink,
-            quantity,
-        } = request.into_inner();
-        if drink == UNICORN {
+        let request = request.into_inner();
+        if request.drink == UNICORN {
             // A simulated bug. The client sees `INTERNAL: PlaceOrder: internal error`;
             // the text stays in the server's log.
             panic!("the {UNICORN} machine exploded: glitter in the steam wand (bug #4711)");
         }
-        let mut desk = self.desk.lock().unwrap_or_else(PoisonError::into_inner);
-        let order = Order {
-            id: FIRST_PLACED_ID + desk.len() as u64,
-            shop,
-            drink,
-            quantity,
-        };
-        tracing::info!(
-            id = order.id,
-            by = by.as_str(),
-            time_left_ms = time_left.map(|left| left.as_millis() as u64),
-            "order placed"
-        );
-        desk.push(Placed {
-            order: order.clone(),
-            by,
-            time_left,
-            cancelled: false,
-        });
-        Ok(Response::new(order))
+        Ok(Response::new(self.desk.take(request, by, time_left)))
     }
 
     async fn cancel_order(
         &self,
         request: Request<CancelOrderRequest>,
     ) -> Result<Response<CancelOrderResponse>, Status> {
-        let id = request.into_inner().id;
-        let mut desk = self.desk.lock().unwrap_or_else(PoisonError::into_inner);
-        let placed = desk
-            .iter_mut()
-            .find(|placed| placed.order.id == id)
-            .ok_or_else(|| Status::not_found(format!("no order #{id}")))?;
-        if placed.cancelled {
-            return Err(Status::failed_precondition(format!(
-                "order #{id} is already cancelled"
-            )));
-        }
-        placed.cancelled = true;
-        Ok(Response::new(CancelOrderResponse {
-            order: Some(placed.order.clone()),
-        }))
+        let order = self.desk.cancel(request.into_inner().id)?;
+        Ok(Response::new(CancelOrderResponse { order: Some(order) }))
     }
 }

@@ -1,9 +1,7 @@
 //! `users.v1.UserService`: an in-memory user directory.
 
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::time::Duration;
 
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -15,13 +13,16 @@ use crate::pb::{
 };
 use crate::{Caller, answer_each};
 
+mod directory;
+
+use directory::{Directory, invalid, write};
+
 /// The user directory service.
 #[derive(Debug, Clone)]
 pub struct Users {
     directory: Arc<RwLock<Directory>>,
     tokens: StaticTokens<Caller>,
     audit: Audit,
-    faults: Arc<Faults>,
     metrics: ServiceMetrics<rpc::Service>,
 }
 
@@ -33,14 +34,8 @@ impl Users {
             directory: Arc::default(),
             tokens,
             audit: Audit::default(),
-            faults: Arc::default(),
             metrics,
         }
-    }
-
-    /// The faults to inject into `GetUser` and `CreateUser`, shared by every clone.
-    pub fn faults(&self) -> &Faults {
-        &self.faults
     }
 
     /// The hook that watches `CreateUser`.
@@ -61,131 +56,6 @@ impl Users {
 
     fn write(&self) -> RwLockWriteGuard<'_, Directory> {
         write(&self.directory)
-    }
-}
-
-fn write(directory: &RwLock<Directory>) -> RwLockWriteGuard<'_, Directory> {
-    directory.write().unwrap_or_else(PoisonError::into_inner)
-}
-
-#[derive(Debug, Default)]
-struct Directory {
-    last_id: u64,
-    users: BTreeMap<u64, User>,
-}
-
-impl Directory {
-    fn insert(&mut self, name: String, email: String) -> User {
-        self.last_id += 1;
-        let user = User {
-            id: self.last_id,
-            name,
-            email,
-            updated_by: String::new(),
-        };
-        self.users.insert(user.id, user.clone());
-        user
-    }
-
-    fn update(&mut self, update: UserUpdate, by: &Caller) -> Result<User, Status> {
-        let user = self
-            .users
-            .get_mut(&update.id)
-            .ok_or_else(|| Status::not_found(format!("no user #{}", update.id)))?;
-        let name = if update.name.is_empty() {
-            &user.name
-        } else {
-            &update.name
-        };
-        let email = if update.email.is_empty() {
-            &user.email
-        } else {
-            &update.email
-        };
-        if let Some(problem) = invalid(name, email) {
-            return Err(Status::invalid_argument(problem));
-        }
-        if !update.name.is_empty() {
-            user.name = update.name;
-        }
-        if !update.email.is_empty() {
-            user.email = update.email;
-        }
-        user.updated_by.clone_from(&by.name);
-        Ok(user.clone())
-    }
-}
-
-/// Why a user record is refused, or `None` when it is fine.
-fn invalid(name: &str, email: &str) -> Option<&'static str> {
-    if name.trim().is_empty() {
-        return Some("name must not be empty");
-    }
-    let valid_email = email.split_once('@').is_some_and(|(local, domain)| {
-        !local.is_empty()
-            && !domain.contains('@')
-            && domain.split('.').count() >= 2
-            && domain.split('.').all(|label| !label.is_empty())
-    });
-    if !valid_email {
-        return Some("email must look like `name@example.com`");
-    }
-    None
-}
-
-/// Faults injected into the handlers, to show what a client does about them: the demo's
-/// client scenarios make `GetUser` and `CreateUser` fail or slow down on purpose.
-#[derive(Debug, Default)]
-pub struct Faults {
-    /// Injected into `GetUser` (declared `NO_SIDE_EFFECTS`: a client may retry it).
-    pub get_user: Fault,
-    /// Injected into `CreateUser` (declared nothing: a client must not retry it).
-    pub create_user: Fault,
-}
-
-/// One handler's injected faults, and how often the handler ran.
-#[derive(Debug, Default)]
-pub struct Fault {
-    failures: AtomicU32,
-    delay_ms: AtomicU64,
-    calls: AtomicU32,
-}
-
-impl Fault {
-    /// The next `n` calls fail with `UNAVAILABLE` (a restarting backend, say).
-    pub fn fail_next(&self, n: u32) {
-        self.failures.store(n, Ordering::SeqCst);
-    }
-
-    /// The next call waits `delay` before it answers (a slow backend).
-    pub fn slow_next(&self, delay: Duration) {
-        self.delay_ms
-            .store(delay.as_millis() as u64, Ordering::SeqCst);
-    }
-
-    /// How many calls reached the handler so far.
-    pub fn calls(&self) -> u32 {
-        self.calls.load(Ordering::SeqCst)
-    }
-
-    /// Counts the call, then applies the fault the call draws, if any.
-    async fn inject(&self, method: &str) -> Result<(), Status> {
-        let call = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
-        let delay = self.delay_ms.swap(0, Ordering::SeqCst);
-        if delay > 0 {
-            tokio::time::sleep(Duration::from_millis(delay)).await;
-        }
-        let take = |n: u32| n.checked_sub(1);
-        if self
-            .failures
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, take)
-            .is_ok()
-        {
-            return Err(Status::unavailable(format!(
-                "{method}: injected failure (call {call})"
-            )));
-        }
-        Ok(())
     }
 }
 
@@ -262,7 +132,6 @@ impl crate::pb::user_service_server::UserService for Users {
         &self,
         request: Request<CreateUserRequest>,
     ) -> Result<Response<User>, Status> {
-        self.faults.create_user.inject("CreateUser").await?;
         let CreateUserRequest { name, email } = request.into_inner();
         if let Some(problem) = invalid(&name, &email) {
             return Err(Status::invalid_argument(problem));
@@ -271,7 +140,6 @@ impl crate::pb::user_service_server::UserService for Users {
     }
 
     async fn get_user(&self, request: Request<GetUserRequest>) -> Result<Response<User>, Status> {
-        self.faults.get_user.inject("GetUser").await?;
         let id = request.into_inner().id;
         self.read()
             .users

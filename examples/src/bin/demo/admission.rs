@@ -1,0 +1,114 @@
+//! Call admission on the order desk: `calls_per_second_per_identity` gives each person a
+//! bucket of `PlaceOrder` calls, `max_in_flight` caps the live `Subscribe` feeds; both
+//! refuse with `RESOURCE_EXHAUSTED` and tell the client when to retry.
+
+use std::time::{Duration, Instant};
+
+use tonic::Code;
+use tonic_intercept::RETRY_PUSHBACK;
+use tonic_intercept_examples::orders::{Feed, MAX_LIVE_FEEDS, PLACE_ORDER_PER_SECOND};
+use tonic_intercept_examples::{ADA_TOKEN, BOB_TOKEN, Services};
+
+use crate::support::{
+    Orders, Tally, code_name, ensure, ok, order, place, producers_stopped, pushback,
+    subscribe_request,
+};
+
+pub(crate) async fn order_rate_per_identity(
+    orders: &mut Orders,
+    server: &Services,
+    tally: &mut Tally,
+) -> Result<String, String> {
+    const RATE: u32 = PLACE_ORDER_PER_SECOND;
+    let before = server.orders.placed_count();
+    // Ada's first orders: her bucket is full, RATE orders pass back to back.
+    let started = Instant::now();
+    let mut admitted = 0;
+    let refused = loop {
+        ensure!(
+            admitted <= 3 * RATE,
+            "{admitted} orders in a burst, none refused"
+        );
+        match place(orders, tally, order("espresso", 1, ADA_TOKEN)).await {
+            Ok(_) => admitted += 1,
+            Err(status) => break status,
+        }
+    };
+    let burst = started.elapsed();
+    ensure!(
+        refused.code() == Code::ResourceExhausted,
+        "ada's burst ended with {}: {}",
+        code_name(refused.code()),
+        refused.message()
+    );
+    let wait = pushback(&refused)?;
+    // A token comes back every 1/RATE s.
+    ensure!(
+        (1..=1_000 / u64::from(RATE)).contains(&wait),
+        "pushback of {wait} ms for a rate of {RATE}/s"
+    );
+    // A slow burst may have earned a token or two while it ran.
+    let earned = (burst.as_secs_f64() * f64::from(RATE)).ceil() as u32;
+    ensure!(
+        (RATE..=RATE + earned).contains(&admitted),
+        "ada placed {admitted} orders in {burst:?} at {RATE}/s"
+    );
+    // Bob has a bucket of his own.
+    let bob = place(orders, tally, order("cortado", 1, BOB_TOKEN)).await;
+    ok("bob's order during ada's refusal", bob)?;
+    tokio::time::sleep(Duration::from_millis(wait + 5)).await;
+    let again = place(orders, tally, order("espresso", 1, ADA_TOKEN)).await;
+    ok("ada's order after the pushback", again)?;
+    let placed = server.orders.placed_count() - before;
+    ensure!(
+        placed == admitted as usize + 2,
+        "the desk took {placed} orders, expected {}",
+        admitted + 2
+    );
+    Ok(format!(
+        "PlaceOrder at {RATE}/s per person: ada's burst placed {admitted}, the next got RESOURCE_EXHAUSTED with {RETRY_PUSHBACK}: {wait}; bob was served meanwhile, ada again after {wait} ms"
+    ))
+}
+
+pub(crate) async fn live_feeds_in_flight(
+    orders: &mut Orders,
+    feed: &Feed,
+) -> Result<String, String> {
+    producers_stopped(feed).await?;
+    let mut screens = Vec::new();
+    for i in 1..=MAX_LIVE_FEEDS {
+        let request = subscribe_request(&format!("screen {i}"));
+        screens.push(ok("Subscribe", orders.subscribe(request).await)?.into_inner());
+    }
+    let refused = match orders
+        .subscribe(subscribe_request("one screen too many"))
+        .await
+    {
+        Ok(_) => return Err(format!("a feed beyond max_in_flight = {MAX_LIVE_FEEDS}")),
+        Err(status) => status,
+    };
+    ensure!(
+        refused.code() == Code::ResourceExhausted,
+        "Subscribe beyond max_in_flight answered {}: {}",
+        code_name(refused.code()),
+        refused.message()
+    );
+    let wait = pushback(&refused)?;
+    // One screen hangs up: its producer stops, and its slot is free.
+    drop(screens.pop());
+    let freed = async {
+        while feed.running() >= MAX_LIVE_FEEDS as usize {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(2), freed)
+        .await
+        .map_err(|_| "a dropped feed's producer kept running".to_owned())?;
+    let again = orders.subscribe(subscribe_request("screen 4 again")).await;
+    screens.push(ok("Subscribe after a screen hung up", again)?.into_inner());
+    drop(screens);
+    producers_stopped(feed).await?;
+    Ok(format!(
+        "Subscribe with {MAX_LIVE_FEEDS} feeds live (max_in_flight = {MAX_LIVE_FEEDS}): the next RESOURCE_EXHAUSTED ({RETRY_PUSHBACK}: {wait}); once one hung up, admitted"
+    ))
+}
