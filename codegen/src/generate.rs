@@ -6,7 +6,7 @@ use quote::{format_ident, quote};
 use crate::model::{Idempotency, Policy, RpcModel, ServiceModel};
 
 /// The `<service>_intercept` module for one service.
-pub fn service(model: &ServiceModel) -> TokenStream {
+pub(crate) fn service(model: &ServiceModel) -> TokenStream {
     let module = format_ident!("{}", model.module);
     let full_name = &model.full_name;
     let mut header = vec![
@@ -157,31 +157,23 @@ fn client_method(rpc: &RpcModel) -> TokenStream {
         rpc.proto_name, rpc.type_name
     );
     let deprecated = rpc.deprecated.then(|| quote!(#[deprecated]));
-    let (argument, into, call) = match rpc.client_streaming {
+    let streams_requests = rpc.kind.streams_requests();
+    let (argument, into) = match streams_requests {
         false => (
             quote!(impl #tonic::IntoRequest<#request>),
             quote!(into_request),
-            if rpc.server_streaming {
-                quote!(server_streaming)
-            } else {
-                quote!(unary)
-            },
         ),
         true => (
             quote!(impl #tonic::IntoStreamingRequest<Message = #request>),
             quote!(into_streaming_request),
-            if rpc.server_streaming {
-                quote!(bidi)
-            } else {
-                quote!(client_streaming)
-            },
         ),
     };
-    let turbofish = match rpc.client_streaming {
+    let call = format_ident!("{}", rpc.kind.call_method());
+    let turbofish = match streams_requests {
         false => quote!(::<#name>),
         true => quote!(::<#name, _>),
     };
-    let output = match rpc.server_streaming {
+    let output = match rpc.kind.streams_responses() {
         false => quote!(#response),
         true => quote!(::tonic_intercept::Responses<#name, H>),
     };
@@ -204,7 +196,7 @@ fn rpc(service: &ServiceModel, index: usize, rpc: &RpcModel) -> TokenStream {
     let name = format_ident!("{}", rpc.type_name);
     let request = rust_type(&rpc.request);
     let response = rust_type(&rpc.response);
-    let kind = format_ident!("{}", rpc.kind());
+    let kind = format_ident!("{}", rpc.kind.runtime_variant());
     let idempotency = format_ident!(
         "{}",
         match rpc.idempotency {
@@ -229,8 +221,8 @@ fn rpc(service: &ServiceModel, index: usize, rpc: &RpcModel) -> TokenStream {
     let mut docs = vec![format!(
         " `rpc {}({}) returns ({})`",
         rpc.proto_name,
-        stream(rpc.client_streaming, short(&rpc.request_proto)),
-        stream(rpc.server_streaming, short(&rpc.response_proto)),
+        stream(rpc.kind.streams_requests(), short(&rpc.request_proto)),
+        stream(rpc.kind.streams_responses(), short(&rpc.response_proto)),
     )];
     if !rpc.docs.is_empty() {
         docs.push(String::new());
@@ -308,41 +300,23 @@ fn policy_text(policy: &Policy) -> String {
         let roles: Vec<String> = policy.roles.iter().map(|r| format!("{r:?}")).collect();
         keys.push(format!("roles: [{}]", roles.join(", ")));
     }
-    keys.extend(
-        numeric_keys(policy)
-            .into_iter()
-            .map(|(key, value)| format!("{key}: {value}")),
-    );
+    keys.extend(numeric_keys(policy).map(|(key, value)| format!("{key}: {value}")));
     format!("{{ {} }}", keys.join(", "))
 }
 
-/// The numeric keys that are set, in `RpcPolicy` order; the names are its setters.
-fn numeric_keys(policy: &Policy) -> Vec<(&'static str, u64)> {
-    let wide = |v: Option<u32>| v.map(u64::from);
-    [
-        ("max_messages_in", policy.max_messages_in),
-        ("max_messages_out", policy.max_messages_out),
-        ("max_message_bytes", policy.max_message_bytes),
-        (
-            "messages_per_second_in",
-            wide(policy.messages_per_second_in),
-        ),
-        (
-            "messages_per_second_out",
-            wide(policy.messages_per_second_out),
-        ),
-        ("timeout_ms", policy.timeout_ms),
-        ("idle_timeout_ms", policy.idle_timeout_ms),
-    ]
-    .into_iter()
-    .filter_map(|(key, v)| v.map(|v| (key, v)))
-    .collect()
+/// The limit keys that are set, in `RpcPolicy` order, by their `.proto` field name, which
+/// is also their setter on `RpcPolicy`.
+fn numeric_keys(policy: &Policy) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+    policy.limits.iter().filter_map(|(key, value)| {
+        // Only keys with a `.proto` field are ever read into a `Policy`.
+        key.proto_field.map(|field| (field, *value))
+    })
 }
 
 /// Named stream types, so handlers and helpers can spell the wrapped streams.
 fn stream_wrappers(rpc: &RpcModel, name: &syn::Ident) -> TokenStream {
     let mut out = TokenStream::new();
-    if rpc.client_streaming {
+    if rpc.kind.streams_requests() {
         let alias = format_ident!("{}Requests", rpc.type_name);
         let doc = format!(
             " The request stream of `{}` after its policies.",
@@ -353,7 +327,7 @@ fn stream_wrappers(rpc: &RpcModel, name: &syn::Ident) -> TokenStream {
             pub type #alias<H = ()> = ::tonic_intercept::Inbound<#name, H>;
         });
     }
-    if rpc.server_streaming {
+    if rpc.kind.streams_responses() {
         let alias = format_ident!("{}Responses", rpc.type_name);
         let doc = format!(
             " The response stream of `{}` after its policies, around the handler's stream `S`.",

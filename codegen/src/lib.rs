@@ -50,11 +50,12 @@
 //!
 //! The keys of `RpcPolicy`: `public` (no authentication needed), `roles` (the caller needs
 //! one of them), `max_messages_in` / `max_messages_out` (messages per stream),
-//! `max_message_bytes` (per message, either way), `messages_per_second_in` /
+//! `max_message_bytes` (per message, either way), `max_total_bytes_in` (all request
+//! messages of a call together: a whole upload), `messages_per_second_in` /
 //! `messages_per_second_out` (sustained rates), `messages_per_second` (the rate of the
 //! streaming side: responses of a server-streaming RPC, requests of a client-streaming one,
 //! both for bidi), `timeout_ms` (the whole call) and `idle_timeout_ms` (the wait for a
-//! stream's next message). The single-key form works too:
+//! stream's next message; not for unary RPCs). The single-key form works too:
 //! `option (tonic_intercept.v1.rpc).timeout_ms = 2000;`.
 //!
 //! The generator merges and checks them, and puts the result on each RPC's descriptor
@@ -81,6 +82,8 @@
 //! text is [`OPTIONS_PROTO`]) and ignore the options.
 //!
 //! [tonic-intercept]: https://docs.rs/tonic-intercept
+
+#![warn(missing_docs, unreachable_pub)]
 
 mod generate;
 mod model;

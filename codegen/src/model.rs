@@ -3,6 +3,8 @@
 use std::collections::HashMap;
 
 use prost_build::{Comments, Method, Service};
+use tonic_intercept_spec::naming::{intercept_module, upper_camel};
+use tonic_intercept_spec::{LimitKey, RpcKind};
 
 /// A service as the generator sees it.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,8 +33,7 @@ pub(crate) struct RpcModel {
     pub(crate) response: String,
     pub(crate) request_proto: String,
     pub(crate) response_proto: String,
-    pub(crate) client_streaming: bool,
-    pub(crate) server_streaming: bool,
+    pub(crate) kind: RpcKind,
     pub(crate) idempotency: Idempotency,
     pub(crate) deprecated: bool,
     /// `option (tonic_intercept.v1.rpc)` merged over the service's default.
@@ -45,13 +46,9 @@ pub(crate) struct RpcModel {
 pub(crate) struct Policy {
     pub(crate) public: bool,
     pub(crate) roles: Vec<String>,
-    pub(crate) max_messages_in: Option<u64>,
-    pub(crate) max_messages_out: Option<u64>,
-    pub(crate) max_message_bytes: Option<u64>,
-    pub(crate) messages_per_second_in: Option<u32>,
-    pub(crate) messages_per_second_out: Option<u32>,
-    pub(crate) timeout_ms: Option<u64>,
-    pub(crate) idle_timeout_ms: Option<u64>,
+    /// The limit keys that land on the descriptor ([`LimitKey::on_descriptor`]) and are
+    /// set, in the table's order (`RpcPolicy`'s), with their values.
+    pub(crate) limits: Vec<(&'static LimitKey, u64)>,
 }
 
 impl Policy {
@@ -87,7 +84,7 @@ impl ServiceModel {
                 .unwrap_or_default()
         };
         Self {
-            module: format!("{}_intercept", naive_snake_case(&service.name)),
+            module: intercept_module(&service.name),
             docs: docs(&service.comments),
             rpcs: service
                 .methods
@@ -115,20 +112,10 @@ impl RpcModel {
             response: method.output_type.clone(),
             request_proto: method.input_proto_type.clone(),
             response_proto: method.output_proto_type.clone(),
-            client_streaming: method.client_streaming,
-            server_streaming: method.server_streaming,
+            kind: RpcKind::from_streaming(method.client_streaming, method.server_streaming),
             idempotency,
             deprecated: method.options.deprecated.unwrap_or(false),
             policy,
-        }
-    }
-
-    pub(crate) fn kind(&self) -> &'static str {
-        match (self.client_streaming, self.server_streaming) {
-            (false, false) => "Unary",
-            (false, true) => "ServerStreaming",
-            (true, false) => "ClientStreaming",
-            (true, true) => "Bidi",
         }
     }
 }
@@ -141,49 +128,4 @@ fn docs(comments: &Comments) -> Vec<String> {
         .flat_map(|c| c.lines())
         .map(|l| l.trim_end().to_owned())
         .collect()
-}
-
-/// `list_users` (tonic's method name, maybe `r#type`) to `ListUsers`. `#[intercept]` does
-/// the same to the handler's name, so the two always agree.
-pub(crate) fn upper_camel(snake: &str) -> String {
-    snake
-        .trim_start_matches("r#")
-        .split('_')
-        .filter(|p| !p.is_empty())
-        .map(|part| {
-            let mut chars = part.chars();
-            let first = chars.next().map(|c| c.to_ascii_uppercase());
-            first.into_iter().chain(chars).collect::<String>()
-        })
-        .collect()
-}
-
-/// tonic-build's own rule for module names (`naive_snake_case`), so our module sits
-/// beside `<name>_server` with the same stem.
-pub(crate) fn naive_snake_case(name: &str) -> String {
-    let mut s = String::new();
-    let mut it = name.chars().peekable();
-    while let Some(x) = it.next() {
-        s.push(x.to_ascii_lowercase());
-        if let Some(y) = it.peek()
-            && y.is_uppercase()
-        {
-            s.push('_');
-        }
-    }
-    s
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_agree_with_tonic() {
-        assert_eq!(upper_camel("list_users"), "ListUsers");
-        assert_eq!(upper_camel("r#type"), "Type");
-        assert_eq!(upper_camel("get_v2_user"), "GetV2User");
-        assert_eq!(naive_snake_case("UserService"), "user_service");
-        assert_eq!(naive_snake_case("ABCService"), "a_b_c_service");
-    }
 }

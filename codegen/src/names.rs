@@ -2,10 +2,10 @@
 //! anything is written, so a collision is a build error naming the RPC, not a rustc error
 //! in generated code.
 
-use heck::ToSnakeCase;
 use prost_types::FileDescriptorSet;
+use tonic_intercept_spec::RpcKind;
+use tonic_intercept_spec::naming::{intercept_module, rpc_type_name, rust_service_name};
 
-use crate::model::{naive_snake_case, upper_camel};
 use crate::source;
 
 /// `FileDescriptorProto.service`, `ServiceDescriptorProto.method`, `MethodDescriptorProto.name`.
@@ -23,8 +23,7 @@ pub(crate) fn check(fds: &FileDescriptorSet) -> Result<(), Vec<String>> {
                 package => format!("{package}.{}", service.name()),
             };
             // tonic's `UserService` becomes `user_service_intercept`, like `user_service_server`.
-            let rust_service = heck::ToUpperCamelCase::to_upper_camel_case(service.name());
-            let module = format!("{}_intercept", naive_snake_case(&rust_service));
+            let module = intercept_module(&rust_service_name(service.name()));
             // (type, what declares it)
             let mut taken: Vec<(String, String)> = vec![
                 ("Service".into(), "the service itself".into()),
@@ -46,14 +45,16 @@ pub(crate) fn check(fds: &FileDescriptorSet) -> Result<(), Vec<String>> {
                 // (type, what it is for in the message, what it is for later collisions)
                 let rpc = format!("`rpc {}`", method.name());
                 let mut declares = vec![(ty.clone(), String::new(), rpc.clone())];
-                if method.client_streaming() {
+                let kind =
+                    RpcKind::from_streaming(method.client_streaming(), method.server_streaming());
+                if kind.streams_requests() {
                     declares.push((
                         format!("{ty}Requests"),
                         " for its request stream".to_owned(),
                         format!("the request stream of {rpc}"),
                     ));
                 }
-                if method.server_streaming() {
+                if kind.streams_responses() {
                     declares.push((
                         format!("{ty}Responses"),
                         " for its response stream".to_owned(),
@@ -81,25 +82,5 @@ pub(crate) fn check(fds: &FileDescriptorSet) -> Result<(), Vec<String>> {
         Ok(())
     } else {
         Err(errors)
-    }
-}
-
-/// The type generated for an RPC named `proto_name`: prost-build's method name
-/// (heck's snake case) in UpperCamel, as [`crate::model`] computes it from prost's name.
-fn rpc_type_name(proto_name: &str) -> String {
-    upper_camel(&proto_name.to_snake_case())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn type_names_follow_prost_and_tonic() {
-        assert_eq!(rpc_type_name("ListUsers"), "ListUsers");
-        assert_eq!(rpc_type_name("service"), "Service");
-        assert_eq!(rpc_type_name("SERVICE"), "Service");
-        assert_eq!(rpc_type_name("GetV2User"), "GetV2User");
-        assert_eq!(rpc_type_name("Self"), "Self");
     }
 }

@@ -2,8 +2,10 @@
 //! protox's descriptor pool (prost-types drops extensions), checked, and merged.
 
 use protox::prost_reflect::{
-    DescriptorPool, DynamicMessage, ExtensionDescriptor, MethodDescriptor, ServiceDescriptor,
+    DescriptorPool, DynamicMessage, ExtensionDescriptor, MessageDescriptor, MethodDescriptor,
+    ServiceDescriptor,
 };
+use tonic_intercept_spec::{Fits, LIMIT_KEYS, LimitKey, RpcKind, limit_key};
 
 use crate::model::{Policies, Policy};
 use crate::source::{self, Sources};
@@ -23,14 +25,8 @@ const METHOD_OPTIONS: i32 = 4;
 struct Declared {
     public: Option<bool>,
     roles: Vec<String>,
-    max_messages_in: Option<u64>,
-    max_messages_out: Option<u64>,
-    max_message_bytes: Option<u64>,
-    messages_per_second_in: Option<u32>,
-    messages_per_second_out: Option<u32>,
-    messages_per_second: Option<u32>,
-    timeout_ms: Option<u64>,
-    idle_timeout_ms: Option<u64>,
+    /// The limit keys that are set, in the table's order, by their `.proto` field.
+    limits: Vec<(&'static LimitKey, u64)>,
 }
 
 impl Declared {
@@ -41,8 +37,15 @@ impl Declared {
                 .then(|| message.get_field_by_name(name))
                 .flatten()
         };
-        let u64_of = |name: &str| field(name).and_then(|v| v.as_u64());
-        let u32_of = |name: &str| field(name).and_then(|v| v.as_u32());
+        let limits = LIMIT_KEYS
+            .iter()
+            .filter_map(|key| {
+                let value = field(key.proto_field?)?;
+                // `uint32` or `uint64`, as the table's value type (a test checks they agree).
+                let value = value.as_u64().or_else(|| value.as_u32().map(u64::from))?;
+                Some((key, value))
+            })
+            .collect();
         Self {
             public: field("public").and_then(|v| v.as_bool()),
             roles: field("roles")
@@ -55,54 +58,26 @@ impl Declared {
                     })
                 })
                 .unwrap_or_default(),
-            max_messages_in: u64_of("max_messages_in"),
-            max_messages_out: u64_of("max_messages_out"),
-            max_message_bytes: u64_of("max_message_bytes"),
-            messages_per_second_in: u32_of("messages_per_second_in"),
-            messages_per_second_out: u32_of("messages_per_second_out"),
-            messages_per_second: u32_of("messages_per_second"),
-            timeout_ms: u64_of("timeout_ms"),
-            idle_timeout_ms: u64_of("idle_timeout_ms"),
+            limits,
         }
     }
 
-    /// The numeric keys that are set, with their values.
-    fn limits(&self) -> Vec<(&'static str, u64)> {
-        let wide = |v: Option<u32>| v.map(u64::from);
-        [
-            ("max_messages_in", self.max_messages_in),
-            ("max_messages_out", self.max_messages_out),
-            ("max_message_bytes", self.max_message_bytes),
-            ("messages_per_second_in", wide(self.messages_per_second_in)),
-            (
-                "messages_per_second_out",
-                wide(self.messages_per_second_out),
-            ),
-            ("messages_per_second", wide(self.messages_per_second)),
-            ("timeout_ms", self.timeout_ms),
-            ("idle_timeout_ms", self.idle_timeout_ms),
-        ]
-        .into_iter()
-        .filter_map(|(key, v)| v.map(|v| (key, v)))
-        .collect()
+    /// The value of `key`, if it is set.
+    fn get(&self, key: &LimitKey) -> Option<u64> {
+        self.limits
+            .iter()
+            .find(|(k, _)| k.name == key.name)
+            .map(|&(_, v)| v)
     }
-}
 
-/// Which side of an RPC a key needs to be streaming.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Needs {
-    Nothing,
-    RequestStream,
-    ResponseStream,
-    AnyStream,
-}
-
-fn needs(key: &str) -> Needs {
-    match key {
-        "max_messages_in" | "messages_per_second_in" => Needs::RequestStream,
-        "max_messages_out" | "messages_per_second_out" => Needs::ResponseStream,
-        "messages_per_second" => Needs::AnyStream,
-        _ => Needs::Nothing,
+    /// The value of `key`, or of the key it defaults to (`messages_per_second` for the
+    /// rates), if either is set.
+    fn get_or_default(&self, key: &LimitKey) -> Option<u64> {
+        self.get(key).or_else(|| {
+            key.proto_default
+                .and_then(limit_key)
+                .and_then(|default| self.get(default))
+        })
     }
 }
 
@@ -122,6 +97,9 @@ pub(crate) fn read(
     ) else {
         return Ok(policies);
     };
+    let Some(fields) = rpc_ext.kind().as_message().cloned() else {
+        return Ok(policies);
+    };
     let mut errors = Vec::new();
     for service in services {
         let path = [service.path(), &[SERVICE_OPTIONS]].concat();
@@ -130,6 +108,7 @@ pub(crate) fn read(
             let at = At {
                 file: service.parent_file_descriptor_proto(),
                 sources,
+                fields: &fields,
                 option: [path.as_slice(), &[service_ext.number() as i32]].concat(),
                 target: format!("service `{}`", service.full_name()),
             };
@@ -143,18 +122,16 @@ pub(crate) fn read(
                 let at = At {
                     file: service.parent_file_descriptor_proto(),
                     sources,
+                    fields: &fields,
                     option: [path.as_slice(), &[rpc_ext.number() as i32]].concat(),
                     target: format!("`{}/{}`", service.full_name(), method.name()),
                 };
                 check_common(own, &at, &mut errors);
                 check_fits(own, &method, &at, &mut errors);
             }
-            let policy = merge(
-                default.as_ref(),
-                own.as_ref(),
-                method.is_client_streaming(),
-                method.is_server_streaming(),
-            );
+            let kind =
+                RpcKind::from_streaming(method.is_client_streaming(), method.is_server_streaming());
+            let policy = merge(default.as_ref(), own.as_ref(), kind);
             if !policy.is_empty() {
                 rpcs.insert(method.name().to_owned(), policy);
             }
@@ -181,6 +158,8 @@ fn declared(options: &DynamicMessage, ext: &ExtensionDescriptor) -> Option<Decla
 struct At<'a> {
     file: &'a prost_types::FileDescriptorProto,
     sources: &'a Sources,
+    /// `RpcPolicy`, whose field numbers locate a key written as a field option.
+    fields: &'a MessageDescriptor,
     /// Source-info path of the option, ending with the extension's number.
     option: Vec<i32>,
     /// What the option is on, for the message: ``service `a.v1.S` `` or `` `a.v1.S/Get` ``.
@@ -189,32 +168,20 @@ struct At<'a> {
 
 impl At<'_> {
     fn error(&self, key: &str, what: String) -> String {
-        let place = source::option_key(self.file, self.sources, &self.option, key, key_number(key));
+        let number = self
+            .fields
+            .get_field_by_name(key)
+            .map_or(0, |f| f.number() as i32);
+        let place = source::option_key(self.file, self.sources, &self.option, key, number);
         source::message(self.file, place, &what)
-    }
-}
-
-/// The field numbers of `RpcPolicy` in `options.proto`.
-fn key_number(key: &str) -> i32 {
-    match key {
-        "public" => 1,
-        "roles" => 2,
-        "max_messages_in" => 3,
-        "max_messages_out" => 4,
-        "max_message_bytes" => 5,
-        "messages_per_second_in" => 6,
-        "messages_per_second_out" => 7,
-        "messages_per_second" => 8,
-        "timeout_ms" => 9,
-        "idle_timeout_ms" => 10,
-        _ => 0,
     }
 }
 
 /// Mistakes in any `RpcPolicy`, on a service or an RPC.
 fn check_common(policy: &Declared, at: &At<'_>, errors: &mut Vec<String>) {
-    for (key, value) in policy.limits() {
+    for &(key, value) in &policy.limits {
         if value == 0 {
+            let key = key.name;
             errors.push(at.error(
                 key,
                 format!(
@@ -247,58 +214,45 @@ fn check_common(policy: &Declared, at: &At<'_>, errors: &mut Vec<String>) {
 /// A stream key on an RPC whose side does not stream can never act: it is a mistake about
 /// the RPC, so it is refused rather than ignored (a service default is only skipped).
 fn check_fits(policy: &Declared, method: &MethodDescriptor, at: &At<'_>, errors: &mut Vec<String>) {
-    let (requests, responses) = (method.is_client_streaming(), method.is_server_streaming());
-    let kind = match (requests, responses) {
-        (false, false) => "unary",
-        (false, true) => "server-streaming",
-        (true, false) => "client-streaming",
-        (true, true) => "bidi-streaming",
-    };
-    for (key, _) in policy.limits() {
-        let (side, fits) = match needs(key) {
-            Needs::Nothing => continue,
-            Needs::RequestStream => ("requests", requests),
-            Needs::ResponseStream => ("responses", responses),
-            Needs::AnyStream => ("messages on the streaming side(s)", requests || responses),
-        };
-        if fits {
+    let kind = RpcKind::from_streaming(method.is_client_streaming(), method.is_server_streaming());
+    for &(key, _) in &policy.limits {
+        if key.fits(kind) {
             continue;
         }
-        let why = if requests || responses {
-            let counterpart = if side == "requests" {
-                key.replace("_in", "_out")
-            } else {
-                key.replace("_out", "_in")
+        let (side, limits) = match key.fits {
+            Fits::AnyRpc => continue,
+            Fits::RequestStream => ("requests", "a stream of requests"),
+            Fits::ResponseStream => ("responses", "a stream of responses"),
+            Fits::AnyStream => (
+                "messages on the streaming side(s)",
+                "messages on the streaming side(s)",
+            ),
+        };
+        let why = if kind.streams() {
+            let hint = match key.counterpart().filter(|k| k.proto_field.is_some()) {
+                Some(counterpart) => format!("; did you mean `{}`?", counterpart.name),
+                None => String::new(),
             };
-            format!(
-                "its {side} do not stream; did you mean `{counterpart}`? (`max_message_bytes` limits single messages)"
-            )
+            format!("its {side} do not stream{hint} (`max_message_bytes` limits single messages)")
         } else {
             "neither side streams; use `max_message_bytes` or `timeout_ms`".to_owned()
         };
-        let limits = if needs(key) == Needs::AnyStream {
-            side.to_owned()
-        } else {
-            format!("a stream of {side}")
-        };
         errors.push(at.error(
-            key,
+            key.name,
             format!(
-                "`{key}` limits {limits}, but {} is {kind}: {why}",
-                at.target
+                "`{}` limits {limits}, but {} is {}: {why}",
+                key.name,
+                at.target,
+                kind.describe()
             ),
         ));
     }
 }
 
-/// The RPC's own keys override the service default key by key; `public` and `roles` go
-/// together; default stream keys apply only where the side streams.
-fn merge(
-    default: Option<&Declared>,
-    own: Option<&Declared>,
-    requests_stream: bool,
-    responses_stream: bool,
-) -> Policy {
+/// The RPC's own keys override the service default key by key (a key's `.proto` default,
+/// `messages_per_second` for the rates, counts as set where it is written); `public` and
+/// `roles` go together; default stream keys apply only where the side streams.
+fn merge(default: Option<&Declared>, own: Option<&Declared>, kind: RpcKind) -> Policy {
     let empty = Declared::default();
     let (default, own) = (default.unwrap_or(&empty), own.unwrap_or(&empty));
     let access = if own.public.is_some() || !own.roles.is_empty() {
@@ -306,38 +260,20 @@ fn merge(
     } else {
         default
     };
-    let when = |streams: bool, v: Option<u64>| v.filter(|_| streams);
-    let rate = |streams: bool, own_side: Option<u32>, default_side: Option<u32>| {
-        own_side
-            .or(own.messages_per_second)
-            .or(default_side)
-            .or(default.messages_per_second)
-            .filter(|_| streams)
-    };
+    let limits = LIMIT_KEYS
+        .iter()
+        .filter(|key| key.on_descriptor() && key.fits(kind))
+        .filter_map(|key| {
+            let value = own
+                .get_or_default(key)
+                .or_else(|| default.get_or_default(key))?;
+            Some((key, value))
+        })
+        .collect();
     Policy {
         public: access.public.unwrap_or(false),
         roles: access.roles.clone(),
-        max_messages_in: when(
-            requests_stream,
-            own.max_messages_in.or(default.max_messages_in),
-        ),
-        max_messages_out: when(
-            responses_stream,
-            own.max_messages_out.or(default.max_messages_out),
-        ),
-        max_message_bytes: own.max_message_bytes.or(default.max_message_bytes),
-        messages_per_second_in: rate(
-            requests_stream,
-            own.messages_per_second_in,
-            default.messages_per_second_in,
-        ),
-        messages_per_second_out: rate(
-            responses_stream,
-            own.messages_per_second_out,
-            default.messages_per_second_out,
-        ),
-        timeout_ms: own.timeout_ms.or(default.timeout_ms),
-        idle_timeout_ms: own.idle_timeout_ms.or(default.idle_timeout_ms),
+        limits,
     }
 }
 
@@ -345,49 +281,105 @@ fn merge(
 mod tests {
     use super::*;
 
+    fn keys(set: &[(&str, u64)]) -> Vec<(&'static LimitKey, u64)> {
+        set.iter()
+            .map(|&(name, value)| (limit_key(name).expect("a limit key"), value))
+            .collect()
+    }
+
     #[test]
     fn rpc_keys_win_and_default_stream_keys_apply_where_they_fit() {
         let default = Declared {
             roles: vec!["user".into()],
-            max_messages_in: Some(5),
-            max_messages_out: Some(6),
-            messages_per_second: Some(100),
-            timeout_ms: Some(5000),
+            limits: keys(&[
+                ("max_messages_in", 5),
+                ("max_messages_out", 6),
+                ("messages_per_second", 100),
+                ("timeout_ms", 5000),
+            ]),
             ..Declared::default()
         };
-        let unary = merge(Some(&default), None, false, false);
+        let unary = merge(Some(&default), None, RpcKind::Unary);
         assert_eq!(
             unary,
             Policy {
                 roles: vec!["user".into()],
-                timeout_ms: Some(5000),
+                limits: keys(&[("timeout_ms", 5000)]),
                 ..Policy::default()
             }
         );
         let own = Declared {
             public: Some(true),
-            messages_per_second: Some(7),
-            timeout_ms: Some(10),
+            limits: keys(&[("messages_per_second", 7), ("timeout_ms", 10)]),
             ..Declared::default()
         };
-        let server = merge(Some(&default), Some(&own), false, true);
+        let server = merge(Some(&default), Some(&own), RpcKind::ServerStreaming);
         assert_eq!(
             server,
             Policy {
                 public: true,
-                max_messages_out: Some(6),
-                messages_per_second_out: Some(7),
-                timeout_ms: Some(10),
+                limits: keys(&[
+                    ("max_messages_out", 6),
+                    ("messages_per_second_out", 7),
+                    ("timeout_ms", 10),
+                ]),
                 ..Policy::default()
             }
         );
         let explicit = Declared {
-            messages_per_second_in: Some(3),
+            limits: keys(&[("messages_per_second_in", 3)]),
             ..Declared::default()
         };
-        let bidi = merge(Some(&default), Some(&explicit), true, true);
-        assert_eq!(bidi.messages_per_second_in, Some(3));
-        assert_eq!(bidi.messages_per_second_out, Some(100));
+        let bidi = merge(Some(&default), Some(&explicit), RpcKind::BidiStreaming);
+        let get = |name| {
+            bidi.limits
+                .iter()
+                .find(|(k, _)| k.name == name)
+                .map(|&(_, v)| v)
+        };
+        assert_eq!(get("messages_per_second_in"), Some(3));
+        assert_eq!(get("messages_per_second_out"), Some(100));
         assert_eq!(bidi.roles, ["user"]);
+    }
+
+    /// The table and `options.proto` describe the same keys: every `.proto` field of the
+    /// table is a field of `RpcPolicy` of the table's type, and every field of `RpcPolicy`
+    /// but `public` and `roles` is in the table.
+    #[test]
+    fn the_limit_table_agrees_with_options_proto() {
+        use protox::prost_reflect::Kind;
+
+        let mut resolver = protox::file::ChainFileResolver::new();
+        resolver.add(crate::OptionsFile);
+        resolver.add(protox::file::GoogleFileResolver::new());
+        let mut compiler = protox::Compiler::with_file_resolver(resolver);
+        compiler.open_file(crate::OPTIONS_PROTO_NAME).unwrap();
+        let pool = compiler.descriptor_pool();
+        let policy = pool
+            .get_message_by_name("tonic_intercept.v1.RpcPolicy")
+            .unwrap();
+        for key in LIMIT_KEYS {
+            let Some(name) = key.proto_field else {
+                continue;
+            };
+            let field = policy
+                .get_field_by_name(name)
+                .unwrap_or_else(|| panic!("`{name}` is not a field of RpcPolicy"));
+            let expected = match key.value.rust_type() {
+                Some("u32") => Kind::Uint32,
+                Some("u64") => Kind::Uint64,
+                other => panic!("`{name}`: a .proto field holds a number, not {other:?}"),
+            };
+            assert_eq!(field.kind(), expected, "{name}");
+            assert!(field.supports_presence(), "`{name}` must be `optional`");
+        }
+        for field in policy.fields() {
+            let name = field.name();
+            assert!(
+                matches!(name, "public" | "roles")
+                    || LIMIT_KEYS.iter().any(|k| k.proto_field == Some(name)),
+                "RpcPolicy.{name} is not in LIMIT_KEYS"
+            );
+        }
     }
 }

@@ -342,3 +342,103 @@ fn compile_fds_refuses_sets_that_lost_their_policy() {
         "{error}"
     );
 }
+
+// `max_total_bytes_in`, the key added through `tonic_intercept_spec::LIMIT_KEYS`: read
+// from the `.proto`, checked like the other request-stream keys, put on the descriptor.
+
+#[test]
+fn total_bytes_in_on_a_unary_rpc_written_as_a_field_option() {
+    let message = misuse(
+        "total-on-unary",
+        "  rpc Get(M) returns (M) {\n    option (tonic_intercept.v1.rpc).max_total_bytes_in = 4096;\n  }\n",
+    );
+    // The column of a field option comes from the field's number in the descriptor.
+    assert_eq!(
+        message,
+        format!(
+            "{PREFIX}shop.proto:7:5: `max_total_bytes_in` limits a stream of requests, but `shop.v1.S/Get` is unary: neither side streams; use `max_message_bytes` or `timeout_ms`"
+        )
+    );
+}
+
+#[test]
+fn total_bytes_in_on_a_server_streaming_rpc_has_no_counterpart_to_suggest() {
+    let message = misuse(
+        "total-on-server",
+        "  rpc Down(M) returns (stream M) {\n    option (tonic_intercept.v1.rpc) = { max_total_bytes_in: 4096 };\n  }\n",
+    );
+    assert_eq!(
+        message,
+        format!(
+            "{PREFIX}shop.proto:7:41: `max_total_bytes_in` limits a stream of requests, but `shop.v1.S/Down` is server-streaming: its requests do not stream (`max_message_bytes` limits single messages)"
+        )
+    );
+}
+
+#[test]
+fn total_bytes_in_of_zero() {
+    let message = misuse(
+        "total-zero",
+        "  rpc Up(stream M) returns (M) { option (tonic_intercept.v1.rpc) = { max_total_bytes_in: 0 }; }\n",
+    );
+    assert_eq!(
+        message,
+        format!(
+            "{PREFIX}shop.proto:6:70: `max_total_bytes_in: 0` on `shop.v1.S/Up`: a limit must be at least 1, since zero would refuse everything; to leave it unlimited, remove the key"
+        )
+    );
+}
+
+#[test]
+fn total_bytes_in_is_read_and_a_service_default_applies_where_requests_stream() {
+    let generated = compile_shop(
+        "total-merged",
+        concat!(
+            "  option (tonic_intercept.v1.service) = { max_total_bytes_in: 1048576, timeout_ms: 5000 };\n",
+            "  rpc Get(M) returns (M);\n",
+            "  rpc Up(stream M) returns (M);\n",
+            "  rpc Chat(stream M) returns (stream M) {\n",
+            "    option (tonic_intercept.v1.rpc) = { max_total_bytes_in: 4096, max_message_bytes: 512 };\n",
+            "  }\n",
+        ),
+    )
+    .unwrap();
+    let flat: String = generated.split_whitespace().collect();
+    let flat = flat.replace(",)", ")");
+    let policy =
+        |setters: &str| format!(".with_policy(::tonic_intercept::RpcPolicy::new(){setters});");
+    // Skipped on the unary RPC, whose requests do not stream.
+    assert!(flat.contains(&policy(".timeout_ms(5000)")), "{generated}");
+    assert!(
+        flat.contains(&policy(".max_total_bytes_in(1048576).timeout_ms(5000)")),
+        "{generated}"
+    );
+    // The RPC's own value wins; keys in `RpcPolicy` order.
+    assert!(
+        flat.contains(&policy(
+            ".max_message_bytes(512).max_total_bytes_in(4096).timeout_ms(5000)"
+        )),
+        "{generated}"
+    );
+    assert!(
+        generated.contains(
+            "/// Policy from the `.proto`: `{ max_message_bytes: 512, max_total_bytes_in: 4096, timeout_ms: 5000 }`."
+        ),
+        "{generated}"
+    );
+}
+
+#[test]
+fn idle_timeout_on_a_unary_rpc() {
+    // The macro refuses it too: a unary call has no stream to go quiet.
+    let message = misuse(
+        "idle-on-unary",
+        "  rpc Get(M) returns (M) { option (tonic_intercept.v1.rpc) = { idle_timeout_ms: 50 }; }\n",
+    );
+    assert_eq!(
+        message,
+        format!(
+            "{PREFIX}shop.proto:6:64: `idle_timeout_ms` limits messages on the streaming side(s), but `shop.v1.S/Get` is unary: neither side streams; use `max_message_bytes` or `timeout_ms`"
+        )
+    );
+}

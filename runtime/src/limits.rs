@@ -25,7 +25,8 @@ use crate::rpc::{RpcDescriptor, RpcPolicy};
 pub struct Limits {
     max_messages_in: Option<u64>,
     max_messages_out: Option<u64>,
-    max_message_bytes: Option<usize>,
+    max_message_bytes: Option<u64>,
+    max_total_bytes_in: Option<u64>,
     rate_in: Option<Rate>,
     rate_out: Option<Rate>,
     timeout: Option<Duration>,
@@ -62,6 +63,7 @@ impl Limits {
             max_messages_in: None,
             max_messages_out: None,
             max_message_bytes: None,
+            max_total_bytes_in: None,
             rate_in: None,
             rate_out: None,
             timeout: None,
@@ -80,8 +82,19 @@ impl Limits {
         self
     }
     /// At most `n` encoded bytes per message, either way.
-    pub const fn max_message_bytes(mut self, n: usize) -> Self {
+    ///
+    /// `u64` like every byte count of the crate (the `.proto`'s `uint64`, `RpcPolicy`,
+    /// `ClientPolicy`, [`Outcome`](crate::Outcome)), so a limit means the same on every
+    /// target.
+    pub const fn max_message_bytes(mut self, n: u64) -> Self {
         self.max_message_bytes = Some(n);
+        self
+    }
+    /// At most `n` encoded bytes of request messages in one call, all messages together:
+    /// a cap on a whole upload, where [`Limits::max_message_bytes`] caps each message.
+    /// The message that would cross it ends the call with `RESOURCE_EXHAUSTED`.
+    pub const fn max_total_bytes_in(mut self, n: u64) -> Self {
+        self.max_total_bytes_in = Some(n);
         self
     }
     /// Paces request messages.
@@ -142,7 +155,10 @@ impl Limits {
             self.max_messages_out = Some(n);
         }
         if let Some(n) = policy.max_message_bytes {
-            self.max_message_bytes = Some(n as usize);
+            self.max_message_bytes = Some(n);
+        }
+        if let Some(n) = policy.max_total_bytes_in {
+            self.max_total_bytes_in = Some(n);
         }
         if let Some(n) = policy.messages_per_second_in {
             self.rate_in = Some(with_rate(self.rate_in, n));
@@ -168,8 +184,12 @@ impl Limits {
         self.max_messages_out
     }
     /// See [`Limits::max_message_bytes`].
-    pub const fn get_max_message_bytes(&self) -> Option<usize> {
+    pub const fn get_max_message_bytes(&self) -> Option<u64> {
         self.max_message_bytes
+    }
+    /// See [`Limits::max_total_bytes_in`].
+    pub const fn get_max_total_bytes_in(&self) -> Option<u64> {
+        self.max_total_bytes_in
     }
     /// See [`Limits::messages_per_second_in`].
     pub const fn get_rate_in(&self) -> Option<Rate> {
@@ -220,7 +240,10 @@ impl Dir {
 pub(crate) struct Meter {
     dir: Dir,
     max_messages: Option<u64>,
-    max_bytes: Option<usize>,
+    max_bytes: Option<u64>,
+    /// Inbound only: the cap on the bytes of all messages of the call.
+    max_total: Option<u64>,
+    /// Whether messages are measured: a byte limit or metrics ask for it.
     measure: bool,
     rate: Option<Bucket>,
     pub(crate) messages: u64,
@@ -235,15 +258,22 @@ pub(crate) enum Admit {
 
 impl Meter {
     pub(crate) fn new(dir: Dir, limits: &Limits) -> Self {
-        let (max_messages, rate) = match dir {
-            Dir::In => (limits.max_messages_in, limits.rate_in),
-            Dir::Out => (limits.max_messages_out, limits.rate_out),
+        let (max_messages, max_total, rate) = match dir {
+            Dir::In => (
+                limits.max_messages_in,
+                limits.max_total_bytes_in,
+                limits.rate_in,
+            ),
+            Dir::Out => (limits.max_messages_out, None, limits.rate_out),
         };
         Self {
             dir,
             max_messages,
             max_bytes: limits.max_message_bytes,
-            measure: limits.measure_bytes,
+            max_total,
+            measure: limits.measure_bytes
+                || limits.max_message_bytes.is_some()
+                || max_total.is_some(),
             rate: rate.map(Bucket::new),
             messages: 0,
             bytes: 0,
@@ -268,17 +298,22 @@ impl Meter {
             return Err(too_many(rpc, max, self.dir));
         }
         // `encoded_len` walks the message: only a byte limit or metrics pay for it.
-        if let Some(max) = self.max_bytes {
-            let len = message.encoded_len();
-            if len > max {
-                return Err(too_large(rpc, len, max, self.dir));
-            }
-            Ok(len as u64)
-        } else if self.measure {
-            Ok(message.encoded_len() as u64)
-        } else {
-            Ok(0)
+        if !self.measure {
+            return Ok(0);
         }
+        let len = message.encoded_len() as u64;
+        if let Some(max) = self.max_bytes
+            && len > max
+        {
+            return Err(too_large(rpc, len, max, self.dir));
+        }
+        // `bytes` counts the messages that passed, so this is the total with this one.
+        if let Some(max) = self.max_total
+            && self.bytes.saturating_add(len) > max
+        {
+            return Err(too_much(rpc, max, self.dir));
+        }
+        Ok(len)
     }
 
     /// Counts a message that passed every policy.
@@ -314,9 +349,19 @@ fn too_many(rpc: &RpcDescriptor, max: u64, dir: Dir) -> Status {
 
 #[cold]
 #[inline(never)]
-fn too_large(rpc: &RpcDescriptor, len: usize, max: usize, dir: Dir) -> Status {
+fn too_large(rpc: &RpcDescriptor, len: u64, max: u64, dir: Dir) -> Status {
     Status::resource_exhausted(format!(
         "{}: {} message of {len} bytes exceeds the limit of {max} bytes",
+        rpc.method,
+        dir.noun()
+    ))
+}
+
+#[cold]
+#[inline(never)]
+fn too_much(rpc: &RpcDescriptor, max: u64, dir: Dir) -> Status {
+    Status::resource_exhausted(format!(
+        "{}: more than {max} bytes of {} messages in one stream",
         rpc.method,
         dir.noun()
     ))

@@ -77,6 +77,8 @@ pub struct RpcPolicy {
     pub max_messages_out: Option<u64>,
     /// `max_message_bytes`: encoded bytes per message, either way.
     pub max_message_bytes: Option<u64>,
+    /// `max_total_bytes_in`: encoded bytes of all request messages of one call.
+    pub max_total_bytes_in: Option<u64>,
     /// `messages_per_second_in`: sustained rate of request messages.
     pub messages_per_second_in: Option<u32>,
     /// `messages_per_second_out`: sustained rate of response messages.
@@ -96,6 +98,7 @@ impl RpcPolicy {
             max_messages_in: None,
             max_messages_out: None,
             max_message_bytes: None,
+            max_total_bytes_in: None,
             messages_per_second_in: None,
             messages_per_second_out: None,
             timeout_ms: None,
@@ -107,6 +110,7 @@ impl RpcPolicy {
         self.max_messages_in.is_some()
             || self.max_messages_out.is_some()
             || self.max_message_bytes.is_some()
+            || self.max_total_bytes_in.is_some()
             || self.messages_per_second_in.is_some()
             || self.messages_per_second_out.is_some()
             || self.timeout_ms.is_some()
@@ -135,6 +139,11 @@ impl RpcPolicy {
     /// `max_message_bytes: n`.
     pub const fn max_message_bytes(mut self, n: u64) -> Self {
         self.max_message_bytes = Some(n);
+        self
+    }
+    /// `max_total_bytes_in: n`.
+    pub const fn max_total_bytes_in(mut self, n: u64) -> Self {
+        self.max_total_bytes_in = Some(n);
         self
     }
     /// `messages_per_second_in: n`.

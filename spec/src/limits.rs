@@ -185,6 +185,16 @@ pub const LIMIT_KEYS: &[LimitKey] = &[
         doc: "Encoded bytes per message, either way.",
     },
     LimitKey {
+        name: "max_total_bytes_in",
+        fits: Fits::RequestStream,
+        value: ValueType::U64,
+        proto_field: Some("max_total_bytes_in"),
+        in_attribute: true,
+        setter: Setter::Limits("max_total_bytes_in"),
+        proto_default: None,
+        doc: "Encoded bytes of all request messages of one call: a whole upload.",
+    },
+    LimitKey {
         name: "messages_per_second_in",
         fits: Fits::RequestStream,
         value: ValueType::U32,
@@ -375,8 +385,8 @@ mod tests {
             .collect();
         assert_eq!(
             keys.join(", "),
-            "max_messages_in, max_messages_out, max_message_bytes, messages_per_second_in, \
-             messages_per_second_out, burst, on_rate_exceeded, timeout_ms, idle_timeout_ms, \
+            "max_messages_in, max_messages_out, max_message_bytes, max_total_bytes_in, \
+             messages_per_second_in, messages_per_second_out, burst, on_rate_exceeded, timeout_ms, idle_timeout_ms, \
              max_in_flight, calls_per_second, call_burst, calls_per_second_per_identity, queue"
         );
     }
@@ -394,6 +404,7 @@ mod tests {
                 "max_messages_in",
                 "max_messages_out",
                 "max_message_bytes",
+                "max_total_bytes_in",
                 "messages_per_second_in",
                 "messages_per_second_out",
                 "timeout_ms",
@@ -455,6 +466,9 @@ mod tests {
         assert!(!key("idle_timeout_ms").fits(RpcKind::Unary));
         assert!(key("idle_timeout_ms").fits(RpcKind::ServerStreaming));
         assert!(key("timeout_ms").fits(RpcKind::Unary));
+        assert!(key("max_total_bytes_in").fits(RpcKind::ClientStreaming));
+        assert!(!key("max_total_bytes_in").fits(RpcKind::ServerStreaming));
+        assert_eq!(key("max_total_bytes_in").counterpart(), None);
         assert!(Fits::AnyStream.allows(RpcKind::ClientStreaming));
         assert_eq!(Fits::RequestStream.side(), Some("requests"));
         assert_eq!(Fits::AnyRpc.side(), None);
@@ -488,6 +502,10 @@ mod tests {
         assert_eq!(closest("max_messages_ot", keys()), Some("max_messages_out"));
         assert_eq!(closest("timeout", keys()), Some("timeout_ms"));
         assert_eq!(closest("MaxInFlight", keys()), Some("max_in_flight"));
+        assert_eq!(
+            closest("max_total_bytes", keys()),
+            Some("max_total_bytes_in")
+        );
         assert_eq!(closest("retries", keys()), None);
         assert_eq!(closest("GetUsr", ["GetUser", "ListUsers"]), Some("GetUser"));
         assert_eq!(closest("anything", []), None);
