@@ -312,7 +312,22 @@ impl Parse for LimitValue {
         {
             Ok(LimitValue::Path(input.call(syn::Path::parse_mod_style)?))
         } else {
-            Err(input.error("expected a number, a constant, `none`, `delay` or `reject`"))
+            // `none`, and the words some key takes, from the limit-key table.
+            let words = tonic_intercept_spec::LIMIT_KEYS
+                .iter()
+                .flat_map(|k| match k.value {
+                    tonic_intercept_spec::ValueType::Word(words) => words,
+                    _ => &[][..],
+                });
+            let mut words: Vec<String> = std::iter::once(&"none")
+                .chain(words)
+                .map(|w| format!("`{w}`"))
+                .collect();
+            let last = words.pop().unwrap_or_default();
+            Err(input.error(format!(
+                "expected a number, a constant, {} or {last}",
+                words.join(", ")
+            )))
         }
     }
 }
@@ -442,5 +457,23 @@ fn expect_end(input: ParseStream) -> syn::Result<()> {
         Ok(())
     } else {
         Err(input.error("unexpected tokens; RPC names are separated by commas"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use quote::quote;
+
+    use super::Args;
+
+    #[test]
+    fn a_value_that_is_no_value_lists_the_words() {
+        let error = syn::parse2::<Args>(quote!(limit(GetUser, timeout_ms = "5s")))
+            .err()
+            .expect("a string is no limit value");
+        assert_eq!(
+            error.to_string(),
+            "expected a number, a constant, `none`, `delay` or `reject`"
+        );
     }
 }

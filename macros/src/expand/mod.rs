@@ -6,6 +6,10 @@
 //! `Guard`. What the `.proto` declares is checked against the attribute by `const`
 //! assertions beside the impl. Everything the output names in the runtime goes through
 //! `::tonic_intercept::__private`.
+//!
+//! By step: `handler` (the policies' steps around the user's body), `hooks` (the hooks
+//! adapter type beside the impl), `proto` (the `.proto` agreement asserts), `values`
+//! (limit values as the runtime's builder calls, from the limit-key table).
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
