@@ -125,6 +125,14 @@ pub enum LimitValue {
 }
 
 impl LimitValue {
+    /// Where an error about the value points.
+    pub fn span(&self) -> proc_macro2::Span {
+        match self {
+            LimitValue::Int(v) => v.span(),
+            LimitValue::Path(p) => syn::spanned::Spanned::span(p),
+        }
+    }
+
     /// The value as a single word, if it is one.
     pub fn word(&self) -> Option<&Ident> {
         match self {
@@ -169,12 +177,11 @@ impl Entry {
     }
 }
 
-impl LimitValue {
-    /// Where an error about the value points.
-    pub fn span(&self) -> proc_macro2::Span {
+impl quote::ToTokens for LimitValue {
+    fn to_tokens(&self, tokens: &mut proc_macro2::TokenStream) {
         match self {
-            LimitValue::Int(v) => v.span(),
-            LimitValue::Path(p) => syn::spanned::Spanned::span(p),
+            LimitValue::Int(v) => v.to_tokens(tokens),
+            LimitValue::Path(p) => p.to_tokens(tokens),
         }
     }
 }
@@ -192,104 +199,15 @@ impl Parse for Entry {
     fn parse(input: ParseStream) -> syn::Result<Self> {
         let lookahead = input.lookahead1();
         if lookahead.peek(kw::public) {
-            let kw = input.parse::<Ident>()?;
-            let content = parenthesized(input, &kw)?;
-            let rpcs = if content.peek(Token![*]) {
-                content.parse::<Token![*]>()?;
-                Rpcs::All
-            } else {
-                Rpcs::Named(idents(&content)?)
-            };
-            expect_end(&content)?;
-            Ok(Entry::Public(Public { kw, rpcs }))
+            parse_public(input).map(Entry::Public)
         } else if lookahead.peek(kw::auth) {
-            let kw = input.parse::<Ident>()?;
-            let content = parenthesized(input, &kw)?;
-            let verifier = content.parse()?;
-            let rpcs = if content.parse::<Option<Token![,]>>()?.is_some() {
-                idents(&content)?
-            } else {
-                Vec::new()
-            };
-            expect_end(&content)?;
-            Ok(Entry::Auth(Auth { kw, verifier, rpcs }))
+            parse_auth(input).map(Entry::Auth)
         } else if lookahead.peek(kw::limit) {
-            let kw = input.parse::<Ident>()?;
-            let content = parenthesized(input, &kw)?;
-            let mut rpcs = Vec::new();
-            let mut keys = Vec::new();
-            while !content.is_empty() {
-                let name: Ident = content.parse()?;
-                if content.peek(Token![=]) {
-                    content.parse::<Token![=]>()?;
-                    let value = if content.peek(LitInt) {
-                        LimitValue::Int(content.parse()?)
-                    } else if content.peek(Ident)
-                        || content.peek(Token![::])
-                        || content.peek(Token![crate])
-                        || content.peek(Token![self])
-                        || content.peek(Token![super])
-                    {
-                        LimitValue::Path(content.call(syn::Path::parse_mod_style)?)
-                    } else {
-                        return Err(content
-                            .error("expected a number, a constant, `none`, `delay` or `reject`"));
-                    };
-                    keys.push(LimitKey { name, value });
-                } else if keys.is_empty() {
-                    rpcs.push(name);
-                } else {
-                    return Err(syn::Error::new(
-                        name.span(),
-                        format!(
-                            "expected `{name} = <value>`: RPC names come first in `limit(..)`, then `key = value` pairs"
-                        ),
-                    ));
-                }
-                if content.is_empty() {
-                    break;
-                }
-                content.parse::<Token![,]>()?;
-            }
-            Ok(Entry::Limit(Limit { kw, rpcs, keys }))
+            parse_limit(input).map(Entry::Limit)
         } else if lookahead.peek(kw::hook) {
-            let kw = input.parse::<Ident>()?;
-            let content = parenthesized(input, &kw)?;
-            let value: Expr = content.parse()?;
-            let ty = if content.parse::<Option<Token![:]>>()?.is_some() {
-                content.parse()?
-            } else if let Expr::Path(path) = &value {
-                // A unit struct is its own value: `hook(Audit)`.
-                Type::Path(syn::TypePath {
-                    qself: None,
-                    path: path.path.clone(),
-                })
-            } else {
-                return Err(syn::Error::new_spanned(
-                    &value,
-                    "name the hook's type: `hook(self.audit: Audit)`; a unit struct can be written alone: `hook(Audit)`",
-                ));
-            };
-            let rpcs = if content.parse::<Option<Token![,]>>()?.is_some() {
-                idents(&content)?
-            } else {
-                Vec::new()
-            };
-            expect_end(&content)?;
-            Ok(Entry::Hook(Hook { value, ty, rpcs }))
+            parse_hook(input).map(Entry::Hook)
         } else if lookahead.peek(kw::roles) {
-            let kw = input.parse::<Ident>()?;
-            let content = parenthesized(input, &kw)?;
-            let mut roles = Vec::new();
-            while content.peek(syn::LitStr) {
-                roles.push(content.parse()?);
-                if content.parse::<Option<Token![,]>>()?.is_none() {
-                    break;
-                }
-            }
-            let rpcs = idents(&content)?;
-            expect_end(&content)?;
-            Ok(Entry::Roles(Roles { kw, roles, rpcs }))
+            parse_roles(input).map(Entry::Roles)
         } else if lookahead.peek(kw::metrics) {
             let kw = input.parse::<Ident>()?;
             let content = parenthesized(input, &kw)?;
@@ -297,46 +215,9 @@ impl Parse for Entry {
             let rpcs = rest_idents(&content)?;
             Ok(Entry::Metrics(Metrics { kw, value, rpcs }))
         } else if lookahead.peek(kw::trace) {
-            let kw = input.parse::<Ident>()?;
-            if !input.peek(syn::token::Paren) {
-                return Ok(Entry::Trace(Trace {
-                    kw,
-                    value: None,
-                    ty: None,
-                    rpcs: Vec::new(),
-                }));
-            }
-            let content = parenthesized(input, &kw)?;
-            let value = content.parse()?;
-            let ty = if content.parse::<Option<Token![:]>>()?.is_some() {
-                Some(content.parse()?)
-            } else {
-                None
-            };
-            let rpcs = rest_idents(&content)?;
-            Ok(Entry::Trace(Trace {
-                kw,
-                value: Some(value),
-                ty,
-                rpcs,
-            }))
+            parse_trace(input).map(Entry::Trace)
         } else if lookahead.peek(kw::recover) || lookahead.peek(kw::validate) {
-            let kw = input.parse::<Ident>()?;
-            let rpcs = if input.peek(syn::token::Paren) {
-                let content = parenthesized(input, &kw)?;
-                let rpcs = idents(&content)?;
-                expect_end(&content)?;
-                if rpcs.is_empty() {
-                    return Err(syn::Error::new(
-                        kw.span(),
-                        format!("`{kw}()` names no RPC; write `{kw}` alone for every RPC"),
-                    ));
-                }
-                rpcs
-            } else {
-                Vec::new()
-            };
-            let switch = Switch { kw, rpcs };
+            let switch = parse_switch(input)?;
             Ok(if switch.kw == "recover" {
                 Entry::Recover(switch)
             } else {
@@ -358,6 +239,188 @@ impl Parse for Entry {
             Err(lookahead.error())
         }
     }
+}
+
+// public(CreateUser, Health) | public(*)
+fn parse_public(input: ParseStream) -> syn::Result<Public> {
+    let kw = input.parse::<Ident>()?;
+    let content = parenthesized(input, &kw)?;
+    let rpcs = if content.peek(Token![*]) {
+        content.parse::<Token![*]>()?;
+        Rpcs::All
+    } else {
+        Rpcs::Named(idents(&content)?)
+    };
+    expect_end(&content)?;
+    Ok(Public { kw, rpcs })
+}
+
+// auth(self.verifier) | auth(self.verifier, GetUser, ..)
+fn parse_auth(input: ParseStream) -> syn::Result<Auth> {
+    let kw = input.parse::<Ident>()?;
+    let content = parenthesized(input, &kw)?;
+    let verifier = content.parse()?;
+    let rpcs = if content.parse::<Option<Token![,]>>()?.is_some() {
+        idents(&content)?
+    } else {
+        Vec::new()
+    };
+    expect_end(&content)?;
+    Ok(Auth { kw, verifier, rpcs })
+}
+
+// limit(key = value, ..) | limit(ListUsers, .., key = value, ..) | limit(ListUsers)
+fn parse_limit(input: ParseStream) -> syn::Result<Limit> {
+    let kw = input.parse::<Ident>()?;
+    let content = parenthesized(input, &kw)?;
+    let mut rpcs = Vec::new();
+    let mut keys = Vec::new();
+    while !content.is_empty() {
+        let name: Ident = content.parse()?;
+        if content.peek(Token![=]) {
+            content.parse::<Token![=]>()?;
+            let value = content.parse()?;
+            keys.push(LimitKey { name, value });
+        } else if keys.is_empty() {
+            rpcs.push(name);
+        } else {
+            return Err(syn::Error::new(
+                name.span(),
+                format!(
+                    "expected `{name} = <value>`: RPC names come first in `limit(..)`, then `key = value` pairs"
+                ),
+            ));
+        }
+        if content.is_empty() {
+            break;
+        }
+        content.parse::<Token![,]>()?;
+    }
+    Ok(Limit { kw, rpcs, keys })
+}
+
+// 10_000 | LIST_USERS_MAX | crate::limits::MAX | none | delay | reject
+impl Parse for LimitValue {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        if input.peek(LitInt) {
+            Ok(LimitValue::Int(input.parse()?))
+        } else if input.peek(Ident)
+            || input.peek(Token![::])
+            || input.peek(Token![crate])
+            || input.peek(Token![self])
+            || input.peek(Token![super])
+        {
+            Ok(LimitValue::Path(input.call(syn::Path::parse_mod_style)?))
+        } else {
+            // `none`, and the words some key takes, from the limit-key table.
+            let words = tonic_intercept_spec::LIMIT_KEYS
+                .iter()
+                .flat_map(|k| match k.value {
+                    tonic_intercept_spec::ValueType::Word(words) => words,
+                    _ => &[][..],
+                });
+            let mut words: Vec<String> = std::iter::once(&"none")
+                .chain(words)
+                .map(|w| format!("`{w}`"))
+                .collect();
+            let last = words.pop().unwrap_or_default();
+            Err(input.error(format!(
+                "expected a number, a constant, {} or {last}",
+                words.join(", ")
+            )))
+        }
+    }
+}
+
+// hook(Audit) (a unit struct) | hook(self.audit: Audit), either followed by RPC names
+fn parse_hook(input: ParseStream) -> syn::Result<Hook> {
+    let kw = input.parse::<Ident>()?;
+    let content = parenthesized(input, &kw)?;
+    let value: Expr = content.parse()?;
+    let ty = if content.parse::<Option<Token![:]>>()?.is_some() {
+        content.parse()?
+    } else if let Expr::Path(path) = &value {
+        // A unit struct is its own value: `hook(Audit)`.
+        Type::Path(syn::TypePath {
+            qself: None,
+            path: path.path.clone(),
+        })
+    } else {
+        return Err(syn::Error::new_spanned(
+            &value,
+            "name the hook's type: `hook(self.audit: Audit)`; a unit struct can be written alone: `hook(Audit)`",
+        ));
+    };
+    let rpcs = if content.parse::<Option<Token![,]>>()?.is_some() {
+        idents(&content)?
+    } else {
+        Vec::new()
+    };
+    expect_end(&content)?;
+    Ok(Hook { value, ty, rpcs })
+}
+
+// roles("admin", "ops", DeleteUser, ..) | roles(PurgeUsers)
+fn parse_roles(input: ParseStream) -> syn::Result<Roles> {
+    let kw = input.parse::<Ident>()?;
+    let content = parenthesized(input, &kw)?;
+    let mut roles = Vec::new();
+    while content.peek(syn::LitStr) {
+        roles.push(content.parse()?);
+        if content.parse::<Option<Token![,]>>()?.is_none() {
+            break;
+        }
+    }
+    let rpcs = idents(&content)?;
+    expect_end(&content)?;
+    Ok(Roles { kw, roles, rpcs })
+}
+
+// trace | trace(self.trace) | trace(self.trace: TraceCalls<R>), either followed by RPC names
+fn parse_trace(input: ParseStream) -> syn::Result<Trace> {
+    let kw = input.parse::<Ident>()?;
+    if !input.peek(syn::token::Paren) {
+        let (value, ty, rpcs) = (None, None, Vec::new());
+        return Ok(Trace {
+            kw,
+            value,
+            ty,
+            rpcs,
+        });
+    }
+    let content = parenthesized(input, &kw)?;
+    let value = Some(content.parse()?);
+    let ty = if content.parse::<Option<Token![:]>>()?.is_some() {
+        Some(content.parse()?)
+    } else {
+        None
+    };
+    let rpcs = rest_idents(&content)?;
+    Ok(Trace {
+        kw,
+        value,
+        ty,
+        rpcs,
+    })
+}
+
+// recover | recover(Rpc, ..) | validate | validate(Rpc, ..)
+fn parse_switch(input: ParseStream) -> syn::Result<Switch> {
+    let kw = input.parse::<Ident>()?;
+    if !input.peek(syn::token::Paren) {
+        let rpcs = Vec::new();
+        return Ok(Switch { kw, rpcs });
+    }
+    let content = parenthesized(input, &kw)?;
+    let rpcs = idents(&content)?;
+    expect_end(&content)?;
+    if rpcs.is_empty() {
+        return Err(syn::Error::new(
+            kw.span(),
+            format!("`{kw}()` names no RPC; write `{kw}` alone for every RPC"),
+        ));
+    }
+    Ok(Switch { kw, rpcs })
 }
 
 fn parenthesized<'a>(
@@ -394,5 +457,23 @@ fn expect_end(input: ParseStream) -> syn::Result<()> {
         Ok(())
     } else {
         Err(input.error("unexpected tokens; RPC names are separated by commas"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use quote::quote;
+
+    use super::Args;
+
+    #[test]
+    fn a_value_that_is_no_value_lists_the_words() {
+        let error = syn::parse2::<Args>(quote!(limit(GetUser, timeout_ms = "5s")))
+            .err()
+            .expect("a string is no limit value");
+        assert_eq!(
+            error.to_string(),
+            "expected a number, a constant, `none`, `delay` or `reject`"
+        );
     }
 }

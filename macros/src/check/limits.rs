@@ -5,6 +5,7 @@
 //! it) comes from the table `tonic_intercept_spec::LIMIT_KEYS`, so a key added there
 //! needs no edit here. What stays here are the rules about how keys combine.
 
+use quote::ToTokens;
 use syn::Ident;
 use tonic_intercept_spec::{Fits, LIMIT_KEYS, LimitKey, Setter, ValueType, closest, limit_key};
 
@@ -199,7 +200,12 @@ fn value_fits_key(cx: &Ctxt, limit: &Limit, key: &parse::LimitKey, spec: &LimitK
     if let ValueType::Word(words) = spec.value {
         if !word.as_deref().is_some_and(|w| words.contains(&w)) {
             let words = words.iter().map(|w| format!("`{w}`")).collect::<Vec<_>>();
-            let message = format!("`{name}` is {}: {}", words.join(" or "), spec.doc);
+            let written = key.value.to_token_stream().to_string().replace(' ', "");
+            let message = format!(
+                "`{name}` takes {}, not `{written}`: {}",
+                words.join(" or "),
+                spec.doc
+            );
             cx.error_at(at, message);
         }
         return;
@@ -299,8 +305,7 @@ fn keys_fit_rpc(cx: &Ctxt, limit: &Limit, rpc: &RpcMethod) {
         let name = spec.name;
         let message = match spec.fits.side() {
             Some("either way") | None => format!(
-                "`{name}` needs a stream ({}), but `{}` is unary: use `timeout_ms`",
-                lowercase_sentence(spec.doc),
+                "`{name}` limits a stream, either way, but `{}` is unary: use `timeout_ms` for the whole call",
                 rpc.name
             ),
             Some(side) => {
@@ -322,15 +327,5 @@ fn keys_fit_rpc(cx: &Ctxt, limit: &Limit, rpc: &RpcMethod) {
             }
         };
         cx.error_at(key.name.span(), message);
-    }
-}
-
-/// A doc line inside a sentence: `Longest wait.` -> `longest wait`.
-fn lowercase_sentence(doc: &str) -> String {
-    let doc = doc.trim_end_matches('.');
-    let mut chars = doc.chars();
-    match chars.next() {
-        Some(first) => first.to_lowercase().chain(chars).collect(),
-        None => String::new(),
     }
 }

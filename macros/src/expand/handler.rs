@@ -1,13 +1,14 @@
 //! The handler: each RPC's body becomes the steps of its policies in the fixed order,
-//! then the user's body, unchanged and with its spans.
+//! then the user's body, unchanged and with its spans, inside an `async move` block whose
+//! result goes through the runtime's `Guard`. Each step is one method of [`Steps`].
 
-use proc_macro2::Span;
+use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::visit_mut::VisitMut;
-use syn::{FnArg, Ident, ImplItemFn, ReturnType, Type};
+use syn::{Block, FnArg, Ident, ImplItemFn, Pat, ReturnType, Type};
 
-use super::hooks::{has_adapter, members};
+use super::hooks::{Member, has_adapter, members};
 use super::values::{admission_expr, limits_expr};
 use super::{Names, Shape, hooks_type, rpc_path, shape};
 use crate::check::{self, Access, RpcPlan};
@@ -20,53 +21,113 @@ pub fn rewrite_handler(
     names: &Names,
     stream: Option<&Type>,
 ) {
-    let full = match shape(plan) {
+    let guarded = match shape(plan) {
         Shape::Untouched => return,
         Shape::AuthOnly => false,
         Shape::Full => true,
     };
-    // The guard's method that runs the handler and what follows it.
-    let method = format_ident!("{}", plan.rpc.kind.call_method());
-
-    let guard = Ident::new("__ti_guard", Span::mixed_site());
-    let request = Ident::new("__ti_request", Span::mixed_site());
-    let status = Ident::new("__ti_status", Span::mixed_site());
-    let error = Ident::new("__ti_error", Span::mixed_site());
-    let ret = Ident::new("__ti_ret", Span::mixed_site());
-    let key = Ident::new("__ti_key", Span::mixed_site());
-    let call = Ident::new("__ti_call", Span::mixed_site());
-
+    let steps = Steps::new(plan, service, guarded);
     // The handler's own request pattern is bound inside, after the policies.
     let Some(FnArg::Typed(arg)) = f.sig.inputs.iter_mut().nth(1) else {
         return;
     };
+    let request = &steps.local.request;
     let user_pat = std::mem::replace(&mut *arg.pat, syn::parse_quote!(#request));
-
-    let rpc = rpc_path(service, plan);
-    let policy = quote!(<#rpc as ::tonic_intercept::Rpc>::DESCRIPTOR.policy);
-    let hooks = hooks_type(names, plan);
-    let members = members(service, plan);
-    let member_values = members.iter().map(|m| &m.value);
-    let hooks_value = if has_adapter(plan) {
-        quote!(#hooks(#(#member_values,)*))
+    if guarded {
+        let (output, body) = unwrap_user_stream(f, plan, stream);
+        f.block = steps.guarded_body(names, &user_pat, &output, &body);
     } else {
-        quote!(())
-    };
-    let mut limits = limits_expr(&plan.limits);
-    limits.extend(quote!(.with_policy(&#policy)));
-    if plan.metrics.is_some() {
-        limits.extend(quote!(.measure_bytes()));
+        f.block = steps.inline_body(&user_pat, &f.block);
     }
-    let recover = plan.recover;
+}
 
-    // Where the steps find the call, and how they end it: an auth-only RPC has no guard.
-    let (call_ref, reject) = if full {
-        (quote!(#guard.call()), quote!(#guard.reject(#error)))
-    } else {
-        (quote!(&#call), quote!(#error.1))
-    };
-    let on_call = |index: usize| {
-        let ty = &members[index].ty;
+/// The expansion's own locals, hygienic (`mixed_site`): the user's body cannot see them.
+struct Locals {
+    guard: Ident,
+    request: Ident,
+    status: Ident,
+    error: Ident,
+    ret: Ident,
+    key: Ident,
+    call: Ident,
+}
+
+impl Locals {
+    fn new() -> Self {
+        let local = |name: &str| Ident::new(name, Span::mixed_site());
+        Locals {
+            guard: local("__ti_guard"),
+            request: local("__ti_request"),
+            status: local("__ti_status"),
+            error: local("__ti_error"),
+            ret: local("__ti_ret"),
+            key: local("__ti_key"),
+            call: local("__ti_call"),
+        }
+    }
+}
+
+/// What the steps of one handler share.
+struct Steps<'a> {
+    plan: &'a RpcPlan<'a>,
+    local: Locals,
+    /// `pb::user_service_intercept::GetUser`
+    rpc: TokenStream,
+    /// What its `.proto` declares.
+    policy: TokenStream,
+    members: Vec<Member>,
+    /// Where the steps find the call, and how they end it: an auth-only RPC has no guard.
+    call_ref: TokenStream,
+    reject: TokenStream,
+    /// A per-identity call rate keys admission by the caller's identity.
+    per_identity: bool,
+    /// Idempotency keys are scoped to the caller: one client cannot replay another's
+    /// response by guessing its key.
+    scoped: bool,
+}
+
+impl<'a> Steps<'a> {
+    fn new(plan: &'a RpcPlan<'a>, service: &Service, guarded: bool) -> Self {
+        let local = Locals::new();
+        let rpc = rpc_path(service, plan);
+        let policy = quote!(<#rpc as ::tonic_intercept::Rpc>::DESCRIPTOR.policy);
+        let Locals {
+            guard, error, call, ..
+        } = &local;
+        let (call_ref, reject) = if guarded {
+            (quote!(#guard.call()), quote!(#guard.reject(#error)))
+        } else {
+            (quote!(&#call), quote!(#error.1))
+        };
+        Steps {
+            plan,
+            rpc,
+            policy,
+            members: members(service, plan),
+            call_ref,
+            reject,
+            per_identity: plan.limits.is_set(check::PER_IDENTITY),
+            scoped: plan.idempotency.is_some() && matches!(plan.access, Access::Auth { .. }),
+            local,
+        }
+    }
+
+    /// Whether a step needs the caller's identity key after auth.
+    fn keyed(&self) -> bool {
+        self.per_identity || self.scoped
+    }
+
+    /// An observer's or hook's `on_call`, the `index`th member of the adapter.
+    fn on_call(&self, index: usize) -> TokenStream {
+        let Locals {
+            guard,
+            request,
+            status,
+            error,
+            ..
+        } = &self.local;
+        let (rpc, call_ref, reject) = (&self.rpc, &self.call_ref, &self.reject);
+        let ty = &self.members[index].ty;
         let i = syn::Index::from(index);
         quote_spanned! {ty.span()=>
             if let ::core::result::Result::Err(#status) =
@@ -76,78 +137,103 @@ pub fn rewrite_handler(
                 return ::core::result::Result::Err(#reject);
             }
         }
-    };
-    let observers = usize::from(plan.trace.is_some()) + usize::from(plan.metrics.is_some());
-    let observe = (0..observers).map(on_call);
-    let user_hooks = (observers..members.len()).map(on_call);
+    }
 
-    let per_identity = plan.limits.is_set(check::PER_IDENTITY);
-    // Idempotency keys are scoped to the caller: one client cannot replay another's
-    // response by guessing its key.
-    let scoped = plan.idempotency.is_some() && matches!(plan.access, Access::Auth { .. });
-    let keyed = per_identity || scoped;
-    let auth = match &plan.access {
-        Access::Auth {
+    /// The observers' `on_call` (tracing, metrics), then the user's hooks'.
+    fn on_calls(&self) -> (Vec<TokenStream>, Vec<TokenStream>) {
+        let plan = self.plan;
+        let observers = usize::from(plan.trace.is_some()) + usize::from(plan.metrics.is_some());
+        let observe = (0..observers).map(|i| self.on_call(i)).collect();
+        let user_hooks = (observers..self.members.len())
+            .map(|i| self.on_call(i))
+            .collect();
+        (observe, user_hooks)
+    }
+
+    /// The verifier, then the roles, storing the identity for the handler.
+    fn auth(&self) -> TokenStream {
+        let Access::Auth {
             verifier, general, ..
-        } => {
-            // The trait method is called directly on the user's expression: a verifier
-            // lacking `Authenticate` is then one error, at that expression.
-            let identity = Ident::new("__ti_identity", Span::mixed_site());
-            let check = quote_spanned! {verifier.span()=>
-                ::tonic_intercept::Authenticate::authenticate(&#verifier, #call_ref, #request.metadata())
-            };
-            let roles = plan.roles.map(|r| {
-                let list = if r.roles.is_empty() {
-                    quote!(#policy.roles)
-                } else {
-                    let list = &r.roles;
-                    quote!(&[#(#list),*])
-                };
-                // Bound to a name spanned at `roles`, so an identity type without `Roles`
-                // is reported there.
-                let holder = Ident::new("identity_with_roles", r.kw.span());
-                let authorize = quote_spanned! {r.kw.span()=>
-                    ::tonic_intercept::__private::authorize(#call_ref, #holder, #list)
-                };
-                quote! {
-                    let #holder = &#identity;
-                    if let ::core::result::Result::Err(#status) = #authorize {
-                        let #error = (::tonic_intercept::Policy::Roles, #status);
-                        return ::core::result::Result::Err(#reject);
-                    }
+        } = &self.plan.access
+        else {
+            return quote!();
+        };
+        let Locals {
+            request,
+            status,
+            error,
+            key,
+            ..
+        } = &self.local;
+        let (call_ref, reject, policy) = (&self.call_ref, &self.reject, &self.policy);
+        // The trait method is called directly on the user's expression: a verifier
+        // lacking `Authenticate` is then one error, at that expression.
+        let identity = Ident::new("__ti_identity", Span::mixed_site());
+        let check = quote_spanned! {verifier.span()=>
+            ::tonic_intercept::Authenticate::authenticate(&#verifier, #call_ref, #request.metadata())
+        };
+        let roles = self.roles(&identity);
+        let keep_key = self.keyed().then(|| {
+            quote!(#key = ::core::option::Option::Some(::tonic_intercept::__private::identity_key(&#identity));)
+        });
+        let step = quote! {
+            match #check.await {
+                ::core::result::Result::Ok(#identity) => {
+                    #roles
+                    #keep_key
+                    ::tonic_intercept::__private::store_identity(&mut #request, #identity);
                 }
-            });
-            let keep_key = keyed.then(|| {
-                quote!(#key = ::core::option::Option::Some(::tonic_intercept::__private::identity_key(&#identity));)
-            });
-            let step = quote! {
-                match #check.await {
-                    ::core::result::Result::Ok(#identity) => {
-                        #roles
-                        #keep_key
-                        ::tonic_intercept::__private::store_identity(&mut #request, #identity);
-                    }
-                    ::core::result::Result::Err(#status) => {
-                        let #error = (::tonic_intercept::Policy::Auth, #status);
-                        return ::core::result::Result::Err(#reject);
-                    }
+                ::core::result::Result::Err(#status) => {
+                    let #error = (::tonic_intercept::Policy::Auth, #status);
+                    return ::core::result::Result::Err(#reject);
                 }
-            };
-            // Auth for every non-public RPC stands aside for one the `.proto` makes public.
-            if *general {
-                quote!(if !#policy.public { #step })
-            } else {
-                step
             }
+        };
+        // Auth for every non-public RPC stands aside for one the `.proto` makes public.
+        if *general {
+            quote!(if !#policy.public { #step })
+        } else {
+            step
         }
-        Access::Public | Access::FromProto => quote!(),
-    };
-    let key_slot = keyed
-        .then(|| quote!(let mut #key: ::core::option::Option<u64> = ::core::option::Option::None;));
+    }
 
-    let admission = if plan.limits.admits() {
-        let config = admission_expr(&plan.limits);
-        let identity = if per_identity {
+    /// The roles the identity must hold: listed here, or the `.proto`'s.
+    fn roles(&self, identity: &Ident) -> Option<TokenStream> {
+        let r = self.plan.roles?;
+        let Locals { status, error, .. } = &self.local;
+        let (call_ref, reject, policy) = (&self.call_ref, &self.reject, &self.policy);
+        let list = if r.roles.is_empty() {
+            quote!(#policy.roles)
+        } else {
+            let list = &r.roles;
+            quote!(&[#(#list),*])
+        };
+        // Bound to a name spanned at `roles`, so an identity type without `Roles` is
+        // reported there.
+        let holder = Ident::new("identity_with_roles", r.kw.span());
+        let authorize = quote_spanned! {r.kw.span()=>
+            ::tonic_intercept::__private::authorize(#call_ref, #holder, #list)
+        };
+        Some(quote! {
+            let #holder = &#identity;
+            if let ::core::result::Result::Err(#status) = #authorize {
+                let #error = (::tonic_intercept::Policy::Roles, #status);
+                return ::core::result::Result::Err(#reject);
+            }
+        })
+    }
+
+    /// Concurrency and call rate, from one `static` per RPC.
+    fn admission(&self) -> TokenStream {
+        if !self.plan.limits.admits() {
+            return quote!();
+        }
+        let Locals {
+            guard, error, key, ..
+        } = &self.local;
+        let reject = &self.reject;
+        let config = admission_expr(&self.plan.limits);
+        let identity = if self.per_identity {
             quote!(#key)
         } else {
             quote!(::core::option::Option::None)
@@ -159,31 +245,188 @@ pub fn rewrite_handler(
                 return ::core::result::Result::Err(#reject);
             }
         }
-    } else {
-        quote!()
-    };
+    }
 
-    let admit = if !full {
-        quote!()
-    } else if plan.rpc.kind.streams_requests() {
-        // Always wrapped: the limits a `.proto` declares apply to every guarded RPC,
-        // whatever the attribute says.
-        quote!(let #request = #guard.inbound(#request);)
-    } else {
-        quote! {
-            if let ::core::result::Result::Err(#error) = #guard.admit_request(#request.get_ref()) {
-                return ::core::result::Result::Err(#reject);
+    /// The request's limits, validation and hooks: on the one request, or on each
+    /// message of a request stream.
+    fn admit_request(&self) -> TokenStream {
+        let Locals {
+            guard,
+            request,
+            error,
+            ..
+        } = &self.local;
+        let reject = &self.reject;
+        if self.plan.rpc.kind.streams_requests() {
+            // Always wrapped: the limits a `.proto` declares apply to every guarded RPC,
+            // whatever the attribute says.
+            quote!(let #request = #guard.inbound(#request);)
+        } else {
+            quote! {
+                if let ::core::result::Result::Err(#error) = #guard.admit_request(#request.get_ref()) {
+                    return ::core::result::Result::Err(#reject);
+                }
             }
         }
-    };
+    }
 
-    // Inside the body, the user's stream type is the one they wrote, not the wrapper.
+    /// The handler through the guard's method for the RPC's kind; with idempotency, a
+    /// stored response replayed instead, or this one stored.
+    fn run_handler(&self, handler: TokenStream) -> TokenStream {
+        let Locals {
+            guard,
+            request,
+            error,
+            ret,
+            key,
+            ..
+        } = &self.local;
+        let (rpc, reject) = (&self.rpc, &self.reject);
+        // The guard's method that runs the handler and what follows it.
+        let method = format_ident!("{}", self.plan.rpc.kind.call_method());
+        let Some(cache) = self.plan.idempotency else {
+            return quote!(#guard.#method(#handler).await);
+        };
+        let ticket = Ident::new("__ti_ticket", Span::mixed_site());
+        let result = Ident::new("__ti_result", Span::mixed_site());
+        let scope = if self.scoped {
+            quote!(#key.unwrap_or(0))
+        } else {
+            quote!(0)
+        };
+        let begin = quote_spanned! {cache.span()=>
+            ::tonic_intercept::__private::CacheOf::<#rpc>::cache(&#cache)
+                .begin_scoped(#guard.call(), #request.metadata(), #request.get_ref(), #scope)
+        };
+        quote! {
+            let #ticket = match #begin {
+                ::core::result::Result::Ok(::tonic_intercept::__private::Begin::Bypass) => ::core::option::Option::None,
+                ::core::result::Result::Ok(::tonic_intercept::__private::Begin::Run(#ticket)) => ::core::option::Option::Some(#ticket),
+                ::core::result::Result::Ok(::tonic_intercept::__private::Begin::Replay(#ret)) => {
+                    return #guard.replay(#ret);
+                }
+                ::core::result::Result::Err(#error) => {
+                    return ::core::result::Result::Err(#reject);
+                }
+            };
+            let #result = #guard.#method(#handler).await;
+            if let ::core::option::Option::Some(#ticket) = #ticket {
+                #ticket.complete(&#result);
+            }
+            #result
+        }
+    }
+
+    /// An auth-only RPC: nothing runs after the handler, so its body runs inline: no
+    /// guard, no extra future, and an early `return` in it is just that.
+    fn inline_body(&self, user_pat: &Pat, body: &Block) -> Block {
+        let Locals { request, call, .. } = &self.local;
+        let rpc = &self.rpc;
+        let auth = self.auth();
+        let rebind = if auth.is_empty() {
+            quote!()
+        } else {
+            quote!(let mut #request = #request;)
+        };
+        syn::parse_quote! {{
+            let #call = ::tonic_intercept::Call::start(
+                &<#rpc as ::tonic_intercept::Rpc>::DESCRIPTOR,
+                &#request,
+                ::core::option::Option::None,
+            );
+            #rebind
+            #auth
+            let #user_pat = #request;
+            #body
+        }}
+    }
+
+    /// A guarded RPC: the guard, then every step in the documented order, the handler
+    /// last, all inside `run` (recovery, the span).
+    fn guarded_body(&self, names: &Names, user_pat: &Pat, output: &Type, body: &Block) -> Block {
+        let Locals {
+            guard,
+            request,
+            ret,
+            key,
+            ..
+        } = &self.local;
+        let (plan, rpc) = (self.plan, &self.rpc);
+        let hooks = hooks_type(names, plan);
+        let member_values = self.members.iter().map(|m| &m.value);
+        let hooks_value = if has_adapter(plan) {
+            quote!(#hooks(#(#member_values,)*))
+        } else {
+            quote!(())
+        };
+        let limits = self.limits();
+        let recover = plan.recover;
+        let (observe, user_hooks) = self.on_calls();
+        let key_slot = self.keyed().then(
+            || quote!(let mut #key: ::core::option::Option<u64> = ::core::option::Option::None;),
+        );
+        let (auth, admission, admit) = (self.auth(), self.admission(), self.admit_request());
+        let run_handler = self.run_handler(quote! {
+            async move {
+                let #user_pat = #request;
+                let #ret: #output = #body;
+                #ret
+            }
+        });
+        let trace = plan
+            .trace
+            .as_ref()
+            .map(|_| quote!(#guard.trace(#request.metadata());));
+        let outcome = Ident::new("__ti_outcome", Span::mixed_site());
+        let panic = Ident::new("__ti_panic", Span::mixed_site());
+        syn::parse_quote! {{
+            let mut #guard = ::tonic_intercept::__private::Guard::<#rpc, #hooks>::new(
+                &#request,
+                // Evaluated by the compiler: a call copies the result.
+                const { #limits },
+                #hooks_value,
+                #recover,
+            );
+            #trace
+            let #outcome = ::tonic_intercept::__private::run(#guard.span(), #recover, async {
+                let mut #request = #request;
+                #(#observe)*
+                #key_slot
+                #auth
+                #admission
+                #(#user_hooks)*
+                #admit
+                #run_handler
+            })
+            .await;
+            match #outcome {
+                ::core::result::Result::Ok(#ret) => #ret,
+                ::core::result::Result::Err(#panic) => ::core::result::Result::Err(#guard.panicked(#panic)),
+            }
+        }}
+    }
+
+    /// The message limits: the attribute's, then the `.proto`'s over them.
+    fn limits(&self) -> TokenStream {
+        let policy = &self.policy;
+        let mut limits = limits_expr(&self.plan.limits);
+        limits.extend(quote!(.with_policy(&#policy)));
+        if self.plan.metrics.is_some() {
+            limits.extend(quote!(.measure_bytes()));
+        }
+        limits
+    }
+}
+
+/// The handler's return type and body with the user's own stream type where they name
+/// `Self::<Rpc>Stream`, which the expansion wraps; the signature takes the trait's form.
+fn unwrap_user_stream(f: &mut ImplItemFn, plan: &RpcPlan, stream: Option<&Type>) -> (Type, Block) {
     let mut output = match &f.sig.output {
         ReturnType::Type(_, ty) => (**ty).clone(),
         ReturnType::Default => syn::parse_quote!(()),
     };
     let mut body = f.block.clone();
-    if let (Some(stream), true) = (stream, full) {
+    if let Some(stream) = stream {
         let name = format_ident!("{}Stream", plan.rpc.name);
         let mut unwrap = SelfStream {
             name: name.to_string(),
@@ -200,101 +443,7 @@ pub fn rewrite_handler(
             >
         };
     }
-
-    if !full {
-        // Nothing runs after the handler, so its body runs inline: no guard, no extra
-        // future, and an early `return` in it is just that.
-        let rebind = if auth.is_empty() {
-            quote!()
-        } else {
-            quote!(let mut #request = #request;)
-        };
-        f.block = syn::parse_quote! {{
-            let #call = ::tonic_intercept::Call::start(
-                &<#rpc as ::tonic_intercept::Rpc>::DESCRIPTOR,
-                &#request,
-                ::core::option::Option::None,
-            );
-            #rebind
-            #auth
-            let #user_pat = #request;
-            #body
-        }};
-        return;
-    }
-
-    let handler = quote! {
-        async move {
-            let #user_pat = #request;
-            let #ret: #output = #body;
-            #ret
-        }
-    };
-    let run_handler = match plan.idempotency {
-        Some(cache) => {
-            let ticket = Ident::new("__ti_ticket", Span::mixed_site());
-            let result = Ident::new("__ti_result", Span::mixed_site());
-            let scope = if scoped {
-                quote!(#key.unwrap_or(0))
-            } else {
-                quote!(0)
-            };
-            let begin = quote_spanned! {cache.span()=>
-                ::tonic_intercept::__private::CacheOf::<#rpc>::cache(&#cache)
-                    .begin_scoped(#guard.call(), #request.metadata(), #request.get_ref(), #scope)
-            };
-            quote! {
-                let #ticket = match #begin {
-                    ::core::result::Result::Ok(::tonic_intercept::__private::Begin::Bypass) => ::core::option::Option::None,
-                    ::core::result::Result::Ok(::tonic_intercept::__private::Begin::Run(#ticket)) => ::core::option::Option::Some(#ticket),
-                    ::core::result::Result::Ok(::tonic_intercept::__private::Begin::Replay(#ret)) => {
-                        return #guard.replay(#ret);
-                    }
-                    ::core::result::Result::Err(#error) => {
-                        return ::core::result::Result::Err(#reject);
-                    }
-                };
-                let #result = #guard.#method(#handler).await;
-                if let ::core::option::Option::Some(#ticket) = #ticket {
-                    #ticket.complete(&#result);
-                }
-                #result
-            }
-        }
-        None => quote!(#guard.#method(#handler).await),
-    };
-    let trace = plan
-        .trace
-        .as_ref()
-        .map(|_| quote!(#guard.trace(#request.metadata());));
-    let outcome = Ident::new("__ti_outcome", Span::mixed_site());
-    let panic = Ident::new("__ti_panic", Span::mixed_site());
-
-    f.block = syn::parse_quote! {{
-        let mut #guard = ::tonic_intercept::__private::Guard::<#rpc, #hooks>::new(
-            &#request,
-            // Evaluated by the compiler: a call copies the result.
-            const { #limits },
-            #hooks_value,
-            #recover,
-        );
-        #trace
-        let #outcome = ::tonic_intercept::__private::run(#guard.span(), #recover, async {
-            let mut #request = #request;
-            #(#observe)*
-            #key_slot
-            #auth
-            #admission
-            #(#user_hooks)*
-            #admit
-            #run_handler
-        })
-        .await;
-        match #outcome {
-            ::core::result::Result::Ok(#ret) => #ret,
-            ::core::result::Result::Err(#panic) => ::core::result::Result::Err(#guard.panicked(#panic)),
-        }
-    }};
+    (output, body)
 }
 
 /// `Self::ListUsersStream` -> the user's own stream type.

@@ -85,24 +85,7 @@ pub fn hooks_adapter(names: &Names, service: &Service, plan: &RpcPlan) -> TokenS
     let finishes = (0..n)
         .rev()
         .map(|i| call("on_finish", quote!(call, outcome), i));
-    let validate = if let Some(at) = plan.validate {
-        // The message is bound to a name spanned at `validate`, so a message type
-        // without `Validate` is reported there.
-        let validated = Ident::new("validated", at);
-        let check = quote!(::tonic_intercept::__private::validate(call, #validated));
-        quote! {
-            fn validate(
-                &self,
-                call: &::tonic_intercept::Call,
-                message: &<#rpc as ::tonic_intercept::Rpc>::Request,
-            ) -> ::core::result::Result<(), ::tonic_intercept::__private::Status> {
-                let #validated = message;
-                #check
-            }
-        }
-    } else {
-        quote!()
-    };
+    let validate = validate_method(plan, &rpc);
     let doc = format!(
         " The observers and hooks of `{}`, in the order they run.",
         plan.rpc.name
@@ -138,6 +121,27 @@ pub fn hooks_adapter(names: &Names, service: &Service, plan: &RpcPlan) -> TokenS
             fn on_finish(&self, call: &::tonic_intercept::Call, outcome: &::tonic_intercept::Outcome) {
                 #(#finishes;)*
             }
+        }
+    }
+}
+
+/// `Hooks::validate`, where `validate` covers the RPC.
+fn validate_method(plan: &RpcPlan, rpc: &TokenStream) -> TokenStream {
+    let Some(at) = plan.validate else {
+        return quote!();
+    };
+    // The message is bound to a name spanned at `validate`, so a message type without
+    // `Validate` is reported there.
+    let validated = Ident::new("validated", at);
+    let check = quote!(::tonic_intercept::__private::validate(call, #validated));
+    quote! {
+        fn validate(
+            &self,
+            call: &::tonic_intercept::Call,
+            message: &<#rpc as ::tonic_intercept::Rpc>::Request,
+        ) -> ::core::result::Result<(), ::tonic_intercept::__private::Status> {
+            let #validated = message;
+            #check
         }
     }
 }

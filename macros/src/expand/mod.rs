@@ -6,6 +6,10 @@
 //! `Guard`. What the `.proto` declares is checked against the attribute by `const`
 //! assertions beside the impl. Everything the output names in the runtime goes through
 //! `::tonic_intercept::__private`.
+//!
+//! By step: `handler` (the policies' steps around the user's body), `hooks` (the hooks
+//! adapter type beside the impl), `proto` (the `.proto` agreement asserts), `values`
+//! (limit values as the runtime's builder calls, from the limit-key table).
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
@@ -231,6 +235,62 @@ mod tests {
         let path = concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/snapshots/echo_service.expanded.rs"
+        );
+        if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+            std::fs::write(path, &expanded).unwrap();
+        }
+        let expected = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            expected == expanded,
+            "the expansion differs from {path}; review it and rerun with UPDATE_SNAPSHOTS=1:\n{expanded}"
+        );
+    }
+
+    /// The policies the first snapshot leaves out: an auth-only RPC (inline body, roles),
+    /// idempotency scoped by identity, admission with a per-identity rate, a rate from a
+    /// constant with its shaping keys, metrics, tracing, recovery and validation.
+    #[test]
+    fn expansion_snapshot_other_policies() {
+        let args = quote! {
+            auth(self.tokens),
+            roles("admin", ServerStream),
+            idempotency(self.cache, Unary),
+            limit(Unary, max_in_flight = 4, calls_per_second_per_identity = 2, queue = 1),
+            limit(ClientStream, messages_per_second_in = RATE, on_rate_exceeded = reject, burst = 3),
+            metrics(self.metrics, ClientStream),
+            trace(self.trace, Bidi),
+            recover(Bidi),
+            validate(Unary),
+        };
+        let item = quote! {
+            #[tonic::async_trait]
+            impl pb::echo_service_server::EchoService for Echo {
+                async fn unary(&self, request: Request<EchoRequest>) -> Result<Response<EchoReply>, Status> {
+                    Ok(Response::new(EchoReply { text: request.into_inner().text, seq: 0 }))
+                }
+
+                type ServerStreamStream = ReceiverStream<Result<EchoReply, Status>>;
+
+                async fn server_stream(&self, request: Request<StreamRequest>) -> Result<Response<Self::ServerStreamStream>, Status> {
+                    let (_tx, rx) = tokio::sync::mpsc::channel(1);
+                    Ok(Response::new(ReceiverStream::new(rx)))
+                }
+
+                async fn client_stream(&self, request: Request<Streaming<EchoRequest>>) -> Result<Response<Summary>, Status> {
+                    Err(Status::unimplemented("client_stream"))
+                }
+
+                type BidiStream = ReceiverStream<Result<EchoReply, Status>>;
+
+                async fn bidi(&self, request: Request<Streaming<EchoRequest>>) -> Result<Response<Self::BidiStream>, Status> {
+                    Err(Status::unimplemented("bidi"))
+                }
+            }
+        };
+        let expanded = super::pretty(&super::intercept(args, item));
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/snapshots/echo_service_other_policies.expanded.rs"
         );
         if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
             std::fs::write(path, &expanded).unwrap();

@@ -192,6 +192,7 @@ fn limit_values_agree(a: &Asserts, keys: Vec<&LimitKey>) -> Vec<TokenStream> {
             format!("; the .proto is the RPC's contract: remove `{field}` here or make it equal"),
         ];
         let capacity = parts.iter().map(String::len).sum::<usize>() + 2 * 20;
+        // Never taken (the parts and the digits are UTF-8), but a `const` cannot unwrap.
         let fallback =
             format!("`{field}` of `{name}` differs from the value its .proto options declare");
         checks.push(quote_spanned! {key.name.span()=>

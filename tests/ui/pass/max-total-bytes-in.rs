@@ -1,0 +1,50 @@
+// `max_total_bytes_in` caps a whole upload on a client-streaming RPC, from a literal or a
+// `u64` constant; a general `limit(..)` applies it only where requests stream.
+
+use pb::{EchoReply, EchoRequest, StreamRequest, Summary};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+use tonic_intercept_tests::pb;
+
+struct Echo;
+
+const UPLOAD_BYTES: u64 = 64 * 1024;
+
+#[tonic_intercept::intercept(
+    public(*),
+    limit(max_total_bytes_in = 1_048_576),
+    limit(ClientStream, max_total_bytes_in = UPLOAD_BYTES, max_message_bytes = 1_024),
+)]
+#[tonic::async_trait]
+impl pb::echo_service_server::EchoService for Echo {
+    async fn unary(&self, _request: Request<EchoRequest>) -> Result<Response<EchoReply>, Status> {
+        Err(Status::unimplemented("unary"))
+    }
+
+    type ServerStreamStream = ReceiverStream<Result<EchoReply, Status>>;
+
+    async fn server_stream(
+        &self,
+        _request: Request<StreamRequest>,
+    ) -> Result<Response<Self::ServerStreamStream>, Status> {
+        Err(Status::unimplemented("server_stream"))
+    }
+
+    async fn client_stream(
+        &self,
+        _request: Request<Streaming<EchoRequest>>,
+    ) -> Result<Response<Summary>, Status> {
+        Err(Status::unimplemented("client_stream"))
+    }
+
+    type BidiStream = ReceiverStream<Result<EchoReply, Status>>;
+
+    async fn bidi(
+        &self,
+        _request: Request<Streaming<EchoRequest>>,
+    ) -> Result<Response<Self::BidiStream>, Status> {
+        Err(Status::unimplemented("bidi"))
+    }
+}
+
+fn main() {}
