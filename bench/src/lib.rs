@@ -22,7 +22,8 @@ use tonic::metadata::MetadataMap;
 use tonic::{Code, Request, Response, Status, Streaming};
 use tonic_intercept::prometheus_client::registry::Registry;
 use tonic_intercept::{
-    Authenticate, Call, Hook, Rpc, ServerMetrics, ServiceMetrics, Validate, Violations, intercept,
+    Authenticate, Call, Hook, Rpc, ServerMetrics, Validate, intercept, metrics::ServiceMetrics,
+    validate::Violations,
 };
 
 pub mod tower_layers;
@@ -37,7 +38,7 @@ use pb::{Payload, StreamRequest, Summary};
 /// The bearer token every authenticating variant accepts.
 pub const TOKEN: &str = "bench-token";
 /// `max_message_bytes` of the limiting variants; the `oversize` workload sends more.
-pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+pub const MAX_MESSAGE_BYTES: u64 = 64 * 1024;
 
 /// How the echo service is wrapped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -443,7 +444,7 @@ impl Validate for Payload {
 /// A server stream may not ask for payloads over the size limit.
 impl Validate for StreamRequest {
     fn validate(&self, violations: &mut Violations) {
-        if self.size as usize > MAX_MESSAGE_BYTES {
+        if u64::from(self.size) > MAX_MESSAGE_BYTES {
             violations.field("size", "must be at most MAX_MESSAGE_BYTES");
         }
     }
@@ -542,7 +543,7 @@ pub async fn serve(
             Server::builder()
                 .layer(tower_layers::FullLayer::new(
                     Duration::from_secs(60),
-                    MAX_MESSAGE_BYTES,
+                    MAX_MESSAGE_BYTES as usize,
                     STREAM_MAX,
                 ))
                 .add_service(BenchServer::new(plain))
@@ -728,7 +729,7 @@ pub const CLIENT_DEADLINE: Duration = Duration::from_secs(30);
 /// `UNAVAILABLE` only). The bench proto does not declare `Unary` idempotent, and the
 /// server variants are measured on the same proto, so the risk is accepted explicitly.
 const UNARY_RETRIED: tonic_intercept::ClientPolicy<pb::bench_intercept::Unary> =
-    tonic_intercept::ClientPolicy::retry_non_idempotent(tonic_intercept::RetryPolicy::new());
+    tonic_intercept::ClientPolicy::retry_non_idempotent(tonic_intercept::client::RetryPolicy::new());
 
 impl ClientVariant {
     pub const ALL: [ClientVariant; 5] = [
@@ -781,7 +782,7 @@ impl Caller {
         channel: tonic::transport::Channel,
         registry: &mut Registry,
     ) -> Self {
-        use tonic_intercept::{ClientConfig, ClientMetrics};
+        use tonic_intercept::{ClientConfig, client::ClientMetrics};
         let config = ClientConfig::new();
         match variant {
             ClientVariant::Tonic | ClientVariant::TonicDeadline => Caller::Tonic {
@@ -929,7 +930,7 @@ async fn one_call(client: &mut Client, load: Load) -> (Code, u64) {
             0,
         ),
         Workload::Oversize => {
-            let big = payload(1, MAX_MESSAGE_BYTES + 1);
+            let big = payload(1, MAX_MESSAGE_BYTES as usize + 1);
             (code(client.unary(request(big, true)).await.map(drop)), 0)
         }
         Workload::ServerStream => {

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use tonic::Code;
+use tonic_intercept::metrics::render_metrics;
 use tonic_intercept::prometheus_client::registry::Registry;
-use tonic_intercept::render_metrics;
 use tonic_intercept_bench::{
     ClientVariant, Handled, Load, Variant, Workload, run_client_load, run_load, serve,
 };

@@ -37,17 +37,17 @@ pub(crate) fn service(model: &ServiceModel) -> TokenStream {
             pub const SERVICE_NAME: &str = #full_name;
 
             /// Every RPC of the service, in `.proto` order.
-            pub const RPCS: &[&::tonic_intercept::RpcDescriptor] = &[
-                #(&<#rpc_types as ::tonic_intercept::Rpc>::DESCRIPTOR,)*
+            pub const RPCS: &[&::tonic_intercept::__private::RpcDescriptor] = &[
+                #(&<#rpc_types as ::tonic_intercept::__private::Rpc>::DESCRIPTOR,)*
             ];
 
             #[doc = #service_doc]
             #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
             pub struct Service;
 
-            impl ::tonic_intercept::Service for Service {
+            impl ::tonic_intercept::__private::Service for Service {
                 const NAME: &'static str = #full_name;
-                const RPCS: &'static [&'static ::tonic_intercept::RpcDescriptor] = RPCS;
+                const RPCS: &'static [&'static ::tonic_intercept::__private::RpcDescriptor] = RPCS;
             }
 
             #client
@@ -92,13 +92,13 @@ fn client(model: &ServiceModel) -> TokenStream {
         impl<T: ::tonic_intercept::__private::Transport> Client<T> {
             /// A client without policies (`ClientConfig::new()`).
             pub fn new(inner: T) -> Self {
-                Self::with_config(inner, ::tonic_intercept::ClientConfig::new())
+                Self::with_config(inner, ::tonic_intercept::__private::ClientConfig::new())
             }
         }
 
         impl<T: ::tonic_intercept::__private::Transport, H: Send + Sync + 'static> Client<T, H> {
             /// A client that applies `config` to its calls.
-            pub fn with_config(inner: T, config: ::tonic_intercept::ClientConfig<Service, H>) -> Self {
+            pub fn with_config(inner: T, config: ::tonic_intercept::__private::ClientConfig<Service, H>) -> Self {
                 Self { core: ::tonic_intercept::__private::ClientCore::new(inner, config) }
             }
 
@@ -106,13 +106,13 @@ fn client(model: &ServiceModel) -> TokenStream {
             pub fn with_origin(
                 inner: T,
                 origin: #tonic::codegen::http::Uri,
-                config: ::tonic_intercept::ClientConfig<Service, H>,
+                config: ::tonic_intercept::__private::ClientConfig<Service, H>,
             ) -> Self {
                 Self { core: ::tonic_intercept::__private::ClientCore::with_origin(inner, origin, config) }
             }
 
             /// The config applied to every call.
-            pub fn config(&self) -> &::tonic_intercept::ClientConfig<Service, H> {
+            pub fn config(&self) -> &::tonic_intercept::__private::ClientConfig<Service, H> {
                 self.core.config()
             }
 
@@ -175,7 +175,7 @@ fn client_method(rpc: &RpcModel) -> TokenStream {
     };
     let output = match rpc.kind.streams_responses() {
         false => quote!(#response),
-        true => quote!(::tonic_intercept::Responses<#name, H>),
+        true => quote!(::tonic_intercept::__private::Responses<#name, H>),
     };
     quote! {
         #[doc = #doc]
@@ -185,7 +185,7 @@ fn client_method(rpc: &RpcModel) -> TokenStream {
             request: #argument,
         ) -> ::core::result::Result<#tonic::Response<#output>, #tonic::Status>
         where
-            H: ::tonic_intercept::ClientHook<#name>,
+            H: ::tonic_intercept::__private::ClientHook<#name>,
         {
             self.core.#call #turbofish(request.#into()).await
         }
@@ -243,26 +243,26 @@ fn rpc(service: &ServiceModel, index: usize, rpc: &RpcModel) -> TokenStream {
         #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
         pub struct #name;
 
-        impl ::tonic_intercept::Rpc for #name {
+        impl ::tonic_intercept::__private::Rpc for #name {
             type Service = Service;
             type Request = #request;
             type Response = #response;
-            const DESCRIPTOR: ::tonic_intercept::RpcDescriptor = ::tonic_intercept::RpcDescriptor::new(
+            const DESCRIPTOR: ::tonic_intercept::__private::RpcDescriptor = ::tonic_intercept::__private::RpcDescriptor::new(
                 #service_name,
                 #method,
                 #path,
-                ::tonic_intercept::RpcKind::#kind,
-                ::tonic_intercept::IdempotencyLevel::#idempotency,
+                ::tonic_intercept::__private::RpcKind::#kind,
+                ::tonic_intercept::__private::IdempotencyLevel::#idempotency,
                 #deprecated,
             )#policy;
             const INDEX: usize = #index;
 
-            fn span(call: &::tonic_intercept::Call) -> ::tonic_intercept::__private::tracing::Span {
-                ::tonic_intercept::__rpc_span!(#span_name, call)
+            fn span(call: &::tonic_intercept::__private::Call) -> ::tonic_intercept::__private::tracing::Span {
+                ::tonic_intercept::__private::rpc_span!(#span_name, call)
             }
         }
 
-        impl ::tonic_intercept::RpcOf<Service> for #name {}
+        impl ::tonic_intercept::__private::RpcOf<Service> for #name {}
 
         #wrappers
     }
@@ -287,7 +287,7 @@ fn policy(policy: &Policy) -> TokenStream {
         let value = proc_macro2::Literal::u64_unsuffixed(value);
         setters.extend(quote!(.#key(#value)));
     }
-    quote!(.with_policy(::tonic_intercept::RpcPolicy::new() #setters))
+    quote!(.with_policy(::tonic_intercept::__private::RpcPolicy::new() #setters))
 }
 
 /// The merged policy in the `.proto`'s own syntax, for the docs.
@@ -324,7 +324,7 @@ fn stream_wrappers(rpc: &RpcModel, name: &syn::Ident) -> TokenStream {
         );
         out.extend(quote! {
             #[doc = #doc]
-            pub type #alias<H = ()> = ::tonic_intercept::Inbound<#name, H>;
+            pub type #alias<H = ()> = ::tonic_intercept::__private::Inbound<#name, H>;
         });
     }
     if rpc.kind.streams_responses() {
@@ -335,7 +335,7 @@ fn stream_wrappers(rpc: &RpcModel, name: &syn::Ident) -> TokenStream {
         );
         out.extend(quote! {
             #[doc = #doc]
-            pub type #alias<S, H = ()> = ::tonic_intercept::Outbound<#name, S, H>;
+            pub type #alias<S, H = ()> = ::tonic_intercept::__private::Outbound<#name, S, H>;
         });
     }
     out

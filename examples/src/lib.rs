@@ -72,7 +72,7 @@ impl Services {
 
     /// The metrics as OpenMetrics text, what `GET /metrics` answers.
     pub fn render_metrics(&self) -> String {
-        tonic_intercept::render_metrics(&self.registry)
+        tonic_intercept::metrics::render_metrics(&self.registry)
     }
 }
 
@@ -90,10 +90,10 @@ pub async fn serve_metrics(
     use axum::http::header::CONTENT_TYPE;
 
     let metrics = move || {
-        let body = tonic_intercept::render_metrics(&registry);
+        let body = tonic_intercept::metrics::render_metrics(&registry);
         async move {
             (
-                [(CONTENT_TYPE, tonic_intercept::METRICS_CONTENT_TYPE)],
+                [(CONTENT_TYPE, tonic_intercept::metrics::METRICS_CONTENT_TYPE)],
                 body,
             )
         }

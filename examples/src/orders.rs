@@ -7,8 +7,8 @@ use std::time::Duration;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use tonic_intercept::{
-    Deadline, IdempotencyCache, LogSize, ServiceMetrics, StaticTokens, TraceCalls, Validate,
-    Violations, intercept,
+    Deadline, IdempotencyCache, StaticTokens, TraceCalls, Validate, intercept,
+    metrics::ServiceMetrics, trace::LogSize, validate::Violations,
 };
 
 use crate::coffee::order_service_intercept as rpc;

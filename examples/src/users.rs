@@ -5,7 +5,7 @@ use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
-use tonic_intercept::{Call, Hook, Outcome, ServiceMetrics, StaticTokens, intercept};
+use tonic_intercept::{Call, CallOutcome, Hook, StaticTokens, intercept, metrics::ServiceMetrics};
 
 use crate::pb::user_service_intercept as rpc;
 use crate::pb::{
@@ -93,7 +93,7 @@ impl Hook<rpc::CreateUser> for Audit {
         Ok(())
     }
 
-    fn on_finish(&self, _: &Call, outcome: &Outcome) {
+    fn on_finish(&self, _: &Call, outcome: &CallOutcome) {
         if outcome.code == tonic::Code::Ok {
             self.log.created.fetch_add(1, Ordering::Relaxed);
         }
@@ -109,7 +109,7 @@ pub const LIST_USERS_PER_SECOND: u32 = 20;
 /// The most records one `ImportUsers` batch may hold.
 pub const IMPORT_USERS_MAX: u64 = 100;
 /// The largest encoded record `ImportUsers` and `UserUpdates` accept.
-pub const MAX_RECORD_BYTES: usize = 256;
+pub const MAX_RECORD_BYTES: u64 = 256;
 
 #[intercept(
     // A panic in a handler, hook or stream answers INTERNAL and the server serves on.

@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tonic::Code;
-use tonic_intercept::METRICS_CONTENT_TYPE;
+use tonic_intercept::metrics::METRICS_CONTENT_TYPE;
 use tonic_intercept_examples::pb::GetUserRequest;
 use tonic_intercept_examples::serve_metrics;
 

@@ -225,7 +225,7 @@ async fn failure(fault: &Fault, attempt: u32) -> Status {
     let mut metadata = MetadataMap::new();
     if fault.pushback {
         metadata.insert(
-            tonic_intercept::RETRY_PUSHBACK,
+            tonic_intercept::wire::RETRY_PUSHBACK,
             MetadataValue::from(fault.pushback_ms.max(-1)),
         );
     }

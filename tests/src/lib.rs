@@ -13,7 +13,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
-use tonic_intercept::{Call, Hook, Outcome, Rpc, StaticTokens, intercept};
+use tonic_intercept::{Call, CallOutcome, Hook, Rpc, StaticTokens, intercept};
 
 pub mod pb {
     tonic::include_proto!("echo.v1");
@@ -53,7 +53,7 @@ impl Recorder {
     }
 }
 
-fn finish(call: &Call, o: &Outcome) -> String {
+fn finish(call: &Call, o: &CallOutcome) -> String {
     format!(
         "finish {} {:?} in={} out={}",
         call.rpc().method,
@@ -79,7 +79,7 @@ impl Hook<rpc::Unary> for Recorder {
         self.push(format!("response {}", reply.text));
         Ok(())
     }
-    fn on_finish(&self, call: &Call, outcome: &Outcome) {
+    fn on_finish(&self, call: &Call, outcome: &CallOutcome) {
         self.push(finish(call, outcome));
     }
 }
@@ -93,7 +93,7 @@ impl Hook<rpc::ServerStream> for Recorder {
         self.push(format!("response {}", reply.seq));
         Ok(())
     }
-    fn on_finish(&self, call: &Call, outcome: &Outcome) {
+    fn on_finish(&self, call: &Call, outcome: &CallOutcome) {
         self.push(finish(call, outcome));
     }
 }
@@ -110,7 +110,7 @@ impl Hook<rpc::ClientStream> for Recorder {
         self.push(format!("response received={}", summary.received));
         Ok(())
     }
-    fn on_finish(&self, call: &Call, outcome: &Outcome) {
+    fn on_finish(&self, call: &Call, outcome: &CallOutcome) {
         self.push(finish(call, outcome));
     }
 }
@@ -124,7 +124,7 @@ impl Hook<rpc::Bidi> for Recorder {
         self.push(format!("response {}", reply.text));
         Ok(())
     }
-    fn on_finish(&self, call: &Call, outcome: &Outcome) {
+    fn on_finish(&self, call: &Call, outcome: &CallOutcome) {
         self.push(finish(call, outcome));
     }
 }
@@ -136,7 +136,7 @@ pub struct Counter {
 }
 
 impl<R: Rpc> Hook<R> for Counter {
-    fn on_finish(&self, _: &Call, _: &Outcome) {
+    fn on_finish(&self, _: &Call, _: &CallOutcome) {
         self.finished.fetch_add(1, Ordering::SeqCst);
     }
 }
@@ -148,7 +148,7 @@ pub struct Timer {
 }
 
 impl<R: Rpc> Hook<R> for Timer {
-    fn on_finish(&self, call: &Call, _: &Outcome) {
+    fn on_finish(&self, call: &Call, _: &CallOutcome) {
         self.durations.lock().unwrap().push(call.elapsed());
     }
 }
@@ -419,7 +419,7 @@ pub mod catalog_pb {
 
 /// What a valid `EchoRequest` is, for `validate` in `#[intercept]`.
 impl tonic_intercept::Validate for EchoRequest {
-    fn validate(&self, violations: &mut tonic_intercept::Violations) {
+    fn validate(&self, violations: &mut tonic_intercept::validate::Violations) {
         if self.text.is_empty() {
             violations.field("text", "must not be empty");
         }

@@ -22,8 +22,9 @@ use tonic::{Code, Request, Response, Status, Streaming};
 use tonic_intercept::prometheus_client::registry::Registry;
 use tonic_intercept::tonic_types::StatusExt;
 use tonic_intercept::{
-    Authenticate, Call, IDEMPOTENCY_KEY, IDEMPOTENCY_REPLAYED, IdempotencyCache, Principal,
-    RETRY_PUSHBACK, ServerMetrics, ServiceMetrics, StaticTokens, intercept,
+    Authenticate, Call, IdempotencyCache, ServerMetrics, StaticTokens, auth::Principal, intercept,
+    metrics::ServiceMetrics, wire::IDEMPOTENCY_KEY, wire::IDEMPOTENCY_REPLAYED,
+    wire::RETRY_PUSHBACK,
 };
 use tonic_intercept_tests::pb::echo_service_intercept as rpc;
 use tonic_intercept_tests::pb::{EchoReply, EchoRequest, StreamRequest, Summary};
@@ -125,7 +126,7 @@ impl Env {
 
     /// The value of one series of the metrics, as rendered.
     fn metric(&self, name: &str, labels: &str) -> String {
-        let text = tonic_intercept::render_metrics(&self.registry);
+        let text = tonic_intercept::metrics::render_metrics(&self.registry);
         let prefix = format!("{name}{{{labels}}} ");
         text.lines()
             .find_map(|l| l.strip_prefix(&prefix))

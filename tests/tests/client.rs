@@ -17,8 +17,9 @@ use tonic::transport::Channel;
 use tonic::{Code, Request, Response, Status, Streaming};
 use tonic_intercept::prometheus_client::registry::Registry;
 use tonic_intercept::{
-    ClientConfig, ClientHook, ClientMetrics, ClientOutcome, ClientPolicy, Reason, RetryPolicy,
-    RetryThrottle, Rpc, Token, TokenProvider, TokenSource, intercept, render_metrics,
+    ClientConfig, ClientHook, ClientPolicy, Rpc, client::BearerToken, client::ClientMetrics,
+    client::ClientOutcome, client::GiveUpReason, client::RetryPolicy, client::RetryThrottle,
+    client::TokenProvider, client::TokenSource, intercept, metrics::render_metrics,
 };
 use tonic_intercept_tests::flaky::{self, Flaky, Replies, StreamEnd};
 use tonic_intercept_tests::flaky_pb::flaky_service_intercept::{
@@ -58,7 +59,7 @@ fn always_failing(key: &str) -> Fault {
 const QUICK: RetryPolicy = RetryPolicy::new().initial_backoff(ms(1)).max_backoff(ms(1));
 
 /// How a call ended, without its duration: (rpc, code, attempts, gave up, sent, received).
-type End = (&'static str, Code, u32, Option<Reason>, u64, u64);
+type End = (&'static str, Code, u32, Option<GiveUpReason>, u64, u64);
 
 /// Messages per RPC, by method name.
 type Counts = Vec<(&'static str, u64)>;
@@ -224,7 +225,7 @@ async fn attempts_exhausted_returns_the_last_failure() {
             "Get",
             Code::Unavailable,
             3,
-            Some(Reason::AttemptsExhausted),
+            Some(GiveUpReason::AttemptsExhausted),
             1,
             0
         )
@@ -276,7 +277,7 @@ async fn a_code_that_is_not_retryable_is_not_retried() {
             "Get",
             Code::InvalidArgument,
             1,
-            Some(Reason::NotRetryable),
+            Some(GiveUpReason::NotRetryable),
             1,
             0
         )
@@ -366,7 +367,14 @@ async fn pushback_replaces_the_backoff_or_stops_retries() {
     assert_eq!(flaky.attempts("pushback-never"), 1);
     assert_eq!(
         recorder.end(),
-        ("Get", Code::Unavailable, 1, Some(Reason::Pushback), 1, 0)
+        (
+            "Get",
+            Code::Unavailable,
+            1,
+            Some(GiveUpReason::Pushback),
+            1,
+            0
+        )
     );
 }
 
@@ -393,7 +401,14 @@ async fn a_shared_throttle_stops_retries_while_calls_fail() {
     assert_eq!(flaky.attempts("throttle-1"), 5);
     assert_eq!(
         recorder.end(),
-        ("Get", Code::Unavailable, 5, Some(Reason::Throttled), 1, 0)
+        (
+            "Get",
+            Code::Unavailable,
+            5,
+            Some(GiveUpReason::Throttled),
+            1,
+            0
+        )
     );
     assert_eq!(throttle.tokens(), Some(5.0));
 
@@ -402,7 +417,14 @@ async fn a_shared_throttle_stops_retries_while_calls_fail() {
     assert_eq!(flaky.attempts("throttle-2"), 1);
     assert_eq!(
         recorder.end(),
-        ("Get", Code::Unavailable, 1, Some(Reason::Throttled), 1, 0)
+        (
+            "Get",
+            Code::Unavailable,
+            1,
+            Some(GiveUpReason::Throttled),
+            1,
+            0
+        )
     );
     assert_eq!(throttle.tokens(), Some(4.0));
 
@@ -425,7 +447,14 @@ async fn a_shared_throttle_stops_retries_while_calls_fail() {
     assert_eq!(flaky.attempts("throttle-4"), 2);
     assert_eq!(
         recorder.end(),
-        ("Get", Code::Unavailable, 2, Some(Reason::Throttled), 1, 0)
+        (
+            "Get",
+            Code::Unavailable,
+            2,
+            Some(GiveUpReason::Throttled),
+            1,
+            0
+        )
     );
     assert_eq!(throttle.tokens(), Some(5.0));
 
@@ -440,7 +469,7 @@ async fn a_shared_throttle_stops_retries_while_calls_fail() {
             "Get",
             Code::InvalidArgument,
             1,
-            Some(Reason::NotRetryable),
+            Some(GiveUpReason::NotRetryable),
             1,
             0
         )
@@ -503,7 +532,7 @@ async fn the_overall_deadline_caps_attempts_and_backoff() {
             "Get",
             Code::DeadlineExceeded,
             3,
-            Some(Reason::Deadline),
+            Some(GiveUpReason::Deadline),
             1,
             0
         )
@@ -524,7 +553,7 @@ async fn the_overall_deadline_caps_attempts_and_backoff() {
             "Get",
             Code::DeadlineExceeded,
             2,
-            Some(Reason::Deadline),
+            Some(GiveUpReason::Deadline),
             1,
             0
         )
@@ -577,7 +606,14 @@ async fn a_server_stream_is_retried_until_its_first_message_only() {
     // Committed by its first message: not retried, and that is the reason given.
     assert_eq!(
         recorder.end(),
-        ("Watch", Code::Unavailable, 1, Some(Reason::Committed), 1, 2)
+        (
+            "Watch",
+            Code::Unavailable,
+            1,
+            Some(GiveUpReason::Committed),
+            1,
+            2
+        )
     );
 }
 
@@ -666,7 +702,7 @@ async fn a_client_stream_past_its_replay_buffer_is_committed() {
     let (_, code, attempts, gave_up, _, received) = recorder.end();
     assert_eq!(
         (code, attempts, gave_up, received),
-        (Code::Unavailable, 1, Some(Reason::Committed), 0)
+        (Code::Unavailable, 1, Some(GiveUpReason::Committed), 0)
     );
 }
 
@@ -934,10 +970,10 @@ struct Endpoint {
 }
 
 impl TokenSource for Endpoint {
-    async fn fetch(&self) -> Result<Token, Status> {
+    async fn fetch(&self) -> Result<BearerToken, Status> {
         let n = self.fetches.fetch_add(1, Ordering::SeqCst) + 1;
         tokio::time::sleep(ms(50)).await;
-        Ok(Token::expires_in(
+        Ok(BearerToken::expires_in(
             format!("token-{n}"),
             Duration::from_secs(3_600),
         ))

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use tonic::{Code, Request, Response, Status, Streaming};
 use tonic_intercept::prometheus_client::registry::Registry;
-use tonic_intercept::{Principal, ServerMetrics, ServiceMetrics, StaticTokens, intercept};
+use tonic_intercept::{
+    ServerMetrics, StaticTokens, auth::Principal, intercept, metrics::ServiceMetrics,
+};
 use tonic_intercept_tests::pb::echo_service_intercept as rpc;
 use tonic_intercept_tests::pb::{EchoReply, EchoRequest, StreamRequest, Summary};
 use tonic_intercept_tests::{Recorder, client, serve, with_token};
@@ -165,7 +167,7 @@ async fn each_refusal_comes_from_the_first_policy_in_the_documented_order() {
     );
 
     // The metrics saw the same five calls and who refused each.
-    let text = tonic_intercept::render_metrics(&registry);
+    let text = tonic_intercept::metrics::render_metrics(&registry);
     let unary = r#"grpc_type="unary",grpc_service="echo.v1.EchoService",grpc_method="Unary""#;
     assert_eq!(metric(&text, "grpc_server_started_total", unary), "5");
     for (code, n) in [

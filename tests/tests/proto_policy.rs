@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio_stream::StreamExt;
 use tonic::{Code, Request, Response, Status, Streaming};
-use tonic_intercept::{Principal, StaticTokens, intercept};
+use tonic_intercept::{StaticTokens, auth::Principal, intercept};
 use tonic_intercept_tests::catalog_pb::catalog_service_client::CatalogServiceClient;
 use tonic_intercept_tests::catalog_pb::catalog_service_server::CatalogServiceServer;
 use tonic_intercept_tests::catalog_pb::{

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio_stream::StreamExt;
 use tonic::{Code, Request, Response, Status, Streaming};
-use tonic_intercept::{Call, Deadline, Hook, Outcome, Policy, intercept};
+use tonic_intercept::{Call, CallOutcome, Deadline, Hook, PolicyKind, intercept};
 use tonic_intercept_tests::pb::echo_service_intercept as rpc;
 use tonic_intercept_tests::pb::{EchoReply, EchoRequest, StreamRequest, Summary};
 use tonic_intercept_tests::{client, serve};
@@ -19,7 +19,7 @@ type Replies =
 struct Ends(Arc<std::sync::Mutex<Vec<End>>>);
 
 /// A call's final code and the policy that decided it, if one did.
-type End = (Code, Option<Policy>);
+type End = (Code, Option<PolicyKind>);
 
 impl Ends {
     fn take(&self) -> Vec<End> {
@@ -28,7 +28,7 @@ impl Ends {
 }
 
 impl<R: tonic_intercept::Rpc> Hook<R> for Ends {
-    fn on_finish(&self, _: &Call, outcome: &Outcome) {
+    fn on_finish(&self, _: &Call, outcome: &CallOutcome) {
         self.0
             .lock()
             .unwrap()
@@ -167,7 +167,10 @@ async fn a_handler_panic_is_internal_and_the_server_keeps_serving() {
     assert_eq!(handled.load(Ordering::SeqCst), 2);
     assert_eq!(
         ends.take(),
-        [(Code::Internal, Some(Policy::Recovery)), (Code::Ok, None)]
+        [
+            (Code::Internal, Some(PolicyKind::Recovery)),
+            (Code::Ok, None)
+        ]
     );
 }
 
@@ -180,7 +183,7 @@ async fn a_hook_panic_is_internal_and_the_handler_never_runs() {
     assert_eq!(status.code(), Code::Internal);
     assert!(!status.message().contains("secret"));
     assert_eq!(handled.load(Ordering::SeqCst), 0);
-    assert_eq!(ends.take(), [(Code::Internal, Some(Policy::Recovery))]);
+    assert_eq!(ends.take(), [(Code::Internal, Some(PolicyKind::Recovery))]);
 }
 
 #[tokio::test]
@@ -218,7 +221,10 @@ async fn a_stream_panic_ends_that_stream_only_after_what_it_sent() {
     );
     assert_eq!(
         ends.take(),
-        [(Code::Internal, Some(Policy::Recovery)), (Code::Ok, None)]
+        [
+            (Code::Internal, Some(PolicyKind::Recovery)),
+            (Code::Ok, None)
+        ]
     );
 }
 
@@ -247,7 +253,10 @@ async fn client_timeout_ends_the_call_with_deadline_exceeded() {
     let ended = tokio::time::timeout(Duration::from_secs(2), ended)
         .await
         .unwrap();
-    assert_eq!(ended, [(Code::DeadlineExceeded, Some(Policy::Deadline))]);
+    assert_eq!(
+        ended,
+        [(Code::DeadlineExceeded, Some(PolicyKind::Deadline))]
+    );
 }
 
 #[tokio::test]
@@ -259,7 +268,7 @@ async fn server_timeout_is_deadline_exceeded_for_the_client() {
     assert_eq!(status.message(), "Unary: deadline exceeded");
     assert_eq!(
         ends.take(),
-        [(Code::DeadlineExceeded, Some(Policy::Deadline))]
+        [(Code::DeadlineExceeded, Some(PolicyKind::Deadline))]
     );
 }
 
@@ -347,7 +356,7 @@ async fn an_idle_response_stream_is_cut() {
     );
     assert_eq!(
         ends.take(),
-        [(Code::DeadlineExceeded, Some(Policy::IdleTimeout))]
+        [(Code::DeadlineExceeded, Some(PolicyKind::IdleTimeout))]
     );
 }
 
@@ -385,7 +394,7 @@ async fn a_silent_bidi_client_is_cut_and_a_chatty_one_is_not() {
         ends.take(),
         [
             (Code::Ok, None),
-            (Code::DeadlineExceeded, Some(Policy::IdleTimeout))
+            (Code::DeadlineExceeded, Some(PolicyKind::IdleTimeout))
         ]
     );
 }

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use tonic::Code;
-use tonic_intercept::RETRY_PUSHBACK;
+use tonic_intercept::wire::RETRY_PUSHBACK;
 use tonic_intercept_examples::orders::{Feed, MAX_LIVE_FEEDS, PLACE_ORDER_PER_SECOND};
 use tonic_intercept_examples::{ADA_TOKEN, BOB_TOKEN, Services};
 

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use tonic::Status;
 use tonic::transport::Channel;
-use tonic_intercept::{ClientConfig, Token, TokenProvider, TokenSource};
+use tonic_intercept::{
+    ClientConfig, client::BearerToken, client::TokenProvider, client::TokenSource,
+};
 use tonic_intercept_examples::ADA_TOKEN;
 use tonic_intercept_examples::pb::GetUserRequest;
 use tonic_intercept_examples::pb::user_service_intercept as users_rpc;
@@ -21,10 +23,13 @@ struct TokenEndpoint {
 }
 
 impl TokenSource for TokenEndpoint {
-    async fn fetch(&self) -> Result<Token, Status> {
+    async fn fetch(&self) -> Result<BearerToken, Status> {
         self.fetches.fetch_add(1, Ordering::SeqCst);
         tokio::time::sleep(Duration::from_millis(20)).await;
-        Ok(Token::expires_in(ADA_TOKEN, Duration::from_secs(3_600)))
+        Ok(BearerToken::expires_in(
+            ADA_TOKEN,
+            Duration::from_secs(3_600),
+        ))
     }
 }
 

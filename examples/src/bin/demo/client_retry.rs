@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use tonic::Code;
 use tonic_intercept::prometheus_client::registry::Registry;
 use tonic_intercept::{
-    ClientConfig, ClientHook, ClientMetrics, ClientOutcome, ClientPolicy, RetryPolicy, Rpc,
-    render_metrics,
+    ClientConfig, ClientHook, ClientPolicy, Rpc, client::ClientMetrics, client::ClientOutcome,
+    client::RetryPolicy, metrics::render_metrics,
 };
 use tonic_intercept_examples::pb::GetUserRequest;
 use tonic_intercept_examples::pb::user_service_intercept::{self as users_rpc, GetUser};

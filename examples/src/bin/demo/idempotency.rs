@@ -2,7 +2,7 @@
 //! gets the first answer back instead of placing a second order.
 
 use tonic::Code;
-use tonic_intercept::{IDEMPOTENCY_KEY, IDEMPOTENCY_REPLAYED};
+use tonic_intercept::{wire::IDEMPOTENCY_KEY, wire::IDEMPOTENCY_REPLAYED};
 use tonic_intercept_examples::{BOB_TOKEN, Services};
 
 use crate::support::{Orders, Tally, ensure, expect_code, ok, order, place};

@@ -74,7 +74,7 @@ pub(crate) async fn import_over_max_messages(
 }
 
 pub(crate) async fn import_over_max_bytes(users: &mut Users) -> Result<String, String> {
-    let huge = record(&"x".repeat(MAX_RECORD_BYTES), "huge@example.com");
+    let huge = record(&"x".repeat(MAX_RECORD_BYTES as usize), "huge@example.com");
     let size = prost::Message::encoded_len(&huge);
     let result = users
         .import_users(with_token(tokio_stream::iter([huge]), ADA_TOKEN))

@@ -37,7 +37,7 @@ pub(crate) fn metrics_after_run(
         let n = tally.count("PlaceOrder", code);
         let code_labels = format!(
             r#"{place},grpc_code="{}""#,
-            tonic_intercept::grpc_code_label(code)
+            tonic_intercept::metrics::grpc_code_label(code)
         );
         let show = matches!(code, Code::Ok | Code::ResourceExhausted);
         expect("grpc_server_handled_total", &code_labels, n, show)?;
@@ -62,7 +62,7 @@ pub(crate) fn metrics_after_run(
     for code in [Code::Ok, Code::PermissionDenied] {
         let code_labels = format!(
             r#"{cancel},grpc_code="{}""#,
-            tonic_intercept::grpc_code_label(code)
+            tonic_intercept::metrics::grpc_code_label(code)
         );
         let n = tally.count("CancelOrder", code);
         expect(

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tonic::transport::Channel;
 use tonic::{Code, Request, Response, Status};
-use tonic_intercept::RETRY_PUSHBACK;
+use tonic_intercept::wire::RETRY_PUSHBACK;
 use tonic_intercept_examples::coffee::order_service_client::OrderServiceClient;
 use tonic_intercept_examples::coffee::{Order, PlaceOrderRequest, SubscribeRequest};
 use tonic_intercept_examples::orders::Feed;
