@@ -261,8 +261,9 @@ fn options_import_resolves_from_memory_and_policy_is_merged() {
     // Whitespace and prettyplease's trailing commas aside.
     let flat: String = generated.split_whitespace().collect();
     let flat = flat.replace(",)", ")");
-    let policy =
-        |setters: &str| format!(".with_policy(::tonic_intercept::RpcPolicy::new(){setters});");
+    let policy = |setters: &str| {
+        format!(".with_policy(::tonic_intercept::__private::RpcPolicy::new(){setters});")
+    };
     // `public` replaces the service's roles; the service's stream keys do not fit a unary RPC.
     assert!(
         flat.contains(&policy(".public().timeout_ms(5000)")),
@@ -296,7 +297,7 @@ fn without_options_nothing_is_declared() {
     assert!(!generated.contains("with_policy"), "{generated}");
     assert!(generated.contains("const INDEX: usize = 0;"), "{generated}");
     assert!(
-        generated.contains("__rpc_span!(\"shop.v1.S/Get\", call)"),
+        generated.contains("__private::rpc_span!(\"shop.v1.S/Get\", call)"),
         "{generated}"
     );
 }
@@ -405,8 +406,9 @@ fn total_bytes_in_is_read_and_a_service_default_applies_where_requests_stream() 
     .unwrap();
     let flat: String = generated.split_whitespace().collect();
     let flat = flat.replace(",)", ")");
-    let policy =
-        |setters: &str| format!(".with_policy(::tonic_intercept::RpcPolicy::new(){setters});");
+    let policy = |setters: &str| {
+        format!(".with_policy(::tonic_intercept::__private::RpcPolicy::new(){setters});")
+    };
     // Skipped on the unary RPC, whose requests do not stream.
     assert!(flat.contains(&policy(".timeout_ms(5000)")), "{generated}");
     assert!(

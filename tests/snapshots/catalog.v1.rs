@@ -570,18 +570,18 @@ pub mod catalog_service_intercept {
     /// The fully qualified service name.
     pub const SERVICE_NAME: &str = "catalog.v1.CatalogService";
     /// Every RPC of the service, in `.proto` order.
-    pub const RPCS: &[&::tonic_intercept::RpcDescriptor] = &[
-        &<GetItem as ::tonic_intercept::Rpc>::DESCRIPTOR,
-        &<ListItems as ::tonic_intercept::Rpc>::DESCRIPTOR,
-        &<DeleteItem as ::tonic_intercept::Rpc>::DESCRIPTOR,
-        &<WatchItems as ::tonic_intercept::Rpc>::DESCRIPTOR,
+    pub const RPCS: &[&::tonic_intercept::__private::RpcDescriptor] = &[
+        &<GetItem as ::tonic_intercept::__private::Rpc>::DESCRIPTOR,
+        &<ListItems as ::tonic_intercept::__private::Rpc>::DESCRIPTOR,
+        &<DeleteItem as ::tonic_intercept::__private::Rpc>::DESCRIPTOR,
+        &<WatchItems as ::tonic_intercept::__private::Rpc>::DESCRIPTOR,
     ];
     /// `catalog.v1.CatalogService`, as a type: the `Rpc::Service` of its RPCs.
     #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
     pub struct Service;
-    impl ::tonic_intercept::Service for Service {
+    impl ::tonic_intercept::__private::Service for Service {
         const NAME: &'static str = "catalog.v1.CatalogService";
-        const RPCS: &'static [&'static ::tonic_intercept::RpcDescriptor] = RPCS;
+        const RPCS: &'static [&'static ::tonic_intercept::__private::RpcDescriptor] = RPCS;
     }
     /// A `catalog.v1.CatalogService` client that applies a `tonic_intercept::ClientConfig`: per-RPC
     /// retries, deadlines, limits and hooks, credentials, request ids and metrics.
@@ -604,7 +604,7 @@ pub mod catalog_service_intercept {
     impl<T: ::tonic_intercept::__private::Transport> Client<T> {
         /// A client without policies (`ClientConfig::new()`).
         pub fn new(inner: T) -> Self {
-            Self::with_config(inner, ::tonic_intercept::ClientConfig::new())
+            Self::with_config(inner, ::tonic_intercept::__private::ClientConfig::new())
         }
     }
     impl<
@@ -614,7 +614,7 @@ pub mod catalog_service_intercept {
         /// A client that applies `config` to its calls.
         pub fn with_config(
             inner: T,
-            config: ::tonic_intercept::ClientConfig<Service, H>,
+            config: ::tonic_intercept::__private::ClientConfig<Service, H>,
         ) -> Self {
             Self {
                 core: ::tonic_intercept::__private::ClientCore::new(inner, config),
@@ -624,7 +624,7 @@ pub mod catalog_service_intercept {
         pub fn with_origin(
             inner: T,
             origin: ::tonic_intercept::__private::tonic::codegen::http::Uri,
-            config: ::tonic_intercept::ClientConfig<Service, H>,
+            config: ::tonic_intercept::__private::ClientConfig<Service, H>,
         ) -> Self {
             Self {
                 core: ::tonic_intercept::__private::ClientCore::with_origin(
@@ -635,7 +635,7 @@ pub mod catalog_service_intercept {
             }
         }
         /// The config applied to every call.
-        pub fn config(&self) -> &::tonic_intercept::ClientConfig<Service, H> {
+        pub fn config(&self) -> &::tonic_intercept::__private::ClientConfig<Service, H> {
             self.core.config()
         }
         /// Compresses requests with `encoding`.
@@ -683,7 +683,7 @@ pub mod catalog_service_intercept {
             ::tonic_intercept::__private::tonic::Status,
         >
         where
-            H: ::tonic_intercept::ClientHook<GetItem>,
+            H: ::tonic_intercept::__private::ClientHook<GetItem>,
         {
             self.core.unary::<GetItem>(request.into_request()).await
         }
@@ -695,12 +695,12 @@ pub mod catalog_service_intercept {
             >,
         ) -> ::core::result::Result<
             ::tonic_intercept::__private::tonic::Response<
-                ::tonic_intercept::Responses<ListItems, H>,
+                ::tonic_intercept::__private::Responses<ListItems, H>,
             >,
             ::tonic_intercept::__private::tonic::Status,
         >
         where
-            H: ::tonic_intercept::ClientHook<ListItems>,
+            H: ::tonic_intercept::__private::ClientHook<ListItems>,
         {
             self.core.server_streaming::<ListItems>(request.into_request()).await
         }
@@ -715,7 +715,7 @@ pub mod catalog_service_intercept {
             ::tonic_intercept::__private::tonic::Status,
         >
         where
-            H: ::tonic_intercept::ClientHook<DeleteItem>,
+            H: ::tonic_intercept::__private::ClientHook<DeleteItem>,
         {
             self.core.unary::<DeleteItem>(request.into_request()).await
         }
@@ -727,12 +727,12 @@ pub mod catalog_service_intercept {
             >,
         ) -> ::core::result::Result<
             ::tonic_intercept::__private::tonic::Response<
-                ::tonic_intercept::Responses<WatchItems, H>,
+                ::tonic_intercept::__private::Responses<WatchItems, H>,
             >,
             ::tonic_intercept::__private::tonic::Status,
         >
         where
-            H: ::tonic_intercept::ClientHook<WatchItems>,
+            H: ::tonic_intercept::__private::ClientHook<WatchItems>,
         {
             self.core.bidi::<WatchItems, _>(request.into_streaming_request()).await
         }
@@ -744,27 +744,31 @@ pub mod catalog_service_intercept {
     /// Policy from the `.proto`: `{ public: true, timeout_ms: 5000 }`.
     #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
     pub struct GetItem;
-    impl ::tonic_intercept::Rpc for GetItem {
+    impl ::tonic_intercept::__private::Rpc for GetItem {
         type Service = Service;
         type Request = super::GetItemRequest;
         type Response = super::Item;
-        const DESCRIPTOR: ::tonic_intercept::RpcDescriptor = ::tonic_intercept::RpcDescriptor::new(
+        const DESCRIPTOR: ::tonic_intercept::__private::RpcDescriptor = ::tonic_intercept::__private::RpcDescriptor::new(
                 "catalog.v1.CatalogService",
                 "GetItem",
                 "/catalog.v1.CatalogService/GetItem",
-                ::tonic_intercept::RpcKind::Unary,
-                ::tonic_intercept::IdempotencyLevel::Unknown,
+                ::tonic_intercept::__private::RpcKind::Unary,
+                ::tonic_intercept::__private::IdempotencyLevel::Unknown,
                 false,
             )
-            .with_policy(::tonic_intercept::RpcPolicy::new().public().timeout_ms(5000));
+            .with_policy(
+                ::tonic_intercept::__private::RpcPolicy::new().public().timeout_ms(5000),
+            );
         const INDEX: usize = 0;
         fn span(
-            call: &::tonic_intercept::Call,
+            call: &::tonic_intercept::__private::Call,
         ) -> ::tonic_intercept::__private::tracing::Span {
-            ::tonic_intercept::__rpc_span!("catalog.v1.CatalogService/GetItem", call)
+            ::tonic_intercept::__private::rpc_span!(
+                "catalog.v1.CatalogService/GetItem", call
+            )
         }
     }
-    impl ::tonic_intercept::RpcOf<Service> for GetItem {}
+    impl ::tonic_intercept::__private::RpcOf<Service> for GetItem {}
     /// `rpc ListItems(ListItemsRequest) returns (stream Item)`
     ///
     /// Streams up to `count` items.
@@ -772,31 +776,35 @@ pub mod catalog_service_intercept {
     /// Policy from the `.proto`: `{ max_messages_out: 3, timeout_ms: 2000 }`.
     #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
     pub struct ListItems;
-    impl ::tonic_intercept::Rpc for ListItems {
+    impl ::tonic_intercept::__private::Rpc for ListItems {
         type Service = Service;
         type Request = super::ListItemsRequest;
         type Response = super::Item;
-        const DESCRIPTOR: ::tonic_intercept::RpcDescriptor = ::tonic_intercept::RpcDescriptor::new(
+        const DESCRIPTOR: ::tonic_intercept::__private::RpcDescriptor = ::tonic_intercept::__private::RpcDescriptor::new(
                 "catalog.v1.CatalogService",
                 "ListItems",
                 "/catalog.v1.CatalogService/ListItems",
-                ::tonic_intercept::RpcKind::ServerStreaming,
-                ::tonic_intercept::IdempotencyLevel::Unknown,
+                ::tonic_intercept::__private::RpcKind::ServerStreaming,
+                ::tonic_intercept::__private::IdempotencyLevel::Unknown,
                 false,
             )
             .with_policy(
-                ::tonic_intercept::RpcPolicy::new().max_messages_out(3).timeout_ms(2000),
+                ::tonic_intercept::__private::RpcPolicy::new()
+                    .max_messages_out(3)
+                    .timeout_ms(2000),
             );
         const INDEX: usize = 1;
         fn span(
-            call: &::tonic_intercept::Call,
+            call: &::tonic_intercept::__private::Call,
         ) -> ::tonic_intercept::__private::tracing::Span {
-            ::tonic_intercept::__rpc_span!("catalog.v1.CatalogService/ListItems", call)
+            ::tonic_intercept::__private::rpc_span!(
+                "catalog.v1.CatalogService/ListItems", call
+            )
         }
     }
-    impl ::tonic_intercept::RpcOf<Service> for ListItems {}
+    impl ::tonic_intercept::__private::RpcOf<Service> for ListItems {}
     /// The response stream of `ListItems` after its policies, around the handler's stream `S`.
-    pub type ListItemsResponses<S, H = ()> = ::tonic_intercept::Outbound<
+    pub type ListItemsResponses<S, H = ()> = ::tonic_intercept::__private::Outbound<
         ListItems,
         S,
         H,
@@ -808,29 +816,33 @@ pub mod catalog_service_intercept {
     /// Policy from the `.proto`: `{ roles: ["admin"], timeout_ms: 5000 }`.
     #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
     pub struct DeleteItem;
-    impl ::tonic_intercept::Rpc for DeleteItem {
+    impl ::tonic_intercept::__private::Rpc for DeleteItem {
         type Service = Service;
         type Request = super::DeleteItemRequest;
         type Response = super::DeleteItemResponse;
-        const DESCRIPTOR: ::tonic_intercept::RpcDescriptor = ::tonic_intercept::RpcDescriptor::new(
+        const DESCRIPTOR: ::tonic_intercept::__private::RpcDescriptor = ::tonic_intercept::__private::RpcDescriptor::new(
                 "catalog.v1.CatalogService",
                 "DeleteItem",
                 "/catalog.v1.CatalogService/DeleteItem",
-                ::tonic_intercept::RpcKind::Unary,
-                ::tonic_intercept::IdempotencyLevel::Unknown,
+                ::tonic_intercept::__private::RpcKind::Unary,
+                ::tonic_intercept::__private::IdempotencyLevel::Unknown,
                 false,
             )
             .with_policy(
-                ::tonic_intercept::RpcPolicy::new().roles(&["admin"]).timeout_ms(5000),
+                ::tonic_intercept::__private::RpcPolicy::new()
+                    .roles(&["admin"])
+                    .timeout_ms(5000),
             );
         const INDEX: usize = 2;
         fn span(
-            call: &::tonic_intercept::Call,
+            call: &::tonic_intercept::__private::Call,
         ) -> ::tonic_intercept::__private::tracing::Span {
-            ::tonic_intercept::__rpc_span!("catalog.v1.CatalogService/DeleteItem", call)
+            ::tonic_intercept::__private::rpc_span!(
+                "catalog.v1.CatalogService/DeleteItem", call
+            )
         }
     }
-    impl ::tonic_intercept::RpcOf<Service> for DeleteItem {}
+    impl ::tonic_intercept::__private::RpcOf<Service> for DeleteItem {}
     /// `rpc WatchItems(stream Item) returns (stream Item)`
     ///
     /// Sends back each item it is sent; ends when either side goes quiet.
@@ -838,33 +850,40 @@ pub mod catalog_service_intercept {
     /// Policy from the `.proto`: `{ timeout_ms: 5000, idle_timeout_ms: 200 }`.
     #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
     pub struct WatchItems;
-    impl ::tonic_intercept::Rpc for WatchItems {
+    impl ::tonic_intercept::__private::Rpc for WatchItems {
         type Service = Service;
         type Request = super::Item;
         type Response = super::Item;
-        const DESCRIPTOR: ::tonic_intercept::RpcDescriptor = ::tonic_intercept::RpcDescriptor::new(
+        const DESCRIPTOR: ::tonic_intercept::__private::RpcDescriptor = ::tonic_intercept::__private::RpcDescriptor::new(
                 "catalog.v1.CatalogService",
                 "WatchItems",
                 "/catalog.v1.CatalogService/WatchItems",
-                ::tonic_intercept::RpcKind::Bidi,
-                ::tonic_intercept::IdempotencyLevel::Unknown,
+                ::tonic_intercept::__private::RpcKind::Bidi,
+                ::tonic_intercept::__private::IdempotencyLevel::Unknown,
                 false,
             )
             .with_policy(
-                ::tonic_intercept::RpcPolicy::new().timeout_ms(5000).idle_timeout_ms(200),
+                ::tonic_intercept::__private::RpcPolicy::new()
+                    .timeout_ms(5000)
+                    .idle_timeout_ms(200),
             );
         const INDEX: usize = 3;
         fn span(
-            call: &::tonic_intercept::Call,
+            call: &::tonic_intercept::__private::Call,
         ) -> ::tonic_intercept::__private::tracing::Span {
-            ::tonic_intercept::__rpc_span!("catalog.v1.CatalogService/WatchItems", call)
+            ::tonic_intercept::__private::rpc_span!(
+                "catalog.v1.CatalogService/WatchItems", call
+            )
         }
     }
-    impl ::tonic_intercept::RpcOf<Service> for WatchItems {}
+    impl ::tonic_intercept::__private::RpcOf<Service> for WatchItems {}
     /// The request stream of `WatchItems` after its policies.
-    pub type WatchItemsRequests<H = ()> = ::tonic_intercept::Inbound<WatchItems, H>;
+    pub type WatchItemsRequests<H = ()> = ::tonic_intercept::__private::Inbound<
+        WatchItems,
+        H,
+    >;
     /// The response stream of `WatchItems` after its policies, around the handler's stream `S`.
-    pub type WatchItemsResponses<S, H = ()> = ::tonic_intercept::Outbound<
+    pub type WatchItemsResponses<S, H = ()> = ::tonic_intercept::__private::Outbound<
         WatchItems,
         S,
         H,

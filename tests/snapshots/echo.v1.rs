@@ -567,18 +567,18 @@ pub mod echo_service_intercept {
     /// The fully qualified service name.
     pub const SERVICE_NAME: &str = "echo.v1.EchoService";
     /// Every RPC of the service, in `.proto` order.
-    pub const RPCS: &[&::tonic_intercept::RpcDescriptor] = &[
-        &<Unary as ::tonic_intercept::Rpc>::DESCRIPTOR,
-        &<ServerStream as ::tonic_intercept::Rpc>::DESCRIPTOR,
-        &<ClientStream as ::tonic_intercept::Rpc>::DESCRIPTOR,
-        &<Bidi as ::tonic_intercept::Rpc>::DESCRIPTOR,
+    pub const RPCS: &[&::tonic_intercept::__private::RpcDescriptor] = &[
+        &<Unary as ::tonic_intercept::__private::Rpc>::DESCRIPTOR,
+        &<ServerStream as ::tonic_intercept::__private::Rpc>::DESCRIPTOR,
+        &<ClientStream as ::tonic_intercept::__private::Rpc>::DESCRIPTOR,
+        &<Bidi as ::tonic_intercept::__private::Rpc>::DESCRIPTOR,
     ];
     /// `echo.v1.EchoService`, as a type: the `Rpc::Service` of its RPCs.
     #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
     pub struct Service;
-    impl ::tonic_intercept::Service for Service {
+    impl ::tonic_intercept::__private::Service for Service {
         const NAME: &'static str = "echo.v1.EchoService";
-        const RPCS: &'static [&'static ::tonic_intercept::RpcDescriptor] = RPCS;
+        const RPCS: &'static [&'static ::tonic_intercept::__private::RpcDescriptor] = RPCS;
     }
     /// A `echo.v1.EchoService` client that applies a `tonic_intercept::ClientConfig`: per-RPC
     /// retries, deadlines, limits and hooks, credentials, request ids and metrics.
@@ -601,7 +601,7 @@ pub mod echo_service_intercept {
     impl<T: ::tonic_intercept::__private::Transport> Client<T> {
         /// A client without policies (`ClientConfig::new()`).
         pub fn new(inner: T) -> Self {
-            Self::with_config(inner, ::tonic_intercept::ClientConfig::new())
+            Self::with_config(inner, ::tonic_intercept::__private::ClientConfig::new())
         }
     }
     impl<
@@ -611,7 +611,7 @@ pub mod echo_service_intercept {
         /// A client that applies `config` to its calls.
         pub fn with_config(
             inner: T,
-            config: ::tonic_intercept::ClientConfig<Service, H>,
+            config: ::tonic_intercept::__private::ClientConfig<Service, H>,
         ) -> Self {
             Self {
                 core: ::tonic_intercept::__private::ClientCore::new(inner, config),
@@ -621,7 +621,7 @@ pub mod echo_service_intercept {
         pub fn with_origin(
             inner: T,
             origin: ::tonic_intercept::__private::tonic::codegen::http::Uri,
-            config: ::tonic_intercept::ClientConfig<Service, H>,
+            config: ::tonic_intercept::__private::ClientConfig<Service, H>,
         ) -> Self {
             Self {
                 core: ::tonic_intercept::__private::ClientCore::with_origin(
@@ -632,7 +632,7 @@ pub mod echo_service_intercept {
             }
         }
         /// The config applied to every call.
-        pub fn config(&self) -> &::tonic_intercept::ClientConfig<Service, H> {
+        pub fn config(&self) -> &::tonic_intercept::__private::ClientConfig<Service, H> {
             self.core.config()
         }
         /// Compresses requests with `encoding`.
@@ -680,7 +680,7 @@ pub mod echo_service_intercept {
             ::tonic_intercept::__private::tonic::Status,
         >
         where
-            H: ::tonic_intercept::ClientHook<Unary>,
+            H: ::tonic_intercept::__private::ClientHook<Unary>,
         {
             self.core.unary::<Unary>(request.into_request()).await
         }
@@ -692,12 +692,12 @@ pub mod echo_service_intercept {
             >,
         ) -> ::core::result::Result<
             ::tonic_intercept::__private::tonic::Response<
-                ::tonic_intercept::Responses<ServerStream, H>,
+                ::tonic_intercept::__private::Responses<ServerStream, H>,
             >,
             ::tonic_intercept::__private::tonic::Status,
         >
         where
-            H: ::tonic_intercept::ClientHook<ServerStream>,
+            H: ::tonic_intercept::__private::ClientHook<ServerStream>,
         {
             self.core.server_streaming::<ServerStream>(request.into_request()).await
         }
@@ -712,7 +712,7 @@ pub mod echo_service_intercept {
             ::tonic_intercept::__private::tonic::Status,
         >
         where
-            H: ::tonic_intercept::ClientHook<ClientStream>,
+            H: ::tonic_intercept::__private::ClientHook<ClientStream>,
         {
             self.core
                 .client_streaming::<ClientStream, _>(request.into_streaming_request())
@@ -726,12 +726,12 @@ pub mod echo_service_intercept {
             >,
         ) -> ::core::result::Result<
             ::tonic_intercept::__private::tonic::Response<
-                ::tonic_intercept::Responses<Bidi, H>,
+                ::tonic_intercept::__private::Responses<Bidi, H>,
             >,
             ::tonic_intercept::__private::tonic::Status,
         >
         where
-            H: ::tonic_intercept::ClientHook<Bidi>,
+            H: ::tonic_intercept::__private::ClientHook<Bidi>,
         {
             self.core.bidi::<Bidi, _>(request.into_streaming_request()).await
         }
@@ -741,53 +741,55 @@ pub mod echo_service_intercept {
     /// Returns the text it is given.
     #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
     pub struct Unary;
-    impl ::tonic_intercept::Rpc for Unary {
+    impl ::tonic_intercept::__private::Rpc for Unary {
         type Service = Service;
         type Request = super::EchoRequest;
         type Response = super::EchoReply;
-        const DESCRIPTOR: ::tonic_intercept::RpcDescriptor = ::tonic_intercept::RpcDescriptor::new(
+        const DESCRIPTOR: ::tonic_intercept::__private::RpcDescriptor = ::tonic_intercept::__private::RpcDescriptor::new(
             "echo.v1.EchoService",
             "Unary",
             "/echo.v1.EchoService/Unary",
-            ::tonic_intercept::RpcKind::Unary,
-            ::tonic_intercept::IdempotencyLevel::Unknown,
+            ::tonic_intercept::__private::RpcKind::Unary,
+            ::tonic_intercept::__private::IdempotencyLevel::Unknown,
             false,
         );
         const INDEX: usize = 0;
         fn span(
-            call: &::tonic_intercept::Call,
+            call: &::tonic_intercept::__private::Call,
         ) -> ::tonic_intercept::__private::tracing::Span {
-            ::tonic_intercept::__rpc_span!("echo.v1.EchoService/Unary", call)
+            ::tonic_intercept::__private::rpc_span!("echo.v1.EchoService/Unary", call)
         }
     }
-    impl ::tonic_intercept::RpcOf<Service> for Unary {}
+    impl ::tonic_intercept::__private::RpcOf<Service> for Unary {}
     /// `rpc ServerStream(StreamRequest) returns (stream EchoReply)`
     ///
     /// Streams `count` replies, one every `interval_ms`.
     #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
     pub struct ServerStream;
-    impl ::tonic_intercept::Rpc for ServerStream {
+    impl ::tonic_intercept::__private::Rpc for ServerStream {
         type Service = Service;
         type Request = super::StreamRequest;
         type Response = super::EchoReply;
-        const DESCRIPTOR: ::tonic_intercept::RpcDescriptor = ::tonic_intercept::RpcDescriptor::new(
+        const DESCRIPTOR: ::tonic_intercept::__private::RpcDescriptor = ::tonic_intercept::__private::RpcDescriptor::new(
             "echo.v1.EchoService",
             "ServerStream",
             "/echo.v1.EchoService/ServerStream",
-            ::tonic_intercept::RpcKind::ServerStreaming,
-            ::tonic_intercept::IdempotencyLevel::NoSideEffects,
+            ::tonic_intercept::__private::RpcKind::ServerStreaming,
+            ::tonic_intercept::__private::IdempotencyLevel::NoSideEffects,
             false,
         );
         const INDEX: usize = 1;
         fn span(
-            call: &::tonic_intercept::Call,
+            call: &::tonic_intercept::__private::Call,
         ) -> ::tonic_intercept::__private::tracing::Span {
-            ::tonic_intercept::__rpc_span!("echo.v1.EchoService/ServerStream", call)
+            ::tonic_intercept::__private::rpc_span!(
+                "echo.v1.EchoService/ServerStream", call
+            )
         }
     }
-    impl ::tonic_intercept::RpcOf<Service> for ServerStream {}
+    impl ::tonic_intercept::__private::RpcOf<Service> for ServerStream {}
     /// The response stream of `ServerStream` after its policies, around the handler's stream `S`.
-    pub type ServerStreamResponses<S, H = ()> = ::tonic_intercept::Outbound<
+    pub type ServerStreamResponses<S, H = ()> = ::tonic_intercept::__private::Outbound<
         ServerStream,
         S,
         H,
@@ -797,55 +799,64 @@ pub mod echo_service_intercept {
     /// Counts what the client sends.
     #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
     pub struct ClientStream;
-    impl ::tonic_intercept::Rpc for ClientStream {
+    impl ::tonic_intercept::__private::Rpc for ClientStream {
         type Service = Service;
         type Request = super::EchoRequest;
         type Response = super::Summary;
-        const DESCRIPTOR: ::tonic_intercept::RpcDescriptor = ::tonic_intercept::RpcDescriptor::new(
+        const DESCRIPTOR: ::tonic_intercept::__private::RpcDescriptor = ::tonic_intercept::__private::RpcDescriptor::new(
             "echo.v1.EchoService",
             "ClientStream",
             "/echo.v1.EchoService/ClientStream",
-            ::tonic_intercept::RpcKind::ClientStreaming,
-            ::tonic_intercept::IdempotencyLevel::Unknown,
+            ::tonic_intercept::__private::RpcKind::ClientStreaming,
+            ::tonic_intercept::__private::IdempotencyLevel::Unknown,
             false,
         );
         const INDEX: usize = 2;
         fn span(
-            call: &::tonic_intercept::Call,
+            call: &::tonic_intercept::__private::Call,
         ) -> ::tonic_intercept::__private::tracing::Span {
-            ::tonic_intercept::__rpc_span!("echo.v1.EchoService/ClientStream", call)
+            ::tonic_intercept::__private::rpc_span!(
+                "echo.v1.EchoService/ClientStream", call
+            )
         }
     }
-    impl ::tonic_intercept::RpcOf<Service> for ClientStream {}
+    impl ::tonic_intercept::__private::RpcOf<Service> for ClientStream {}
     /// The request stream of `ClientStream` after its policies.
-    pub type ClientStreamRequests<H = ()> = ::tonic_intercept::Inbound<ClientStream, H>;
+    pub type ClientStreamRequests<H = ()> = ::tonic_intercept::__private::Inbound<
+        ClientStream,
+        H,
+    >;
     /// `rpc Bidi(stream EchoRequest) returns (stream EchoReply)`
     ///
     /// Echoes each message back.
     #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
     pub struct Bidi;
-    impl ::tonic_intercept::Rpc for Bidi {
+    impl ::tonic_intercept::__private::Rpc for Bidi {
         type Service = Service;
         type Request = super::EchoRequest;
         type Response = super::EchoReply;
-        const DESCRIPTOR: ::tonic_intercept::RpcDescriptor = ::tonic_intercept::RpcDescriptor::new(
+        const DESCRIPTOR: ::tonic_intercept::__private::RpcDescriptor = ::tonic_intercept::__private::RpcDescriptor::new(
             "echo.v1.EchoService",
             "Bidi",
             "/echo.v1.EchoService/Bidi",
-            ::tonic_intercept::RpcKind::Bidi,
-            ::tonic_intercept::IdempotencyLevel::Idempotent,
+            ::tonic_intercept::__private::RpcKind::Bidi,
+            ::tonic_intercept::__private::IdempotencyLevel::Idempotent,
             false,
         );
         const INDEX: usize = 3;
         fn span(
-            call: &::tonic_intercept::Call,
+            call: &::tonic_intercept::__private::Call,
         ) -> ::tonic_intercept::__private::tracing::Span {
-            ::tonic_intercept::__rpc_span!("echo.v1.EchoService/Bidi", call)
+            ::tonic_intercept::__private::rpc_span!("echo.v1.EchoService/Bidi", call)
         }
     }
-    impl ::tonic_intercept::RpcOf<Service> for Bidi {}
+    impl ::tonic_intercept::__private::RpcOf<Service> for Bidi {}
     /// The request stream of `Bidi` after its policies.
-    pub type BidiRequests<H = ()> = ::tonic_intercept::Inbound<Bidi, H>;
+    pub type BidiRequests<H = ()> = ::tonic_intercept::__private::Inbound<Bidi, H>;
     /// The response stream of `Bidi` after its policies, around the handler's stream `S`.
-    pub type BidiResponses<S, H = ()> = ::tonic_intercept::Outbound<Bidi, S, H>;
+    pub type BidiResponses<S, H = ()> = ::tonic_intercept::__private::Outbound<
+        Bidi,
+        S,
+        H,
+    >;
 }
