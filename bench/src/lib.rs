@@ -141,12 +141,12 @@ pub struct Handled {
 mod echo {
     use super::*;
 
-    pub fn unary(h: &Handled, request: Request<Payload>) -> Result<Response<Payload>, Status> {
+    pub(crate) fn unary(h: &Handled, request: Request<Payload>) -> Result<Response<Payload>, Status> {
         h.calls.fetch_add(1, Ordering::Relaxed);
         Ok(Response::new(request.into_inner()))
     }
 
-    pub fn server_stream(
+    pub(crate) fn server_stream(
         h: &Handled,
         request: Request<StreamRequest>,
     ) -> Result<Response<Payloads>, Status> {
@@ -159,7 +159,7 @@ mod echo {
         }))
     }
 
-    pub async fn client_stream<S>(h: &Handled, requests: S) -> Result<Response<Summary>, Status>
+    pub(crate) async fn client_stream<S>(h: &Handled, requests: S) -> Result<Response<Summary>, Status>
     where
         S: Stream<Item = Result<Payload, Status>>,
     {
@@ -174,7 +174,7 @@ mod echo {
         Ok(Response::new(Summary { count }))
     }
 
-    pub fn bidi<S>(h: &Arc<Handled>, requests: S) -> Result<Response<Echoes>, Status>
+    pub(crate) fn bidi<S>(h: &Arc<Handled>, requests: S) -> Result<Response<Echoes>, Status>
     where
         S: Stream<Item = Result<Payload, Status>> + Send + 'static,
     {
