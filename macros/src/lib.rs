@@ -34,7 +34,8 @@ use proc_macro::TokenStream;
 ///     roles(PurgeUsers),                   // the roles its .proto declares
 ///     limit(timeout_ms = 5_000),           // every RPC the keys fit
 ///     limit(ListUsers, max_messages_out = 10_000, messages_per_second_out = 500),
-///     limit(ImportUsers, max_messages_in = 1_000, max_message_bytes = 4_096),
+///     limit(ImportUsers, max_messages_in = 1_000, max_message_bytes = 4_096,
+///           max_total_bytes_in = 1_048_576),
 ///     limit(Chat, messages_per_second_in = 20, burst = 5, on_rate_exceeded = reject,
 ///           idle_timeout_ms = 30_000),
 ///     limit(Subscribe, messages_per_second_out = FEED_RATE, timeout_ms = none),

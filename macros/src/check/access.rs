@@ -9,7 +9,7 @@ use crate::parse::{Auth, Public, Rpcs};
 use crate::resolve::{RpcId, Service};
 
 /// The access entries seen so far.
-pub struct Declared<'a> {
+pub struct AccessEntries<'a> {
     service: &'a Service,
     public: Vec<bool>,
     all_public: Option<&'a Ident>,
@@ -17,10 +17,10 @@ pub struct Declared<'a> {
     general_auth: Option<&'a Expr>,
 }
 
-impl<'a> Declared<'a> {
+impl<'a> AccessEntries<'a> {
     pub fn new(service: &'a Service) -> Self {
         let n = service.rpcs.len();
-        Declared {
+        AccessEntries {
             service,
             public: vec![false; n],
             all_public: None,

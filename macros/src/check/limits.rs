@@ -97,16 +97,16 @@ pub fn spec_of(key: &parse::LimitKey) -> Option<&'static LimitKey> {
 }
 
 /// The `limit(..)` entries seen so far.
-pub struct Limited<'a> {
+pub struct LimitEntries<'a> {
     service: &'a Service,
     general: bool,
     specific: Vec<bool>,
 }
 
-impl<'a> Limited<'a> {
+impl<'a> LimitEntries<'a> {
     pub fn new(service: &'a Service) -> Self {
         let specific = vec![false; service.rpcs.len()];
-        Limited {
+        LimitEntries {
             service,
             general: false,
             specific,

@@ -66,13 +66,13 @@ pub use plan::PER_IDENTITY;
 
 /// Checks every rule; the plan is meaningful only if `cx` holds no error.
 pub fn check<'a>(cx: &Ctxt, args: &'a Args, service: &'a Service, ids: &EntryRpcs) -> Plan<'a> {
-    let mut declared = access::Declared::new(service);
-    let mut limited = limits::Limited::new(service);
+    let mut access_entries = access::AccessEntries::new(service);
+    let mut limit_entries = limits::LimitEntries::new(service);
     for (entry, ids) in args.entries.iter().zip(ids) {
         match entry {
-            Entry::Public(p) => declared.public(cx, p, ids),
-            Entry::Auth(a) => declared.auth(cx, a, ids),
-            Entry::Limit(l) => limited.entry(cx, l, ids),
+            Entry::Public(p) => access_entries.public(cx, p, ids),
+            Entry::Auth(a) => access_entries.auth(cx, a, ids),
+            Entry::Limit(l) => limit_entries.entry(cx, l, ids),
             Entry::Idempotency(i) => {
                 entries::idempotency_on_one_unary_rpc(cx, service, i, ids);
                 entries::value_before_rpcs(cx, &i.kw, &i.cache, "self.cache", service);
@@ -90,7 +90,7 @@ pub fn check<'a>(cx: &Ctxt, args: &'a Args, service: &'a Service, ids: &EntryRpc
             Entry::Hook(_) | Entry::Recover(_) | Entry::Validate(_) => {}
         }
     }
-    let access = declared.finish(cx);
+    let access = access_entries.finish(cx);
     let rpcs: Vec<RpcPlan> = service
         .rpcs
         .iter()
