@@ -141,7 +141,10 @@ pub struct Handled {
 mod echo {
     use super::*;
 
-    pub(crate) fn unary(h: &Handled, request: Request<Payload>) -> Result<Response<Payload>, Status> {
+    pub(crate) fn unary(
+        h: &Handled,
+        request: Request<Payload>,
+    ) -> Result<Response<Payload>, Status> {
         h.calls.fetch_add(1, Ordering::Relaxed);
         Ok(Response::new(request.into_inner()))
     }
@@ -159,7 +162,10 @@ mod echo {
         }))
     }
 
-    pub(crate) async fn client_stream<S>(h: &Handled, requests: S) -> Result<Response<Summary>, Status>
+    pub(crate) async fn client_stream<S>(
+        h: &Handled,
+        requests: S,
+    ) -> Result<Response<Summary>, Status>
     where
         S: Stream<Item = Result<Payload, Status>>,
     {

@@ -10,10 +10,10 @@ impl pb::echo_service_server::EchoService for Echo {
         >::new(
             &__ti_request,
             const {
-                ::tonic_intercept::Limits::new()
+                ::tonic_intercept::__private::Limits::new()
                     .timeout(::tonic_intercept::__private::Duration::from_millis(2000))
                     .with_policy(
-                        &<pb::echo_service_intercept::Unary as ::tonic_intercept::Rpc>::DESCRIPTOR
+                        &<pb::echo_service_intercept::Unary as ::tonic_intercept::__private::Rpc>::DESCRIPTOR
                             .policy,
                     )
             },
@@ -25,7 +25,7 @@ impl pb::echo_service_server::EchoService for Echo {
                 false,
                 async {
                     let mut __ti_request = __ti_request;
-                    if let ::core::result::Result::Err(__ti_status) = <Recorder as ::tonic_intercept::Hook<
+                    if let ::core::result::Result::Err(__ti_status) = <Recorder as ::tonic_intercept::__private::Hook<
                         pb::echo_service_intercept::Unary,
                     >>::on_call(
                             &__ti_guard.hooks().0,
@@ -34,7 +34,10 @@ impl pb::echo_service_server::EchoService for Echo {
                         )
                         .await
                     {
-                        let __ti_error = (::tonic_intercept::Policy::Hook, __ti_status);
+                        let __ti_error = (
+                            ::tonic_intercept::__private::PolicyKind::Hook,
+                            __ti_status,
+                        );
                         return ::core::result::Result::Err(
                             __ti_guard.reject(__ti_error),
                         );
@@ -70,7 +73,7 @@ impl pb::echo_service_server::EchoService for Echo {
             }
         }
     }
-    type ServerStreamStream = ::tonic_intercept::Outbound<
+    type ServerStreamStream = ::tonic_intercept::__private::Outbound<
         pb::echo_service_intercept::ServerStream,
         ReceiverStream<Result<EchoReply, Status>>,
         (),
@@ -88,16 +91,16 @@ impl pb::echo_service_server::EchoService for Echo {
         >::new(
             &__ti_request,
             const {
-                ::tonic_intercept::Limits::new()
+                ::tonic_intercept::__private::Limits::new()
                     .max_messages_out(5)
                     .messages_per_second_out(
                         100,
                         10,
-                        ::tonic_intercept::OnRateExceeded::Delay,
+                        ::tonic_intercept::__private::OnRateExceeded::Delay,
                     )
                     .timeout(::tonic_intercept::__private::Duration::from_millis(2000))
                     .with_policy(
-                        &<pb::echo_service_intercept::ServerStream as ::tonic_intercept::Rpc>::DESCRIPTOR
+                        &<pb::echo_service_intercept::ServerStream as ::tonic_intercept::__private::Rpc>::DESCRIPTOR
                             .policy,
                     )
             },
@@ -109,11 +112,11 @@ impl pb::echo_service_server::EchoService for Echo {
                 false,
                 async {
                     let mut __ti_request = __ti_request;
-                    if !<pb::echo_service_intercept::ServerStream as ::tonic_intercept::Rpc>::DESCRIPTOR
+                    if !<pb::echo_service_intercept::ServerStream as ::tonic_intercept::__private::Rpc>::DESCRIPTOR
                         .policy
                         .public
                     {
-                        match ::tonic_intercept::Authenticate::authenticate(
+                        match ::tonic_intercept::__private::Authenticate::authenticate(
                                 &self.tokens,
                                 __ti_guard.call(),
                                 __ti_request.metadata(),
@@ -128,7 +131,7 @@ impl pb::echo_service_server::EchoService for Echo {
                             }
                             ::core::result::Result::Err(__ti_status) => {
                                 let __ti_error = (
-                                    ::tonic_intercept::Policy::Auth,
+                                    ::tonic_intercept::__private::PolicyKind::Auth,
                                     __ti_status,
                                 );
                                 return ::core::result::Result::Err(
@@ -177,12 +180,12 @@ impl pb::echo_service_server::EchoService for Echo {
         >::new(
             &__ti_request,
             const {
-                ::tonic_intercept::Limits::new()
+                ::tonic_intercept::__private::Limits::new()
                     .max_messages_in(3)
                     .max_message_bytes(64)
                     .timeout(::tonic_intercept::__private::Duration::from_millis(2000))
                     .with_policy(
-                        &<pb::echo_service_intercept::ClientStream as ::tonic_intercept::Rpc>::DESCRIPTOR
+                        &<pb::echo_service_intercept::ClientStream as ::tonic_intercept::__private::Rpc>::DESCRIPTOR
                             .policy,
                     )
             },
@@ -196,11 +199,11 @@ impl pb::echo_service_server::EchoService for Echo {
                 false,
                 async {
                     let mut __ti_request = __ti_request;
-                    if !<pb::echo_service_intercept::ClientStream as ::tonic_intercept::Rpc>::DESCRIPTOR
+                    if !<pb::echo_service_intercept::ClientStream as ::tonic_intercept::__private::Rpc>::DESCRIPTOR
                         .policy
                         .public
                     {
-                        match ::tonic_intercept::Authenticate::authenticate(
+                        match ::tonic_intercept::__private::Authenticate::authenticate(
                                 &self.tokens,
                                 __ti_guard.call(),
                                 __ti_request.metadata(),
@@ -215,7 +218,7 @@ impl pb::echo_service_server::EchoService for Echo {
                             }
                             ::core::result::Result::Err(__ti_status) => {
                                 let __ti_error = (
-                                    ::tonic_intercept::Policy::Auth,
+                                    ::tonic_intercept::__private::PolicyKind::Auth,
                                     __ti_status,
                                 );
                                 return ::core::result::Result::Err(
@@ -224,7 +227,7 @@ impl pb::echo_service_server::EchoService for Echo {
                             }
                         }
                     }
-                    if let ::core::result::Result::Err(__ti_status) = <Recorder as ::tonic_intercept::Hook<
+                    if let ::core::result::Result::Err(__ti_status) = <Recorder as ::tonic_intercept::__private::Hook<
                         pb::echo_service_intercept::ClientStream,
                     >>::on_call(
                             &__ti_guard.hooks().0,
@@ -233,7 +236,10 @@ impl pb::echo_service_server::EchoService for Echo {
                         )
                         .await
                     {
-                        let __ti_error = (::tonic_intercept::Policy::Hook, __ti_status);
+                        let __ti_error = (
+                            ::tonic_intercept::__private::PolicyKind::Hook,
+                            __ti_status,
+                        );
                         return ::core::result::Result::Err(
                             __ti_guard.reject(__ti_error),
                         );
@@ -263,7 +269,7 @@ impl pb::echo_service_server::EchoService for Echo {
             }
         }
     }
-    type BidiStream = ::tonic_intercept::Outbound<
+    type BidiStream = ::tonic_intercept::__private::Outbound<
         pb::echo_service_intercept::Bidi,
         ReceiverStream<Result<EchoReply, Status>>,
         (),
@@ -281,10 +287,10 @@ impl pb::echo_service_server::EchoService for Echo {
         >::new(
             &__ti_request,
             const {
-                ::tonic_intercept::Limits::new()
+                ::tonic_intercept::__private::Limits::new()
                     .timeout(::tonic_intercept::__private::Duration::from_millis(2000))
                     .with_policy(
-                        &<pb::echo_service_intercept::Bidi as ::tonic_intercept::Rpc>::DESCRIPTOR
+                        &<pb::echo_service_intercept::Bidi as ::tonic_intercept::__private::Rpc>::DESCRIPTOR
                             .policy,
                     )
             },
@@ -296,11 +302,11 @@ impl pb::echo_service_server::EchoService for Echo {
                 false,
                 async {
                     let mut __ti_request = __ti_request;
-                    if !<pb::echo_service_intercept::Bidi as ::tonic_intercept::Rpc>::DESCRIPTOR
+                    if !<pb::echo_service_intercept::Bidi as ::tonic_intercept::__private::Rpc>::DESCRIPTOR
                         .policy
                         .public
                     {
-                        match ::tonic_intercept::Authenticate::authenticate(
+                        match ::tonic_intercept::__private::Authenticate::authenticate(
                                 &self.tokens,
                                 __ti_guard.call(),
                                 __ti_request.metadata(),
@@ -315,7 +321,7 @@ impl pb::echo_service_server::EchoService for Echo {
                             }
                             ::core::result::Result::Err(__ti_status) => {
                                 let __ti_error = (
-                                    ::tonic_intercept::Policy::Auth,
+                                    ::tonic_intercept::__private::PolicyKind::Auth,
                                     __ti_status,
                                 );
                                 return ::core::result::Result::Err(
@@ -351,46 +357,46 @@ impl pb::echo_service_server::EchoService for Echo {
 #[derive(Clone)]
 pub struct __EchoEchoServiceUnaryHooks(Recorder);
 #[automatically_derived]
-impl ::tonic_intercept::Hooks<pb::echo_service_intercept::Unary>
+impl ::tonic_intercept::__private::Hooks<pb::echo_service_intercept::Unary>
 for __EchoEchoServiceUnaryHooks {
     fn on_request(
         &self,
-        call: &::tonic_intercept::Call,
-        message: &<pb::echo_service_intercept::Unary as ::tonic_intercept::Rpc>::Request,
+        call: &::tonic_intercept::__private::Call,
+        message: &<pb::echo_service_intercept::Unary as ::tonic_intercept::__private::Rpc>::Request,
     ) -> ::core::result::Result<(), ::tonic_intercept::__private::Status> {
-        <Recorder as ::tonic_intercept::Hook<
+        <Recorder as ::tonic_intercept::__private::Hook<
             pb::echo_service_intercept::Unary,
         >>::on_request(&self.0, call, message)?;
         ::core::result::Result::Ok(())
     }
     fn on_response(
         &self,
-        call: &::tonic_intercept::Call,
-        message: &<pb::echo_service_intercept::Unary as ::tonic_intercept::Rpc>::Response,
+        call: &::tonic_intercept::__private::Call,
+        message: &<pb::echo_service_intercept::Unary as ::tonic_intercept::__private::Rpc>::Response,
     ) -> ::core::result::Result<(), ::tonic_intercept::__private::Status> {
-        <Recorder as ::tonic_intercept::Hook<
+        <Recorder as ::tonic_intercept::__private::Hook<
             pb::echo_service_intercept::Unary,
         >>::on_response(&self.0, call, message)?;
         ::core::result::Result::Ok(())
     }
     fn on_finish(
         &self,
-        call: &::tonic_intercept::Call,
-        outcome: &::tonic_intercept::Outcome,
+        call: &::tonic_intercept::__private::Call,
+        outcome: &::tonic_intercept::__private::CallOutcome,
     ) {
-        <Recorder as ::tonic_intercept::Hook<
+        <Recorder as ::tonic_intercept::__private::Hook<
             pb::echo_service_intercept::Unary,
         >>::on_finish(&self.0, call, outcome);
     }
 }
 const _: () = ::core::assert!(
-    < pb::echo_service_intercept::Unary as ::tonic_intercept::Rpc > ::DESCRIPTOR.policy
-    .roles.is_empty(),
+    < pb::echo_service_intercept::Unary as ::tonic_intercept::__private::Rpc >
+    ::DESCRIPTOR.policy.roles.is_empty(),
     "`Unary` requires roles in its .proto options; enforce them with `roles(Unary)` (the verifier's identity must implement `tonic_intercept::Roles`)"
 );
 const _: () = ::core::assert!(
-    < pb::echo_service_intercept::ServerStream as ::tonic_intercept::Rpc > ::DESCRIPTOR
-    .policy.roles.is_empty(),
+    < pb::echo_service_intercept::ServerStream as ::tonic_intercept::__private::Rpc >
+    ::DESCRIPTOR.policy.roles.is_empty(),
     "`ServerStream` requires roles in its .proto options; enforce them with `roles(ServerStream)` (the verifier's identity must implement `tonic_intercept::Roles`)"
 );
 /// The observers and hooks of `ClientStream`, in the order they run.
@@ -398,91 +404,52 @@ const _: () = ::core::assert!(
 #[derive(Clone)]
 pub struct __EchoEchoServiceClientStreamHooks(Recorder);
 #[automatically_derived]
-impl ::tonic_intercept::Hooks<pb::echo_service_intercept::ClientStream>
+impl ::tonic_intercept::__private::Hooks<pb::echo_service_intercept::ClientStream>
 for __EchoEchoServiceClientStreamHooks {
     fn on_request(
         &self,
-        call: &::tonic_intercept::Call,
-        message: &<pb::echo_service_intercept::ClientStream as ::tonic_intercept::Rpc>::Request,
+        call: &::tonic_intercept::__private::Call,
+        message: &<pb::echo_service_intercept::ClientStream as ::tonic_intercept::__private::Rpc>::Request,
     ) -> ::core::result::Result<(), ::tonic_intercept::__private::Status> {
-        <Recorder as ::tonic_intercept::Hook<
+        <Recorder as ::tonic_intercept::__private::Hook<
             pb::echo_service_intercept::ClientStream,
         >>::on_request(&self.0, call, message)?;
         ::core::result::Result::Ok(())
     }
     fn on_response(
         &self,
-        call: &::tonic_intercept::Call,
-        message: &<pb::echo_service_intercept::ClientStream as ::tonic_intercept::Rpc>::Response,
+        call: &::tonic_intercept::__private::Call,
+        message: &<pb::echo_service_intercept::ClientStream as ::tonic_intercept::__private::Rpc>::Response,
     ) -> ::core::result::Result<(), ::tonic_intercept::__private::Status> {
-        <Recorder as ::tonic_intercept::Hook<
+        <Recorder as ::tonic_intercept::__private::Hook<
             pb::echo_service_intercept::ClientStream,
         >>::on_response(&self.0, call, message)?;
         ::core::result::Result::Ok(())
     }
     fn on_finish(
         &self,
-        call: &::tonic_intercept::Call,
-        outcome: &::tonic_intercept::Outcome,
+        call: &::tonic_intercept::__private::Call,
+        outcome: &::tonic_intercept::__private::CallOutcome,
     ) {
-        <Recorder as ::tonic_intercept::Hook<
+        <Recorder as ::tonic_intercept::__private::Hook<
             pb::echo_service_intercept::ClientStream,
         >>::on_finish(&self.0, call, outcome);
     }
 }
 const _: () = ::core::assert!(
-    < pb::echo_service_intercept::ClientStream as ::tonic_intercept::Rpc > ::DESCRIPTOR
-    .policy.roles.is_empty(),
+    < pb::echo_service_intercept::ClientStream as ::tonic_intercept::__private::Rpc >
+    ::DESCRIPTOR.policy.roles.is_empty(),
     "`ClientStream` requires roles in its .proto options; enforce them with `roles(ClientStream)` (the verifier's identity must implement `tonic_intercept::Roles`)"
 );
 const _: () = ::core::assert!(
-    < pb::echo_service_intercept::Bidi as ::tonic_intercept::Rpc > ::DESCRIPTOR.policy
-    .roles.is_empty(),
+    < pb::echo_service_intercept::Bidi as ::tonic_intercept::__private::Rpc >
+    ::DESCRIPTOR.policy.roles.is_empty(),
     "`Bidi` requires roles in its .proto options; enforce them with `roles(Bidi)` (the verifier's identity must implement `tonic_intercept::Roles`)"
 );
 const _: () = {
-    /// `parts[0]`, `proto`, `parts[1]`, `this`, `parts[2]`, in `N` bytes.
-    const fn __tonic_intercept_disagreement<const N: usize>(
-        parts: [&str; 3],
-        proto: u64,
-        this: u64,
-    ) -> ([u8; N], usize) {
-        let mut out = [0u8; N];
-        let mut at = 0;
-        let mut part = 0;
-        while part < 3 {
-            let bytes = parts[part].as_bytes();
-            let mut i = 0;
-            while i < bytes.len() {
-                out[at] = bytes[i];
-                at += 1;
-                i += 1;
-            }
-            if part < 2 {
-                let mut n = if part == 0 { proto } else { this };
-                let mut digits = [0u8; 20];
-                let mut len = 0;
-                loop {
-                    digits[len] = b'0' + (n % 10) as u8;
-                    len += 1;
-                    n /= 10;
-                    if n == 0 {
-                        break;
-                    }
-                }
-                while len > 0 {
-                    len -= 1;
-                    out[at] = digits[len];
-                    at += 1;
-                }
-            }
-            part += 1;
-        }
-        (out, at)
-    }
     #[allow(clippy::unnecessary_cast)]
     const _: () = {
-        const __TONIC_INTERCEPT_PROTO: ::core::option::Option<u64> = match <pb::echo_service_intercept::ServerStream as ::tonic_intercept::Rpc>::DESCRIPTOR
+        const __TONIC_INTERCEPT_PROTO: ::core::option::Option<u64> = match <pb::echo_service_intercept::ServerStream as ::tonic_intercept::__private::Rpc>::DESCRIPTOR
             .policy
             .max_messages_out
         {
@@ -492,7 +459,7 @@ const _: () = {
         const __TONIC_INTERCEPT_THIS: u64 = (5) as u64;
         if let ::core::option::Option::Some(proto) = __TONIC_INTERCEPT_PROTO {
             if proto != __TONIC_INTERCEPT_THIS {
-                let (bytes, len) = __tonic_intercept_disagreement::<
+                let (bytes, len) = ::tonic_intercept::__private::proto_disagreement::<
                     221usize,
                 >(
                     [
@@ -516,7 +483,7 @@ const _: () = {
     };
     #[allow(clippy::unnecessary_cast)]
     const _: () = {
-        const __TONIC_INTERCEPT_PROTO: ::core::option::Option<u64> = match <pb::echo_service_intercept::ServerStream as ::tonic_intercept::Rpc>::DESCRIPTOR
+        const __TONIC_INTERCEPT_PROTO: ::core::option::Option<u64> = match <pb::echo_service_intercept::ServerStream as ::tonic_intercept::__private::Rpc>::DESCRIPTOR
             .policy
             .messages_per_second_out
         {
@@ -526,7 +493,7 @@ const _: () = {
         const __TONIC_INTERCEPT_THIS: u64 = (100) as u64;
         if let ::core::option::Option::Some(proto) = __TONIC_INTERCEPT_PROTO {
             if proto != __TONIC_INTERCEPT_THIS {
-                let (bytes, len) = __tonic_intercept_disagreement::<
+                let (bytes, len) = ::tonic_intercept::__private::proto_disagreement::<
                     235usize,
                 >(
                     [
@@ -550,7 +517,7 @@ const _: () = {
     };
     #[allow(clippy::unnecessary_cast)]
     const _: () = {
-        const __TONIC_INTERCEPT_PROTO: ::core::option::Option<u64> = match <pb::echo_service_intercept::ClientStream as ::tonic_intercept::Rpc>::DESCRIPTOR
+        const __TONIC_INTERCEPT_PROTO: ::core::option::Option<u64> = match <pb::echo_service_intercept::ClientStream as ::tonic_intercept::__private::Rpc>::DESCRIPTOR
             .policy
             .max_messages_in
         {
@@ -560,7 +527,7 @@ const _: () = {
         const __TONIC_INTERCEPT_THIS: u64 = (3) as u64;
         if let ::core::option::Option::Some(proto) = __TONIC_INTERCEPT_PROTO {
             if proto != __TONIC_INTERCEPT_THIS {
-                let (bytes, len) = __tonic_intercept_disagreement::<
+                let (bytes, len) = ::tonic_intercept::__private::proto_disagreement::<
                     219usize,
                 >(
                     [
@@ -584,7 +551,7 @@ const _: () = {
     };
     #[allow(clippy::unnecessary_cast)]
     const _: () = {
-        const __TONIC_INTERCEPT_PROTO: ::core::option::Option<u64> = match <pb::echo_service_intercept::ClientStream as ::tonic_intercept::Rpc>::DESCRIPTOR
+        const __TONIC_INTERCEPT_PROTO: ::core::option::Option<u64> = match <pb::echo_service_intercept::ClientStream as ::tonic_intercept::__private::Rpc>::DESCRIPTOR
             .policy
             .max_message_bytes
         {
@@ -594,7 +561,7 @@ const _: () = {
         const __TONIC_INTERCEPT_THIS: u64 = (64) as u64;
         if let ::core::option::Option::Some(proto) = __TONIC_INTERCEPT_PROTO {
             if proto != __TONIC_INTERCEPT_THIS {
-                let (bytes, len) = __tonic_intercept_disagreement::<
+                let (bytes, len) = ::tonic_intercept::__private::proto_disagreement::<
                     223usize,
                 >(
                     [

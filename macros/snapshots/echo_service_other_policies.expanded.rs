@@ -10,9 +10,9 @@ impl pb::echo_service_server::EchoService for Echo {
         >::new(
             &__ti_request,
             const {
-                ::tonic_intercept::Limits::new()
+                ::tonic_intercept::__private::Limits::new()
                     .with_policy(
-                        &<pb::echo_service_intercept::Unary as ::tonic_intercept::Rpc>::DESCRIPTOR
+                        &<pb::echo_service_intercept::Unary as ::tonic_intercept::__private::Rpc>::DESCRIPTOR
                             .policy,
                     )
             },
@@ -25,11 +25,11 @@ impl pb::echo_service_server::EchoService for Echo {
                 async {
                     let mut __ti_request = __ti_request;
                     let mut __ti_key: ::core::option::Option<u64> = ::core::option::Option::None;
-                    if !<pb::echo_service_intercept::Unary as ::tonic_intercept::Rpc>::DESCRIPTOR
+                    if !<pb::echo_service_intercept::Unary as ::tonic_intercept::__private::Rpc>::DESCRIPTOR
                         .policy
                         .public
                     {
-                        match ::tonic_intercept::Authenticate::authenticate(
+                        match ::tonic_intercept::__private::Authenticate::authenticate(
                                 &self.tokens,
                                 __ti_guard.call(),
                                 __ti_request.metadata(),
@@ -47,7 +47,7 @@ impl pb::echo_service_server::EchoService for Echo {
                             }
                             ::core::result::Result::Err(__ti_status) => {
                                 let __ti_error = (
-                                    ::tonic_intercept::Policy::Auth,
+                                    ::tonic_intercept::__private::PolicyKind::Auth,
                                     __ti_status,
                                 );
                                 return ::core::result::Result::Err(
@@ -137,17 +137,17 @@ impl pb::echo_service_server::EchoService for Echo {
         &self,
         __ti_request: Request<StreamRequest>,
     ) -> Result<Response<Self::ServerStreamStream>, Status> {
-        let __ti_call = ::tonic_intercept::Call::start(
-            &<pb::echo_service_intercept::ServerStream as ::tonic_intercept::Rpc>::DESCRIPTOR,
+        let __ti_call = ::tonic_intercept::__private::Call::start(
+            &<pb::echo_service_intercept::ServerStream as ::tonic_intercept::__private::Rpc>::DESCRIPTOR,
             &__ti_request,
             ::core::option::Option::None,
         );
         let mut __ti_request = __ti_request;
-        if !<pb::echo_service_intercept::ServerStream as ::tonic_intercept::Rpc>::DESCRIPTOR
+        if !<pb::echo_service_intercept::ServerStream as ::tonic_intercept::__private::Rpc>::DESCRIPTOR
             .policy
             .public
         {
-            match ::tonic_intercept::Authenticate::authenticate(
+            match ::tonic_intercept::__private::Authenticate::authenticate(
                     &self.tokens,
                     &__ti_call,
                     __ti_request.metadata(),
@@ -161,7 +161,10 @@ impl pb::echo_service_server::EchoService for Echo {
                         identity_with_roles,
                         &["admin"],
                     ) {
-                        let __ti_error = (::tonic_intercept::Policy::Roles, __ti_status);
+                        let __ti_error = (
+                            ::tonic_intercept::__private::PolicyKind::Roles,
+                            __ti_status,
+                        );
                         return ::core::result::Result::Err(__ti_error.1);
                     }
                     ::tonic_intercept::__private::store_identity(
@@ -170,7 +173,10 @@ impl pb::echo_service_server::EchoService for Echo {
                     );
                 }
                 ::core::result::Result::Err(__ti_status) => {
-                    let __ti_error = (::tonic_intercept::Policy::Auth, __ti_status);
+                    let __ti_error = (
+                        ::tonic_intercept::__private::PolicyKind::Auth,
+                        __ti_status,
+                    );
                     return ::core::result::Result::Err(__ti_error.1);
                 }
             }
@@ -191,7 +197,7 @@ impl pb::echo_service_server::EchoService for Echo {
         >::new(
             &__ti_request,
             const {
-                ::tonic_intercept::Limits::new()
+                ::tonic_intercept::__private::Limits::new()
                     .messages_per_second_in(
                         {
                             const __TONIC_INTERCEPT_LIMIT: u32 = RATE;
@@ -202,10 +208,10 @@ impl pb::echo_service_server::EchoService for Echo {
                             __TONIC_INTERCEPT_LIMIT
                         },
                         3,
-                        ::tonic_intercept::OnRateExceeded::Reject,
+                        ::tonic_intercept::__private::OnRateExceeded::Reject,
                     )
                     .with_policy(
-                        &<pb::echo_service_intercept::ClientStream as ::tonic_intercept::Rpc>::DESCRIPTOR
+                        &<pb::echo_service_intercept::ClientStream as ::tonic_intercept::__private::Rpc>::DESCRIPTOR
                             .policy,
                     )
                     .measure_bytes()
@@ -222,9 +228,9 @@ impl pb::echo_service_server::EchoService for Echo {
                 false,
                 async {
                     let mut __ti_request = __ti_request;
-                    if let ::core::result::Result::Err(__ti_status) = <::tonic_intercept::ServiceMetrics<
+                    if let ::core::result::Result::Err(__ti_status) = <::tonic_intercept::__private::ServiceMetrics<
                         pb::echo_service_intercept::Service,
-                    > as ::tonic_intercept::Hook<
+                    > as ::tonic_intercept::__private::Hook<
                         pb::echo_service_intercept::ClientStream,
                     >>::on_call(
                             &__ti_guard.hooks().0,
@@ -233,16 +239,19 @@ impl pb::echo_service_server::EchoService for Echo {
                         )
                         .await
                     {
-                        let __ti_error = (::tonic_intercept::Policy::Hook, __ti_status);
+                        let __ti_error = (
+                            ::tonic_intercept::__private::PolicyKind::Hook,
+                            __ti_status,
+                        );
                         return ::core::result::Result::Err(
                             __ti_guard.reject(__ti_error),
                         );
                     }
-                    if !<pb::echo_service_intercept::ClientStream as ::tonic_intercept::Rpc>::DESCRIPTOR
+                    if !<pb::echo_service_intercept::ClientStream as ::tonic_intercept::__private::Rpc>::DESCRIPTOR
                         .policy
                         .public
                     {
-                        match ::tonic_intercept::Authenticate::authenticate(
+                        match ::tonic_intercept::__private::Authenticate::authenticate(
                                 &self.tokens,
                                 __ti_guard.call(),
                                 __ti_request.metadata(),
@@ -257,7 +266,7 @@ impl pb::echo_service_server::EchoService for Echo {
                             }
                             ::core::result::Result::Err(__ti_status) => {
                                 let __ti_error = (
-                                    ::tonic_intercept::Policy::Auth,
+                                    ::tonic_intercept::__private::PolicyKind::Auth,
                                     __ti_status,
                                 );
                                 return ::core::result::Result::Err(
@@ -286,7 +295,7 @@ impl pb::echo_service_server::EchoService for Echo {
             }
         }
     }
-    type BidiStream = ::tonic_intercept::Outbound<
+    type BidiStream = ::tonic_intercept::__private::Outbound<
         pb::echo_service_intercept::Bidi,
         ReceiverStream<Result<EchoReply, Status>>,
         __EchoEchoServiceBidiHooks,
@@ -304,9 +313,9 @@ impl pb::echo_service_server::EchoService for Echo {
         >::new(
             &__ti_request,
             const {
-                ::tonic_intercept::Limits::new()
+                ::tonic_intercept::__private::Limits::new()
                     .with_policy(
-                        &<pb::echo_service_intercept::Bidi as ::tonic_intercept::Rpc>::DESCRIPTOR
+                        &<pb::echo_service_intercept::Bidi as ::tonic_intercept::__private::Rpc>::DESCRIPTOR
                             .policy,
                     )
             },
@@ -319,7 +328,7 @@ impl pb::echo_service_server::EchoService for Echo {
                 true,
                 async {
                     let mut __ti_request = __ti_request;
-                    if let ::core::result::Result::Err(__ti_status) = <::tonic_intercept::TraceCalls as ::tonic_intercept::Hook<
+                    if let ::core::result::Result::Err(__ti_status) = <::tonic_intercept::__private::TraceCalls as ::tonic_intercept::__private::Hook<
                         pb::echo_service_intercept::Bidi,
                     >>::on_call(
                             &__ti_guard.hooks().0,
@@ -328,16 +337,19 @@ impl pb::echo_service_server::EchoService for Echo {
                         )
                         .await
                     {
-                        let __ti_error = (::tonic_intercept::Policy::Hook, __ti_status);
+                        let __ti_error = (
+                            ::tonic_intercept::__private::PolicyKind::Hook,
+                            __ti_status,
+                        );
                         return ::core::result::Result::Err(
                             __ti_guard.reject(__ti_error),
                         );
                     }
-                    if !<pb::echo_service_intercept::Bidi as ::tonic_intercept::Rpc>::DESCRIPTOR
+                    if !<pb::echo_service_intercept::Bidi as ::tonic_intercept::__private::Rpc>::DESCRIPTOR
                         .policy
                         .public
                     {
-                        match ::tonic_intercept::Authenticate::authenticate(
+                        match ::tonic_intercept::__private::Authenticate::authenticate(
                                 &self.tokens,
                                 __ti_guard.call(),
                                 __ti_request.metadata(),
@@ -352,7 +364,7 @@ impl pb::echo_service_server::EchoService for Echo {
                             }
                             ::core::result::Result::Err(__ti_status) => {
                                 let __ti_error = (
-                                    ::tonic_intercept::Policy::Auth,
+                                    ::tonic_intercept::__private::PolicyKind::Auth,
                                     __ti_status,
                                 );
                                 return ::core::result::Result::Err(
@@ -388,193 +400,154 @@ impl pb::echo_service_server::EchoService for Echo {
 #[derive(Clone)]
 pub struct __EchoEchoServiceUnaryHooks();
 #[automatically_derived]
-impl ::tonic_intercept::Hooks<pb::echo_service_intercept::Unary>
+impl ::tonic_intercept::__private::Hooks<pb::echo_service_intercept::Unary>
 for __EchoEchoServiceUnaryHooks {
     fn validate(
         &self,
-        call: &::tonic_intercept::Call,
-        message: &<pb::echo_service_intercept::Unary as ::tonic_intercept::Rpc>::Request,
+        call: &::tonic_intercept::__private::Call,
+        message: &<pb::echo_service_intercept::Unary as ::tonic_intercept::__private::Rpc>::Request,
     ) -> ::core::result::Result<(), ::tonic_intercept::__private::Status> {
         let validated = message;
         ::tonic_intercept::__private::validate(call, validated)
     }
     fn on_request(
         &self,
-        call: &::tonic_intercept::Call,
-        message: &<pb::echo_service_intercept::Unary as ::tonic_intercept::Rpc>::Request,
+        call: &::tonic_intercept::__private::Call,
+        message: &<pb::echo_service_intercept::Unary as ::tonic_intercept::__private::Rpc>::Request,
     ) -> ::core::result::Result<(), ::tonic_intercept::__private::Status> {
         ::core::result::Result::Ok(())
     }
     fn on_response(
         &self,
-        call: &::tonic_intercept::Call,
-        message: &<pb::echo_service_intercept::Unary as ::tonic_intercept::Rpc>::Response,
+        call: &::tonic_intercept::__private::Call,
+        message: &<pb::echo_service_intercept::Unary as ::tonic_intercept::__private::Rpc>::Response,
     ) -> ::core::result::Result<(), ::tonic_intercept::__private::Status> {
         ::core::result::Result::Ok(())
     }
     fn on_finish(
         &self,
-        call: &::tonic_intercept::Call,
-        outcome: &::tonic_intercept::Outcome,
+        call: &::tonic_intercept::__private::Call,
+        outcome: &::tonic_intercept::__private::CallOutcome,
     ) {}
 }
 const _: () = ::core::assert!(
-    < pb::echo_service_intercept::Unary as ::tonic_intercept::Rpc > ::DESCRIPTOR.policy
-    .roles.is_empty(),
+    < pb::echo_service_intercept::Unary as ::tonic_intercept::__private::Rpc >
+    ::DESCRIPTOR.policy.roles.is_empty(),
     "`Unary` requires roles in its .proto options; enforce them with `roles(Unary)` (the verifier's identity must implement `tonic_intercept::Roles`)"
 );
 const _: () = ::core::assert!(
-    < pb::echo_service_intercept::ServerStream as ::tonic_intercept::Rpc > ::DESCRIPTOR
-    .policy.roles.is_empty() || ::tonic_intercept::__private::same_roles(<
-    pb::echo_service_intercept::ServerStream as ::tonic_intercept::Rpc > ::DESCRIPTOR
-    .policy.roles, & ["admin"]),
+    < pb::echo_service_intercept::ServerStream as ::tonic_intercept::__private::Rpc >
+    ::DESCRIPTOR.policy.roles.is_empty() || ::tonic_intercept::__private::same_roles(<
+    pb::echo_service_intercept::ServerStream as ::tonic_intercept::__private::Rpc >
+    ::DESCRIPTOR.policy.roles, & ["admin"]),
     "the roles of `ServerStream` here differ from the `roles` its .proto declares; make them the same, or write `roles(ServerStream)` to take the .proto's"
 );
 const _: () = ::core::assert!(
-    ! < pb::echo_service_intercept::ServerStream as ::tonic_intercept::Rpc > ::DESCRIPTOR
-    .policy.public,
+    ! < pb::echo_service_intercept::ServerStream as ::tonic_intercept::__private::Rpc >
+    ::DESCRIPTOR.policy.public,
     "`ServerStream` is public in its .proto options, so it has no identity whose roles `roles(..)` could check"
 );
 const _: () = ::core::assert!(
-    ! < pb::echo_service_intercept::ServerStream as ::tonic_intercept::Rpc > ::DESCRIPTOR
-    .policy.declares_limits(),
+    ! < pb::echo_service_intercept::ServerStream as ::tonic_intercept::__private::Rpc >
+    ::DESCRIPTOR.policy.declares_limits(),
     "`ServerStream` declares limits in its .proto options; name it in `limit(ServerStream)` so that #[intercept] enforces them"
 );
 /// The observers and hooks of `ClientStream`, in the order they run.
 #[doc(hidden)]
 #[derive(Clone)]
 pub struct __EchoEchoServiceClientStreamHooks(
-    ::tonic_intercept::ServiceMetrics<pb::echo_service_intercept::Service>,
+    ::tonic_intercept::__private::ServiceMetrics<pb::echo_service_intercept::Service>,
 );
 #[automatically_derived]
-impl ::tonic_intercept::Hooks<pb::echo_service_intercept::ClientStream>
+impl ::tonic_intercept::__private::Hooks<pb::echo_service_intercept::ClientStream>
 for __EchoEchoServiceClientStreamHooks {
     fn on_request(
         &self,
-        call: &::tonic_intercept::Call,
-        message: &<pb::echo_service_intercept::ClientStream as ::tonic_intercept::Rpc>::Request,
+        call: &::tonic_intercept::__private::Call,
+        message: &<pb::echo_service_intercept::ClientStream as ::tonic_intercept::__private::Rpc>::Request,
     ) -> ::core::result::Result<(), ::tonic_intercept::__private::Status> {
-        <::tonic_intercept::ServiceMetrics<
+        <::tonic_intercept::__private::ServiceMetrics<
             pb::echo_service_intercept::Service,
-        > as ::tonic_intercept::Hook<
+        > as ::tonic_intercept::__private::Hook<
             pb::echo_service_intercept::ClientStream,
         >>::on_request(&self.0, call, message)?;
         ::core::result::Result::Ok(())
     }
     fn on_response(
         &self,
-        call: &::tonic_intercept::Call,
-        message: &<pb::echo_service_intercept::ClientStream as ::tonic_intercept::Rpc>::Response,
+        call: &::tonic_intercept::__private::Call,
+        message: &<pb::echo_service_intercept::ClientStream as ::tonic_intercept::__private::Rpc>::Response,
     ) -> ::core::result::Result<(), ::tonic_intercept::__private::Status> {
-        <::tonic_intercept::ServiceMetrics<
+        <::tonic_intercept::__private::ServiceMetrics<
             pb::echo_service_intercept::Service,
-        > as ::tonic_intercept::Hook<
+        > as ::tonic_intercept::__private::Hook<
             pb::echo_service_intercept::ClientStream,
         >>::on_response(&self.0, call, message)?;
         ::core::result::Result::Ok(())
     }
     fn on_finish(
         &self,
-        call: &::tonic_intercept::Call,
-        outcome: &::tonic_intercept::Outcome,
+        call: &::tonic_intercept::__private::Call,
+        outcome: &::tonic_intercept::__private::CallOutcome,
     ) {
-        <::tonic_intercept::ServiceMetrics<
+        <::tonic_intercept::__private::ServiceMetrics<
             pb::echo_service_intercept::Service,
-        > as ::tonic_intercept::Hook<
+        > as ::tonic_intercept::__private::Hook<
             pb::echo_service_intercept::ClientStream,
         >>::on_finish(&self.0, call, outcome);
     }
 }
 const _: () = ::core::assert!(
-    < pb::echo_service_intercept::ClientStream as ::tonic_intercept::Rpc > ::DESCRIPTOR
-    .policy.roles.is_empty(),
+    < pb::echo_service_intercept::ClientStream as ::tonic_intercept::__private::Rpc >
+    ::DESCRIPTOR.policy.roles.is_empty(),
     "`ClientStream` requires roles in its .proto options; enforce them with `roles(ClientStream)` (the verifier's identity must implement `tonic_intercept::Roles`)"
 );
 /// The observers and hooks of `Bidi`, in the order they run.
 #[doc(hidden)]
 #[derive(Clone)]
-pub struct __EchoEchoServiceBidiHooks(::tonic_intercept::TraceCalls);
+pub struct __EchoEchoServiceBidiHooks(::tonic_intercept::__private::TraceCalls);
 #[automatically_derived]
-impl ::tonic_intercept::Hooks<pb::echo_service_intercept::Bidi>
+impl ::tonic_intercept::__private::Hooks<pb::echo_service_intercept::Bidi>
 for __EchoEchoServiceBidiHooks {
     fn on_request(
         &self,
-        call: &::tonic_intercept::Call,
-        message: &<pb::echo_service_intercept::Bidi as ::tonic_intercept::Rpc>::Request,
+        call: &::tonic_intercept::__private::Call,
+        message: &<pb::echo_service_intercept::Bidi as ::tonic_intercept::__private::Rpc>::Request,
     ) -> ::core::result::Result<(), ::tonic_intercept::__private::Status> {
-        <::tonic_intercept::TraceCalls as ::tonic_intercept::Hook<
+        <::tonic_intercept::__private::TraceCalls as ::tonic_intercept::__private::Hook<
             pb::echo_service_intercept::Bidi,
         >>::on_request(&self.0, call, message)?;
         ::core::result::Result::Ok(())
     }
     fn on_response(
         &self,
-        call: &::tonic_intercept::Call,
-        message: &<pb::echo_service_intercept::Bidi as ::tonic_intercept::Rpc>::Response,
+        call: &::tonic_intercept::__private::Call,
+        message: &<pb::echo_service_intercept::Bidi as ::tonic_intercept::__private::Rpc>::Response,
     ) -> ::core::result::Result<(), ::tonic_intercept::__private::Status> {
-        <::tonic_intercept::TraceCalls as ::tonic_intercept::Hook<
+        <::tonic_intercept::__private::TraceCalls as ::tonic_intercept::__private::Hook<
             pb::echo_service_intercept::Bidi,
         >>::on_response(&self.0, call, message)?;
         ::core::result::Result::Ok(())
     }
     fn on_finish(
         &self,
-        call: &::tonic_intercept::Call,
-        outcome: &::tonic_intercept::Outcome,
+        call: &::tonic_intercept::__private::Call,
+        outcome: &::tonic_intercept::__private::CallOutcome,
     ) {
-        <::tonic_intercept::TraceCalls as ::tonic_intercept::Hook<
+        <::tonic_intercept::__private::TraceCalls as ::tonic_intercept::__private::Hook<
             pb::echo_service_intercept::Bidi,
         >>::on_finish(&self.0, call, outcome);
     }
 }
 const _: () = ::core::assert!(
-    < pb::echo_service_intercept::Bidi as ::tonic_intercept::Rpc > ::DESCRIPTOR.policy
-    .roles.is_empty(),
+    < pb::echo_service_intercept::Bidi as ::tonic_intercept::__private::Rpc >
+    ::DESCRIPTOR.policy.roles.is_empty(),
     "`Bidi` requires roles in its .proto options; enforce them with `roles(Bidi)` (the verifier's identity must implement `tonic_intercept::Roles`)"
 );
 const _: () = {
-    /// `parts[0]`, `proto`, `parts[1]`, `this`, `parts[2]`, in `N` bytes.
-    const fn __tonic_intercept_disagreement<const N: usize>(
-        parts: [&str; 3],
-        proto: u64,
-        this: u64,
-    ) -> ([u8; N], usize) {
-        let mut out = [0u8; N];
-        let mut at = 0;
-        let mut part = 0;
-        while part < 3 {
-            let bytes = parts[part].as_bytes();
-            let mut i = 0;
-            while i < bytes.len() {
-                out[at] = bytes[i];
-                at += 1;
-                i += 1;
-            }
-            if part < 2 {
-                let mut n = if part == 0 { proto } else { this };
-                let mut digits = [0u8; 20];
-                let mut len = 0;
-                loop {
-                    digits[len] = b'0' + (n % 10) as u8;
-                    len += 1;
-                    n /= 10;
-                    if n == 0 {
-                        break;
-                    }
-                }
-                while len > 0 {
-                    len -= 1;
-                    out[at] = digits[len];
-                    at += 1;
-                }
-            }
-            part += 1;
-        }
-        (out, at)
-    }
     #[allow(clippy::unnecessary_cast)]
     const _: () = {
-        const __TONIC_INTERCEPT_PROTO: ::core::option::Option<u64> = match <pb::echo_service_intercept::ClientStream as ::tonic_intercept::Rpc>::DESCRIPTOR
+        const __TONIC_INTERCEPT_PROTO: ::core::option::Option<u64> = match <pb::echo_service_intercept::ClientStream as ::tonic_intercept::__private::Rpc>::DESCRIPTOR
             .policy
             .messages_per_second_in
         {
@@ -584,7 +557,7 @@ const _: () = {
         const __TONIC_INTERCEPT_THIS: u64 = (RATE) as u64;
         if let ::core::option::Option::Some(proto) = __TONIC_INTERCEPT_PROTO {
             if proto != __TONIC_INTERCEPT_THIS {
-                let (bytes, len) = __tonic_intercept_disagreement::<
+                let (bytes, len) = ::tonic_intercept::__private::proto_disagreement::<
                     233usize,
                 >(
                     [

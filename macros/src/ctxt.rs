@@ -10,17 +10,17 @@ use std::fmt::Display;
 use proc_macro2::Span;
 
 #[derive(Default)]
-pub struct Ctxt {
+pub(crate) struct Ctxt {
     errors: RefCell<Option<syn::Error>>,
 }
 
 impl Ctxt {
     /// An error at `span`.
-    pub fn error_at(&self, span: Span, message: impl Display) {
+    pub(crate) fn error_at(&self, span: Span, message: impl Display) {
         self.syn_error(syn::Error::new(span, message));
     }
 
-    pub fn syn_error(&self, error: syn::Error) {
+    pub(crate) fn syn_error(&self, error: syn::Error) {
         let mut errors = self.errors.borrow_mut();
         match &mut *errors {
             Some(all) => all.combine(error),
@@ -29,7 +29,7 @@ impl Ctxt {
     }
 
     /// Every error reported so far, combined.
-    pub fn check(self) -> syn::Result<()> {
+    pub(crate) fn check(self) -> syn::Result<()> {
         match self.errors.into_inner() {
             Some(error) => Err(error),
             None => Ok(()),

@@ -18,14 +18,14 @@ mod kw {
     syn::custom_keyword!(idempotency);
 }
 
-pub const ENTRIES: &str = "`public(..)`, `auth(..)`, `roles(..)`, `limit(..)`, `hook(..)`, `metrics(..)`, `trace`, `recover`, `validate`, `idempotency(..)`";
+pub(crate) const ENTRIES: &str = "`public(..)`, `auth(..)`, `roles(..)`, `limit(..)`, `hook(..)`, `metrics(..)`, `trace`, `recover`, `validate`, `idempotency(..)`";
 
 /// The arguments, entries in declared order.
-pub struct Args {
+pub(crate) struct Args {
     pub entries: Vec<Entry>,
 }
 
-pub enum Entry {
+pub(crate) enum Entry {
     Public(Public),
     Auth(Auth),
     Roles(Roles),
@@ -42,14 +42,14 @@ pub enum Entry {
 
 /// `roles("admin", "ops", DeleteUser, ..)`; without role strings, the roles the `.proto`
 /// declares for the named RPCs
-pub struct Roles {
+pub(crate) struct Roles {
     pub kw: Ident,
     pub roles: Vec<syn::LitStr>,
     pub rpcs: Vec<Ident>,
 }
 
 /// `metrics(self.metrics)` or `metrics(self.metrics, GetUser, ..)`
-pub struct Metrics {
+pub(crate) struct Metrics {
     pub kw: Ident,
     pub value: Expr,
     pub rpcs: Vec<Ident>,
@@ -57,7 +57,7 @@ pub struct Metrics {
 
 /// `trace` (default settings), `trace(self.trace)` (a `TraceCalls`), or
 /// `trace(self.trace: TraceCalls<MyRedactor>)`, either followed by RPC names
-pub struct Trace {
+pub(crate) struct Trace {
     pub kw: Ident,
     pub value: Option<Expr>,
     pub ty: Option<Type>,
@@ -65,26 +65,26 @@ pub struct Trace {
 }
 
 /// An entry that is on or off per RPC.
-pub struct Switch {
+pub(crate) struct Switch {
     pub kw: Ident,
     pub rpcs: Vec<Ident>,
 }
 
 /// `idempotency(self.orders, PlaceOrder)`
-pub struct Idempotency {
+pub(crate) struct Idempotency {
     pub kw: Ident,
     pub cache: Expr,
     pub rpcs: Vec<Ident>,
 }
 
 /// `public(CreateUser, Health)` or `public(*)`
-pub struct Public {
+pub(crate) struct Public {
     pub kw: Ident,
     pub rpcs: Rpcs,
 }
 
 /// `auth(self.verifier)` (every RPC not public) or `auth(self.verifier, GetUser, ..)`
-pub struct Auth {
+pub(crate) struct Auth {
     pub kw: Ident,
     pub verifier: Expr,
     pub rpcs: Vec<Ident>,
@@ -92,31 +92,31 @@ pub struct Auth {
 
 /// `limit(key = value, ..)` (every RPC it fits) or `limit(ListUsers, key = value, ..)`;
 /// a value is a number, a constant's path, or `none` (no such limit for these RPCs)
-pub struct Limit {
+pub(crate) struct Limit {
     pub kw: Ident,
     pub rpcs: Vec<Ident>,
     pub keys: Vec<LimitKey>,
 }
 
 /// `hook(Audit)` (a unit struct), `hook(self.audit: Audit)`, either followed by RPC names
-pub struct Hook {
+pub(crate) struct Hook {
     pub value: Expr,
     pub ty: Type,
     pub rpcs: Vec<Ident>,
 }
 
-pub enum Rpcs {
+pub(crate) enum Rpcs {
     All,
     Named(Vec<Ident>),
 }
 
-pub struct LimitKey {
+pub(crate) struct LimitKey {
     pub name: Ident,
     pub value: LimitValue,
 }
 
 #[derive(Clone)]
-pub enum LimitValue {
+pub(crate) enum LimitValue {
     /// `max_messages_out = 10_000`
     Int(LitInt),
     /// `max_messages_out = LIST_USERS_MAX` (a constant), or a word: `delay`, `reject`,
@@ -126,7 +126,7 @@ pub enum LimitValue {
 
 impl LimitValue {
     /// Where an error about the value points.
-    pub fn span(&self) -> proc_macro2::Span {
+    pub(crate) fn span(&self) -> proc_macro2::Span {
         match self {
             LimitValue::Int(v) => v.span(),
             LimitValue::Path(p) => syn::spanned::Spanned::span(p),
@@ -134,7 +134,7 @@ impl LimitValue {
     }
 
     /// The value as a single word, if it is one.
-    pub fn word(&self) -> Option<&Ident> {
+    pub(crate) fn word(&self) -> Option<&Ident> {
         match self {
             LimitValue::Path(p) => p.get_ident(),
             LimitValue::Int(_) => None,
@@ -144,7 +144,7 @@ impl LimitValue {
 
 impl Entry {
     /// The RPC names the entry lists; none: every RPC.
-    pub fn rpc_names(&self) -> &[Ident] {
+    pub(crate) fn rpc_names(&self) -> &[Ident] {
         match self {
             Entry::Public(p) => match &p.rpcs {
                 Rpcs::All => &[],
@@ -162,7 +162,7 @@ impl Entry {
     }
 
     /// Where an error about the entry as a whole points: its keyword (a hook's type).
-    pub fn span(&self) -> proc_macro2::Span {
+    pub(crate) fn span(&self) -> proc_macro2::Span {
         match self {
             Entry::Public(p) => p.kw.span(),
             Entry::Auth(a) => a.kw.span(),

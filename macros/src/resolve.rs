@@ -15,13 +15,13 @@ use crate::ctxt::Ctxt;
 use crate::parse::Args;
 
 /// An RPC's index in `Service::rpcs`.
-pub type RpcId = usize;
+pub(crate) type RpcId = usize;
 
 /// For each entry, in declared order, the RPC each of its names resolved to (`None`: not
 /// an RPC, already reported).
-pub type EntryRpcs = Vec<Vec<Option<RpcId>>>;
+pub(crate) type EntryRpcs = Vec<Vec<Option<RpcId>>>;
 
-pub struct Service {
+pub(crate) struct Service {
     /// The trait's last segment, e.g. `UserService`.
     pub name: Ident,
     /// Where the generated RPC types live: `pb::user_service_intercept`.
@@ -29,7 +29,7 @@ pub struct Service {
     pub rpcs: Vec<RpcMethod>,
 }
 
-pub struct RpcMethod {
+pub(crate) struct RpcMethod {
     /// `ListUsers`: the UpperCamel form of the handler's name, as the generator emits.
     pub name: String,
     /// The handler's name, `list_users`, where errors about the RPC point.
@@ -38,7 +38,7 @@ pub struct RpcMethod {
 }
 
 impl Service {
-    pub fn read(item: &ItemImpl) -> syn::Result<Self> {
+    pub(crate) fn read(item: &ItemImpl) -> syn::Result<Self> {
         let Some((_, trait_path, _)) = &item.trait_ else {
             return Err(syn::Error::new(
                 item.self_ty.span(),
@@ -101,7 +101,7 @@ impl Service {
         })
     }
 
-    pub fn names(&self) -> String {
+    pub(crate) fn names(&self) -> String {
         self.rpcs
             .iter()
             .map(|r| r.name.as_str())
@@ -112,7 +112,7 @@ impl Service {
 
 /// Every RPC name must exist: a typo would otherwise silently leave an RPC without the
 /// policy the user meant for it. An unknown name is reported with the nearest RPC.
-pub fn rpc_names(cx: &Ctxt, args: &Args, service: &Service) -> EntryRpcs {
+pub(crate) fn rpc_names(cx: &Ctxt, args: &Args, service: &Service) -> EntryRpcs {
     let resolve = |ident: &Ident| -> Option<RpcId> {
         let name = ident.to_string();
         let found = service.rpcs.iter().position(|r| r.name == name);

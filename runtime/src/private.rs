@@ -18,7 +18,7 @@ pub use crate::rpc::{IdempotencyLevel, Rpc, RpcDescriptor, RpcKind, RpcOf, RpcPo
 pub use crate::call::{Call, CallOutcome, PolicyKind};
 pub use crate::hook::{Hook, Hooks};
 pub use crate::server::expand::{
-    CacheOf, DocService, MetricsOf, agrees_u32, agrees_u64, authorize, same_roles, store_identity,
+    CacheOf, DocService, MetricsOf, authorize, proto_disagreement, same_roles, store_identity,
 };
 pub use crate::server::guard::{Guard, run};
 pub use crate::stream::{Inbound, Outbound};

@@ -52,7 +52,8 @@ fn generated_code_paths_compile_through_the_door() {
     let _: Option<door::Response<()>> = None;
     let _: Option<door::ServiceMetrics<Echo>> = None;
     let _: Option<door::ClientConfig<Echo>> = Some(door::ClientConfig::new());
-    const _: bool = door::agrees_u64(Some(3), 3) && door::same_roles(&["a"], &["a"]);
+    const _: bool = door::proto_disagreement::<8>(["a", "b", "c"], 3, 5).1 == 5
+        && door::same_roles(&["a"], &["a"]);
     let _ = door::identity_key("alice");
     fn _roles<I: door::Roles>(_: &I) {}
     fn _authenticates<A: door::Authenticate>(_: &A) {}

@@ -9,7 +9,7 @@ use crate::parse::{Auth, Public, Rpcs};
 use crate::resolve::{RpcId, Service};
 
 /// The access entries seen so far.
-pub struct AccessEntries<'a> {
+pub(super) struct AccessEntries<'a> {
     service: &'a Service,
     public: Vec<bool>,
     all_public: Option<&'a Ident>,
@@ -18,7 +18,7 @@ pub struct AccessEntries<'a> {
 }
 
 impl<'a> AccessEntries<'a> {
-    pub fn new(service: &'a Service) -> Self {
+    pub(super) fn new(service: &'a Service) -> Self {
         let n = service.rpcs.len();
         AccessEntries {
             service,
@@ -32,7 +32,7 @@ impl<'a> AccessEntries<'a> {
     // Deny by default: each RPC is public or has exactly one auth rule, so that no RPC
     // (a streaming one added later, say) is reachable without anyone deciding it. Listing
     // an RPC public twice is a slip that hides which entry was meant.
-    pub fn public(&mut self, cx: &Ctxt, entry: &'a Public, ids: &[Option<RpcId>]) {
+    pub(super) fn public(&mut self, cx: &Ctxt, entry: &'a Public, ids: &[Option<RpcId>]) {
         let names = match &entry.rpcs {
             Rpcs::All => {
                 if self.all_public.is_some() {
@@ -56,7 +56,7 @@ impl<'a> AccessEntries<'a> {
 
     // One verifier per RPC: with two, which one runs would depend on entry order, which
     // the attribute promises does not matter.
-    pub fn auth(&mut self, cx: &Ctxt, entry: &'a Auth, ids: &[Option<RpcId>]) {
+    pub(super) fn auth(&mut self, cx: &Ctxt, entry: &'a Auth, ids: &[Option<RpcId>]) {
         if entry.rpcs.is_empty() {
             if self.general_auth.is_some() {
                 let last = self.service.rpcs.last();
@@ -86,7 +86,7 @@ impl<'a> AccessEntries<'a> {
     // a mistake, and silently preferring either would hide it. An RPC neither public nor
     // covered here must be public in its `.proto`; the expansion asserts that, because
     // only the compiler sees the generated constants.
-    pub fn finish(mut self, cx: &Ctxt) -> Vec<Access<'a>> {
+    pub(super) fn finish(mut self, cx: &Ctxt) -> Vec<Access<'a>> {
         if let Some(kw) = self.all_public {
             if self.general_auth.is_some() || self.specific_auth.iter().any(Option::is_some) {
                 cx.error_at(kw.span(), "`public(*)` makes every RPC public, so `auth(..)` would cover nothing; remove one of them");

@@ -9,7 +9,7 @@ use crate::resolve::{RpcId, Service};
 
 // A replay cache stores one response per key, so it fits unary RPCs only; and its type
 // is tied to one RPC's messages, so the entry names exactly one.
-pub fn idempotency_on_one_unary_rpc(
+pub(super) fn idempotency_on_one_unary_rpc(
     cx: &Ctxt,
     service: &Service,
     entry: &Idempotency,
@@ -39,7 +39,13 @@ pub fn idempotency_on_one_unary_rpc(
 
 // `metrics(ListUsers)`: an RPC name where the value belongs. Without this rule the
 // RPC's name would be taken for a value and fail later with an unrelated type error.
-pub fn value_before_rpcs(cx: &Ctxt, kw: &Ident, value: &Expr, example: &str, service: &Service) {
+pub(super) fn value_before_rpcs(
+    cx: &Ctxt,
+    kw: &Ident,
+    value: &Expr,
+    example: &str,
+    service: &Service,
+) {
     if let Expr::Path(path) = value
         && let Some(ident) = path.path.get_ident()
         && service.rpcs.iter().any(|r| *ident == r.name)
@@ -53,7 +59,7 @@ pub fn value_before_rpcs(cx: &Ctxt, kw: &Ident, value: &Expr, example: &str, ser
 
 // `roles()` would require nothing, and an empty role can match no identity: both read
 // as a check while checking nothing.
-pub fn roles_require_something(cx: &Ctxt, entry: &Roles) {
+pub(super) fn roles_require_something(cx: &Ctxt, entry: &Roles) {
     if entry.roles.is_empty() && entry.rpcs.is_empty() {
         cx.error_at(entry.kw.span(), "`roles()` requires nothing: list roles, `roles(\"admin\")`, or name RPCs whose roles the .proto declares, `roles(DeleteUser)`");
     }
@@ -66,7 +72,7 @@ pub fn roles_require_something(cx: &Ctxt, entry: &Roles) {
 
 // `roles("admin")` for every RPC covers the authenticated ones; with none, it is a
 // policy that does nothing, which is a mistake.
-pub fn general_roles_apply(cx: &Ctxt, args: &Args, plans: &[RpcPlan]) {
+pub(super) fn general_roles_apply(cx: &Ctxt, args: &Args, plans: &[RpcPlan]) {
     for entry in &args.entries {
         if let Entry::Roles(r) = entry
             && r.rpcs.is_empty()

@@ -17,7 +17,7 @@ use crate::resolve::{RpcId, RpcMethod, Service};
 /// The limits of one RPC: each key's value as written (a literal, a constant or a word),
 /// in the table's order.
 #[derive(Clone)]
-pub struct Limits {
+pub(crate) struct Limits {
     values: Vec<Option<LimitValue>>,
 }
 
@@ -31,7 +31,7 @@ impl Default for Limits {
 
 impl Limits {
     /// The keys set, in the table's order.
-    pub fn iter(&self) -> impl Iterator<Item = (&'static LimitKey, &LimitValue)> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&'static LimitKey, &LimitValue)> {
         LIMIT_KEYS
             .iter()
             .zip(&self.values)
@@ -39,24 +39,24 @@ impl Limits {
     }
 
     /// Sets a key; `none` clears it.
-    pub fn set(&mut self, key: &LimitKey, value: &LimitValue) {
+    pub(crate) fn set(&mut self, key: &LimitKey, value: &LimitValue) {
         if let Some(i) = LIMIT_KEYS.iter().position(|k| k.name == key.name) {
             self.values[i] = (!is_none(value)).then(|| value.clone());
         }
     }
 
     /// Whether the key named `name` is set.
-    pub fn is_set(&self, name: &str) -> bool {
+    pub(crate) fn is_set(&self, name: &str) -> bool {
         self.iter().any(|(key, _)| key.name == name)
     }
 
     /// Whether nothing limits the RPC: only keys that shape another key's limit are set.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.iter().all(|(key, _)| shapes_another(key))
     }
 
     /// Whether anything limits calls (rather than messages).
-    pub fn admits(&self) -> bool {
+    pub(crate) fn admits(&self) -> bool {
         self.iter()
             .any(|(key, _)| matches!(key.setter, Setter::Admission(_)) && !shapes_another(key))
     }
@@ -92,19 +92,19 @@ fn attribute_keys() -> impl Iterator<Item = &'static str> {
 }
 
 /// The table's entry for a key written in `limit(..)`.
-pub fn spec_of(key: &parse::LimitKey) -> Option<&'static LimitKey> {
+pub(crate) fn spec_of(key: &parse::LimitKey) -> Option<&'static LimitKey> {
     limit_key(&key.name.to_string()).filter(|k| k.in_attribute)
 }
 
 /// The `limit(..)` entries seen so far.
-pub struct LimitEntries<'a> {
+pub(super) struct LimitEntries<'a> {
     service: &'a Service,
     general: bool,
     specific: Vec<bool>,
 }
 
 impl<'a> LimitEntries<'a> {
-    pub fn new(service: &'a Service) -> Self {
+    pub(super) fn new(service: &'a Service) -> Self {
         let specific = vec![false; service.rpcs.len()];
         LimitEntries {
             service,
@@ -114,7 +114,7 @@ impl<'a> LimitEntries<'a> {
     }
 
     /// Every rule about one `limit(..)` entry, in the order its errors are reported.
-    pub fn entry(&mut self, cx: &Ctxt, limit: &Limit, ids: &[Option<RpcId>]) {
+    pub(super) fn entry(&mut self, cx: &Ctxt, limit: &Limit, ids: &[Option<RpcId>]) {
         sets_something(cx, limit);
         for (key, spec) in known_keys_once(cx, limit) {
             value_fits_key(cx, limit, key, spec);

@@ -17,7 +17,7 @@ use crate::parse::{self, Args, Entry, LimitValue};
 use crate::resolve::{EntryRpcs, RpcMethod, Service};
 
 /// What to generate for each RPC.
-pub struct Plan<'a> {
+pub(crate) struct Plan<'a> {
     pub rpcs: Vec<RpcPlan<'a>>,
 }
 
@@ -25,7 +25,7 @@ pub struct Plan<'a> {
 /// entries: recovery, tracing, metrics, deadline, auth, roles, admission (concurrency,
 /// call rate), hooks' `on_call`; then per message: limits, validation, hooks; then the
 /// idempotency replay and the handler.
-pub struct RpcPlan<'a> {
+pub(crate) struct RpcPlan<'a> {
     pub rpc: &'a RpcMethod,
     pub access: Access<'a>,
     /// The `roles(..)` entry covering this RPC; no role strings: the `.proto`'s.
@@ -47,7 +47,7 @@ pub struct RpcPlan<'a> {
 
 /// Who may call an RPC.
 #[derive(Clone, Copy)]
-pub enum Access<'a> {
+pub(crate) enum Access<'a> {
     /// `public(..)` in the attribute.
     Public,
     /// `auth(verifier)`; `general`: it covers every RPC not public, so a `.proto`
@@ -61,11 +61,16 @@ pub enum Access<'a> {
     FromProto,
 }
 
-pub use limits::{Limits, spec_of};
-pub use plan::PER_IDENTITY;
+pub(crate) use limits::{Limits, spec_of};
+pub(crate) use plan::PER_IDENTITY;
 
 /// Checks every rule; the plan is meaningful only if `cx` holds no error.
-pub fn check<'a>(cx: &Ctxt, args: &'a Args, service: &'a Service, ids: &EntryRpcs) -> Plan<'a> {
+pub(crate) fn check<'a>(
+    cx: &Ctxt,
+    args: &'a Args,
+    service: &'a Service,
+    ids: &EntryRpcs,
+) -> Plan<'a> {
     let mut access_entries = access::AccessEntries::new(service);
     let mut limit_entries = limits::LimitEntries::new(service);
     for (entry, ids) in args.entries.iter().zip(ids) {

@@ -10,9 +10,9 @@ use crate::parse::{Args, Entry, Limit};
 use crate::resolve::{EntryRpcs, RpcId, RpcMethod};
 
 /// The one key whose buckets are keyed by the verified identity.
-pub const PER_IDENTITY: &str = "calls_per_second_per_identity";
+pub(crate) const PER_IDENTITY: &str = "calls_per_second_per_identity";
 
-pub fn rpc_plan<'a>(
+pub(super) fn rpc_plan<'a>(
     cx: &Ctxt,
     args: &'a Args,
     ids: &EntryRpcs,

@@ -14,7 +14,7 @@ use super::{Names, Shape, hooks_type, rpc_path, shape};
 use crate::check::{self, Access, RpcPlan};
 use crate::resolve::Service;
 
-pub fn rewrite_handler(
+pub(super) fn rewrite_handler(
     f: &mut ImplItemFn,
     plan: &RpcPlan,
     service: &Service,
@@ -90,7 +90,7 @@ impl<'a> Steps<'a> {
     fn new(plan: &'a RpcPlan<'a>, service: &Service, guarded: bool) -> Self {
         let local = Locals::new();
         let rpc = rpc_path(service, plan);
-        let policy = quote!(<#rpc as ::tonic_intercept::Rpc>::DESCRIPTOR.policy);
+        let policy = quote!(<#rpc as ::tonic_intercept::__private::Rpc>::DESCRIPTOR.policy);
         let Locals {
             guard, error, call, ..
         } = &local;
@@ -131,9 +131,9 @@ impl<'a> Steps<'a> {
         let i = syn::Index::from(index);
         quote_spanned! {ty.span()=>
             if let ::core::result::Result::Err(#status) =
-                <#ty as ::tonic_intercept::Hook<#rpc>>::on_call(&#guard.hooks().#i, #call_ref, #request.metadata()).await
+                <#ty as ::tonic_intercept::__private::Hook<#rpc>>::on_call(&#guard.hooks().#i, #call_ref, #request.metadata()).await
             {
-                let #error = (::tonic_intercept::Policy::Hook, #status);
+                let #error = (::tonic_intercept::__private::PolicyKind::Hook, #status);
                 return ::core::result::Result::Err(#reject);
             }
         }
@@ -170,7 +170,7 @@ impl<'a> Steps<'a> {
         // lacking `Authenticate` is then one error, at that expression.
         let identity = Ident::new("__ti_identity", Span::mixed_site());
         let check = quote_spanned! {verifier.span()=>
-            ::tonic_intercept::Authenticate::authenticate(&#verifier, #call_ref, #request.metadata())
+            ::tonic_intercept::__private::Authenticate::authenticate(&#verifier, #call_ref, #request.metadata())
         };
         let roles = self.roles(&identity);
         let keep_key = self.keyed().then(|| {
@@ -184,7 +184,7 @@ impl<'a> Steps<'a> {
                     ::tonic_intercept::__private::store_identity(&mut #request, #identity);
                 }
                 ::core::result::Result::Err(#status) => {
-                    let #error = (::tonic_intercept::Policy::Auth, #status);
+                    let #error = (::tonic_intercept::__private::PolicyKind::Auth, #status);
                     return ::core::result::Result::Err(#reject);
                 }
             }
@@ -217,7 +217,7 @@ impl<'a> Steps<'a> {
         Some(quote! {
             let #holder = &#identity;
             if let ::core::result::Result::Err(#status) = #authorize {
-                let #error = (::tonic_intercept::Policy::Roles, #status);
+                let #error = (::tonic_intercept::__private::PolicyKind::Roles, #status);
                 return ::core::result::Result::Err(#reject);
             }
         })
@@ -329,8 +329,8 @@ impl<'a> Steps<'a> {
             quote!(let mut #request = #request;)
         };
         syn::parse_quote! {{
-            let #call = ::tonic_intercept::Call::start(
-                &<#rpc as ::tonic_intercept::Rpc>::DESCRIPTOR,
+            let #call = ::tonic_intercept::__private::Call::start(
+                &<#rpc as ::tonic_intercept::__private::Rpc>::DESCRIPTOR,
                 &#request,
                 ::core::option::Option::None,
             );

@@ -12,30 +12,32 @@ use crate::resolve::Service;
 
 /// The observers and hooks of one RPC, in the order they run: the tracing hook, the
 /// metrics, then the user's hooks as declared.
-pub struct Member {
+pub(super) struct Member {
     pub ty: TokenStream,
     pub value: TokenStream,
 }
 
-pub fn members(service: &Service, plan: &RpcPlan) -> Vec<Member> {
+pub(super) fn members(service: &Service, plan: &RpcPlan) -> Vec<Member> {
     let mut members = Vec::new();
     if let Some(trace) = plan.trace {
         let ty = match &trace.ty {
             Some(ty) => quote!(#ty),
-            None => quote_spanned!(trace.kw.span()=> ::tonic_intercept::TraceCalls),
+            None => quote_spanned!(trace.kw.span()=> ::tonic_intercept::__private::TraceCalls),
         };
         let value = match &trace.value {
             Some(value) => {
                 quote_spanned!(value.span()=> ::core::clone::Clone::clone(&#value))
             }
-            None => quote_spanned!(trace.kw.span()=> ::tonic_intercept::TraceCalls::new()),
+            None => {
+                quote_spanned!(trace.kw.span()=> ::tonic_intercept::__private::TraceCalls::new())
+            }
         };
         members.push(Member { ty, value });
     }
     if let Some(metrics) = plan.metrics {
         let module = &service.rpc_module;
         members.push(Member {
-            ty: quote!(::tonic_intercept::ServiceMetrics<#module::Service>),
+            ty: quote!(::tonic_intercept::__private::ServiceMetrics<#module::Service>),
             value: quote_spanned!(metrics.span()=>
                 ::tonic_intercept::__private::MetricsOf::<#module::Service>::metrics(&#metrics)
             ),
@@ -51,7 +53,7 @@ pub fn members(service: &Service, plan: &RpcPlan) -> Vec<Member> {
     members
 }
 
-pub fn has_adapter(plan: &RpcPlan) -> bool {
+pub(super) fn has_adapter(plan: &RpcPlan) -> bool {
     !plan.hooks.is_empty()
         || plan.trace.is_some()
         || plan.metrics.is_some()
@@ -65,7 +67,7 @@ pub fn has_adapter(plan: &RpcPlan) -> bool {
 /// this impl, at the hook's own tokens, with one message (rustc merges the identical
 /// errors); the types that carry the adapter (`Guard`, `Outbound`) stay well-formed and
 /// report nothing.
-pub fn hooks_adapter(names: &Names, service: &Service, plan: &RpcPlan) -> TokenStream {
+pub(super) fn hooks_adapter(names: &Names, service: &Service, plan: &RpcPlan) -> TokenStream {
     if !has_adapter(plan) {
         return TokenStream::new();
     }
@@ -77,7 +79,7 @@ pub fn hooks_adapter(names: &Names, service: &Service, plan: &RpcPlan) -> TokenS
         let ty = &members[index].ty;
         let method = format_ident!("{method}");
         let i = syn::Index::from(index);
-        quote_spanned!(ty.span()=> <#ty as ::tonic_intercept::Hook<#rpc>>::#method(&self.#i, #args))
+        quote_spanned!(ty.span()=> <#ty as ::tonic_intercept::__private::Hook<#rpc>>::#method(&self.#i, #args))
     };
     let n = members.len();
     let requests = (0..n).map(|i| call("on_request", quote!(call, message), i));
@@ -97,13 +99,13 @@ pub fn hooks_adapter(names: &Names, service: &Service, plan: &RpcPlan) -> TokenS
         pub struct #name(#(#types,)*);
 
         #[automatically_derived]
-        impl ::tonic_intercept::Hooks<#rpc> for #name {
+        impl ::tonic_intercept::__private::Hooks<#rpc> for #name {
             #validate
 
             fn on_request(
                 &self,
-                call: &::tonic_intercept::Call,
-                message: &<#rpc as ::tonic_intercept::Rpc>::Request,
+                call: &::tonic_intercept::__private::Call,
+                message: &<#rpc as ::tonic_intercept::__private::Rpc>::Request,
             ) -> ::core::result::Result<(), ::tonic_intercept::__private::Status> {
                 #(#requests?;)*
                 ::core::result::Result::Ok(())
@@ -111,14 +113,14 @@ pub fn hooks_adapter(names: &Names, service: &Service, plan: &RpcPlan) -> TokenS
 
             fn on_response(
                 &self,
-                call: &::tonic_intercept::Call,
-                message: &<#rpc as ::tonic_intercept::Rpc>::Response,
+                call: &::tonic_intercept::__private::Call,
+                message: &<#rpc as ::tonic_intercept::__private::Rpc>::Response,
             ) -> ::core::result::Result<(), ::tonic_intercept::__private::Status> {
                 #(#responses?;)*
                 ::core::result::Result::Ok(())
             }
 
-            fn on_finish(&self, call: &::tonic_intercept::Call, outcome: &::tonic_intercept::Outcome) {
+            fn on_finish(&self, call: &::tonic_intercept::__private::Call, outcome: &::tonic_intercept::__private::CallOutcome) {
                 #(#finishes;)*
             }
         }
@@ -137,8 +139,8 @@ fn validate_method(plan: &RpcPlan, rpc: &TokenStream) -> TokenStream {
     quote! {
         fn validate(
             &self,
-            call: &::tonic_intercept::Call,
-            message: &<#rpc as ::tonic_intercept::Rpc>::Request,
+            call: &::tonic_intercept::__private::Call,
+            message: &<#rpc as ::tonic_intercept::__private::Rpc>::Request,
         ) -> ::core::result::Result<(), ::tonic_intercept::__private::Status> {
             let #validated = message;
             #check

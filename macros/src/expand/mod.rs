@@ -26,7 +26,7 @@ use crate::parse::Args;
 use crate::resolve::{self, Service};
 
 /// `#[intercept(args)] item`: the whole macro, callable from unit tests.
-pub fn intercept(args: TokenStream, item: TokenStream) -> TokenStream {
+pub(crate) fn intercept(args: TokenStream, item: TokenStream) -> TokenStream {
     let Ok(item_impl) = syn::parse2::<ItemImpl>(item.clone()) else {
         let error = syn::Error::new_spanned(
             &item,
@@ -65,7 +65,7 @@ fn with_error(item: TokenStream, error: syn::Error) -> TokenStream {
 }
 
 /// The expansion as readable Rust, for `TONIC_INTERCEPT_DEBUG` and snapshot tests.
-pub fn pretty(tokens: &TokenStream) -> String {
+pub(crate) fn pretty(tokens: &TokenStream) -> String {
     match syn::parse2::<syn::File>(tokens.clone()) {
         Ok(file) => prettyplease::unparse(&file),
         Err(_) => tokens.to_string(),
@@ -149,7 +149,7 @@ fn expand(plans: &[RpcPlan], service: &Service, mut item: ItemImpl) -> TokenStre
                     let rpc = rpc_path(service, plan);
                     let hooks = hooks_type(&names, plan);
                     let user = &t.ty;
-                    t.ty = syn::parse_quote!(::tonic_intercept::Outbound<#rpc, #user, #hooks>);
+                    t.ty = syn::parse_quote!(::tonic_intercept::__private::Outbound<#rpc, #user, #hooks>);
                 }
             }
             _ => {}

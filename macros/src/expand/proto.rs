@@ -28,9 +28,9 @@ impl Asserts<'_> {
 }
 
 /// The checks of one RPC, and its value agreements for [`agreements`] to hold.
-pub fn proto_checks(service: &Service, plan: &RpcPlan) -> (TokenStream, Vec<TokenStream>) {
+pub(super) fn proto_checks(service: &Service, plan: &RpcPlan) -> (TokenStream, Vec<TokenStream>) {
     let rpc = rpc_path(service, plan);
-    let policy = quote!(<#rpc as ::tonic_intercept::Rpc>::DESCRIPTOR.policy);
+    let policy = quote!(<#rpc as ::tonic_intercept::__private::Rpc>::DESCRIPTOR.policy);
     let mut asserts = Asserts {
         plan,
         policy,
@@ -165,8 +165,8 @@ fn switched_off_limit_not_declared(a: &mut Asserts, key: &LimitKey) {
 
 // A value here for a key the `.proto` also sets must be the same: the `.proto` is the
 // RPC's contract, and two values would leave the reader guessing which holds. The error
-// names both values, so it is built by a `const fn` (the compiler cannot format numbers
-// in a `const` panic) and panics at the user's key.
+// names both values, so it is built by the runtime's `proto_disagreement` (the compiler
+// cannot format numbers in a `const` panic) and panics at the user's key.
 fn limit_values_agree(a: &Asserts, keys: Vec<&LimitKey>) -> Vec<TokenStream> {
     let name = &a.plan.rpc.name;
     let policy = &a.policy;
@@ -205,7 +205,7 @@ fn limit_values_agree(a: &Asserts, keys: Vec<&LimitKey>) -> Vec<TokenStream> {
                 const __TONIC_INTERCEPT_THIS: u64 = (#value) as u64;
                 if let ::core::option::Option::Some(proto) = __TONIC_INTERCEPT_PROTO {
                     if proto != __TONIC_INTERCEPT_THIS {
-                        let (bytes, len) = __tonic_intercept_disagreement::<#capacity>(
+                        let (bytes, len) = ::tonic_intercept::__private::proto_disagreement::<#capacity>(
                             [#(#parts),*],
                             proto,
                             __TONIC_INTERCEPT_THIS,
@@ -222,53 +222,13 @@ fn limit_values_agree(a: &Asserts, keys: Vec<&LimitKey>) -> Vec<TokenStream> {
     checks
 }
 
-/// The value agreements of every RPC, beside the one `const fn` that words their errors.
-pub fn agreements(checks: &[TokenStream]) -> TokenStream {
+/// The value agreements of every RPC, in one `const` block.
+pub(super) fn agreements(checks: &[TokenStream]) -> TokenStream {
     if checks.is_empty() {
         return TokenStream::new();
     }
-    // Item names are not hygienic: these must not be names users write.
     quote! {
         const _: () = {
-            /// `parts[0]`, `proto`, `parts[1]`, `this`, `parts[2]`, in `N` bytes.
-            const fn __tonic_intercept_disagreement<const N: usize>(
-                parts: [&str; 3],
-                proto: u64,
-                this: u64,
-            ) -> ([u8; N], usize) {
-                let mut out = [0u8; N];
-                let mut at = 0;
-                let mut part = 0;
-                while part < 3 {
-                    let bytes = parts[part].as_bytes();
-                    let mut i = 0;
-                    while i < bytes.len() {
-                        out[at] = bytes[i];
-                        at += 1;
-                        i += 1;
-                    }
-                    if part < 2 {
-                        let mut n = if part == 0 { proto } else { this };
-                        let mut digits = [0u8; 20];
-                        let mut len = 0;
-                        loop {
-                            digits[len] = b'0' + (n % 10) as u8;
-                            len += 1;
-                            n /= 10;
-                            if n == 0 {
-                                break;
-                            }
-                        }
-                        while len > 0 {
-                            len -= 1;
-                            out[at] = digits[len];
-                            at += 1;
-                        }
-                    }
-                    part += 1;
-                }
-                (out, at)
-            }
             #(#checks)*
         };
     }

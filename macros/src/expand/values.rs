@@ -11,8 +11,8 @@ use crate::check::Limits;
 use crate::parse::LimitValue;
 
 /// `Limits::new().<builder>(value)..` for the message limits of one RPC.
-pub fn limits_expr(limits: &Limits) -> TokenStream {
-    let mut out = quote!(::tonic_intercept::Limits::new());
+pub(super) fn limits_expr(limits: &Limits) -> TokenStream {
+    let mut out = quote!(::tonic_intercept::__private::Limits::new());
     let (burst, mode) = rate_shape(limits);
     for (key, value) in limits.iter() {
         let value = || limit_value(key, value);
@@ -30,7 +30,7 @@ pub fn limits_expr(limits: &Limits) -> TokenStream {
             Setter::LimitsRate(builder) => {
                 let (builder, value) = (format_ident!("{builder}"), value());
                 out.extend(quote!(
-                    .#builder(#value, #burst, ::tonic_intercept::OnRateExceeded::#mode)
+                    .#builder(#value, #burst, ::tonic_intercept::__private::OnRateExceeded::#mode)
                 ));
             }
             Setter::RateShape | Setter::Admission(_) | Setter::ProtoDefault => {}
@@ -66,7 +66,7 @@ fn rate_shape(limits: &Limits) -> (TokenStream, TokenStream) {
 }
 
 /// The call-admission settings of one RPC (concurrency, call rate), for its `static`.
-pub fn admission_expr(limits: &Limits) -> TokenStream {
+pub(super) fn admission_expr(limits: &Limits) -> TokenStream {
     let mut out = quote!(::tonic_intercept::__private::AdmissionConfig::new());
     for (key, value) in limits.iter() {
         if let Setter::Admission(builder) = key.setter {

@@ -22,20 +22,48 @@ pub fn authorize<I: Roles + ?Sized>(
     check_roles(call, identity, required)
 }
 
-/// Whether an attribute's limit agrees with the `.proto`'s (which may set none).
-pub const fn agrees_u64(proto: Option<u64>, attribute: u64) -> bool {
-    match proto {
-        Some(proto) => proto == attribute,
-        None => true,
+/// The message of a limit that disagrees with the `.proto`: `parts[0]`, `proto`,
+/// `parts[1]`, `this`, `parts[2]`, written into `N` bytes; returns them and the length.
+///
+/// The compiler cannot format numbers in a `const` panic, so the expansion's agreement
+/// check builds its message with this and panics at the user's key.
+pub const fn proto_disagreement<const N: usize>(
+    parts: [&str; 3],
+    proto: u64,
+    this: u64,
+) -> ([u8; N], usize) {
+    let mut out = [0u8; N];
+    let mut at = 0;
+    let mut part = 0;
+    while part < 3 {
+        let bytes = parts[part].as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            out[at] = bytes[i];
+            at += 1;
+            i += 1;
+        }
+        if part < 2 {
+            let mut n = if part == 0 { proto } else { this };
+            let mut digits = [0u8; 20];
+            let mut len = 0;
+            loop {
+                digits[len] = b'0' + (n % 10) as u8;
+                len += 1;
+                n /= 10;
+                if n == 0 {
+                    break;
+                }
+            }
+            while len > 0 {
+                len -= 1;
+                out[at] = digits[len];
+                at += 1;
+            }
+        }
+        part += 1;
     }
-}
-
-/// [`agrees_u64`] for message rates.
-pub const fn agrees_u32(proto: Option<u32>, attribute: u64) -> bool {
-    match proto {
-        Some(proto) => proto as u64 == attribute,
-        None => true,
-    }
+    (out, at)
 }
 
 /// Whether two role lists hold the same roles, in a `const` (attribute vs `.proto`).

@@ -1,6 +1,6 @@
 // A retry policy on `Unary`, which the `.proto` does not declare idempotent.
 
-use tonic_intercept::{ClientConfig, ClientPolicy, RetryPolicy};
+use tonic_intercept::{ClientConfig, ClientPolicy, client::RetryPolicy};
 use tonic_intercept_tests::pb::echo_service_intercept::{self, Unary};
 
 const UNARY: ClientPolicy<Unary> = ClientPolicy::retry(RetryPolicy::new().max_attempts(3));

@@ -4,7 +4,7 @@
 use pb::{EchoReply, EchoRequest, StreamRequest, Summary};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
-use tonic_intercept::ServiceMetrics;
+use tonic_intercept::metrics::ServiceMetrics;
 use tonic_intercept_tests::pb;
 
 struct Echo {

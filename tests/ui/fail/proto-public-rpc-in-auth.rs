@@ -3,7 +3,7 @@
 use catalog_pb::{DeleteItemRequest, DeleteItemResponse, GetItemRequest, Item, ListItemsRequest};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
-use tonic_intercept::{Principal, StaticTokens};
+use tonic_intercept::{auth::Principal, StaticTokens};
 use tonic_intercept_tests::catalog_pb;
 
 struct Catalog {

@@ -6,7 +6,7 @@ use std::fmt;
 use pb::{EchoReply, EchoRequest, StreamRequest, Summary};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
-use tonic_intercept::{Redact, TraceCalls};
+use tonic_intercept::{trace::Redact, TraceCalls};
 use tonic_intercept_tests::pb;
 
 struct Echo {

@@ -7,7 +7,7 @@ use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
-use tonic_intercept::{Call, Hook, Outcome, Rpc, StaticTokens, intercept};
+use tonic_intercept::{Call, Hook, CallOutcome, Rpc, StaticTokens, intercept};
 use tonic_intercept_tests::{Recorder, pb};
 
 use pb::echo_service_intercept::{Bidi, ClientStream, Unary};
@@ -19,7 +19,7 @@ use pb::{EchoReply, EchoRequest, StreamRequest, Summary};
 struct Log;
 
 impl<R: Rpc> Hook<R> for Log {
-    fn on_finish(&self, call: &Call, outcome: &Outcome) {
+    fn on_finish(&self, call: &Call, outcome: &CallOutcome) {
         let _ = (call.rpc().method, outcome.code, outcome.messages_in);
     }
 }

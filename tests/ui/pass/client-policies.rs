@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use tonic::Status;
-use tonic_intercept::{ClientConfig, ClientHook, ClientPolicy, RetryPolicy, RetryThrottle};
+use tonic_intercept::{ClientConfig, ClientHook, ClientPolicy, client::RetryPolicy, client::RetryThrottle};
 use tonic_intercept_tests::pb::echo_service_intercept::{Bidi, Client, ClientStream, ServerStream, Unary};
 use tonic_intercept_tests::pb::{EchoReply, EchoRequest};
 

@@ -11,9 +11,7 @@ use pb::{EchoReply, EchoRequest, StreamRequest, Summary};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use tonic_intercept::prometheus_client::registry::Registry;
-use tonic_intercept::{
-    IdempotencyCache, LogSize, Principal, ServerMetrics, ServiceMetrics, StaticTokens, TraceCalls,
-};
+use tonic_intercept::{IdempotencyCache, trace::LogSize, auth::Principal, ServerMetrics, metrics::ServiceMetrics, StaticTokens, TraceCalls};
 use tonic_intercept_tests::pb;
 
 struct Echo {

@@ -5,7 +5,7 @@
 use pb::{EchoReply, EchoRequest, StreamRequest, Summary};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
-use tonic_intercept::{Principal, StaticTokens};
+use tonic_intercept::{auth::Principal, StaticTokens};
 use tonic_intercept_tests::pb;
 
 struct Echo {

@@ -3,7 +3,7 @@
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
-use tonic_intercept::{Authenticate, Call, StaticTokens, bearer_token};
+use tonic_intercept::{Authenticate, Call, StaticTokens, auth::bearer_token};
 use tonic_intercept_tests::pb;
 
 use pb::{EchoReply, EchoRequest, StreamRequest, Summary};
