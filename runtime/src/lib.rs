@@ -156,12 +156,6 @@ pub mod wire;
 
 pub use policy::{auth, idempotency, limits, validate};
 
-// Short paths inside the crate: `crate::limits::Meter` rather than
-// `crate::policy::limits::Meter`, `crate::stream::Inbound` rather than
-// `crate::server::stream::Inbound`.
-use policy::{admission, hook};
-use server::{recover, stream};
-
 #[doc(hidden)]
 #[path = "private.rs"]
 pub mod __private;
@@ -171,10 +165,10 @@ pub use tonic_intercept_macros::intercept;
 pub use auth::{Authenticate, Roles, StaticTokens};
 pub use call::{Call, CallOutcome, Deadline, PolicyKind};
 pub use client::{ClientConfig, ClientHook, ClientPolicy};
-pub use hook::{Hook, Hooks};
 pub use idempotency::IdempotencyCache;
 pub use limits::Limits;
 pub use metrics::ServerMetrics;
+pub use policy::hook::{Hook, Hooks};
 pub use rpc::{IdempotencyLevel, Rpc, RpcDescriptor, RpcKind, RpcOf, RpcPolicy, Service};
 pub use trace::TraceCalls;
 pub use validate::Validate;

@@ -14,7 +14,7 @@ use tonic::Status;
 use tonic::metadata::MetadataMap;
 
 use crate::call::{Call, CallOutcome, PolicyKind};
-use crate::hook::Hook;
+use crate::policy::hook::Hook;
 use crate::rpc::{Rpc, RpcDescriptor, Service};
 
 /// The `Content-Type` of [`render_metrics`]'s output (OpenMetrics text 1.0.0); Prometheus

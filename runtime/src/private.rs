@@ -16,19 +16,19 @@ pub use crate::rpc::{IdempotencyLevel, Rpc, RpcDescriptor, RpcKind, RpcOf, RpcPo
 
 // The server call: its lifecycle, and what the expansion checks outside it.
 pub use crate::call::{Call, CallOutcome, PolicyKind};
-pub use crate::hook::{Hook, Hooks};
+pub use crate::policy::hook::{Hook, Hooks};
 pub use crate::server::expand::{
     CacheOf, DocService, MetricsOf, authorize, proto_disagreement, same_roles, store_identity,
 };
 pub use crate::server::guard::{Guard, run};
-pub use crate::stream::{Inbound, Outbound};
+pub use crate::server::stream::{Inbound, Outbound};
 
 // The server policies' steps.
-pub use crate::admission::{Admission, AdmissionConfig, Admitted, identity_key};
 pub use crate::auth::{Authenticate, Roles};
 pub use crate::idempotency::{Begin, Ticket, begin as idempotency_begin};
 pub use crate::limits::{Limits, OnRateExceeded};
 pub use crate::metrics::ServiceMetrics;
+pub use crate::policy::admission::{Admission, AdmissionConfig, Admitted, identity_key};
 pub use crate::trace::{TraceCalls, call_span};
 pub use crate::validate::check as validate;
 

@@ -9,8 +9,8 @@ use tonic::{Code, Status};
 use tracing::{Level, Span};
 
 use crate::call::{Call, CallOutcome};
-use crate::hook::Hook;
 use crate::metrics::grpc_code_label;
+use crate::policy::hook::Hook;
 use crate::rpc::Rpc;
 
 /// Emits an event at a level known only at run time: `tracing`'s macros need a constant

@@ -13,12 +13,10 @@ fn layer(module: &str) -> Option<(u8, &'static str)> {
         // One layer: an RPC's span is made from a call (`Rpc::span`), and a call knows
         // its RPC (`Call::rpc`).
         "rpc" | "call" => (1, "model"),
-        "policy" | "admission" | "auth" | "hook" | "idempotency" | "limits" | "validate" => {
-            (3, "policy")
-        }
+        "policy" | "auth" | "idempotency" | "limits" | "validate" => (3, "policy"),
         "metrics" => (4, "metrics"),
         "trace" => (5, "trace"),
-        "server" | "stream" | "recover" => (6, "server"),
+        "server" => (6, "server"),
         "client" => (6, "client"),
         "__private" | "private" | "deprecated" | "lib" => (7, "door"),
         // Macros exported at the root (`crate::__doc_rpc!`): used by tests only.

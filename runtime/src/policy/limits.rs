@@ -7,7 +7,7 @@ use tonic::Status;
 
 use crate::rpc::{RpcDescriptor, RpcPolicy};
 
-pub use crate::admission::identity_key;
+pub use crate::policy::admission::identity_key;
 
 /// The limits of one RPC, as `#[intercept(limit(...))]` declared them.
 ///

@@ -14,12 +14,12 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::Span;
 
 use crate::call::{Call, CallOutcome, Incoming, PolicyKind};
-use crate::hook::Hooks;
 use crate::limits::{Dir, Limits, Meter};
 use crate::policy::admission::{Admission, Admitted};
-use crate::recover::{Run, panicked};
+use crate::policy::hook::Hooks;
 use crate::rpc::Rpc;
-use crate::stream::{
+use crate::server::recover::{Run, panicked};
+use crate::server::stream::{
     InCounts, Inbound, InboundShared, Outbound, Tail, check_request, check_response,
     deadline_exceeded,
 };

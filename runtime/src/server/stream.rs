@@ -17,12 +17,12 @@ use std::time::Duration;
 
 use tracing::Span;
 
-use crate::admission::Admitted;
 use crate::call::{Call, CallOutcome, PolicyKind};
-use crate::hook::Hooks;
 use crate::limits::{Admit, Dir, Limits, Meter};
-use crate::recover::panicked;
+use crate::policy::admission::Admitted;
+use crate::policy::hook::Hooks;
 use crate::rpc::Rpc;
+use crate::server::recover::panicked;
 
 /// The per-message policies of a request, in their documented order: stream limits,
 /// validation, hooks. The error names the policy that refused.
