@@ -99,8 +99,9 @@
 //! The generator also emits a `Client<T, H>` per service (`user_service_intercept::Client`),
 //! with tonic's method names, that applies a [`ClientConfig`]: a [`ClientPolicy`] per RPC
 //! (retries per gRFC A6 with the `.proto`'s `idempotency_level` checked at compile time,
-//! a default deadline, stream limits), a [`RetryThrottle`], a [`TokenProvider`], request
-//! ids, typed [`ClientHook`]s and [`ClientMetrics`]. Inside a handler of an
+//! a default deadline, stream limits), a [`RetryThrottle`](client::RetryThrottle), a
+//! [`TokenProvider`](client::TokenProvider), request ids, typed [`ClientHook`]s and
+//! [`ClientMetrics`](client::ClientMetrics). The [`client`] module is its guide. Inside a handler of an
 //! `#[intercept]` service, outgoing calls inherit the incoming call's deadline,
 //! `x-request-id` and trace.
 //!
@@ -109,7 +110,7 @@
 //! #     tonic_intercept::__doc_rpc!(GetUser, "users.v1.UserService", "GetUser", Unary, (), (), NoSideEffects);
 //! # }
 //! use std::time::Duration;
-//! use tonic_intercept::{ClientConfig, ClientPolicy, RetryPolicy, RetryThrottle};
+//! use tonic_intercept::client::{ClientConfig, ClientPolicy, RetryPolicy, RetryThrottle};
 //!
 //! // `rpc GetUser` is declared `option idempotency_level = NO_SIDE_EFFECTS;`.
 //! const GET_USER: ClientPolicy<pb::GetUser> = ClientPolicy::retry(RetryPolicy::new().max_attempts(4))
@@ -123,56 +124,63 @@
 //! // let user = users.get_user(GetUserRequest { id: 7 }).await?;
 //! ```
 //!
+//! ## Where things are
+//!
+//! The root holds what most services name: the RPC model ([`Rpc`], [`Service`], ...), the
+//! call ([`Call`], [`CallOutcome`], [`PolicyKind`]), [`Hook`]s and the policies' main
+//! types. Each concept has its module with its guide: [`auth`], [`limits`],
+//! [`idempotency`], [`validate`], [`metrics`], [`trace`], [`server`] (the call and its
+//! streams), [`client`] (the generated client) and [`wire`] (every header name).
+//!
 //! See the README for the full `#[intercept]` reference, the client side and the
 //! generated code.
 
-mod admission;
-mod auth;
-mod call;
-mod client;
-mod hook;
-mod idempotency;
-mod limits;
-mod metrics;
-mod recover;
+// The concept modules. `policy/` (auth, limits, idempotency, validate: public; admission,
+// hook: internal) and `server/` (the call lifecycle) are folders; `wire` and `util` are
+// leaves that every other module may use and that use none of them.
+pub mod client;
+pub mod metrics;
+mod policy;
 mod rpc;
-mod stream;
-mod trace;
-mod validate;
+pub mod server;
+pub mod trace;
+mod util;
+pub mod wire;
+
+pub use policy::{auth, idempotency, limits, validate};
+
+// Short paths inside the crate: `crate::call::Call` rather than `crate::server::call::Call`.
+use policy::{admission, hook};
+use server::{call, recover, stream};
 
 #[doc(hidden)]
 #[path = "private.rs"]
 pub mod __private;
 
-pub use auth::{Authenticate, Principal, Roles, StaticTokens, bearer_token};
-pub use call::{Call, Deadline, Outcome, Policy, REQUEST_ID};
-pub use client::{
-    ClientConfig, ClientHook, ClientMetrics, ClientOutcome, ClientPolicy, ClientServiceMetrics,
-    DEFAULT_REPLAY_BUFFER, Decision, Jitter, MAX_ATTEMPTS_CAP, Pushback, Reason, Responses,
-    RetryPolicy, RetryThrottle, RpcOf, Token, TokenProvider, TokenSource, pushback,
-};
-pub use hook::{Hook, Hooks};
-pub use limits::{Limits, OnRateExceeded, Rate};
-pub use rpc::{IdempotencyLevel, Rpc, RpcDescriptor, RpcKind, RpcPolicy, Service};
-pub use stream::{Inbound, Outbound};
+pub use tonic_intercept_macros::intercept;
 
-pub use metrics::{
-    HANDLING_SECONDS_BUCKETS, METRICS_CONTENT_TYPE, ServerMetrics, ServiceMetrics, grpc_code_label,
-    render_metrics,
-};
+pub use auth::{Authenticate, Roles, StaticTokens};
+pub use call::{Call, CallOutcome, Deadline, PolicyKind};
+pub use client::{ClientConfig, ClientHook, ClientPolicy};
+pub use hook::{Hook, Hooks};
+pub use idempotency::IdempotencyCache;
+pub use limits::Limits;
+pub use metrics::ServerMetrics;
+pub use rpc::{IdempotencyLevel, Rpc, RpcDescriptor, RpcKind, RpcOf, RpcPolicy, Service};
+pub use trace::TraceCalls;
+pub use validate::Validate;
+
 /// The Prometheus client that [`ServerMetrics`] registers in: use this re-export (or the
 /// same version) for the [`Registry`](prometheus_client::registry::Registry).
 pub use prometheus_client;
-pub use trace::{LogDebug, LogSize, NoMessages, Redact, TraceCalls, default_code_level};
-
-pub use admission::{RETRY_PUSHBACK, identity_key};
-pub use idempotency::{IDEMPOTENCY_KEY, IDEMPOTENCY_REPLAYED, IdempotencyCache, MAX_KEY_LEN};
 /// The `google.rpc` rich error model that [`Validate`] answers with: decode a status's
 /// details with [`tonic_types::StatusExt`], from this re-export, so versions match.
 pub use tonic_types;
-pub use validate::{Validate, Violations};
 
-pub use tonic_intercept_macros::intercept;
+mod deprecated;
+#[doc(hidden)]
+#[allow(deprecated)]
+pub use deprecated::*;
 
 // ---- Guides (docs branch) -------------------------------------------------------------
 // The guides in `runtime/docs/` are compiled as doctests here. Each include moves onto

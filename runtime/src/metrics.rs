@@ -13,7 +13,7 @@ use prometheus_client::registry::{Registry, Unit};
 use tonic::Status;
 use tonic::metadata::MetadataMap;
 
-use crate::call::{Call, Outcome, Policy};
+use crate::call::{Call, CallOutcome, PolicyKind};
 use crate::hook::Hook;
 use crate::rpc::{Rpc, RpcDescriptor, Service};
 
@@ -161,8 +161,8 @@ pub(crate) fn handling_histogram() -> Histogram {
 /// | `grpc_server_msg_sent_total` | | response messages |
 /// | `grpc_server_msg_received_bytes_total` | | encoded bytes of request messages |
 /// | `grpc_server_msg_sent_bytes_total` | | encoded bytes of response messages |
-/// | `grpc_server_rejected_total` | `policy` | calls ended by a policy ([`Policy::as_str`]) |
-/// | `grpc_server_panics_total` | | panics caught ([`Policy::Recovery`]) |
+/// | `grpc_server_rejected_total` | `policy` | calls ended by a policy ([`PolicyKind::as_str`]) |
+/// | `grpc_server_panics_total` | | panics caught ([`PolicyKind::Recovery`]) |
 ///
 /// Every series carries `grpc_type` (`unary`, `client_stream`, `server_stream`,
 /// `bidi_stream`), `grpc_service` (`users.v1.UserService`) and `grpc_method` (`GetUser`).
@@ -322,12 +322,12 @@ impl ServerMetrics {
         let labels = RpcLabels::of(rpc);
         let handled = labels.by_code(&self.handled);
         let panics = self.panics.get_or_create_owned(&labels);
-        // One counter per entry of `Policy::ALL`; the slot of `Recovery` is the panics
+        // One counter per entry of `PolicyKind::ALL`; the slot of `Recovery` is the panics
         // counter, so a policy's counter is found by its position alone.
-        let ended_by = Policy::ALL
+        let ended_by = PolicyKind::ALL
             .iter()
             .map(|&policy| match policy {
-                Policy::Recovery => panics.clone(),
+                PolicyKind::Recovery => panics.clone(),
                 _ => self.rejected.get_or_create_owned(&PolicyLabels {
                     grpc_type: labels.grpc_type,
                     grpc_service: labels.grpc_service,
@@ -359,12 +359,12 @@ struct RpcSeries {
     msg_sent: Counter,
     bytes_received: Counter,
     bytes_sent: Counter,
-    /// Aligned with [`Policy::ALL`].
+    /// Aligned with [`PolicyKind::ALL`].
     ended_by: Box<[Counter]>,
 }
 
 impl RpcSeries {
-    fn finish(&self, call: &Call, outcome: &Outcome) {
+    fn finish(&self, call: &Call, outcome: &CallOutcome) {
         // `Code` is a fieldless enum numbered as on the wire (0..=16).
         if let Some(counter) = self.handled.get(outcome.code as usize) {
             counter.inc();
@@ -375,7 +375,7 @@ impl RpcSeries {
         add(&self.bytes_received, outcome.bytes_in);
         add(&self.bytes_sent, outcome.bytes_out);
         if let Some(policy) = outcome.ended_by
-            && let Some(slot) = Policy::ALL.iter().position(|&p| p == policy)
+            && let Some(slot) = PolicyKind::ALL.iter().position(|&p| p == policy)
         {
             self.ended_by[slot].inc();
         }
@@ -392,10 +392,10 @@ pub(crate) fn add(counter: &Counter, n: u64) {
 /// RPC of `S`.
 ///
 /// `on_call` counts `grpc_server_started_total`; `on_finish` counts the rest from the
-/// [`Outcome`]: `grpc_server_handled_total{grpc_code}`, the duration in
+/// [`CallOutcome`]: `grpc_server_handled_total{grpc_code}`, the duration in
 /// `grpc_server_handling_seconds`, the messages and bytes, and
 /// `grpc_server_rejected_total{policy}` or `grpc_server_panics_total` when a policy ended
-/// the call ([`Outcome::ended_by`]).
+/// the call ([`CallOutcome::ended_by`]).
 ///
 /// Messages and bytes are added once per call, when it ends, not per message (unlike
 /// go-grpc-middleware): nothing on the per-message hot path, but a long-lived stream's
@@ -411,7 +411,7 @@ pub(crate) fn add(counter: &Counter, n: u64) {
 /// ```
 /// use tonic::Code;
 /// use tonic_intercept::prometheus_client::registry::Registry;
-/// use tonic_intercept::{Call, Hook, Outcome, Policy, ServerMetrics, render_metrics};
+/// use tonic_intercept::{Call, Hook, CallOutcome, PolicyKind, ServerMetrics, render_metrics};
 /// # tonic_intercept::__doc_service!(Users = "users.v1.UserService" { 0 => GetUser: Unary });
 ///
 /// let mut registry = Registry::default();
@@ -419,8 +419,8 @@ pub(crate) fn add(counter: &Counter, n: u64) {
 ///
 /// // What `#[intercept]` does for a call of `GetUser` refused by `auth(..)`:
 /// let call = Call::start(&<GetUser as tonic_intercept::Rpc>::DESCRIPTOR, &tonic::Request::new(()), None);
-/// let mut outcome = Outcome::new(Code::Unauthenticated);
-/// outcome.ended_by = Some(Policy::Auth);
+/// let mut outcome = CallOutcome::new(Code::Unauthenticated);
+/// outcome.ended_by = Some(PolicyKind::Auth);
 /// Hook::<GetUser>::on_finish(&users, &call, &outcome);
 ///
 /// let body = render_metrics(&registry);
@@ -463,7 +463,7 @@ impl<S: Service, R: Rpc<Service = S>> Hook<R> for ServiceMetrics<S> {
         std::future::ready(Ok(()))
     }
 
-    fn on_finish(&self, call: &Call, outcome: &Outcome) {
+    fn on_finish(&self, call: &Call, outcome: &CallOutcome) {
         if let Some(series) = self.series.get(R::INDEX) {
             series.finish(call, outcome);
         }
@@ -477,25 +477,25 @@ macro_rules! __doc_service {
     ($svc:ident = $name:literal { $($index:literal => $rpc:ident: $kind:ident),* $(,)? }) => {
         #[derive(Debug, Clone, Copy)]
         pub struct $svc;
-        impl $crate::Service for $svc {
+        impl $crate::__private::Service for $svc {
             const NAME: &'static str = $name;
-            const RPCS: &'static [&'static $crate::RpcDescriptor] =
-                &[$(&<$rpc as $crate::Rpc>::DESCRIPTOR),*];
+            const RPCS: &'static [&'static $crate::__private::RpcDescriptor] =
+                &[$(&<$rpc as $crate::__private::Rpc>::DESCRIPTOR),*];
         }
         $(
             #[derive(Debug, Clone, Copy)]
             pub struct $rpc;
-            impl $crate::Rpc for $rpc {
+            impl $crate::__private::Rpc for $rpc {
                 type Service = $svc;
                 type Request = ();
                 type Response = ();
                 const INDEX: usize = $index;
-                const DESCRIPTOR: $crate::RpcDescriptor = $crate::RpcDescriptor::new(
+                const DESCRIPTOR: $crate::__private::RpcDescriptor = $crate::__private::RpcDescriptor::new(
                     $name,
                     stringify!($rpc),
                     concat!("/", $name, "/", stringify!($rpc)),
-                    $crate::RpcKind::$kind,
-                    $crate::IdempotencyLevel::Unknown,
+                    $crate::__private::RpcKind::$kind,
+                    $crate::__private::IdempotencyLevel::Unknown,
                     false,
                 );
             }

@@ -52,6 +52,16 @@ pub trait Service: Copy + Send + Sync + 'static {
     const RPCS: &'static [&'static RpcDescriptor];
 }
 
+/// Implemented by the generated code for each RPC of service `S`: what
+/// [`ClientConfig::policy`](crate::ClientConfig::policy) and the generated client's methods accept.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an RPC of the service `{S}`",
+    label = "this RPC belongs to another service",
+    note = "a client's config takes the policies of its own service's RPCs: use the types of \
+            the same `<service>_intercept` module as the client"
+)]
+pub trait RpcOf<S: Service>: Rpc<Service = S> {}
+
 /// Policy declared in the `.proto` with `option (tonic_intercept.v1.rpc) = { ... }` (and the
 /// service-level `option (tonic_intercept.v1.service)` default), as the generator read it.
 ///
@@ -284,20 +294,21 @@ macro_rules! __doc_rpc {
     ($name:ident, $svc:literal, $method:literal, $kind:ident, $req:ty, $resp:ty, $idempotency:ident) => {
         #[derive(Debug, Clone, Copy)]
         pub struct $name;
-        impl $crate::Rpc for $name {
+        impl $crate::__private::Rpc for $name {
             type Service = $crate::__private::DocService;
             type Request = $req;
             type Response = $resp;
             const INDEX: usize = 0;
-            const DESCRIPTOR: $crate::RpcDescriptor = $crate::RpcDescriptor::new(
-                $svc,
-                $method,
-                concat!("/", $svc, "/", $method),
-                $crate::RpcKind::$kind,
-                $crate::IdempotencyLevel::$idempotency,
-                false,
-            );
+            const DESCRIPTOR: $crate::__private::RpcDescriptor =
+                $crate::__private::RpcDescriptor::new(
+                    $svc,
+                    $method,
+                    concat!("/", $svc, "/", $method),
+                    $crate::__private::RpcKind::$kind,
+                    $crate::__private::IdempotencyLevel::$idempotency,
+                    false,
+                );
         }
-        impl $crate::RpcOf<$crate::__private::DocService> for $name {}
+        impl $crate::__private::RpcOf<$crate::__private::DocService> for $name {}
     };
 }

@@ -2,14 +2,13 @@
 //! [`TraceCalls`] hook that logs calls and, if asked, their messages through a typed
 //! redactor.
 
-use std::any::Any;
 use std::fmt;
 
 use tonic::metadata::MetadataMap;
 use tonic::{Code, Status};
 use tracing::{Level, Span};
 
-use crate::call::{Call, Outcome};
+use crate::call::{Call, CallOutcome};
 use crate::hook::Hook;
 use crate::metrics::grpc_code_label;
 use crate::rpc::Rpc;
@@ -55,7 +54,7 @@ pub fn call_span<R: Rpc>(call: &Call, metadata: &MetadataMap) -> Span {
     }
     let headers: &tonic::codegen::http::HeaderMap = metadata.as_ref();
     let traceparent = headers
-        .get(&crate::call::TRACEPARENT_HEADER)
+        .get(&crate::wire::TRACEPARENT_HEADER)
         .and_then(|value| value.to_str().ok())
         .and_then(TraceParent::parse);
     if let Some(parent) = traceparent {
@@ -177,22 +176,9 @@ pub(crate) fn outgoing_traceparent(
     let value = incoming?.traceparent.as_ref()?.to_str().ok()?;
     let parent = TraceParent::parse(value)?;
     let flags = &value[53..55];
-    let span_id = crate::client::random_nonzero_u64();
+    let span_id = crate::util::random_nonzero_u64();
     let value = format!("00-{}-{span_id:016x}-{flags}", parent.trace_id);
     tonic::codegen::http::HeaderValue::try_from(value).ok()
-}
-
-/// Logs a panic caught in a call at ERROR, with its message when it has one (`panic!`
-/// with a string or a format).
-pub(crate) fn log_panic(call: &Call, payload: &(dyn Any + Send)) {
-    let message = if let Some(message) = payload.downcast_ref::<&'static str>() {
-        message
-    } else if let Some(message) = payload.downcast_ref::<String>() {
-        message.as_str()
-    } else {
-        "Box<dyn Any>"
-    };
-    tracing::error!(rpc = call.rpc().path, panic = message, "panic in call");
 }
 
 /// Decides what of a message of type `M` may be logged by [`TraceCalls::messages`].
@@ -344,7 +330,7 @@ pub fn default_code_level(code: Code) -> Level {
 ///
 /// `TraceCalls` records the rest when the call ends: `rpc.grpc.status_code` (the numeric
 /// code, as OpenTelemetry specifies), `duration_ms`, `messages_in`, `messages_out`,
-/// `bytes_in`, `bytes_out` and `ended_by` (the [`Policy`](crate::Policy) that ended the
+/// `bytes_in`, `bytes_out` and `ended_by` (the [`PolicyKind`](crate::PolicyKind) that ended the
 /// call, if one did).
 ///
 /// # Events
@@ -487,7 +473,7 @@ where
         Ok(())
     }
 
-    fn on_finish(&self, call: &Call, outcome: &Outcome) {
+    fn on_finish(&self, call: &Call, outcome: &CallOutcome) {
         let level = (self.finish_level)(outcome.code);
         let span = Span::current();
         // Nothing records the span or the event: skip the clock read and the records.
@@ -513,6 +499,37 @@ where
             "finished call"
         );
     }
+}
+
+/// The span of one call of an RPC; generated code calls it from `Rpc::span` with the
+/// RPC's full name, because a span's name is fixed where it is declared.
+///
+/// Field names follow the OpenTelemetry RPC conventions; the empty ones are recorded as
+/// the call goes (`TraceCalls`). Generated code reaches it as `__private::rpc_span!`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __rpc_span {
+    ($name:literal, $call:expr) => {{
+        let call: &$crate::__private::Call = $call;
+        $crate::__private::tracing::info_span!(
+            $name,
+            otel.name = $name,
+            otel.kind = "server",
+            rpc.system = "grpc",
+            rpc.service = call.rpc().service,
+            rpc.method = call.rpc().method,
+            rpc.grpc.status_code = $crate::__private::tracing::field::Empty,
+            client.address = $crate::__private::tracing::field::Empty,
+            trace_id = $crate::__private::tracing::field::Empty,
+            parent_span_id = $crate::__private::tracing::field::Empty,
+            duration_ms = $crate::__private::tracing::field::Empty,
+            messages_in = $crate::__private::tracing::field::Empty,
+            messages_out = $crate::__private::tracing::field::Empty,
+            bytes_in = $crate::__private::tracing::field::Empty,
+            bytes_out = $crate::__private::tracing::field::Empty,
+            ended_by = $crate::__private::tracing::field::Empty,
+        )
+    }};
 }
 
 #[cfg(test)]
@@ -576,44 +593,5 @@ mod tests {
         ] {
             assert_eq!(default_code_level(code), level, "{code:?}");
         }
-    }
-
-    #[test]
-    fn log_panic_logs_the_message() {
-        use std::sync::{Arc, Mutex};
-
-        #[derive(Clone, Default)]
-        struct Buf(Arc<Mutex<Vec<u8>>>);
-        impl std::io::Write for Buf {
-            fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-                self.0.lock().unwrap().extend_from_slice(data);
-                Ok(data.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-
-        crate::__doc_rpc!(Get, "test.v1.T", "Get", Unary, (), ());
-        let buf = Buf::default();
-        let writer = buf.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(move || writer.clone())
-            .with_ansi(false)
-            .finish();
-        let call = Call::start(&<Get as Rpc>::DESCRIPTOR, &tonic::Request::new(()), None);
-        tracing::subscriber::with_default(subscriber, || {
-            log_panic(&call, &"static text");
-            log_panic(&call, &format!("formatted {}", 42));
-            log_panic(&call, &7_u32);
-        });
-        let out = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
-        let lines: Vec<&str> = out.lines().collect();
-        assert_eq!(lines.len(), 3, "{out}");
-        assert!(lines.iter().all(|l| l.contains("ERROR")), "{out}");
-        assert!(lines[0].contains(r#"panic="static text""#), "{out}");
-        assert!(lines[1].contains(r#"panic="formatted 42""#), "{out}");
-        assert!(lines[2].contains(r#"panic="Box<dyn Any>""#), "{out}");
-        assert!(lines[0].contains(r#"rpc="/test.v1.T/Get""#), "{out}");
     }
 }

@@ -9,7 +9,8 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tonic::{Code, Request, Status};
 use tonic_intercept::__private::{Admission, AdmissionConfig, Admitted};
-use tonic_intercept::{Call, Policy, Rpc, identity_key};
+use tonic_intercept::limits::identity_key;
+use tonic_intercept::{Call, PolicyKind, Rpc};
 
 tonic_intercept::__doc_rpc!(
     CreateUser,
@@ -71,7 +72,7 @@ fn pushback(status: &Status) -> u64 {
         .expect("an integer")
 }
 
-fn refused(result: Result<Admitted, (Policy, Status)>) -> (Policy, Status) {
+fn refused(result: Result<Admitted, (PolicyKind, Status)>) -> (PolicyKind, Status) {
     match result {
         Ok(_) => panic!("admitted"),
         Err(e) => e,
@@ -97,7 +98,7 @@ async fn concurrency_admits_exactly_max_in_flight() {
             let admitted = CONCURRENCY.admit(&call(), None).await?;
             released.wait_for(|r| *r).await.unwrap();
             drop(admitted);
-            Ok::<_, (Policy, Status)>(())
+            Ok::<_, (PolicyKind, Status)>(())
         });
     }
     settle().await;
@@ -108,7 +109,7 @@ async fn concurrency_admits_exactly_max_in_flight() {
         match result.unwrap() {
             Ok(()) => ok += 1,
             Err((policy, status)) => {
-                assert_eq!(policy, Policy::Concurrency);
+                assert_eq!(policy, PolicyKind::Concurrency);
                 assert_eq!(status.code(), Code::ResourceExhausted);
                 assert!(status.message().contains("CreateUser"), "{status:?}");
                 assert!(status.message().contains("max_in_flight = 3"), "{status:?}");
@@ -137,7 +138,7 @@ async fn queue_holds_n_and_rejects_the_next_at_once() {
     let t0 = Instant::now();
     let (policy, status) = refused(admission.admit(&call(), None).await);
     assert_eq!(Instant::now(), t0);
-    assert_eq!(policy, Policy::Concurrency);
+    assert_eq!(policy, PolicyKind::Concurrency);
     assert_eq!(status.code(), Code::ResourceExhausted);
     assert!(status.message().contains("queue of 2 full"), "{status:?}");
 
@@ -176,7 +177,7 @@ async fn a_queued_call_gives_up_at_its_deadline() {
     let _held = admission.admit(&call(), None).await.unwrap();
     let t0 = Instant::now();
     let (policy, status) = refused(admission.admit(&call_with_deadline(50), None).await);
-    assert_eq!(policy, Policy::Deadline);
+    assert_eq!(policy, PolicyKind::Deadline);
     assert_eq!(status.code(), Code::DeadlineExceeded);
     assert_eq!(t0.elapsed(), Duration::from_millis(50));
     assert_eq!(admission.queued(), 0, "the queue place is given back");
@@ -190,7 +191,7 @@ async fn call_rate_per_rpc_with_burst_and_exact_pushback() {
         drop(RATE.admit(&call(), None).await.unwrap());
     }
     let (policy, status) = refused(RATE.admit(&call(), None).await);
-    assert_eq!(policy, Policy::CallRate);
+    assert_eq!(policy, PolicyKind::CallRate);
     assert_eq!(status.code(), Code::ResourceExhausted);
     assert!(status.message().contains("CreateUser"), "{status:?}");
     assert!(
@@ -244,7 +245,7 @@ async fn call_rate_queue_waits_for_tokens() {
     assert_eq!(admission.queued(), 2);
     // The queue is full: refused, told the next free token is 300 ms away.
     let (policy, status) = refused(admission.admit(&call(), None).await);
-    assert_eq!(policy, Policy::CallRate);
+    assert_eq!(policy, PolicyKind::CallRate);
     assert_eq!(pushback(&status), 300);
 
     let mut at: Vec<_> = Vec::new();
@@ -266,7 +267,7 @@ async fn a_token_after_the_deadline_is_refused_at_once() {
     drop(admission.admit(&call(), None).await.unwrap());
     let t0 = Instant::now();
     let (policy, status) = refused(admission.admit(&call_with_deadline(50), None).await);
-    assert_eq!(policy, Policy::Deadline);
+    assert_eq!(policy, PolicyKind::Deadline);
     assert_eq!(status.code(), Code::DeadlineExceeded);
     assert_eq!(
         Instant::now(),
@@ -293,7 +294,7 @@ async fn identities_have_independent_buckets() {
     drop(admission.admit(&call(), Some(a)).await.unwrap());
     drop(admission.admit(&call(), Some(a)).await.unwrap());
     let (policy, status) = refused(admission.admit(&call(), Some(a)).await);
-    assert_eq!(policy, Policy::CallRate);
+    assert_eq!(policy, PolicyKind::CallRate);
     assert!(status.message().contains("per caller"), "{status:?}");
     assert_eq!(pushback(&status), 500);
 
@@ -301,7 +302,7 @@ async fn identities_have_independent_buckets() {
     drop(admission.admit(&call(), Some(b)).await.unwrap());
     // Now the RPC's own bucket is empty.
     let (policy, status) = refused(admission.admit(&call(), Some(b)).await);
-    assert_eq!(policy, Policy::CallRate);
+    assert_eq!(policy, PolicyKind::CallRate);
     assert!(!status.message().contains("per caller"), "{status:?}");
     assert_eq!(pushback(&status), 334); // 1/3 s, rounded up to whole milliseconds
 

@@ -9,7 +9,7 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, advance, sleep};
 use tonic::metadata::MetadataValue;
 use tonic::{Code, Request, Status};
-use tonic_intercept::{Token, TokenProvider, TokenSource};
+use tonic_intercept::client::{Token, TokenProvider, TokenSource};
 
 const fn secs(n: u64) -> Duration {
     Duration::from_secs(n)

@@ -4,11 +4,10 @@
 use std::time::Duration;
 
 use tonic::Code;
+use tonic_intercept::client::{ClientMetrics, ClientServiceMetrics, GiveUpReason};
+use tonic_intercept::metrics::render_metrics;
 use tonic_intercept::prometheus_client::registry::Registry;
-use tonic_intercept::{
-    ClientMetrics, ClientServiceMetrics, IdempotencyLevel, Reason, Rpc, RpcDescriptor, RpcKind,
-    ServerMetrics, Service, render_metrics,
-};
+use tonic_intercept::{IdempotencyLevel, Rpc, RpcDescriptor, RpcKind, ServerMetrics, Service};
 
 // ---- a test service of three RPCs of different kinds, written by hand -------------------
 
@@ -234,7 +233,7 @@ fn every_series_is_rendered_at_zero() {
     assert_eq!(got, want, "rendered:\n{body}");
     // 3 RPCs × (1 + 17 + 14 + 1 + 1 + 1 + 1 + 6) series lines.
     assert_eq!(samples(&body).len(), 3 * 42);
-    assert_eq!(Reason::ALL.map(Reason::as_str), REASONS);
+    assert_eq!(GiveUpReason::ALL.map(GiveUpReason::as_str), REASONS);
 }
 
 /// Exact values after a known sequence of calls, and nothing recorded for RPCs that were
@@ -249,15 +248,15 @@ fn exact_values_after_a_known_sequence() {
     metrics.started::<Get>();
     metrics.retried::<Get>();
     metrics.retried::<Get>();
-    metrics.gave_up::<Get>(Reason::AttemptsExhausted);
+    metrics.gave_up::<Get>(GiveUpReason::AttemptsExhausted);
     metrics.finished::<Get>(Code::Unavailable, Duration::from_millis(300), 3, 0);
     // List: committed after 7 responses, then the stream broke.
     metrics.started::<List>();
-    metrics.gave_up::<List>(Reason::Committed);
+    metrics.gave_up::<List>(GiveUpReason::Committed);
     metrics.finished::<List>(Code::Unavailable, Duration::from_secs(2), 1, 7);
     // Chat: not retryable.
     metrics.started::<Chat>();
-    metrics.gave_up::<Chat>(Reason::NotRetryable);
+    metrics.gave_up::<Chat>(GiveUpReason::NotRetryable);
     metrics.finished::<Chat>(Code::NotFound, Duration::from_millis(40), 4, 0);
 
     let body = render_metrics(&registry);

@@ -9,10 +9,11 @@ use std::task::{Context, Poll, Waker};
 
 use tonic::Code;
 use tonic::metadata::MetadataMap;
+use tonic_intercept::metrics::{ServiceMetrics, render_metrics};
 use tonic_intercept::prometheus_client::registry::Registry;
 use tonic_intercept::{
-    Call, Hook, IdempotencyLevel, Outcome, Policy, Rpc, RpcDescriptor, RpcKind, ServerMetrics,
-    Service, ServiceMetrics, render_metrics,
+    Call, CallOutcome, Hook, IdempotencyLevel, PolicyKind, Rpc, RpcDescriptor, RpcKind,
+    ServerMetrics, Service,
 };
 
 // ---- a test service of three RPCs of different kinds, written by hand -------------------
@@ -108,8 +109,13 @@ fn start<R: Rpc<Service = T>>(metrics: &ServiceMetrics<T>) -> Call {
     call
 }
 
-fn outcome(code: Code, msgs: (u64, u64), bytes: (u64, u64), ended_by: Option<Policy>) -> Outcome {
-    let mut outcome = Outcome::new(code);
+fn outcome(
+    code: Code,
+    msgs: (u64, u64),
+    bytes: (u64, u64),
+    ended_by: Option<PolicyKind>,
+) -> CallOutcome {
+    let mut outcome = CallOutcome::new(code);
     (outcome.messages_in, outcome.messages_out) = msgs;
     (outcome.bytes_in, outcome.bytes_out) = bytes;
     outcome.ended_by = ended_by;
@@ -220,14 +226,19 @@ fn counts_a_known_sequence_of_calls() {
     let c = start::<Get>(&t);
     Hook::<Get>::on_finish(&t, &c, &outcome(Code::NotFound, (1, 0), (10, 0), None));
     let c = start::<Get>(&t);
-    let refused = outcome(Code::Unauthenticated, (0, 0), (0, 0), Some(Policy::Auth));
+    let refused = outcome(
+        Code::Unauthenticated,
+        (0, 0),
+        (0, 0),
+        Some(PolicyKind::Auth),
+    );
     Hook::<Get>::on_finish(&t, &c, &refused);
 
     // List: OK after 5 messages, then a panic after 2.
     let c = start::<List>(&t);
     Hook::<List>::on_finish(&t, &c, &outcome(Code::Ok, (1, 5), (7, 500), None));
     let c = start::<List>(&t);
-    let panicked = outcome(Code::Internal, (1, 2), (7, 200), Some(Policy::Recovery));
+    let panicked = outcome(Code::Internal, (1, 2), (7, 200), Some(PolicyKind::Recovery));
     Hook::<List>::on_finish(&t, &c, &panicked);
 
     // Chat: over a stream limit; and a second handle to the same service's series.
@@ -237,7 +248,7 @@ fn counts_a_known_sequence_of_calls() {
         Code::ResourceExhausted,
         (4, 3),
         (40, 30),
-        Some(Policy::Limit),
+        Some(PolicyKind::Limit),
     );
     Hook::<Chat>::on_finish(&t, &c, &limited);
 
@@ -327,7 +338,7 @@ fn handling_seconds_observes_the_call_duration() {
     let t = ServerMetrics::register(&mut registry).service::<T>();
     let c = start::<Get>(&t);
     std::thread::sleep(std::time::Duration::from_millis(30));
-    Hook::<Get>::on_finish(&t, &c, &Outcome::new(Code::Ok));
+    Hook::<Get>::on_finish(&t, &c, &CallOutcome::new(Code::Ok));
 
     let body = render_metrics(&registry);
     let get = labels("unary", "Get");
@@ -383,7 +394,7 @@ fn a_call_allocates_nothing() {
     let t = ServerMetrics::register(&mut registry).service::<T>();
     let metadata = MetadataMap::new();
     let c = call::<Chat>();
-    let finished = outcome(Code::Aborted, (3, 4), (30, 40), Some(Policy::Hook));
+    let finished = outcome(Code::Aborted, (3, 4), (30, 40), Some(PolicyKind::Hook));
 
     let before = ALLOCATIONS.with(Cell::get);
     for _ in 0..100 {

@@ -9,7 +9,8 @@ use std::pin::pin;
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status};
 use tonic_intercept::__private::Guard;
-use tonic_intercept::{Call, Hook, Hooks, Limits, OnRateExceeded, Outcome};
+use tonic_intercept::limits::OnRateExceeded;
+use tonic_intercept::{Call, CallOutcome, Hook, Hooks, Limits};
 
 struct Counting;
 
@@ -58,7 +59,7 @@ impl Hook<Ticks> for SumSeq {
             .fetch_add(tick.seq, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
-    fn on_finish(&self, _: &Call, outcome: &Outcome) {
+    fn on_finish(&self, _: &Call, outcome: &CallOutcome) {
         assert_eq!(outcome.messages_out, 2_000);
     }
 }
@@ -74,7 +75,7 @@ impl Hooks<Ticks> for TicksHooks {
     fn on_response(&self, call: &Call, message: &Tick) -> Result<(), Status> {
         self.0.on_response(call, message)
     }
-    fn on_finish(&self, call: &Call, outcome: &Outcome) {
+    fn on_finish(&self, call: &Call, outcome: &CallOutcome) {
         self.0.on_finish(call, outcome)
     }
 }

@@ -14,9 +14,10 @@ use std::task::{Context, Poll, Waker};
 
 use tonic::Code;
 use tonic::metadata::MetadataMap;
+use tonic_intercept::trace::{LogDebug, LogSize, Redact};
 use tonic_intercept::{
-    Call, Hook, IdempotencyLevel, LogDebug, LogSize, Outcome, Policy, Redact, Rpc, RpcDescriptor,
-    RpcKind, Service, TraceCalls,
+    Call, CallOutcome, Hook, IdempotencyLevel, PolicyKind, Rpc, RpcDescriptor, RpcKind, Service,
+    TraceCalls,
 };
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
@@ -210,7 +211,7 @@ fn run_call<H: Hook<Get>>(
     hook: &H,
     traceparent: Option<&str>,
     messages: (&[Login], &[Session]),
-    outcome: Outcome,
+    outcome: CallOutcome,
 ) {
     let request = request_from(Some("203.0.113.7:50211".parse().unwrap()));
     let call = Call::start(&Get::DESCRIPTOR, &request, None);
@@ -244,7 +245,7 @@ fn session() -> Session {
 
 #[test]
 fn span_carries_rpc_fields_and_the_outcome() {
-    let mut outcome = Outcome::new(Code::NotFound);
+    let mut outcome = CallOutcome::new(Code::NotFound);
     (outcome.messages_in, outcome.messages_out) = (1, 0);
     (outcome.bytes_in, outcome.bytes_out) = (14, 0);
     let tp = traceparent();
@@ -287,8 +288,8 @@ fn span_carries_rpc_fields_and_the_outcome() {
 
 #[test]
 fn span_records_the_policy_that_ended_the_call() {
-    let mut outcome = Outcome::new(Code::Unauthenticated);
-    outcome.ended_by = Some(Policy::Auth);
+    let mut outcome = CallOutcome::new(Code::Unauthenticated);
+    outcome.ended_by = Some(PolicyKind::Auth);
     let (captured, ()) = capture(LevelFilter::TRACE, || {
         run_call(&TraceCalls::new(), None, (&[], &[]), outcome);
     });
@@ -314,7 +315,7 @@ fn malformed_traceparent_is_ignored() {
                 &TraceCalls::new(),
                 Some(bad),
                 (&[], &[]),
-                Outcome::new(Code::Ok),
+                CallOutcome::new(Code::Ok),
             );
         });
         let span = captured.span("test.v1.T/Get");
@@ -341,7 +342,7 @@ fn no_traceparent_and_no_peer() {
 
 fn finish_level(trace: &TraceCalls, code: Code) -> Level {
     let (captured, ()) = capture(LevelFilter::TRACE, || {
-        run_call(trace, None, (&[], &[]), Outcome::new(code));
+        run_call(trace, None, (&[], &[]), CallOutcome::new(code));
     });
     captured.event("finished call").level
 }
@@ -367,7 +368,7 @@ fn levels_are_configurable() {
     assert_eq!(finish_level(&trace, Code::NotFound), Level::ERROR);
 
     let (captured, ()) = capture(LevelFilter::TRACE, || {
-        run_call(&trace, None, (&[], &[]), Outcome::new(Code::Ok));
+        run_call(&trace, None, (&[], &[]), CallOutcome::new(Code::Ok));
     });
     assert_eq!(captured.event("started call").level, Level::TRACE);
 }
@@ -404,7 +405,7 @@ where
             &trace,
             None,
             (&[login()], &[session()]),
-            Outcome::new(Code::Ok),
+            CallOutcome::new(Code::Ok),
         );
     });
     let received = captured.event("received message");

@@ -6,7 +6,8 @@ use std::cell::Cell;
 
 use tonic::{Code, Request};
 use tonic_intercept::tonic_types::StatusExt;
-use tonic_intercept::{Call, Rpc, Validate, Violations};
+use tonic_intercept::validate::Violations;
+use tonic_intercept::{Call, Rpc, Validate};
 
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Address {

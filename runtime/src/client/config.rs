@@ -12,18 +12,8 @@ use tonic::{Code, Status};
 use crate::client::credentials::{TokenProvider, TokenSource};
 use crate::client::metrics::ClientServiceMetrics;
 use crate::client::policy::{ClientPolicy, Settings};
-use crate::client::retry::{Reason, RetryThrottle};
-use crate::rpc::{Rpc, Service};
-
-/// Implemented by the generated code for each RPC of service `S`: what
-/// [`ClientConfig::policy`] and the generated client's methods accept.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` is not an RPC of the service `{S}`",
-    label = "this RPC belongs to another service",
-    note = "a client's config takes the policies of its own service's RPCs: use the types of \
-            the same `<service>_intercept` module as the client"
-)]
-pub trait RpcOf<S: Service>: Rpc<Service = S> {}
+use crate::client::retry::{GiveUpReason, RetryThrottle};
+use crate::rpc::{Rpc, RpcOf, Service};
 
 /// Typed hooks on one RPC's client calls: every request message sent, every response
 /// message received, and the end of the call.
@@ -105,7 +95,7 @@ pub struct ClientOutcome {
     /// refused before it was sent, as `grpc_client_attempts_total` counts it).
     pub attempts: u32,
     /// Why the call was not retried again, when it failed under a retry policy.
-    pub gave_up: Option<Reason>,
+    pub gave_up: Option<GiveUpReason>,
     /// Request messages sent (each counted once, however many attempts sent it).
     pub messages_sent: u64,
     /// Response messages the application received.
@@ -135,7 +125,7 @@ impl ClientOutcome {
     pub(crate) fn at(
         code: Code,
         attempts: u32,
-        gave_up: Option<Reason>,
+        gave_up: Option<GiveUpReason>,
         sent: u64,
         received: u64,
         elapsed: Duration,

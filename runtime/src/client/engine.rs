@@ -5,22 +5,21 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 use tonic::client::Grpc;
+use tonic::codegen::http::HeaderMap;
 use tonic::codegen::http::uri::PathAndQuery;
-use tonic::codegen::http::{HeaderMap, HeaderValue};
 use tonic::codegen::{Body, Bytes, StdError};
 use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::{Code, Extensions, GrpcMethod, Request, Response, Status};
 use tonic_prost::ProstCodec;
 
-use crate::call::{Incoming, REQUEST_ID_HEADER, TRACEPARENT_HEADER, grpc_timeout};
-use crate::client::config::{ClientConfig, ClientHook, RpcOf};
+use crate::call::Incoming;
+use crate::client::config::{ClientConfig, ClientHook};
 use crate::client::policy::Settings;
-use crate::client::retry::{Decision, Jitter, Reason, random_nonzero_u64};
+use crate::client::retry::{GiveUpReason, RetryDecision};
 use crate::client::stream::{AttemptStream, Responses, SendCounts, Sending, Tail};
-use crate::rpc::{Rpc, Service};
-
-/// The header gRFC A6 puts on each retry: how many attempts came before it.
-const PREVIOUS_ATTEMPTS: &str = "grpc-previous-rpc-attempts";
+use crate::rpc::{Rpc, RpcOf, Service};
+use crate::util::{Jitter, new_request_id};
+use crate::wire::{PREVIOUS_ATTEMPTS, REQUEST_ID_HEADER, TRACEPARENT_HEADER, grpc_timeout};
 
 /// What a generated client holds: tonic's `Grpc` and the shared config.
 pub struct ClientCore<S: Service, T, H> {
@@ -281,7 +280,7 @@ pub(crate) struct Attempts<'c, R: Rpc, H> {
     started: Instant,
     deadline: Option<Instant>,
     attempt: u32,
-    gave_up: Option<Reason>,
+    gave_up: Option<GiveUpReason>,
     jitter: Option<Jitter>,
 }
 
@@ -472,7 +471,7 @@ where
             .deadline
             .is_some_and(|deadline| Instant::now() >= deadline)
         {
-            return Err(self.give_up(Reason::Deadline, status));
+            return Err(self.give_up(GiveUpReason::Deadline, status));
         }
         let random = self.jitter.get_or_insert_with(Jitter::new).next_f64();
         match retry.decide(
@@ -482,11 +481,11 @@ where
             &self.config.throttle,
             random,
         ) {
-            Decision::GiveUp(reason) => Err(self.give_up(reason, status)),
-            Decision::RetryAfter(wait) => {
+            RetryDecision::GiveUp(reason) => Err(self.give_up(reason, status)),
+            RetryDecision::RetryAfter(wait) => {
                 let resume = Instant::now() + wait;
                 if self.deadline.is_some_and(|deadline| resume >= deadline) {
-                    return Err(self.give_up(Reason::Deadline, status));
+                    return Err(self.give_up(GiveUpReason::Deadline, status));
                 }
                 tracing::info!(
                     target: "tonic_intercept::client",
@@ -507,7 +506,7 @@ where
         }
     }
 
-    fn give_up(&mut self, reason: Reason, status: Status) -> Status {
+    fn give_up(&mut self, reason: GiveUpReason, status: Status) -> Status {
         tracing::debug!(
             target: "tonic_intercept::client",
             rpc = R::DESCRIPTOR.path,
@@ -520,7 +519,7 @@ where
             metrics.gave_up::<R>(reason);
         }
         self.gave_up = Some(reason);
-        if reason == Reason::Deadline {
+        if reason == GiveUpReason::Deadline {
             return self.deadline_exceeded();
         }
         status
@@ -563,19 +562,4 @@ where
         let tail = self.tail();
         response.map(|inner| Responses::new(inner, first, deadline, tail))
     }
-}
-
-/// A new request id: 128 random bits in lowercase hex, formatted on the stack.
-fn new_request_id() -> HeaderValue {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let bits = (u128::from(random_nonzero_u64()) << 64) | u128::from(random_nonzero_u64());
-    let mut id = [0u8; 32];
-    for (i, digit) in id.iter_mut().enumerate() {
-        *digit = HEX[((bits >> (124 - 4 * i)) & 0xf) as usize];
-    }
-    let mut id = HeaderValue::from_bytes(&id).expect("hex digits are a valid header value");
-    // A value used once: HPACK's "never indexed" literal spares the connection's header
-    // table an insertion and an eviction per call.
-    id.set_sensitive(true);
-    id
 }

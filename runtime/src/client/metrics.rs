@@ -14,7 +14,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 use tonic::Code;
 
-use super::retry::Reason;
+use super::retry::GiveUpReason;
 use crate::metrics::{CodeLabels, Counters, Histograms, RpcLabels, add, handling_histogram};
 use crate::rpc::{Rpc, RpcDescriptor, Service};
 
@@ -38,7 +38,7 @@ struct GaveUpLabels {
 /// | `grpc_client_msg_received_total` | | response messages received |
 /// | `grpc_client_attempts_total` | | attempts: one per call, plus one per retry |
 /// | `grpc_client_retries_total` | | retries (attempts after the first) |
-/// | `grpc_client_gave_up_total` | `reason` | calls that gave up after a failed attempt, by [`Reason::as_str`] |
+/// | `grpc_client_gave_up_total` | `reason` | calls that gave up after a failed attempt, by [`GiveUpReason::as_str`] |
 ///
 /// Every series carries `grpc_type` (`unary`, `client_stream`, `server_stream`,
 /// `bidi_stream`), `grpc_service` (`users.v1.UserService`) and `grpc_method` (`GetUser`).
@@ -191,7 +191,7 @@ impl ClientMetrics {
     fn rpc_series(&self, rpc: &'static RpcDescriptor) -> RpcSeries {
         let labels = RpcLabels::of(rpc);
         let handled = labels.by_code(&self.handled);
-        let gave_up = Reason::ALL.map(|reason| {
+        let gave_up = GiveUpReason::ALL.map(|reason| {
             self.gave_up.get_or_create_owned(&GaveUpLabels {
                 grpc_type: labels.grpc_type,
                 grpc_service: labels.grpc_service,
@@ -222,8 +222,8 @@ struct RpcSeries {
     msg_received: Counter,
     attempts: Counter,
     retries: Counter,
-    /// Aligned with [`Reason::ALL`].
-    gave_up: [Counter; Reason::ALL.len()],
+    /// Aligned with [`GiveUpReason::ALL`].
+    gave_up: [Counter; GiveUpReason::ALL.len()],
 }
 
 /// The client metrics of the service `S`, from [`ClientMetrics::service`]: what a client
@@ -236,7 +236,7 @@ struct RpcSeries {
 /// 2. [`retried::<R>`](Self::retried) before each attempt after the first
 ///    (`grpc_client_retries_total`, `grpc_client_attempts_total`);
 /// 3. [`gave_up::<R>`](Self::gave_up) when a failed attempt is not retried,
-///    with the [`Reason`] of [`Decision::GiveUp`](crate::Decision::GiveUp)
+///    with the [`GiveUpReason`] of [`RetryDecision::GiveUp`](crate::RetryDecision::GiveUp)
 ///    (`grpc_client_gave_up_total{reason}`);
 /// 4. [`finished::<R>`](Self::finished) once, with the final status code, the time since
 ///    the call started (retries and backoff included) and the messages of the call
@@ -253,7 +253,7 @@ struct RpcSeries {
 /// use std::time::Duration;
 /// use tonic::Code;
 /// use tonic_intercept::prometheus_client::registry::Registry;
-/// use tonic_intercept::{ClientMetrics, Reason, render_metrics};
+/// use tonic_intercept::{ClientMetrics, GiveUpReason, render_metrics};
 /// # tonic_intercept::__doc_service!(Users = "users.v1.UserService" { 0 => GetUser: Unary });
 ///
 /// let mut registry = Registry::default();
@@ -263,7 +263,7 @@ struct RpcSeries {
 /// // on its last allowed attempt.
 /// users.started::<GetUser>();
 /// users.retried::<GetUser>();
-/// users.gave_up::<GetUser>(Reason::AttemptsExhausted);
+/// users.gave_up::<GetUser>(GiveUpReason::AttemptsExhausted);
 /// users.finished::<GetUser>(Code::Unavailable, Duration::from_millis(120), 2, 0);
 ///
 /// let body = render_metrics(&registry);
@@ -365,7 +365,7 @@ impl<S: Service> ClientServiceMetrics<S> {
     }
 
     /// Records that a call of `R` is about to make another attempt after a failed one
-    /// (after [`Decision::RetryAfter`](crate::Decision::RetryAfter)):
+    /// (after [`RetryDecision::RetryAfter`](crate::RetryDecision::RetryAfter)):
     /// `grpc_client_retries_total` and `grpc_client_attempts_total`.
     ///
     /// ```
@@ -385,21 +385,21 @@ impl<S: Service> ClientServiceMetrics<S> {
     }
 
     /// Records that a call of `R` stopped retrying after a failed attempt, for `reason`
-    /// (from [`Decision::GiveUp`](crate::Decision::GiveUp)):
+    /// (from [`RetryDecision::GiveUp`](crate::RetryDecision::GiveUp)):
     /// `grpc_client_gave_up_total{reason}`.
     ///
     /// ```
-    /// use tonic_intercept::{ClientMetrics, Reason};
+    /// use tonic_intercept::{ClientMetrics, GiveUpReason};
     /// use tonic_intercept::prometheus_client::registry::Registry;
     /// # tonic_intercept::__doc_service!(Users = "users.v1.UserService" { 0 => GetUser: Unary });
     ///
     /// let users = ClientMetrics::register(&mut Registry::default()).service::<Users>();
     /// users.started::<GetUser>();
-    /// users.gave_up::<GetUser>(Reason::Throttled);
+    /// users.gave_up::<GetUser>(GiveUpReason::Throttled);
     /// ```
-    pub fn gave_up<R: Rpc<Service = S>>(&self, reason: Reason) {
+    pub fn gave_up<R: Rpc<Service = S>>(&self, reason: GiveUpReason) {
         if let Some(series) = self.series::<R>()
-            && let Some(slot) = Reason::ALL.iter().position(|&r| r == reason)
+            && let Some(slot) = GiveUpReason::ALL.iter().position(|&r| r == reason)
         {
             series.gave_up[slot].inc();
         }

@@ -10,14 +10,14 @@
 //! - retries with the semantics of gRPC's service config ([gRFC A6]): [`RetryPolicy`]
 //!   (`maxAttempts`, exponential backoff with full jitter, `retryableStatusCodes`, a
 //!   per-attempt timeout inside the call's deadline), the channel-wide [`RetryThrottle`],
-//!   the server's `grpc-retry-pushback-ms` ([`pushback`]), and A6's commit rules: a
+//!   the server's `grpc-retry-pushback-ms`, and A6's commit rules: a
 //!   server-streaming call is retried until its first response message, a request
 //!   stream is replayed from a buffer of at most
 //!   [`replay_buffer`](ClientPolicy::replay_buffer) bytes, a bidi call commits at the
 //!   response headers;
 //! - deadlines: the request's own (`Request::set_timeout`), else the RPC's default, never
 //!   later than the deadline of the incoming call a handler makes it for
-//!   ([`Deadline::current`](crate::Deadline::current)); every attempt carries what is
+//!   ([`Deadline::current`](crate::server::Deadline::current)); every attempt carries what is
 //!   left as `grpc-timeout`, every retry `grpc-previous-rpc-attempts`;
 //! - metadata: bearer tokens from a [`TokenProvider`] (cached, refreshed before expiry,
 //!   one fetch for all concurrent calls), an `x-request-id` (the incoming call's, or a new
@@ -28,7 +28,7 @@
 //! ```
 //! use std::time::Duration;
 //! use tonic::{Code, Status};
-//! use tonic_intercept::{Decision, Reason, RetryPolicy, RetryThrottle};
+//! use tonic_intercept::{RetryDecision, GiveUpReason, RetryPolicy, RetryThrottle};
 //!
 //! const POLICY: RetryPolicy = RetryPolicy::new()
 //!     .max_attempts(3)
@@ -40,12 +40,12 @@
 //! let unavailable = Status::unavailable("connection reset");
 //! assert_eq!(
 //!     POLICY.decide(1, &unavailable, false, &throttle, 0.5),
-//!     Decision::RetryAfter(Duration::from_millis(50)),
+//!     RetryDecision::RetryAfter(Duration::from_millis(50)),
 //! );
 //! // Attempt 3 was the last one allowed.
 //! assert_eq!(
 //!     POLICY.decide(3, &unavailable, false, &throttle, 0.5),
-//!     Decision::GiveUp(Reason::AttemptsExhausted),
+//!     RetryDecision::GiveUp(GiveUpReason::AttemptsExhausted),
 //! );
 //! ```
 //!
@@ -56,17 +56,13 @@ mod credentials;
 pub(crate) mod engine;
 mod metrics;
 mod policy;
-mod retry;
+pub(crate) mod retry;
 mod stream;
 
-pub use config::{ClientConfig, ClientHook, ClientOutcome, RpcOf};
+pub use config::{ClientConfig, ClientHook, ClientOutcome};
 pub use credentials::{Token, TokenProvider, TokenSource};
-pub use policy::{ClientPolicy, DEFAULT_REPLAY_BUFFER};
-pub use stream::Responses;
-
+pub use engine::Transport;
 pub use metrics::{ClientMetrics, ClientServiceMetrics};
-
-pub(crate) use retry::random_nonzero_u64;
-pub use retry::{
-    Decision, Jitter, MAX_ATTEMPTS_CAP, Pushback, Reason, RetryPolicy, RetryThrottle, pushback,
-};
+pub use policy::{ClientPolicy, DEFAULT_REPLAY_BUFFER};
+pub use retry::{GiveUpReason, MAX_ATTEMPTS_CAP, RetryPolicy, RetryThrottle};
+pub use stream::Responses;

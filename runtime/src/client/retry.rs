@@ -1,7 +1,6 @@
 //! Retry policy, throttling, pushback and the retry decision (gRFC A6).
 
 use std::fmt;
-use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -9,7 +8,7 @@ use std::time::Duration;
 use tonic::metadata::MetadataMap;
 use tonic::{Code, Status};
 
-use crate::admission::RETRY_PUSHBACK;
+use crate::wire::RETRY_PUSHBACK;
 
 /// The largest `maxAttempts` gRFC A6 honours: larger values are treated as this one.
 ///
@@ -347,16 +346,16 @@ impl RetryPolicy {
     /// `status`, following gRFC A6 in this order:
     ///
     /// 1. `committed` (a response message already reached the application, or a
-    ///    client stream outgrew its replay buffer): give up, [`Reason::Committed`];
-    /// 2. the status is `OK`: nothing to retry, [`Reason::NotRetryable`];
+    ///    client stream outgrew its replay buffer): give up, [`GiveUpReason::Committed`];
+    /// 2. the status is `OK`: nothing to retry, [`GiveUpReason::NotRetryable`];
     /// 3. the server's pushback (see [`pushback`]) says not to retry: the failure counts
-    ///    against `throttle`, then give up, [`Reason::Pushback`];
-    /// 4. the code is not retryable: give up, [`Reason::NotRetryable`] (not counted by
+    ///    against `throttle`, then give up, [`GiveUpReason::Pushback`];
+    /// 4. the code is not retryable: give up, [`GiveUpReason::NotRetryable`] (not counted by
     ///    the throttle);
     /// 5. the failure counts against `throttle` ([`RetryThrottle::on_failure`]); if that
-    ///    leaves it at or under half its tokens, give up, [`Reason::Throttled`];
+    ///    leaves it at or under half its tokens, give up, [`GiveUpReason::Throttled`];
     /// 6. `attempt` reached [`RetryPolicy::attempts`]: give up,
-    ///    [`Reason::AttemptsExhausted`];
+    ///    [`GiveUpReason::AttemptsExhausted`];
     /// 7. otherwise retry, after the server's pushback when it sent one, or else after
     ///    [`RetryPolicy::backoff`]`(attempt, random)`.
     ///
@@ -366,15 +365,15 @@ impl RetryPolicy {
     /// ```
     /// use std::time::Duration;
     /// use tonic::Status;
-    /// use tonic_intercept::{Decision, Reason, RetryPolicy, RetryThrottle};
+    /// use tonic_intercept::{RetryDecision, GiveUpReason, RetryPolicy, RetryThrottle};
     ///
     /// let policy = RetryPolicy::new();
     /// let throttle = RetryThrottle::disabled();
     /// let status = Status::unavailable("down");
-    /// assert_eq!(policy.decide(1, &status, false, &throttle, 0.5), Decision::RetryAfter(Duration::from_millis(50)));
-    /// assert_eq!(policy.decide(1, &status, true, &throttle, 0.5), Decision::GiveUp(Reason::Committed));
+    /// assert_eq!(policy.decide(1, &status, false, &throttle, 0.5), RetryDecision::RetryAfter(Duration::from_millis(50)));
+    /// assert_eq!(policy.decide(1, &status, true, &throttle, 0.5), RetryDecision::GiveUp(GiveUpReason::Committed));
     /// let invalid = Status::invalid_argument("bad");
-    /// assert_eq!(policy.decide(1, &invalid, false, &throttle, 0.5), Decision::GiveUp(Reason::NotRetryable));
+    /// assert_eq!(policy.decide(1, &invalid, false, &throttle, 0.5), RetryDecision::GiveUp(GiveUpReason::NotRetryable));
     /// ```
     pub fn decide(
         &self,
@@ -383,32 +382,32 @@ impl RetryPolicy {
         committed: bool,
         throttle: &RetryThrottle,
         random: f64,
-    ) -> Decision {
+    ) -> RetryDecision {
         if committed {
-            return Decision::GiveUp(Reason::Committed);
+            return RetryDecision::GiveUp(GiveUpReason::Committed);
         }
         if status.code() == Code::Ok {
-            return Decision::GiveUp(Reason::NotRetryable);
+            return RetryDecision::GiveUp(GiveUpReason::NotRetryable);
         }
         let pushback = pushback(status.metadata());
         if pushback == Pushback::DoNotRetry {
             throttle.on_failure();
-            return Decision::GiveUp(Reason::Pushback);
+            return RetryDecision::GiveUp(GiveUpReason::Pushback);
         }
         if !self.is_retryable(status.code()) {
-            return Decision::GiveUp(Reason::NotRetryable);
+            return RetryDecision::GiveUp(GiveUpReason::NotRetryable);
         }
         throttle.on_failure();
         if !throttle.allows_retry() {
-            return Decision::GiveUp(Reason::Throttled);
+            return RetryDecision::GiveUp(GiveUpReason::Throttled);
         }
         if attempt >= self.max_attempts {
-            return Decision::GiveUp(Reason::AttemptsExhausted);
+            return RetryDecision::GiveUp(GiveUpReason::AttemptsExhausted);
         }
         match pushback {
-            Pushback::RetryAfter(wait) => Decision::RetryAfter(wait),
+            Pushback::RetryAfter(wait) => RetryDecision::RetryAfter(wait),
             Pushback::None | Pushback::DoNotRetry => {
-                Decision::RetryAfter(self.backoff(attempt, random))
+                RetryDecision::RetryAfter(self.backoff(attempt, random))
             }
         }
     }
@@ -418,42 +417,42 @@ impl RetryPolicy {
 ///
 /// ```
 /// use std::time::Duration;
-/// use tonic_intercept::{Decision, Reason};
-/// let d = Decision::RetryAfter(Duration::from_millis(10));
+/// use tonic_intercept::{RetryDecision, GiveUpReason};
+/// let d = RetryDecision::RetryAfter(Duration::from_millis(10));
 /// assert!(d.is_retry());
-/// assert!(!Decision::GiveUp(Reason::Throttled).is_retry());
+/// assert!(!RetryDecision::GiveUp(GiveUpReason::Throttled).is_retry());
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Decision {
+pub enum RetryDecision {
     /// Start the next attempt after this wait.
     RetryAfter(Duration),
     /// Return the failed attempt's status to the application.
-    GiveUp(Reason),
+    GiveUp(GiveUpReason),
 }
 
-impl Decision {
-    /// Whether this is [`Decision::RetryAfter`].
+impl RetryDecision {
+    /// Whether this is [`RetryDecision::RetryAfter`].
     ///
     /// ```
     /// # use std::time::Duration;
-    /// assert!(tonic_intercept::Decision::RetryAfter(Duration::ZERO).is_retry());
+    /// assert!(tonic_intercept::RetryDecision::RetryAfter(Duration::ZERO).is_retry());
     /// ```
     pub const fn is_retry(&self) -> bool {
-        matches!(self, Decision::RetryAfter(_))
+        matches!(self, RetryDecision::RetryAfter(_))
     }
 }
 
 /// Why a failed call was not retried: a small, fixed set, usable as a metric label
-/// ([`Reason::as_str`]).
+/// ([`GiveUpReason::as_str`]).
 ///
 /// ```
-/// use tonic_intercept::Reason;
-/// assert_eq!(Reason::AttemptsExhausted.as_str(), "attempts_exhausted");
-/// assert_eq!(Reason::Throttled.to_string(), "throttled");
+/// use tonic_intercept::GiveUpReason;
+/// assert_eq!(GiveUpReason::AttemptsExhausted.as_str(), "attempts_exhausted");
+/// assert_eq!(GiveUpReason::Throttled.to_string(), "throttled");
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
-pub enum Reason {
+pub enum GiveUpReason {
     /// The code is not in `retryableStatusCodes` (or the status is `OK`).
     NotRetryable,
     /// The call already made its last allowed attempt.
@@ -470,39 +469,39 @@ pub enum Reason {
     Deadline,
 }
 
-impl Reason {
+impl GiveUpReason {
     /// Every reason, for pre-registering metric series.
     ///
     /// ```
-    /// assert_eq!(tonic_intercept::Reason::ALL.len(), 6);
+    /// assert_eq!(tonic_intercept::GiveUpReason::ALL.len(), 6);
     /// ```
-    pub const ALL: [Reason; 6] = [
-        Reason::NotRetryable,
-        Reason::AttemptsExhausted,
-        Reason::Committed,
-        Reason::Throttled,
-        Reason::Pushback,
-        Reason::Deadline,
+    pub const ALL: [GiveUpReason; 6] = [
+        GiveUpReason::NotRetryable,
+        GiveUpReason::AttemptsExhausted,
+        GiveUpReason::Committed,
+        GiveUpReason::Throttled,
+        GiveUpReason::Pushback,
+        GiveUpReason::Deadline,
     ];
 
     /// A `snake_case` label for metrics and logs.
     ///
     /// ```
-    /// assert_eq!(tonic_intercept::Reason::Pushback.as_str(), "pushback");
+    /// assert_eq!(tonic_intercept::GiveUpReason::Pushback.as_str(), "pushback");
     /// ```
     pub const fn as_str(self) -> &'static str {
         match self {
-            Reason::NotRetryable => "not_retryable",
-            Reason::AttemptsExhausted => "attempts_exhausted",
-            Reason::Committed => "committed",
-            Reason::Throttled => "throttled",
-            Reason::Pushback => "pushback",
-            Reason::Deadline => "deadline",
+            GiveUpReason::NotRetryable => "not_retryable",
+            GiveUpReason::AttemptsExhausted => "attempts_exhausted",
+            GiveUpReason::Committed => "committed",
+            GiveUpReason::Throttled => "throttled",
+            GiveUpReason::Pushback => "pushback",
+            GiveUpReason::Deadline => "deadline",
         }
     }
 }
 
-impl fmt::Display for Reason {
+impl fmt::Display for GiveUpReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
@@ -712,113 +711,13 @@ impl RetryThrottle {
     }
 }
 
-/// Uniform draws in `[0, 1)` for backoff jitter, from a xorshift64* generator.
-///
-/// Not cryptographic, and need not be: it only spreads retries apart. [`Jitter::new`]
-/// seeds it from the standard library's per-process random hasher keys mixed with the
-/// clock, so no dependency is needed; [`Jitter::seeded`] gives a reproducible sequence.
-///
-/// ```
-/// use tonic_intercept::Jitter;
-/// let mut a = Jitter::seeded(7);
-/// let mut b = Jitter::seeded(7);
-/// let x = a.next_f64();
-/// assert!((0.0..1.0).contains(&x));
-/// assert_eq!(x, b.next_f64());
-/// ```
-#[derive(Debug, Clone)]
-pub struct Jitter {
-    state: u64,
-}
-
-impl Default for Jitter {
-    /// [`Jitter::new`].
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Jitter {
-    /// A generator seeded from `RandomState` (random per process) and the clock.
-    ///
-    /// ```
-    /// let x = tonic_intercept::Jitter::new().next_f64();
-    /// assert!((0.0..1.0).contains(&x));
-    /// ```
-    pub fn new() -> Self {
-        let mut hasher = std::hash::RandomState::new().build_hasher();
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        hasher.write_u128(now.as_nanos());
-        Self::seeded(hasher.finish())
-    }
-
-    /// A generator with a fixed seed (0 is replaced by a non-zero constant, since
-    /// xorshift never leaves 0).
-    ///
-    /// ```
-    /// let mut j = tonic_intercept::Jitter::seeded(0);
-    /// assert_ne!(j.next_f64(), j.next_f64());
-    /// ```
-    pub const fn seeded(seed: u64) -> Self {
-        Self {
-            state: if seed == 0 {
-                0x9E37_79B9_7F4A_7C15
-            } else {
-                seed
-            },
-        }
-    }
-
-    /// The next draw, uniform in `[0, 1)` with 53 bits of precision.
-    ///
-    /// ```
-    /// let mut j = tonic_intercept::Jitter::seeded(42);
-    /// assert!((0..1000).map(|_| j.next_f64()).all(|x| (0.0..1.0).contains(&x)));
-    /// ```
-    pub fn next_f64(&mut self) -> f64 {
-        let bits = self.next_u64() >> 11;
-        bits as f64 / (1u64 << 53) as f64
-    }
-
-    /// The next 64 random bits (xorshift64*).
-    ///
-    /// ```
-    /// let mut j = tonic_intercept::Jitter::seeded(42);
-    /// assert_ne!(j.next_u64(), j.next_u64());
-    /// ```
-    pub fn next_u64(&mut self) -> u64 {
-        let mut x = self.state;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.state = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-}
-
-thread_local! {
-    /// Random ids (request ids, trace span ids) without seeding a generator per id.
-    static IDS: std::cell::RefCell<Jitter> = std::cell::RefCell::new(Jitter::new());
-}
-
-/// 64 random bits, never zero (W3C trace ids and span ids must not be all zeros).
-pub(crate) fn random_nonzero_u64() -> u64 {
-    IDS.with(|ids| {
-        let mut ids = ids.borrow_mut();
-        loop {
-            let bits = ids.next_u64();
-            if bits != 0 {
-                return bits;
-            }
-        }
-    })
-}
+#[cfg(test)]
+mod a6;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::util::Jitter;
 
     #[test]
     fn backoff_clamps_out_of_range_and_nan_draws() {

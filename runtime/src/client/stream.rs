@@ -16,7 +16,7 @@ use tonic::{CancellationHandle, Code, Status, Streaming};
 
 use crate::client::config::{ClientConfig, ClientHook, ClientOutcome};
 use crate::client::policy::Settings;
-use crate::client::retry::Reason;
+use crate::client::retry::GiveUpReason;
 use crate::rpc::Rpc;
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -325,7 +325,7 @@ pub(crate) struct Tail<R: Rpc, H> {
     pub(crate) settings: Settings,
     pub(crate) started: Instant,
     pub(crate) attempts: u32,
-    pub(crate) gave_up: Option<Reason>,
+    pub(crate) gave_up: Option<GiveUpReason>,
 }
 
 impl<R: Rpc, H: ClientHook<R>> Tail<R, H> {
@@ -337,9 +337,9 @@ impl<R: Rpc, H: ClientHook<R>> Tail<R, H> {
             .retry
             .is_some_and(|retry| retry.is_retryable(status.code()))
         {
-            self.gave_up = Some(Reason::Committed);
+            self.gave_up = Some(GiveUpReason::Committed);
             if let Some(metrics) = &self.config.metrics {
-                metrics.gave_up::<R>(Reason::Committed);
+                metrics.gave_up::<R>(GiveUpReason::Committed);
             }
         }
     }

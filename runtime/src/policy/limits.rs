@@ -7,6 +7,8 @@ use tonic::Status;
 
 use crate::rpc::{RpcDescriptor, RpcPolicy};
 
+pub use crate::admission::identity_key;
+
 /// The limits of one RPC, as `#[intercept(limit(...))]` declared them.
 ///
 /// Built in a `const` by the macro; every field is optional.
@@ -26,8 +28,8 @@ pub struct Limits {
     max_messages_in: Option<u64>,
     max_messages_out: Option<u64>,
     max_message_bytes: Option<usize>,
-    rate_in: Option<Rate>,
-    rate_out: Option<Rate>,
+    rate_in: Option<MessageRate>,
+    rate_out: Option<MessageRate>,
     timeout: Option<Duration>,
     idle_timeout: Option<Duration>,
     measure_bytes: bool,
@@ -35,7 +37,7 @@ pub struct Limits {
 
 /// A token bucket: `per_second` messages a second, bursts of `burst`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rate {
+pub struct MessageRate {
     /// Sustained messages per second.
     pub per_second: u32,
     /// How many messages may pass back to back before pacing starts.
@@ -91,7 +93,7 @@ impl Limits {
         burst: u32,
         on_exceeded: OnRateExceeded,
     ) -> Self {
-        self.rate_in = Some(Rate {
+        self.rate_in = Some(MessageRate {
             per_second,
             burst,
             on_exceeded,
@@ -105,7 +107,7 @@ impl Limits {
         burst: u32,
         on_exceeded: OnRateExceeded,
     ) -> Self {
-        self.rate_out = Some(Rate {
+        self.rate_out = Some(MessageRate {
             per_second,
             burst,
             on_exceeded,
@@ -125,7 +127,7 @@ impl Limits {
         self.idle_timeout = Some(idle);
         self
     }
-    /// Measures every message's encoded size, for [`Outcome`](crate::Outcome)'s byte
+    /// Measures every message's encoded size, for [`CallOutcome`](crate::CallOutcome)'s byte
     /// counts, even without a byte limit (metrics turn this on).
     pub const fn measure_bytes(mut self) -> Self {
         self.measure_bytes = true;
@@ -172,11 +174,11 @@ impl Limits {
         self.max_message_bytes
     }
     /// See [`Limits::messages_per_second_in`].
-    pub const fn get_rate_in(&self) -> Option<Rate> {
+    pub const fn get_rate_in(&self) -> Option<MessageRate> {
         self.rate_in
     }
     /// See [`Limits::messages_per_second_out`].
-    pub const fn get_rate_out(&self) -> Option<Rate> {
+    pub const fn get_rate_out(&self) -> Option<MessageRate> {
         self.rate_out
     }
     /// See [`Limits::timeout`].
@@ -189,10 +191,10 @@ impl Limits {
     }
 }
 
-const fn with_rate(rate: Option<Rate>, per_second: u32) -> Rate {
+const fn with_rate(rate: Option<MessageRate>, per_second: u32) -> MessageRate {
     match rate {
-        Some(r) => Rate { per_second, ..r },
-        None => Rate {
+        Some(r) => MessageRate { per_second, ..r },
+        None => MessageRate {
             per_second,
             burst: 1,
             on_exceeded: OnRateExceeded::Delay,
@@ -349,7 +351,7 @@ struct Bucket {
 const NANOS: u128 = 1_000_000_000;
 
 impl Bucket {
-    fn new(rate: Rate) -> Self {
+    fn new(rate: MessageRate) -> Self {
         Self {
             per_second: rate.per_second.max(1),
             burst: rate.burst.max(1),
@@ -405,7 +407,7 @@ mod tests {
     use super::*;
 
     fn bucket(per_second: u32, burst: u32, on_exceeded: OnRateExceeded) -> Bucket {
-        Bucket::new(Rate {
+        Bucket::new(MessageRate {
             per_second,
             burst,
             on_exceeded,

@@ -1,17 +1,18 @@
-//! The client retry policy core against gRFC A6: backoff, throttling, pushback and every
+//! The retry policy core against gRFC A6 (moved here from `tests/client_retry.rs` when
+//! these internals stopped being public): backoff, throttling, pushback and every
 //! branch of the retry decision.
 
 use std::time::Duration;
 
+use super::{GiveUpReason, Pushback, RetryDecision, RetryPolicy, RetryThrottle, pushback};
+use crate::client::ClientPolicy;
+use crate::rpc::{IdempotencyLevel, Rpc};
+use crate::util::Jitter;
 use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::{Code, Status};
-use tonic_intercept::{
-    ClientPolicy, Decision, IdempotencyLevel, Jitter, Pushback, Reason, RetryPolicy, RetryThrottle,
-    Rpc, pushback,
-};
 
 mod pb {
-    tonic_intercept::__doc_rpc!(
+    crate::__doc_rpc!(
         CreateUser,
         "users.v1.UserService",
         "CreateUser",
@@ -19,7 +20,7 @@ mod pb {
         (),
         ()
     );
-    tonic_intercept::__doc_rpc!(
+    crate::__doc_rpc!(
         GetUser,
         "users.v1.UserService",
         "GetUser",
@@ -28,7 +29,7 @@ mod pb {
         (),
         NoSideEffects
     );
-    tonic_intercept::__doc_rpc!(
+    crate::__doc_rpc!(
         PutUser,
         "users.v1.UserService",
         "PutUser",
@@ -291,7 +292,7 @@ fn pushback_parsing() {
 
 #[test]
 fn pushback_reads_the_header_the_server_side_sends() {
-    assert_eq!(tonic_intercept::RETRY_PUSHBACK, "grpc-retry-pushback-ms");
+    assert_eq!(crate::wire::RETRY_PUSHBACK, "grpc-retry-pushback-ms");
 }
 
 // ---- decide: every branch ----
@@ -302,11 +303,11 @@ fn decide_retries_a_retryable_failure_after_the_backoff() {
     let status = Status::unavailable("down");
     assert_eq!(
         POLICY.decide(1, &status, false, &throttle, 0.5),
-        Decision::RetryAfter(ms(50))
+        RetryDecision::RetryAfter(ms(50))
     );
     assert_eq!(
         POLICY.decide(2, &status, false, &throttle, 0.5),
-        Decision::RetryAfter(ms(100))
+        RetryDecision::RetryAfter(ms(100))
     );
     // Each failure was counted.
     assert_eq!(throttle.tokens(), Some(8.0));
@@ -318,13 +319,13 @@ fn decide_gives_up_when_committed_without_counting() {
     let status = Status::unavailable("down");
     assert_eq!(
         POLICY.decide(1, &status, true, &throttle, 0.5),
-        Decision::GiveUp(Reason::Committed)
+        RetryDecision::GiveUp(GiveUpReason::Committed)
     );
     // Committed wins over a pushback that would have said "retry".
     let pushed = with_pushback(Code::Unavailable, &["10"]);
     assert_eq!(
         POLICY.decide(1, &pushed, true, &throttle, 0.5),
-        Decision::GiveUp(Reason::Committed)
+        RetryDecision::GiveUp(GiveUpReason::Committed)
     );
     assert_eq!(throttle.tokens(), Some(10.0));
 }
@@ -339,7 +340,7 @@ fn decide_gives_up_on_a_non_retryable_code_without_counting() {
     ] {
         assert_eq!(
             POLICY.decide(1, &status, false, &throttle, 0.5),
-            Decision::GiveUp(Reason::NotRetryable),
+            RetryDecision::GiveUp(GiveUpReason::NotRetryable),
             "{:?}",
             status.code()
         );
@@ -356,11 +357,11 @@ fn decide_gives_up_after_the_last_attempt() {
     assert!(policy.decide(2, &status, false, &throttle, 0.5).is_retry());
     assert_eq!(
         policy.decide(3, &status, false, &throttle, 0.5),
-        Decision::GiveUp(Reason::AttemptsExhausted)
+        RetryDecision::GiveUp(GiveUpReason::AttemptsExhausted)
     );
     assert_eq!(
         policy.decide(4, &status, false, &throttle, 0.5),
-        Decision::GiveUp(Reason::AttemptsExhausted)
+        RetryDecision::GiveUp(GiveUpReason::AttemptsExhausted)
     );
 }
 
@@ -369,11 +370,11 @@ fn decide_gives_up_when_throttled() {
     // A6's example: the 5th failure on a fresh bucket of 10 is not retried.
     let throttle = RetryThrottle::new(10, 0.1);
     let status = Status::unavailable("down");
-    let decisions: Vec<Decision> = (0..6)
+    let decisions: Vec<RetryDecision> = (0..6)
         .map(|_| POLICY.decide(1, &status, false, &throttle, 0.5))
         .collect();
-    let retry = Decision::RetryAfter(ms(50));
-    let throttled = Decision::GiveUp(Reason::Throttled);
+    let retry = RetryDecision::RetryAfter(ms(50));
+    let throttled = RetryDecision::GiveUp(GiveUpReason::Throttled);
     assert_eq!(
         decisions,
         [retry, retry, retry, retry, throttled, throttled]
@@ -398,7 +399,7 @@ fn decide_gives_up_when_the_server_says_do_not_retry_and_counts_it() {
         let status = with_pushback(Code::Unavailable, values);
         assert_eq!(
             POLICY.decide(1, &status, false, &throttle, 0.5),
-            Decision::GiveUp(Reason::Pushback),
+            RetryDecision::GiveUp(GiveUpReason::Pushback),
             "{values:?}"
         );
     }
@@ -406,7 +407,7 @@ fn decide_gives_up_when_the_server_says_do_not_retry_and_counts_it() {
     let status = with_pushback(Code::ResourceExhausted, &["-1"]);
     assert_eq!(
         POLICY.decide(1, &status, false, &throttle, 0.5),
-        Decision::GiveUp(Reason::Pushback)
+        RetryDecision::GiveUp(GiveUpReason::Pushback)
     );
     assert_eq!(throttle.tokens(), Some(6.0));
 }
@@ -418,16 +419,16 @@ fn decide_uses_the_pushback_delay_instead_of_the_backoff() {
     // Longer than max_backoff, and independent of the draw.
     assert_eq!(
         POLICY.decide(1, &status, false, &throttle, 0.0),
-        Decision::RetryAfter(ms(1_500))
+        RetryDecision::RetryAfter(ms(1_500))
     );
     assert_eq!(
         POLICY.decide(4, &status, false, &throttle, 1.0),
-        Decision::RetryAfter(ms(1_500))
+        RetryDecision::RetryAfter(ms(1_500))
     );
     let zero = with_pushback(Code::Unavailable, &["0"]);
     assert_eq!(
         POLICY.decide(2, &zero, false, &throttle, 1.0),
-        Decision::RetryAfter(ms(0))
+        RetryDecision::RetryAfter(ms(0))
     );
 }
 
@@ -436,18 +437,18 @@ fn pushback_delay_does_not_make_a_code_retryable_or_lift_limits() {
     let status = with_pushback(Code::Internal, &["10"]);
     assert_eq!(
         POLICY.decide(1, &status, false, &RetryThrottle::disabled(), 0.5),
-        Decision::GiveUp(Reason::NotRetryable)
+        RetryDecision::GiveUp(GiveUpReason::NotRetryable)
     );
     let status = with_pushback(Code::Unavailable, &["10"]);
     assert_eq!(
         POLICY.decide(5, &status, false, &RetryThrottle::disabled(), 0.5),
-        Decision::GiveUp(Reason::AttemptsExhausted)
+        RetryDecision::GiveUp(GiveUpReason::AttemptsExhausted)
     );
 }
 
 #[test]
 fn reasons_have_distinct_labels() {
-    let labels: Vec<&str> = Reason::ALL.iter().map(|r| r.as_str()).collect();
+    let labels: Vec<&str> = GiveUpReason::ALL.iter().map(|r| r.as_str()).collect();
     assert_eq!(
         labels,
         [
@@ -459,7 +460,7 @@ fn reasons_have_distinct_labels() {
             "deadline"
         ]
     );
-    for reason in Reason::ALL {
+    for reason in GiveUpReason::ALL {
         assert_eq!(reason.to_string(), reason.as_str());
     }
 }

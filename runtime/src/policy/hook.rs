@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tonic::Status;
 use tonic::metadata::MetadataMap;
 
-use crate::call::{Call, Outcome};
+use crate::call::{Call, CallOutcome};
 use crate::rpc::Rpc;
 
 /// Typed hooks for the RPC `R`.
@@ -75,7 +75,7 @@ pub trait Hook<R: Rpc>: Clone + Send + Sync + 'static {
 
     /// Sees how the call ended. Called exactly once per call, also for calls rejected
     /// before the hook's `on_call` ran, so a hook can count rejections.
-    fn on_finish(&self, call: &Call, outcome: &Outcome) {
+    fn on_finish(&self, call: &Call, outcome: &CallOutcome) {
         let _ = (call, outcome);
     }
 }
@@ -94,7 +94,7 @@ impl<R: Rpc, H: Hook<R>> Hook<R> for Arc<H> {
     fn on_response(&self, call: &Call, message: &R::Response) -> Result<(), Status> {
         (**self).on_response(call, message)
     }
-    fn on_finish(&self, call: &Call, outcome: &Outcome) {
+    fn on_finish(&self, call: &Call, outcome: &CallOutcome) {
         (**self).on_finish(call, outcome)
     }
 }
@@ -116,7 +116,7 @@ pub trait Hooks<R: Rpc>: Clone + Send + Sync + 'static {
     /// `on_response` of each hook, in order; the first error wins.
     fn on_response(&self, call: &Call, message: &R::Response) -> Result<(), Status>;
     /// `on_finish` of each hook, last declared first (the onion unwinds).
-    fn on_finish(&self, call: &Call, outcome: &Outcome);
+    fn on_finish(&self, call: &Call, outcome: &CallOutcome);
 }
 
 impl<R: Rpc> Hooks<R> for () {
@@ -126,5 +126,5 @@ impl<R: Rpc> Hooks<R> for () {
     fn on_response(&self, _: &Call, _: &R::Response) -> Result<(), Status> {
         Ok(())
     }
-    fn on_finish(&self, _: &Call, _: &Outcome) {}
+    fn on_finish(&self, _: &Call, _: &CallOutcome) {}
 }

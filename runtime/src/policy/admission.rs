@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher, RandomState};
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock, PoisonError};
 
@@ -12,10 +12,9 @@ use tokio::time::Instant;
 use tonic::Status;
 use tonic::metadata::{MetadataMap, MetadataValue};
 
-use crate::call::{Call, Policy};
-
-/// The response trailer that tells a client when to retry (gRFC A6), in milliseconds.
-pub const RETRY_PUSHBACK: &str = "grpc-retry-pushback-ms";
+use crate::call::{Call, PolicyKind};
+use crate::util::secret;
+use crate::wire::RETRY_PUSHBACK;
 
 /// How many callers an [`Admission`] tracks per-identity rates for, unless
 /// [`AdmissionConfig::max_identities`] says otherwise.
@@ -41,15 +40,15 @@ pub const DEFAULT_MAX_IDENTITIES: u32 = 10_000;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct AdmissionConfig {
-    /// At most this many calls of the RPC run at once (`Policy::Concurrency`).
+    /// At most this many calls of the RPC run at once (`PolicyKind::Concurrency`).
     pub max_in_flight: Option<u32>,
-    /// Sustained calls per second of the RPC, from all callers (`Policy::CallRate`).
+    /// Sustained calls per second of the RPC, from all callers (`PolicyKind::CallRate`).
     pub calls_per_second: Option<u32>,
     /// How many calls may start back to back before `calls_per_second` paces them;
     /// `calls_per_second` when not set.
     pub call_burst: Option<u32>,
     /// Sustained calls per second of the RPC from one identity, with a burst of the same
-    /// number (`Policy::CallRate`).
+    /// number (`PolicyKind::CallRate`).
     pub calls_per_second_per_identity: Option<u32>,
     /// How many calls may wait for a slot or a token instead of being rejected at once;
     /// 0 rejects at once.
@@ -114,10 +113,10 @@ impl Default for AdmissionConfig {
 /// [`admit`](Self::admit) runs the checks in this order, and the first that refuses
 /// ends the call with the policy it reports:
 ///
-/// 1. `max_in_flight` ([`Policy::Concurrency`]): a call slot.
-/// 2. `calls_per_second` / `call_burst` ([`Policy::CallRate`]): a token of the RPC's
+/// 1. `max_in_flight` ([`PolicyKind::Concurrency`]): a call slot.
+/// 2. `calls_per_second` / `call_burst` ([`PolicyKind::CallRate`]): a token of the RPC's
 ///    bucket.
-/// 3. `calls_per_second_per_identity` ([`Policy::CallRate`]): a token of the caller's
+/// 3. `calls_per_second_per_identity` ([`PolicyKind::CallRate`]): a token of the caller's
 ///    bucket. A call refused here gives its RPC token back, so a caller over its own
 ///    limit does not use up everyone's.
 ///
@@ -128,7 +127,7 @@ impl Default for AdmissionConfig {
 ///
 /// With a `queue` of `n`, up to `n` calls wait (for a slot, a token, or both, counted
 /// once) instead of being refused, and the next is refused at once. A waiting call gives
-/// up at its deadline with `DEADLINE_EXCEEDED` ([`Policy::Deadline`]); a call whose token
+/// up at its deadline with `DEADLINE_EXCEEDED` ([`PolicyKind::Deadline`]); a call whose token
 /// would come only after its deadline gets that answer at once instead of waiting for it.
 /// A call waiting for a token holds its call slot: it counts as in flight. Slots are
 /// handed out first come, first served.
@@ -155,7 +154,7 @@ impl Default for AdmissionConfig {
 /// let call = Call::start(&CreateUser::DESCRIPTOR, &tonic::Request::new(()), None);
 /// let first = CREATE_USER.admit(&call, None).await.unwrap();
 /// let (policy, status) = CREATE_USER.admit(&call, None).await.unwrap_err();
-/// assert_eq!(policy, tonic_intercept::Policy::Concurrency);
+/// assert_eq!(policy, tonic_intercept::PolicyKind::Concurrency);
 /// assert_eq!(status.code(), tonic::Code::ResourceExhausted);
 /// drop(first); // the slot is free again
 /// assert!(CREATE_USER.admit(&call, None).await.is_ok());
@@ -266,7 +265,7 @@ impl Admission {
         &'static self,
         call: &Call,
         identity: Option<u64>,
-    ) -> Result<Admitted, (Policy, Status)> {
+    ) -> Result<Admitted, (PolicyKind, Status)> {
         let mut waiter = None;
         let permit = match self.config.max_in_flight {
             None => None,
@@ -300,7 +299,7 @@ impl Admission {
         call: &Call,
         identity: Option<u64>,
         waiter: &mut Option<Waiter<'a>>,
-    ) -> Result<Option<Instant>, (Policy, Status)> {
+    ) -> Result<Option<Instant>, (PolicyKind, Status)> {
         let epoch = *self.epoch.get_or_init(Instant::now);
         let now = nanos_since(epoch, Instant::now());
         let deadline = call.deadline().map_or(u64::MAX, |d| nanos_since(epoch, d));
@@ -387,7 +386,7 @@ impl Admission {
     async fn wait_for_permit(
         &'static self,
         call: &Call,
-    ) -> Result<SemaphorePermit<'static>, (Policy, Status)> {
+    ) -> Result<SemaphorePermit<'static>, (PolicyKind, Status)> {
         let acquired = match call.deadline() {
             Some(deadline) => tokio::time::timeout_at(deadline, self.permits.acquire())
                 .await
@@ -422,7 +421,7 @@ impl Admission {
 
     #[cold]
     #[inline(never)]
-    fn too_many(&self, call: &Call) -> (Policy, Status) {
+    fn too_many(&self, call: &Call) -> (PolicyKind, Status) {
         let max = self.config.max_in_flight.unwrap_or(0);
         let queue = match self.config.queue {
             0 => String::new(),
@@ -433,18 +432,18 @@ impl Admission {
             "{}: too many calls in flight (max_in_flight = {max}{queue}); retry in {ms} ms",
             call.rpc().method
         );
-        (Policy::Concurrency, with_pushback(message, ms))
+        (PolicyKind::Concurrency, with_pushback(message, ms))
     }
 
     #[cold]
     #[inline(never)]
-    fn queued_too_long(&self, call: &Call) -> (Policy, Status) {
+    fn queued_too_long(&self, call: &Call) -> (PolicyKind, Status) {
         let message = format!(
             "{}: deadline exceeded while queued for a call slot (max_in_flight = {})",
             call.rpc().method,
             self.config.max_in_flight.unwrap_or(0)
         );
-        (Policy::Deadline, Status::deadline_exceeded(message))
+        (PolicyKind::Deadline, Status::deadline_exceeded(message))
     }
 
     #[cold]
@@ -456,7 +455,7 @@ impl Admission {
         rate: Gcra,
         per_identity: bool,
         now: u64,
-    ) -> (Policy, Status) {
+    ) -> (PolicyKind, Status) {
         let method = call.rpc().method;
         let limit = if per_identity {
             format!(
@@ -473,7 +472,7 @@ impl Admission {
             Refusal::Rate(ready) => {
                 let ms = (ready - now).div_ceil(1_000_000);
                 let message = format!("{method}: more than {limit}; retry in {ms} ms");
-                (Policy::CallRate, with_pushback(message, ms))
+                (PolicyKind::CallRate, with_pushback(message, ms))
             }
             Refusal::Deadline(ready) => {
                 let ms = (ready - now).div_ceil(1_000_000);
@@ -481,7 +480,7 @@ impl Admission {
                     "{method}: the deadline passes before the call rate admits this call \
                      (at most {limit}; next free in {ms} ms)"
                 );
-                (Policy::Deadline, Status::deadline_exceeded(message))
+                (PolicyKind::Deadline, Status::deadline_exceeded(message))
             }
         }
     }
@@ -530,12 +529,6 @@ impl fmt::Debug for Admitted {
 /// colliding identities. Stable within the process only.
 pub fn identity_key<I: Hash + ?Sized>(identity: &I) -> u64 {
     secret().hash_one(identity)
-}
-
-/// The process's hashing secret (also used for idempotency request hashes).
-pub(crate) fn secret() -> &'static RandomState {
-    static SECRET: OnceLock<RandomState> = OnceLock::new();
-    SECRET.get_or_init(RandomState::new)
 }
 
 /// A place in the queue, given back on drop.

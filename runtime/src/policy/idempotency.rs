@@ -11,14 +11,9 @@ use tokio::time::Instant;
 use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::{Response, Status};
 
-use crate::call::{Call, Policy};
+use crate::call::{Call, PolicyKind};
 use crate::rpc::Rpc;
-
-/// The request metadata that carries a call's idempotency key.
-pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
-
-/// The response metadata set (to `true`) on a replayed response.
-pub const IDEMPOTENCY_REPLAYED: &str = "idempotency-replayed";
+use crate::wire::{IDEMPOTENCY_KEY, IDEMPOTENCY_REPLAYED};
 
 /// The longest idempotency key accepted, in bytes.
 pub const MAX_KEY_LEN: usize = 255;
@@ -29,8 +24,8 @@ pub const MAX_KEY_LEN: usize = 255;
 ///
 /// A client opts in per call with the `idempotency-key` metadata (a unique ASCII string
 /// of at most 255 bytes, such as a UUID). With `#[intercept(idempotency(self.cache, Rpc))]`
-/// the macro asks the cache before the handler runs ([`begin`](Self::begin), or
-/// [`begin_scoped`](Self::begin_scoped) under `auth(..)`) and tells it the outcome
+/// the macro asks the cache before the handler runs (scoped by the caller's identity
+/// under `auth(..)`) and tells it the outcome
 /// afterwards ([`Ticket::complete`]):
 ///
 /// - no key: the call runs as usual;
@@ -53,17 +48,16 @@ pub const MAX_KEY_LEN: usize = 255;
 /// `RESOURCE_EXHAUSTED` rather than growing. Each entry holds its key, a clone of the
 /// response and its metadata.
 ///
-/// Keys are global to the RPC. When callers are authenticated, prefer
-/// [`begin_scoped`](Self::begin_scoped) with the caller's
-/// [`identity_key`](crate::identity_key), so one caller can neither replay nor block
-/// another's keys.
+/// Without `auth(..)` keys are global to the RPC; with it, they are scoped by the
+/// caller's [`identity_key`](crate::limits::identity_key), so one caller can neither
+/// replay nor block another's keys.
 ///
 /// ```
 /// use std::time::Duration;
 /// use tonic::metadata::MetadataMap;
 /// use tonic::{Request, Response};
 /// use tonic_intercept::{Call, IdempotencyCache, Rpc};
-/// # use tonic_intercept::__private::Begin;
+/// # use tonic_intercept::__private::{Begin, idempotency_begin as begin};
 /// # #[derive(Clone, PartialEq, prost::Message)]
 /// # pub struct PayRequest { #[prost(uint64, tag = "1")] pub cents: u64 }
 /// # #[derive(Clone, PartialEq, prost::Message)]
@@ -78,12 +72,12 @@ pub const MAX_KEY_LEN: usize = 255;
 /// let call = Call::start(&Pay::DESCRIPTOR, &Request::new(()), None);
 ///
 /// // The first call runs, and its success is stored.
-/// let Ok(Begin::Run(ticket)) = cache.begin(&call, &metadata, &request) else { panic!() };
+/// let Ok(Begin::Run(ticket)) = begin(&cache, &call, &metadata, &request, 0) else { panic!() };
 /// let result = Ok(Response::new(Payment { id: 7 }));
 /// ticket.complete(&result);
 ///
 /// // A retry with the same key gets the same payment back, without paying twice.
-/// let Ok(Begin::Replay(replay)) = cache.begin(&call, &metadata, &request) else { panic!() };
+/// let Ok(Begin::Replay(replay)) = begin(&cache, &call, &metadata, &request, 0) else { panic!() };
 /// assert_eq!(replay.get_ref().id, 7);
 /// assert_eq!(replay.metadata().get("idempotency-replayed").unwrap(), "true");
 /// # });
@@ -190,35 +184,22 @@ where
 {
     /// Decides what a call of `R` with this request metadata and request does: run
     /// ([`Begin::Bypass`] without a key, [`Begin::Run`] with one), get the stored
-    /// response ([`Begin::Replay`]), or be refused with [`Policy::Idempotency`]:
+    /// response ([`Begin::Replay`]), or be refused with [`PolicyKind::Idempotency`]:
     ///
     /// - `INVALID_ARGUMENT`: the key is empty, longer than 255 bytes or not ASCII, or was
     ///   used with a different request;
     /// - `ABORTED`: the first call with this key is still running;
     /// - `RESOURCE_EXHAUSTED`: the cache is full of running calls.
     ///
-    /// Keys are global to the RPC; see [`begin_scoped`](Self::begin_scoped).
-    #[doc(hidden)]
-    pub fn begin(
-        &self,
-        call: &Call,
-        metadata: &MetadataMap,
-        request: &R::Request,
-    ) -> Result<Begin<R>, (Policy, Status)> {
-        self.begin_scoped(call, metadata, request, 0)
-    }
-
-    /// [`begin`](Self::begin) with keys scoped to `scope` (the caller's
-    /// [`identity_key`](crate::identity_key), say): the same key from two scopes names two
-    /// different calls.
-    #[doc(hidden)]
-    pub fn begin_scoped(
+    /// Keys are scoped to `scope` (the caller's `identity_key`, say; 0 for keys global
+    /// to the RPC): the same key from two scopes names two different calls.
+    fn begin_in(
         &self,
         call: &Call,
         metadata: &MetadataMap,
         request: &R::Request,
         scope: u64,
-    ) -> Result<Begin<R>, (Policy, Status)> {
+    ) -> Result<Begin<R>, (PolicyKind, Status)> {
         let Some(value) = metadata.get(IDEMPOTENCY_KEY) else {
             return Ok(Begin::Bypass);
         };
@@ -252,7 +233,7 @@ where
             }
             return match &entry.done {
                 None => Err((
-                    Policy::Idempotency,
+                    PolicyKind::Idempotency,
                     Status::aborted(format!(
                         "{}: a call with this idempotency key is still running; retry later",
                         call.rpc().method
@@ -271,7 +252,7 @@ where
         }
         if state.entries.len() >= self.inner.max_entries && !state.evict_oldest_completed() {
             return Err((
-                Policy::Idempotency,
+                PolicyKind::Idempotency,
                 Status::resource_exhausted(format!(
                     "{}: too many calls with idempotency keys running (at most {}); retry later",
                     call.rpc().method,
@@ -296,6 +277,47 @@ where
             seq,
         }))
     }
+
+    /// The old path of [`begin`] with `scope` 0, kept for code generated before it.
+    #[doc(hidden)]
+    pub fn begin(
+        &self,
+        call: &Call,
+        metadata: &MetadataMap,
+        request: &R::Request,
+    ) -> Result<Begin<R>, (PolicyKind, Status)> {
+        self.begin_in(call, metadata, request, 0)
+    }
+
+    /// The old path of [`begin`], kept for code generated before it.
+    #[doc(hidden)]
+    pub fn begin_scoped(
+        &self,
+        call: &Call,
+        metadata: &MetadataMap,
+        request: &R::Request,
+        scope: u64,
+    ) -> Result<Begin<R>, (PolicyKind, Status)> {
+        self.begin_in(call, metadata, request, scope)
+    }
+}
+
+/// Asks `cache` what a call of `R` with this request metadata and request does: run
+/// ([`Begin::Bypass`] without a key, [`Begin::Run`] with one), get the stored response
+/// ([`Begin::Replay`]), or be refused with [`PolicyKind::Idempotency`]. The expansion of
+/// `idempotency(cache, Rpc)` calls it before the handler, with `scope` the caller's
+/// `identity_key` under `auth(..)` and 0 otherwise.
+pub fn begin<R: Rpc>(
+    cache: &IdempotencyCache<R>,
+    call: &Call,
+    metadata: &MetadataMap,
+    request: &R::Request,
+    scope: u64,
+) -> Result<Begin<R>, (PolicyKind, Status)>
+where
+    R::Response: Clone,
+{
+    cache.begin_in(call, metadata, request, scope)
 }
 
 impl<R: Rpc> Inner<R> {
@@ -333,7 +355,7 @@ impl<R: Rpc> State<R> {
 }
 
 /// What a call with (or without) an idempotency key does; from
-/// [`IdempotencyCache::begin`].
+/// [`begin`].
 pub enum Begin<R: Rpc> {
     /// No `idempotency-key`: the call runs and nothing is stored.
     Bypass,
@@ -423,14 +445,14 @@ impl<R: Rpc> fmt::Debug for Ticket<R> {
 }
 
 fn hash_request<M: prost::Message>(request: &M) -> u64 {
-    crate::admission::secret().hash_one(request.encode_to_vec())
+    crate::util::secret().hash_one(request.encode_to_vec())
 }
 
 #[cold]
 #[inline(never)]
-fn invalid(call: &Call, what: &str) -> (Policy, Status) {
+fn invalid(call: &Call, what: &str) -> (PolicyKind, Status) {
     (
-        Policy::Idempotency,
+        PolicyKind::Idempotency,
         Status::invalid_argument(format!("{}: {what}", call.rpc().method)),
     )
 }

@@ -18,7 +18,7 @@ use std::time::Duration;
 use tracing::Span;
 
 use crate::admission::Admitted;
-use crate::call::{Call, Outcome, Policy};
+use crate::call::{Call, CallOutcome, PolicyKind};
 use crate::hook::Hooks;
 use crate::limits::{Admit, Dir, Limits, Meter};
 use crate::recover::panicked;
@@ -32,16 +32,16 @@ pub(crate) fn check_request<R: Rpc, H: Hooks<R>>(
     call: &Call,
     hooks: &H,
     message: &R::Request,
-) -> Result<(), (Policy, Status)> {
+) -> Result<(), (PolicyKind, Status)> {
     let bytes = meter
         .check(call.rpc(), message)
-        .map_err(|s| (Policy::Limit, s))?;
+        .map_err(|s| (PolicyKind::Limit, s))?;
     hooks
         .validate(call, message)
-        .map_err(|s| (Policy::Validation, s))?;
+        .map_err(|s| (PolicyKind::Validation, s))?;
     hooks
         .on_request(call, message)
-        .map_err(|s| (Policy::Hook, s))?;
+        .map_err(|s| (PolicyKind::Hook, s))?;
     meter.record(bytes);
     Ok(())
 }
@@ -53,13 +53,13 @@ pub(crate) fn check_response<R: Rpc, H: Hooks<R>>(
     call: &Call,
     hooks: &H,
     message: &R::Response,
-) -> Result<(), (Policy, Status)> {
+) -> Result<(), (PolicyKind, Status)> {
     let bytes = meter
         .check(call.rpc(), message)
-        .map_err(|s| (Policy::Limit, s))?;
+        .map_err(|s| (PolicyKind::Limit, s))?;
     hooks
         .on_response(call, message)
-        .map_err(|s| (Policy::Hook, s))?;
+        .map_err(|s| (PolicyKind::Hook, s))?;
     meter.record(bytes);
     Ok(())
 }
@@ -128,7 +128,7 @@ impl Idle {
 /// What the request side of a streaming call shares with the code that finishes it.
 #[derive(Debug)]
 pub(crate) struct InboundShared {
-    pub(crate) violation: OnceLock<(Policy, Status)>,
+    pub(crate) violation: OnceLock<(PolicyKind, Status)>,
     pub(crate) messages: AtomicU64,
     pub(crate) bytes: AtomicU64,
     /// When a message last moved either way, in nanoseconds since `base` (0: never);
@@ -161,7 +161,7 @@ impl InboundShared {
     }
 }
 
-/// How the response side learns the request-side counts for [`Outcome`].
+/// How the response side learns the request-side counts for [`CallOutcome`].
 #[derive(Debug)]
 pub(crate) enum InCounts {
     Fixed { messages: u64, bytes: u64 },
@@ -179,7 +179,7 @@ impl InCounts {
         }
     }
 
-    fn violation(&self) -> Option<&(Policy, Status)> {
+    fn violation(&self) -> Option<&(PolicyKind, Status)> {
         match self {
             InCounts::Shared(s) => s.violation.get(),
             InCounts::Fixed { .. } => None,
@@ -224,7 +224,7 @@ pin_project! {
                 let _span = this.st.span.enter();
                 let (messages_in, bytes_in) = this.st.inbound.get();
                 let code = if std::thread::panicking() { Code::Internal } else { Code::Cancelled };
-                this.st.hooks.on_finish(&this.st.call, &Outcome {
+                this.st.hooks.on_finish(&this.st.call, &CallOutcome {
                     code,
                     messages_in,
                     messages_out: this.st.meter.messages,
@@ -340,7 +340,7 @@ where
                     // The panic came from a hook's `on_finish`: the call was reported.
                     return Poll::Ready(Some(Err(status)));
                 }
-                Poll::Ready(finish(&mut this, Some((Some(Policy::Recovery), status))).map(Err))
+                Poll::Ready(finish(&mut this, Some((Some(PolicyKind::Recovery), status))).map(Err))
             }
         }
     }
@@ -371,12 +371,12 @@ where
             .as_mut()
             .is_some_and(|d| d.as_mut().poll(cx).is_ready())
     };
-    let ended: Option<(Option<Policy>, Status)> = loop {
+    let ended: Option<(Option<PolicyKind>, Status)> = loop {
         if this.st.pending.is_some() {
             let pacing = this.st.pacing.as_mut().expect("armed with pending");
             if pacing.as_mut().poll(cx).is_pending() {
                 if deadline_passed(cx) {
-                    break Some((Some(Policy::Deadline), deadline_exceeded(&this.st.call)));
+                    break Some((Some(PolicyKind::Deadline), deadline_exceeded(&this.st.call)));
                 }
                 return Poll::Pending;
             }
@@ -392,7 +392,7 @@ where
         // violation ends the call once the handler has nothing ready.
         let message = match inner.poll_next(cx) {
             Poll::Pending if deadline_passed(cx) => {
-                break Some((Some(Policy::Deadline), deadline_exceeded(&this.st.call)));
+                break Some((Some(PolicyKind::Deadline), deadline_exceeded(&this.st.call)));
             }
             Poll::Pending => match this.st.inbound.violation() {
                 Some((policy, status)) => break Some((Some(*policy), status.clone())),
@@ -402,7 +402,7 @@ where
                     {
                         let after = idle.after;
                         break Some((
-                            Some(Policy::IdleTimeout),
+                            Some(PolicyKind::IdleTimeout),
                             idle_timeout(&this.st.call, after),
                         ));
                     }
@@ -412,7 +412,7 @@ where
             Poll::Ready(Some(Ok(_)))
                 if this.st.meter.messages % 64 == 63 && deadline_passed(cx) =>
             {
-                break Some((Some(Policy::Deadline), deadline_exceeded(&this.st.call)));
+                break Some((Some(PolicyKind::Deadline), deadline_exceeded(&this.st.call)));
             }
             Poll::Ready(None) => {
                 break this
@@ -445,7 +445,7 @@ where
                 arm(&mut this.st.pacing, at);
                 this.st.pending = Some(message);
             }
-            Err(status) => break Some((Some(Policy::Limit), status)),
+            Err(status) => break Some((Some(PolicyKind::Limit), status)),
         }
     };
     Poll::Ready(finish(this, ended).map(Err))
@@ -454,7 +454,7 @@ where
 /// The call is over: drop the producer now so that its work stops, then report.
 fn finish<R: Rpc, S, H: Hooks<R>>(
     this: &mut Projected<'_, R, S, H>,
-    ended: Option<(Option<Policy>, Status)>,
+    ended: Option<(Option<PolicyKind>, Status)>,
 ) -> Option<Status> {
     this.st.finished = true;
     this.inner.set(None);
@@ -468,7 +468,7 @@ fn finish<R: Rpc, S, H: Hooks<R>>(
     };
     this.st.hooks.on_finish(
         &this.st.call,
-        &Outcome {
+        &CallOutcome {
             code: status.as_ref().map_or(Code::Ok, Status::code),
             messages_in,
             messages_out: this.st.meter.messages,
@@ -569,7 +569,11 @@ impl<R: Rpc, H: Hooks<R>> Inbound<R, H> {
         &self.inner
     }
 
-    fn fail(&mut self, policy: Policy, status: Status) -> Poll<Option<Result<R::Request, Status>>> {
+    fn fail(
+        &mut self,
+        policy: PolicyKind,
+        status: Status,
+    ) -> Poll<Option<Result<R::Request, Status>>> {
         self.done = true;
         self.pending = None;
         let _ = self.shared.violation.set((policy, status.clone()));
@@ -604,7 +608,7 @@ impl<R: Rpc, H: Hooks<R>> Stream for Inbound<R, H> {
                         && idle.expired(cx, Some(&this.shared))
                     {
                         let status = idle_timeout(&this.call, idle.after);
-                        return this.fail(Policy::IdleTimeout, status);
+                        return this.fail(PolicyKind::IdleTimeout, status);
                     }
                     return Poll::Pending;
                 }
@@ -636,7 +640,7 @@ impl<R: Rpc, H: Hooks<R>> Stream for Inbound<R, H> {
                     arm(&mut this.pacing, at);
                     this.pending = Some(message);
                 }
-                Err(status) => return this.fail(Policy::Limit, status),
+                Err(status) => return this.fail(PolicyKind::Limit, status),
             }
         }
     }

@@ -5,10 +5,11 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 use tonic::Code;
-use tonic::codegen::http::{HeaderMap, HeaderName, HeaderValue};
+use tonic::codegen::http::{HeaderMap, HeaderValue};
 use tonic::metadata::MetadataMap;
 
 use crate::rpc::RpcDescriptor;
+use crate::wire::{REQUEST_ID_HEADER, TRACEPARENT_HEADER, grpc_timeout};
 
 /// What is known about one call when it starts: which RPC, who is calling, until when.
 ///
@@ -113,10 +114,6 @@ pub(crate) struct Incoming {
     pub(crate) traceparent: Option<HeaderValue>,
 }
 
-/// Header names built once: a lookup by `&str` parses the name on every call.
-pub(crate) static REQUEST_ID_HEADER: HeaderName = HeaderName::from_static(REQUEST_ID);
-pub(crate) static TRACEPARENT_HEADER: HeaderName = HeaderName::from_static("traceparent");
-
 impl Incoming {
     pub(crate) fn of(metadata: &MetadataMap, deadline: Option<Instant>) -> Self {
         let headers: &HeaderMap = metadata.as_ref();
@@ -141,10 +138,6 @@ impl Incoming {
     }
 }
 
-/// The request id header: kept across a call's attempts and forwarded by the client from
-/// the incoming call.
-pub const REQUEST_ID: &str = "x-request-id";
-
 tokio::task_local! {
     static INCOMING: Incoming;
 }
@@ -167,7 +160,7 @@ impl Deadline {
 /// How a call ended, as seen by [`Hook::on_finish`](crate::Hook::on_finish).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct Outcome {
+pub struct CallOutcome {
     /// The status code the client receives (`Cancelled` when the client went away).
     pub code: Code,
     /// Request messages that passed every policy.
@@ -180,13 +173,13 @@ pub struct Outcome {
     pub bytes_in: u64,
     /// Encoded bytes of those response messages; counted like `bytes_in`.
     pub bytes_out: u64,
-    /// The policy that ended the call, if one did: `Some(Policy::Auth)` for a refused
-    /// token, `Some(Policy::Recovery)` for a caught panic; `None` when the handler (or
+    /// The policy that ended the call, if one did: `Some(PolicyKind::Auth)` for a refused
+    /// token, `Some(PolicyKind::Recovery)` for a caught panic; `None` when the handler (or
     /// the client) decided the status.
-    pub ended_by: Option<Policy>,
+    pub ended_by: Option<PolicyKind>,
 }
 
-impl Outcome {
+impl CallOutcome {
     /// An outcome; for tests of hooks.
     pub const fn new(code: Code) -> Self {
         Self {
@@ -200,11 +193,11 @@ impl Outcome {
     }
 }
 
-/// The policies that can end a call, as reported in [`Outcome::ended_by`] and in the
+/// The policies that can end a call, as reported in [`CallOutcome::ended_by`] and in the
 /// `policy` label of `grpc_server_rejected_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
-pub enum Policy {
+pub enum PolicyKind {
     /// `auth(..)` refused the credentials: `UNAUTHENTICATED`.
     Auth,
     /// The identity lacks a required role: `PERMISSION_DENIED`.
@@ -230,85 +223,44 @@ pub enum Policy {
     Recovery,
 }
 
-impl Policy {
+impl PolicyKind {
     /// Every policy, in the documented order in which they run (deadline covers the
     /// handler; idempotency replays just before it).
-    pub const ALL: &'static [Policy] = &[
-        Policy::Recovery,
-        Policy::Deadline,
-        Policy::Auth,
-        Policy::Roles,
-        Policy::Concurrency,
-        Policy::CallRate,
-        Policy::Limit,
-        Policy::IdleTimeout,
-        Policy::Validation,
-        Policy::Hook,
-        Policy::Idempotency,
+    pub const ALL: &'static [PolicyKind] = &[
+        PolicyKind::Recovery,
+        PolicyKind::Deadline,
+        PolicyKind::Auth,
+        PolicyKind::Roles,
+        PolicyKind::Concurrency,
+        PolicyKind::CallRate,
+        PolicyKind::Limit,
+        PolicyKind::IdleTimeout,
+        PolicyKind::Validation,
+        PolicyKind::Hook,
+        PolicyKind::Idempotency,
     ];
 
     /// The label value: `auth`, `roles`, `concurrency`, `call_rate`, `limit`, `deadline`,
     /// `idle_timeout`, `validation`, `idempotency`, `hook`, `recovery`.
     pub const fn as_str(self) -> &'static str {
         match self {
-            Policy::Auth => "auth",
-            Policy::Roles => "roles",
-            Policy::Concurrency => "concurrency",
-            Policy::CallRate => "call_rate",
-            Policy::Limit => "limit",
-            Policy::Deadline => "deadline",
-            Policy::IdleTimeout => "idle_timeout",
-            Policy::Validation => "validation",
-            Policy::Idempotency => "idempotency",
-            Policy::Hook => "hook",
-            Policy::Recovery => "recovery",
+            PolicyKind::Auth => "auth",
+            PolicyKind::Roles => "roles",
+            PolicyKind::Concurrency => "concurrency",
+            PolicyKind::CallRate => "call_rate",
+            PolicyKind::Limit => "limit",
+            PolicyKind::Deadline => "deadline",
+            PolicyKind::IdleTimeout => "idle_timeout",
+            PolicyKind::Validation => "validation",
+            PolicyKind::Idempotency => "idempotency",
+            PolicyKind::Hook => "hook",
+            PolicyKind::Recovery => "recovery",
         }
     }
 }
 
-impl std::fmt::Display for Policy {
+impl std::fmt::Display for PolicyKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
-    }
-}
-
-/// Parses the `grpc-timeout` header: 1 to 8 digits and a unit (H, M, S, m, u, n).
-pub(crate) fn grpc_timeout(metadata: &MetadataMap) -> Option<Duration> {
-    let value = metadata.get("grpc-timeout")?.to_str().ok()?;
-    if value.len() < 2 || value.len() > 9 {
-        return None;
-    }
-    let (digits, unit) = value.split_at(value.len() - 1);
-    let n: u64 = digits.parse().ok()?;
-    Some(match unit {
-        "H" => Duration::from_secs(n.saturating_mul(3600)),
-        "M" => Duration::from_secs(n.saturating_mul(60)),
-        "S" => Duration::from_secs(n),
-        "m" => Duration::from_millis(n),
-        "u" => Duration::from_micros(n),
-        "n" => Duration::from_nanos(n),
-        _ => return None,
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parse(v: &str) -> Option<Duration> {
-        let mut m = MetadataMap::new();
-        m.insert("grpc-timeout", v.parse().unwrap());
-        grpc_timeout(&m)
-    }
-
-    #[test]
-    fn grpc_timeout_units() {
-        assert_eq!(parse("2S"), Some(Duration::from_secs(2)));
-        assert_eq!(parse("150m"), Some(Duration::from_millis(150)));
-        assert_eq!(parse("1H"), Some(Duration::from_secs(3600)));
-        assert_eq!(parse("7n"), Some(Duration::from_nanos(7)));
-        assert_eq!(parse("12x"), None);
-        assert_eq!(parse("S"), None);
-        assert_eq!(parse("123456789S"), None);
     }
 }

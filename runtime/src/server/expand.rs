@@ -1,0 +1,141 @@
+//! What only the `#[intercept]` expansion calls, outside the call's [`Guard`]: the
+//! `.proto` agreement checks evaluated in `const`s, the type checks that give a readable
+//! error for a misplaced value, the identity hand-over, and the stand-in service of the
+//! doc examples.
+//!
+//! [`Guard`]: super::guard::Guard
+
+use tonic::{Request, Status};
+
+use crate::auth::{Roles, check_roles};
+use crate::call::Call;
+use crate::idempotency::IdempotencyCache;
+use crate::metrics::ServiceMetrics;
+use crate::rpc::{IdempotencyLevel, Rpc, RpcDescriptor, RpcKind, Service};
+
+/// `roles(..)` outside a guard (an auth-only RPC): `PERMISSION_DENIED` without a role.
+pub fn authorize<I: Roles + ?Sized>(
+    call: &Call,
+    identity: &I,
+    required: &[&str],
+) -> Result<(), Status> {
+    check_roles(call, identity, required)
+}
+
+/// Whether an attribute's limit agrees with the `.proto`'s (which may set none).
+pub const fn agrees_u64(proto: Option<u64>, attribute: u64) -> bool {
+    match proto {
+        Some(proto) => proto == attribute,
+        None => true,
+    }
+}
+
+/// [`agrees_u64`] for message rates.
+pub const fn agrees_u32(proto: Option<u32>, attribute: u64) -> bool {
+    match proto {
+        Some(proto) => proto as u64 == attribute,
+        None => true,
+    }
+}
+
+/// Whether two role lists hold the same roles, in a `const` (attribute vs `.proto`).
+pub const fn same_roles(a: &[&str], b: &[&str]) -> bool {
+    const fn contains(list: &[&str], role: &str) -> bool {
+        let mut i = 0;
+        while i < list.len() {
+            if eq(list[i].as_bytes(), role.as_bytes()) {
+                return true;
+            }
+            i += 1;
+        }
+        false
+    }
+    const fn eq(a: &[u8], b: &[u8]) -> bool {
+        if a.len() != b.len() {
+            return false;
+        }
+        let mut i = 0;
+        while i < a.len() {
+            if a[i] != b[i] {
+                return false;
+            }
+            i += 1;
+        }
+        true
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if !contains(b, a[i]) {
+            return false;
+        }
+        i += 1;
+    }
+    let mut j = 0;
+    while j < b.len() {
+        if !contains(a, b[j]) {
+            return false;
+        }
+        j += 1;
+    }
+    true
+}
+
+/// `metrics(value)`: the value must be the metrics of this impl's service.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` are not the metrics of the service `{S}`",
+    label = "metrics of another service",
+    note = "create this service's with `ServerMetrics::service::<{S}>()`"
+)]
+pub trait MetricsOf<S> {
+    fn metrics(&self) -> ServiceMetrics<S>;
+}
+
+impl<S: Service> MetricsOf<S> for ServiceMetrics<S> {
+    fn metrics(&self) -> ServiceMetrics<S> {
+        self.clone()
+    }
+}
+
+/// `idempotency(cache, Rpc)`: the cache must be typed by that RPC.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an idempotency cache for the RPC `{R}`",
+    label = "a cache for another RPC",
+    note = "the cache of `{R}` is an `IdempotencyCache<{R}>`: it stores `{R}`'s responses"
+)]
+pub trait CacheOf<R: Rpc> {
+    fn cache(&self) -> &IdempotencyCache<R>;
+}
+
+impl<R: Rpc> CacheOf<R> for IdempotencyCache<R> {
+    fn cache(&self) -> &IdempotencyCache<R> {
+        self
+    }
+}
+
+/// The service of the stand-in RPCs that `__doc_rpc!` defines for doc examples.
+#[derive(Debug, Clone, Copy)]
+pub struct DocService;
+
+impl Service for DocService {
+    const NAME: &'static str = "doc.v1.DocService";
+    /// One slot, `Rpc::INDEX` 0, which every stand-in RPC claims.
+    const RPCS: &'static [&'static RpcDescriptor] = &[&RpcDescriptor::new(
+        "doc.v1.DocService",
+        "Doc",
+        "/doc.v1.DocService/Doc",
+        RpcKind::Unary,
+        IdempotencyLevel::Unknown,
+        false,
+    )];
+}
+
+/// Hands the verified identity to the handler through the request extensions.
+///
+/// `type Identity = ();` means the verifier only admits or refuses: nothing is stored,
+/// which saves a map insertion per call. (A zero-sized marker type is still stored:
+/// its presence means something.)
+pub fn store_identity<T, I: Clone + Send + Sync + 'static>(request: &mut Request<T>, identity: I) {
+    if std::any::TypeId::of::<I>() != std::any::TypeId::of::<()>() {
+        request.extensions_mut().insert(identity);
+    }
+}
