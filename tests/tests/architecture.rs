@@ -40,7 +40,13 @@ fn code_spans(markdown: &str) -> Vec<String> {
 /// workspace's top-level folders and has no spaces or Rust path separators.
 fn is_repo_path(span: &str) -> bool {
     const TOP: &[&str] = &[
-        "spec/", "macros/", "codegen/", "runtime/", "examples/", "tests/", "bench/",
+        "spec/",
+        "macros/",
+        "codegen/",
+        "runtime/",
+        "examples/",
+        "tests/",
+        "bench/",
     ];
     TOP.iter().any(|top| span.starts_with(top))
         && !span.contains(' ')
