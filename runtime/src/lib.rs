@@ -135,9 +135,15 @@
 //! See the README for the full `#[intercept]` reference, the client side and the
 //! generated code.
 
-// The concept modules. `policy/` (auth, limits, idempotency, validate: public; admission,
-// hook: internal) and `server/` (the call lifecycle) are folders; `wire` and `util` are
-// leaves that every other module may use and that use none of them.
+#![warn(missing_docs, unreachable_pub)]
+
+// The concept modules, from the bottom up (a module uses only those below it):
+// `wire`, `util` (leaves) < `rpc` (the RPC model) < `call` (one call's context) <
+// `policy/` (auth, limits, idempotency, validate: public; admission, hook: internal) <
+// `metrics`, `trace` < `server/` (the call lifecycle); `client/` uses the model, `wire`,
+// `util`, the metric families and the trace context. `__private` and `deprecated` only
+// re-export.
+mod call;
 pub mod client;
 pub mod metrics;
 mod policy;
@@ -151,7 +157,7 @@ pub use policy::{auth, idempotency, limits, validate};
 
 // Short paths inside the crate: `crate::call::Call` rather than `crate::server::call::Call`.
 use policy::{admission, hook};
-use server::{call, recover, stream};
+use server::{recover, stream};
 
 #[doc(hidden)]
 #[path = "private.rs"]

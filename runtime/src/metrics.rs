@@ -21,7 +21,7 @@ use crate::rpc::{Rpc, RpcDescriptor, Service};
 /// negotiates it by itself.
 ///
 /// ```
-/// assert!(tonic_intercept::METRICS_CONTENT_TYPE.starts_with("application/openmetrics-text"));
+/// assert!(tonic_intercept::metrics::METRICS_CONTENT_TYPE.starts_with("application/openmetrics-text"));
 /// ```
 pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
@@ -30,7 +30,7 @@ pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.
 /// read the same.
 ///
 /// ```
-/// assert_eq!(tonic_intercept::HANDLING_SECONDS_BUCKETS.last(), Some(&10.0));
+/// assert_eq!(tonic_intercept::metrics::HANDLING_SECONDS_BUCKETS.last(), Some(&10.0));
 /// ```
 pub const HANDLING_SECONDS_BUCKETS: [f64; 11] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -63,8 +63,8 @@ const CODE_LABELS: [&str; 17] = [
 /// servers match.
 ///
 /// ```
-/// assert_eq!(tonic_intercept::grpc_code_label(tonic::Code::NotFound), "NotFound");
-/// assert_eq!(tonic_intercept::grpc_code_label(tonic::Code::Cancelled), "Canceled");
+/// assert_eq!(tonic_intercept::metrics::grpc_code_label(tonic::Code::NotFound), "NotFound");
+/// assert_eq!(tonic_intercept::metrics::grpc_code_label(tonic::Code::Cancelled), "Canceled");
 /// ```
 pub fn grpc_code_label(code: tonic::Code) -> &'static str {
     CODE_LABELS.get(code as usize).copied().unwrap_or("Unknown")
@@ -75,7 +75,8 @@ pub fn grpc_code_label(code: tonic::Code) -> &'static str {
 ///
 /// ```
 /// use tonic_intercept::prometheus_client::registry::Registry;
-/// use tonic_intercept::{ServerMetrics, render_metrics};
+/// use tonic_intercept::ServerMetrics;
+/// use tonic_intercept::metrics::render_metrics;
 /// # tonic_intercept::__doc_service!(Users = "users.v1.UserService" { 0 => GetUser: Unary });
 ///
 /// let mut registry = Registry::default();
@@ -176,7 +177,8 @@ pub(crate) fn handling_histogram() -> Histogram {
 ///
 /// ```
 /// use tonic_intercept::prometheus_client::registry::Registry;
-/// use tonic_intercept::{ServerMetrics, render_metrics};
+/// use tonic_intercept::ServerMetrics;
+/// use tonic_intercept::metrics::render_metrics;
 /// # tonic_intercept::__doc_service!(Users = "users.v1.UserService" { 0 => GetUser: Unary, 1 => ListUsers: ServerStreaming });
 /// # tonic_intercept::__doc_service!(Orders = "shop.v1.Orders" { 0 => Place: Unary });
 ///
@@ -411,7 +413,8 @@ pub(crate) fn add(counter: &Counter, n: u64) {
 /// ```
 /// use tonic::Code;
 /// use tonic_intercept::prometheus_client::registry::Registry;
-/// use tonic_intercept::{Call, Hook, CallOutcome, PolicyKind, ServerMetrics, render_metrics};
+/// use tonic_intercept::{Call, CallOutcome, Hook, PolicyKind, ServerMetrics};
+/// use tonic_intercept::metrics::render_metrics;
 /// # tonic_intercept::__doc_service!(Users = "users.v1.UserService" { 0 => GetUser: Unary });
 ///
 /// let mut registry = Registry::default();

@@ -190,7 +190,7 @@ pub(crate) fn outgoing_traceparent(
 ///
 /// ```
 /// use std::fmt;
-/// use tonic_intercept::Redact;
+/// use tonic_intercept::trace::Redact;
 /// # #[derive(Clone, PartialEq, prost::Message)]
 /// # pub struct LoginRequest { #[prost(string, tag = "1")] pub user: String, #[prost(string, tag = "2")] pub password: String }
 ///
@@ -216,7 +216,8 @@ pub trait Redact<M: ?Sized> {
 /// No message events: the default of [`TraceCalls`].
 ///
 /// ```
-/// use tonic_intercept::{NoMessages, TraceCalls};
+/// use tonic_intercept::TraceCalls;
+/// use tonic_intercept::trace::NoMessages;
 /// let _: TraceCalls<NoMessages> = TraceCalls::new();
 /// ```
 #[derive(Debug, Clone, Copy, Default)]
@@ -233,7 +234,8 @@ impl<M: ?Sized> Redact<M> for NoMessages {
 /// Logs each message's encoded size (`42 bytes`) and nothing of its content.
 ///
 /// ```
-/// use tonic_intercept::{LogSize, TraceCalls};
+/// use tonic_intercept::TraceCalls;
+/// use tonic_intercept::trace::LogSize;
 /// let trace = TraceCalls::new().messages(LogSize);
 /// # let _ = trace;
 /// ```
@@ -250,7 +252,8 @@ impl<M: prost::Message> Redact<M> for LogSize {
 /// nothing sensitive.
 ///
 /// ```
-/// use tonic_intercept::{LogDebug, TraceCalls};
+/// use tonic_intercept::TraceCalls;
+/// use tonic_intercept::trace::LogDebug;
 /// let trace = TraceCalls::new().messages(LogDebug);
 /// # let _ = trace;
 /// ```
@@ -285,8 +288,8 @@ impl<X: Redact<M>, M: ?Sized> fmt::Display for Shown<'_, X, M> {
 /// ```
 /// use tonic::Code;
 /// use tracing::Level;
-/// assert_eq!(tonic_intercept::default_code_level(Code::NotFound), Level::INFO);
-/// assert_eq!(tonic_intercept::default_code_level(Code::Internal), Level::ERROR);
+/// assert_eq!(tonic_intercept::trace::default_code_level(Code::NotFound), Level::INFO);
+/// assert_eq!(tonic_intercept::trace::default_code_level(Code::Internal), Level::ERROR);
 /// ```
 pub fn default_code_level(code: Code) -> Level {
     match code {
@@ -346,14 +349,15 @@ pub fn default_code_level(code: Code) -> Level {
 /// ```
 /// use tonic::Code;
 /// use tracing::Level;
-/// use tonic_intercept::{LogSize, TraceCalls};
+/// use tonic_intercept::TraceCalls;
+/// use tonic_intercept::trace::LogSize;
 ///
 /// // Quiet successes, loud failures, and the size of each message.
 /// let trace = TraceCalls::new()
 ///     .start_level(Level::TRACE)
 ///     .finish_level(|code| match code {
 ///         Code::Ok => Level::DEBUG,
-///         code => tonic_intercept::default_code_level(code),
+///         code => tonic_intercept::trace::default_code_level(code),
 ///     })
 ///     .messages(LogSize);
 /// # let _ = trace;
@@ -430,7 +434,8 @@ impl<X> TraceCalls<X> {
     /// [`Redact`] implementation.
     ///
     /// ```
-    /// use tonic_intercept::{Hook, LogDebug, TraceCalls};
+    /// use tonic_intercept::{Hook, TraceCalls};
+    /// use tonic_intercept::trace::LogDebug;
     /// # tonic_intercept::__doc_rpc!(GetUser, "users.v1.UserService", "GetUser", Unary, (), ());
     ///
     /// fn hooks_get_user(_: impl Hook<GetUser>) {}

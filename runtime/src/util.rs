@@ -7,8 +7,6 @@ use std::sync::OnceLock;
 
 use tonic::codegen::http::HeaderValue;
 
-use crate::call::Call;
-
 /// Uniform draws in `[0, 1)` for backoff jitter, from a xorshift64* generator.
 ///
 /// Not cryptographic, and need not be: it only spreads retries apart. [`Jitter::new`]
@@ -140,9 +138,9 @@ pub(crate) fn secret() -> &'static RandomState {
     SECRET.get_or_init(RandomState::new)
 }
 
-/// Logs a panic caught in a call at ERROR, with its message when it has one (`panic!`
+/// Logs a panic caught in a call of `rpc` (its path) at ERROR, with its message when it has one (`panic!`
 /// with a string or a format).
-pub(crate) fn log_panic(call: &Call, payload: &(dyn Any + Send)) {
+pub(crate) fn log_panic(rpc: &str, payload: &(dyn Any + Send)) {
     let message = if let Some(message) = payload.downcast_ref::<&'static str>() {
         message
     } else if let Some(message) = payload.downcast_ref::<String>() {
@@ -150,12 +148,14 @@ pub(crate) fn log_panic(call: &Call, payload: &(dyn Any + Send)) {
     } else {
         "Box<dyn Any>"
     };
-    tracing::error!(rpc = call.rpc().path, panic = message, "panic in call");
+    tracing::error!(rpc, panic = message, "panic in call");
 }
 
 #[cfg(test)]
+#[allow(unreachable_pub)] // the stand-in RPC of `__doc_rpc!`
 mod tests {
     use super::*;
+    use crate::call::Call;
     use crate::rpc::Rpc;
 
     #[test]
@@ -183,9 +183,9 @@ mod tests {
             .finish();
         let call = Call::start(&<Get as Rpc>::DESCRIPTOR, &tonic::Request::new(()), None);
         tracing::subscriber::with_default(subscriber, || {
-            log_panic(&call, &"static text");
-            log_panic(&call, &format!("formatted {}", 42));
-            log_panic(&call, &7_u32);
+            log_panic(call.rpc().path, &"static text");
+            log_panic(call.rpc().path, &format!("formatted {}", 42));
+            log_panic(call.rpc().path, &7_u32);
         });
         let out = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
         let lines: Vec<&str> = out.lines().collect();

@@ -45,7 +45,7 @@ fn handle(
     runs: &mut u64,
     outcome: Result<u64, Status>,
 ) -> Result<Response<Payment>, (Option<PolicyKind>, Status)> {
-    let ticket = match begin(&cache, &call(), metadata, request, 0) {
+    let ticket = match begin(cache, &call(), metadata, request, 0) {
         Err((policy, status)) => return Err((Some(policy), status)),
         Ok(Begin::Replay(response)) => return Ok(response),
         Ok(Begin::Bypass) => None,

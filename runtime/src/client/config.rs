@@ -25,7 +25,8 @@ use crate::rpc::{Rpc, RpcOf, Service};
 /// ```
 /// # mod pb { tonic_intercept::__doc_rpc!(GetUser, "users.v1.UserService", "GetUser", Unary, String, String); }
 /// use tonic::Status;
-/// use tonic_intercept::{ClientHook, ClientOutcome};
+/// use tonic_intercept::ClientHook;
+/// use tonic_intercept::client::ClientOutcome;
 ///
 /// struct RefuseEmpty;
 ///
@@ -108,7 +109,7 @@ impl ClientOutcome {
     /// An outcome; for tests of hooks.
     ///
     /// ```
-    /// let outcome = tonic_intercept::ClientOutcome::new(tonic::Code::Ok);
+    /// let outcome = tonic_intercept::client::ClientOutcome::new(tonic::Code::Ok);
     /// assert_eq!(outcome.attempts, 1);
     /// ```
     pub const fn new(code: Code) -> Self {
@@ -170,7 +171,8 @@ impl<S: TokenSource> CallCredentials for TokenProvider<S> {
 /// #     tonic_intercept::__doc_rpc!(GetUser, "users.v1.UserService", "GetUser", Unary, (), (), NoSideEffects);
 /// # }
 /// use std::time::Duration;
-/// use tonic_intercept::{ClientConfig, ClientPolicy, RetryPolicy, RetryThrottle};
+/// use tonic_intercept::{ClientConfig, ClientPolicy};
+/// use tonic_intercept::client::{RetryPolicy, RetryThrottle};
 ///
 /// const GET_USER: ClientPolicy<pb::GetUser> =
 ///     ClientPolicy::retry(RetryPolicy::new().max_attempts(4)).deadline(Duration::from_millis(500));

@@ -114,7 +114,7 @@ impl<S> Inner<S> {
 /// use std::sync::atomic::{AtomicU32, Ordering};
 /// use std::time::Duration;
 /// use tonic::{Request, Status};
-/// use tonic_intercept::{Token, TokenProvider, TokenSource};
+/// use tonic_intercept::client::{Token, TokenProvider, TokenSource};
 ///
 /// /// Stands in for an OAuth token endpoint: each token lives 1 hour.
 /// struct Oauth {

@@ -72,6 +72,7 @@ where
     H: Send + Sync + 'static,
     T: Transport,
 {
+    /// A client sending through `inner` (a tonic `Channel`, say) with `config`.
     pub fn new(inner: T, config: ClientConfig<S, H>) -> Self {
         Self {
             grpc: Grpc::new(inner),
@@ -79,6 +80,7 @@ where
         }
     }
 
+    /// [`new`](Self::new) with the URI authority and scheme every request gets.
     pub fn with_origin(
         inner: T,
         origin: tonic::codegen::http::Uri,
@@ -90,15 +92,18 @@ where
         }
     }
 
+    /// The config every call applies.
     pub fn config(&self) -> &ClientConfig<S, H> {
         &self.config
     }
 
+    /// Changes tonic's `Grpc` (compression, message size limits) for every later call.
     pub fn map_grpc(mut self, f: impl FnOnce(Grpc<T>) -> Grpc<T>) -> Self {
         self.grpc = f(self.grpc);
         self
     }
 
+    /// A unary call of `R`, with retries, deadline, metadata, hooks and metrics.
     pub async fn unary<R>(
         &mut self,
         request: Request<R::Request>,
@@ -137,6 +142,7 @@ where
         call.end(result)
     }
 
+    /// A server-streaming call of `R`: retried until its first response message.
     pub async fn server_streaming<R>(
         &mut self,
         request: Request<R::Request>,
@@ -183,6 +189,8 @@ where
         }
     }
 
+    /// A client-streaming call of `R`: the request stream is replayed on a retry from a
+    /// bounded buffer.
     pub async fn client_streaming<R, St>(
         &mut self,
         request: Request<St>,
@@ -221,6 +229,7 @@ where
         call.end(result)
     }
 
+    /// A bidi call of `R`: committed (no more retries) at the response headers.
     pub async fn bidi<R, St>(
         &mut self,
         request: Request<St>,

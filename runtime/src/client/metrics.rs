@@ -57,7 +57,8 @@ struct GaveUpLabels {
 ///
 /// ```
 /// use tonic_intercept::prometheus_client::registry::Registry;
-/// use tonic_intercept::{ClientMetrics, render_metrics};
+/// use tonic_intercept::client::ClientMetrics;
+/// use tonic_intercept::metrics::render_metrics;
 /// # tonic_intercept::__doc_service!(Users = "users.v1.UserService" { 0 => GetUser: Unary, 1 => ListUsers: ServerStreaming });
 ///
 /// let mut registry = Registry::default();
@@ -97,7 +98,7 @@ impl ClientMetrics {
     /// sub-registry) and returns handles to them.
     ///
     /// ```
-    /// use tonic_intercept::ClientMetrics;
+    /// use tonic_intercept::client::ClientMetrics;
     /// use tonic_intercept::prometheus_client::registry::Registry;
     ///
     /// let mut registry = Registry::default();
@@ -172,7 +173,7 @@ impl ClientMetrics {
     /// same service returns handles to the same series.
     ///
     /// ```
-    /// use tonic_intercept::ClientMetrics;
+    /// use tonic_intercept::client::ClientMetrics;
     /// use tonic_intercept::prometheus_client::registry::Registry;
     /// # tonic_intercept::__doc_service!(Users = "users.v1.UserService" { 0 => GetUser: Unary });
     ///
@@ -236,7 +237,7 @@ struct RpcSeries {
 /// 2. [`retried::<R>`](Self::retried) before each attempt after the first
 ///    (`grpc_client_retries_total`, `grpc_client_attempts_total`);
 /// 3. [`gave_up::<R>`](Self::gave_up) when a failed attempt is not retried,
-///    with the [`GiveUpReason`] of [`RetryDecision::GiveUp`](crate::RetryDecision::GiveUp)
+///    with the [`GiveUpReason`] of a decision to give up
 ///    (`grpc_client_gave_up_total{reason}`);
 /// 4. [`finished::<R>`](Self::finished) once, with the final status code, the time since
 ///    the call started (retries and backoff included) and the messages of the call
@@ -253,7 +254,8 @@ struct RpcSeries {
 /// use std::time::Duration;
 /// use tonic::Code;
 /// use tonic_intercept::prometheus_client::registry::Registry;
-/// use tonic_intercept::{ClientMetrics, GiveUpReason, render_metrics};
+/// use tonic_intercept::client::{ClientMetrics, GiveUpReason};
+/// use tonic_intercept::metrics::render_metrics;
 /// # tonic_intercept::__doc_service!(Users = "users.v1.UserService" { 0 => GetUser: Unary });
 ///
 /// let mut registry = Registry::default();
@@ -276,7 +278,7 @@ struct RpcSeries {
 /// An RPC of another service is refused at compile time:
 ///
 /// ```compile_fail
-/// use tonic_intercept::ClientMetrics;
+/// use tonic_intercept::client::ClientMetrics;
 /// use tonic_intercept::prometheus_client::registry::Registry;
 /// # tonic_intercept::__doc_service!(Users = "users.v1.UserService" { 0 => GetUser: Unary });
 /// # mod orders { tonic_intercept::__doc_service!(Orders = "shop.v1.Orders" { 0 => Place: Unary }); }
@@ -317,7 +319,7 @@ impl<S: Service> ClientServiceMetrics<S> {
     /// attempt in `grpc_client_attempts_total`.
     ///
     /// ```
-    /// use tonic_intercept::ClientMetrics;
+    /// use tonic_intercept::client::ClientMetrics;
     /// use tonic_intercept::prometheus_client::registry::Registry;
     /// # tonic_intercept::__doc_service!(Users = "users.v1.UserService" { 0 => GetUser: Unary });
     ///
@@ -338,7 +340,7 @@ impl<S: Service> ClientServiceMetrics<S> {
     /// ```
     /// use std::time::Duration;
     /// use tonic::Code;
-    /// use tonic_intercept::ClientMetrics;
+    /// use tonic_intercept::client::ClientMetrics;
     /// use tonic_intercept::prometheus_client::registry::Registry;
     /// # tonic_intercept::__doc_service!(Users = "users.v1.UserService" { 0 => GetUser: Unary });
     ///
@@ -365,11 +367,11 @@ impl<S: Service> ClientServiceMetrics<S> {
     }
 
     /// Records that a call of `R` is about to make another attempt after a failed one
-    /// (after [`RetryDecision::RetryAfter`](crate::RetryDecision::RetryAfter)):
+    /// (after a decision to retry):
     /// `grpc_client_retries_total` and `grpc_client_attempts_total`.
     ///
     /// ```
-    /// use tonic_intercept::ClientMetrics;
+    /// use tonic_intercept::client::ClientMetrics;
     /// use tonic_intercept::prometheus_client::registry::Registry;
     /// # tonic_intercept::__doc_service!(Users = "users.v1.UserService" { 0 => GetUser: Unary });
     ///
@@ -385,11 +387,11 @@ impl<S: Service> ClientServiceMetrics<S> {
     }
 
     /// Records that a call of `R` stopped retrying after a failed attempt, for `reason`
-    /// (from [`RetryDecision::GiveUp`](crate::RetryDecision::GiveUp)):
+    /// (from a decision to give up):
     /// `grpc_client_gave_up_total{reason}`.
     ///
     /// ```
-    /// use tonic_intercept::{ClientMetrics, GiveUpReason};
+    /// use tonic_intercept::client::{ClientMetrics, GiveUpReason};
     /// use tonic_intercept::prometheus_client::registry::Registry;
     /// # tonic_intercept::__doc_service!(Users = "users.v1.UserService" { 0 => GetUser: Unary });
     ///

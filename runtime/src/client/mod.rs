@@ -26,27 +26,25 @@
 //!   ([`ClientMetrics`]: `grpc_client_*`, with attempts, retries and give-ups).
 //!
 //! ```
+//! # mod pb {
+//! #     tonic_intercept::__doc_rpc!(GetUser, "users.v1.UserService", "GetUser", Unary, (), (), NoSideEffects);
+//! # }
 //! use std::time::Duration;
-//! use tonic::{Code, Status};
-//! use tonic_intercept::{RetryDecision, GiveUpReason, RetryPolicy, RetryThrottle};
+//! use tonic::Code;
+//! use tonic_intercept::client::{ClientConfig, ClientPolicy, RetryPolicy, RetryThrottle};
 //!
-//! const POLICY: RetryPolicy = RetryPolicy::new()
+//! // Up to 3 attempts on UNAVAILABLE or RESOURCE_EXHAUSTED, waiting random(0, 100 ms),
+//! // then random(0, 200 ms); `GetUser` is declared `NO_SIDE_EFFECTS` in the `.proto`.
+//! const RETRY: RetryPolicy = RetryPolicy::new()
 //!     .max_attempts(3)
 //!     .initial_backoff(Duration::from_millis(100))
-//!     .max_backoff(Duration::from_secs(1));
-//! let throttle = RetryThrottle::new(10, 0.1);
+//!     .max_backoff(Duration::from_secs(1))
+//!     .retryable_codes(&[Code::Unavailable, Code::ResourceExhausted]);
 //!
-//! // Attempt 1 failed with UNAVAILABLE: retry after random(0, 100 ms); here random = 0.5.
-//! let unavailable = Status::unavailable("connection reset");
-//! assert_eq!(
-//!     POLICY.decide(1, &unavailable, false, &throttle, 0.5),
-//!     RetryDecision::RetryAfter(Duration::from_millis(50)),
-//! );
-//! // Attempt 3 was the last one allowed.
-//! assert_eq!(
-//!     POLICY.decide(3, &unavailable, false, &throttle, 0.5),
-//!     RetryDecision::GiveUp(GiveUpReason::AttemptsExhausted),
-//! );
+//! let config = ClientConfig::new()
+//!     .policy(ClientPolicy::<pb::GetUser>::retry(RETRY).deadline(Duration::from_millis(500)))
+//!     .throttle(RetryThrottle::new(10, 0.1));
+//! assert_eq!(config.deadline_of::<pb::GetUser>(), Some(Duration::from_millis(500)));
 //! ```
 //!
 //! [gRFC A6]: https://github.com/grpc/proposal/blob/master/A6-client-retries.md

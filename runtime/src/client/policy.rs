@@ -55,7 +55,8 @@ impl Settings {
 /// #     tonic_intercept::__doc_rpc!(CreateUser, "users.v1.UserService", "CreateUser", Unary, (), ());
 /// # }
 /// use std::time::Duration;
-/// use tonic_intercept::{ClientPolicy, RetryPolicy};
+/// use tonic_intercept::ClientPolicy;
+/// use tonic_intercept::client::RetryPolicy;
 /// use pb::{CreateUser, GetUser};
 ///
 /// // `GetUser` is declared `idempotency_level = NO_SIDE_EFFECTS`.
@@ -74,7 +75,8 @@ impl Settings {
 ///
 /// ```compile_fail,E0080
 /// # mod pb { tonic_intercept::__doc_rpc!(CreateUser, "users.v1.UserService", "CreateUser", Unary, (), ()); }
-/// use tonic_intercept::{ClientPolicy, RetryPolicy};
+/// use tonic_intercept::ClientPolicy;
+/// use tonic_intercept::client::RetryPolicy;
 /// const CREATE_USER: ClientPolicy<pb::CreateUser> = ClientPolicy::retry(RetryPolicy::new());
 /// ```
 ///
@@ -130,7 +132,8 @@ impl<R: Rpc> ClientPolicy<R> {
     ///
     /// ```
     /// # mod pb { tonic_intercept::__doc_rpc!(PutUser, "users.v1.UserService", "PutUser", Unary, (), (), Idempotent); }
-    /// use tonic_intercept::{ClientPolicy, RetryPolicy};
+    /// use tonic_intercept::ClientPolicy;
+    /// use tonic_intercept::client::RetryPolicy;
     /// let policy = ClientPolicy::<pb::PutUser>::retry(RetryPolicy::new());
     /// assert!(!policy.retries_non_idempotent());
     /// ```
@@ -153,7 +156,8 @@ impl<R: Rpc> ClientPolicy<R> {
     ///
     /// ```
     /// # mod pb { tonic_intercept::__doc_rpc!(CreateUser, "users.v1.UserService", "CreateUser", Unary, (), ()); }
-    /// use tonic_intercept::{ClientPolicy, RetryPolicy};
+    /// use tonic_intercept::ClientPolicy;
+    /// use tonic_intercept::client::RetryPolicy;
     /// let policy = ClientPolicy::<pb::CreateUser>::retry_non_idempotent(RetryPolicy::new());
     /// assert!(policy.retry_policy().is_some());
     /// ```
@@ -243,7 +247,8 @@ impl<R: Rpc> ClientPolicy<R> {
     ///
     /// ```
     /// # mod pb { tonic_intercept::__doc_rpc!(Upload, "users.v1.UserService", "Upload", ClientStreaming, (), (), Idempotent); }
-    /// use tonic_intercept::{ClientPolicy, RetryPolicy};
+    /// use tonic_intercept::ClientPolicy;
+    /// use tonic_intercept::client::RetryPolicy;
     /// let policy = ClientPolicy::<pb::Upload>::retry(RetryPolicy::new()).replay_buffer(64 * 1024);
     /// # let _ = policy;
     /// ```
@@ -263,7 +268,8 @@ impl<R: Rpc> ClientPolicy<R> {
     ///
     /// ```
     /// # mod pb { tonic_intercept::__doc_rpc!(GetUser, "users.v1.UserService", "GetUser", Unary, (), (), NoSideEffects); }
-    /// use tonic_intercept::{ClientPolicy, RetryPolicy};
+    /// use tonic_intercept::ClientPolicy;
+    /// use tonic_intercept::client::RetryPolicy;
     /// let policy = ClientPolicy::<pb::GetUser>::retry(RetryPolicy::new().max_attempts(5));
     /// assert_eq!(policy.retry_policy().unwrap().attempts(), 5);
     /// ```
@@ -286,7 +292,8 @@ impl<R: Rpc> ClientPolicy<R> {
     ///
     /// ```
     /// # mod pb { tonic_intercept::__doc_rpc!(GetUser, "users.v1.UserService", "GetUser", Unary, (), (), NoSideEffects); }
-    /// use tonic_intercept::{ClientPolicy, RetryPolicy};
+    /// use tonic_intercept::ClientPolicy;
+    /// use tonic_intercept::client::RetryPolicy;
     /// // Accepting the risk on an RPC that is safe anyway retries nothing unsafe.
     /// let policy = ClientPolicy::<pb::GetUser>::retry_non_idempotent(RetryPolicy::new());
     /// assert!(!policy.retries_non_idempotent());

@@ -13,7 +13,7 @@ use crate::wire::RETRY_PUSHBACK;
 /// The largest `maxAttempts` gRFC A6 honours: larger values are treated as this one.
 ///
 /// ```
-/// use tonic_intercept::{MAX_ATTEMPTS_CAP, RetryPolicy};
+/// use tonic_intercept::client::{MAX_ATTEMPTS_CAP, RetryPolicy};
 /// assert_eq!(RetryPolicy::new().max_attempts(9).attempts(), MAX_ATTEMPTS_CAP);
 /// ```
 pub const MAX_ATTEMPTS_CAP: u32 = 5;
@@ -25,7 +25,7 @@ pub const MAX_ATTEMPTS_CAP: u32 = 5;
 /// ```
 /// use std::time::Duration;
 /// use tonic::Code;
-/// use tonic_intercept::RetryPolicy;
+/// use tonic_intercept::client::RetryPolicy;
 ///
 /// const POLICY: RetryPolicy = RetryPolicy::new()
 ///     .max_attempts(4)
@@ -35,8 +35,7 @@ pub const MAX_ATTEMPTS_CAP: u32 = 5;
 ///     .retryable_codes(&[Code::Unavailable, Code::ResourceExhausted])
 ///     .per_attempt_timeout(Duration::from_millis(500));
 /// assert_eq!(POLICY.attempts(), 4);
-/// assert!(POLICY.is_retryable(Code::ResourceExhausted));
-/// assert!(!POLICY.is_retryable(Code::Internal));
+/// assert_eq!(POLICY.codes(), &[Code::Unavailable, Code::ResourceExhausted]);
 /// ```
 ///
 /// The setters check A6's constraints and panic on a value A6 rejects (in a `const`, that
@@ -66,7 +65,7 @@ impl RetryPolicy {
     /// ```
     /// use std::time::Duration;
     /// use tonic::Code;
-    /// use tonic_intercept::RetryPolicy;
+    /// use tonic_intercept::client::RetryPolicy;
     /// let policy = RetryPolicy::new();
     /// assert_eq!(policy.attempts(), 3);
     /// assert_eq!(policy.initial(), Duration::from_millis(100));
@@ -90,14 +89,14 @@ impl RetryPolicy {
     /// [`MAX_ATTEMPTS_CAP`] (5) as A6 says.
     ///
     /// ```
-    /// use tonic_intercept::RetryPolicy;
+    /// use tonic_intercept::client::RetryPolicy;
     /// assert_eq!(RetryPolicy::new().max_attempts(2).attempts(), 2);
     /// assert_eq!(RetryPolicy::new().max_attempts(6).attempts(), 5);
     /// ```
     ///
     /// ```compile_fail,E0080
     /// // One attempt is no retry policy at all.
-    /// const P: tonic_intercept::RetryPolicy = tonic_intercept::RetryPolicy::new().max_attempts(1);
+    /// const P: tonic_intercept::client::RetryPolicy = tonic_intercept::client::RetryPolicy::new().max_attempts(1);
     /// ```
     pub const fn max_attempts(mut self, n: u32) -> Self {
         assert!(
@@ -116,7 +115,7 @@ impl RetryPolicy {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use tonic_intercept::RetryPolicy;
+    /// use tonic_intercept::client::RetryPolicy;
     /// let policy = RetryPolicy::new().initial_backoff(Duration::from_millis(20));
     /// assert_eq!(policy.initial(), Duration::from_millis(20));
     /// ```
@@ -133,7 +132,7 @@ impl RetryPolicy {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use tonic_intercept::RetryPolicy;
+    /// use tonic_intercept::client::RetryPolicy;
     /// let policy = RetryPolicy::new().max_backoff(Duration::from_secs(30));
     /// assert_eq!(policy.max(), Duration::from_secs(30));
     /// ```
@@ -150,7 +149,7 @@ impl RetryPolicy {
     /// a positive finite number.
     ///
     /// ```
-    /// use tonic_intercept::RetryPolicy;
+    /// use tonic_intercept::client::RetryPolicy;
     /// assert_eq!(RetryPolicy::new().backoff_multiplier(1.6).multiplier(), 1.6);
     /// ```
     pub const fn backoff_multiplier(mut self, multiplier: f64) -> Self {
@@ -164,13 +163,6 @@ impl RetryPolicy {
 
     /// `retryableStatusCodes`: the codes worth another attempt. Must not be empty; the
     /// default is `[Code::Unavailable]`.
-    ///
-    /// ```
-    /// use tonic::Code;
-    /// use tonic_intercept::RetryPolicy;
-    /// let policy = RetryPolicy::new().retryable_codes(&[Code::Unavailable, Code::Aborted]);
-    /// assert!(policy.is_retryable(Code::Aborted));
-    /// ```
     pub const fn retryable_codes(mut self, codes: &'static [Code]) -> Self {
         assert!(
             !codes.is_empty(),
@@ -181,11 +173,11 @@ impl RetryPolicy {
     }
 
     /// A timeout for each attempt, inside the call's overall deadline (see
-    /// [`RetryPolicy::attempt_deadline`]).
+    /// `attempt_deadline`).
     ///
     /// ```
     /// use std::time::Duration;
-    /// use tonic_intercept::RetryPolicy;
+    /// use tonic_intercept::client::RetryPolicy;
     /// let policy = RetryPolicy::new().per_attempt_timeout(Duration::from_millis(300));
     /// assert_eq!(policy.attempt_timeout(), Some(Duration::from_millis(300)));
     /// ```
@@ -197,7 +189,7 @@ impl RetryPolicy {
     /// The most attempts a call makes, the original one included.
     ///
     /// ```
-    /// assert_eq!(tonic_intercept::RetryPolicy::new().max_attempts(4).attempts(), 4);
+    /// assert_eq!(tonic_intercept::client::RetryPolicy::new().max_attempts(4).attempts(), 4);
     /// ```
     pub const fn attempts(&self) -> u32 {
         self.max_attempts
@@ -207,7 +199,7 @@ impl RetryPolicy {
     ///
     /// ```
     /// # use std::time::Duration;
-    /// assert_eq!(tonic_intercept::RetryPolicy::new().initial(), Duration::from_millis(100));
+    /// assert_eq!(tonic_intercept::client::RetryPolicy::new().initial(), Duration::from_millis(100));
     /// ```
     pub const fn initial(&self) -> Duration {
         self.initial_backoff
@@ -217,7 +209,7 @@ impl RetryPolicy {
     ///
     /// ```
     /// # use std::time::Duration;
-    /// assert_eq!(tonic_intercept::RetryPolicy::new().max(), Duration::from_secs(1));
+    /// assert_eq!(tonic_intercept::client::RetryPolicy::new().max(), Duration::from_secs(1));
     /// ```
     pub const fn max(&self) -> Duration {
         self.max_backoff
@@ -226,7 +218,7 @@ impl RetryPolicy {
     /// The backoff multiplier.
     ///
     /// ```
-    /// assert_eq!(tonic_intercept::RetryPolicy::new().multiplier(), 2.0);
+    /// assert_eq!(tonic_intercept::client::RetryPolicy::new().multiplier(), 2.0);
     /// ```
     pub const fn multiplier(&self) -> f64 {
         self.backoff_multiplier
@@ -236,7 +228,7 @@ impl RetryPolicy {
     ///
     /// ```
     /// # use tonic::Code;
-    /// assert_eq!(tonic_intercept::RetryPolicy::new().codes(), &[Code::Unavailable]);
+    /// assert_eq!(tonic_intercept::client::RetryPolicy::new().codes(), &[Code::Unavailable]);
     /// ```
     pub const fn codes(&self) -> &'static [Code] {
         self.retryable_codes
@@ -245,7 +237,7 @@ impl RetryPolicy {
     /// The per-attempt timeout, if any.
     ///
     /// ```
-    /// assert_eq!(tonic_intercept::RetryPolicy::new().attempt_timeout(), None);
+    /// assert_eq!(tonic_intercept::client::RetryPolicy::new().attempt_timeout(), None);
     /// ```
     pub const fn attempt_timeout(&self) -> Option<Duration> {
         self.per_attempt_timeout
@@ -253,18 +245,8 @@ impl RetryPolicy {
 
     /// How long the next attempt may run: the per-attempt timeout, never past what is
     /// left of the call's overall deadline (`remaining`); `None` when neither is set.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use tonic_intercept::RetryPolicy;
-    /// let ms = Duration::from_millis;
-    /// let policy = RetryPolicy::new().per_attempt_timeout(ms(300));
-    /// assert_eq!(policy.attempt_deadline(Some(ms(1_000))), Some(ms(300)));
-    /// assert_eq!(policy.attempt_deadline(Some(ms(120))), Some(ms(120)));
-    /// assert_eq!(policy.attempt_deadline(None), Some(ms(300)));
-    /// assert_eq!(RetryPolicy::new().attempt_deadline(None), None);
-    /// ```
-    pub fn attempt_deadline(&self, remaining: Option<Duration>) -> Option<Duration> {
+    #[cfg(test)] // public API before 0.2; the engine computes these inline
+    pub(crate) fn attempt_deadline(&self, remaining: Option<Duration>) -> Option<Duration> {
         match (self.per_attempt_timeout, remaining) {
             (Some(own), Some(left)) => Some(own.min(left)),
             (own, left) => own.or(left),
@@ -272,28 +254,14 @@ impl RetryPolicy {
     }
 
     /// Whether a status code is in `retryableStatusCodes`. `OK` never is.
-    ///
-    /// ```
-    /// # use tonic::Code;
-    /// let policy = tonic_intercept::RetryPolicy::new();
-    /// assert!(policy.is_retryable(Code::Unavailable));
-    /// assert!(!policy.is_retryable(Code::DeadlineExceeded));
-    /// ```
-    pub fn is_retryable(&self, code: Code) -> bool {
+    pub(crate) fn is_retryable(&self, code: Code) -> bool {
         code != Code::Ok && self.retryable_codes.contains(&code)
     }
 
     /// The bound of the `attempt`-th retry's wait, before jitter:
     /// `min(initial_backoff * multiplier^(attempt - 1), max_backoff)` (attempt 0 counts
     /// as 1).
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// let policy = tonic_intercept::RetryPolicy::new(); // 100 ms, x2, max 1 s
-    /// let ceilings: Vec<_> = (1..=5).map(|n| policy.backoff_ceiling(n).as_millis()).collect();
-    /// assert_eq!(ceilings, [100, 200, 400, 800, 1_000]);
-    /// ```
-    pub fn backoff_ceiling(&self, attempt: u32) -> Duration {
+    pub(crate) fn backoff_ceiling(&self, attempt: u32) -> Duration {
         let exponent = i32::try_from(attempt.max(1) - 1).unwrap_or(i32::MAX);
         let grown = self.initial_backoff.as_nanos() as f64 * self.backoff_multiplier.powi(exponent);
         // `f64::min` ignores NaN, and an overflow to infinity lands on the cap.
@@ -308,15 +276,7 @@ impl RetryPolicy {
     /// (a value outside is clamped, NaN counts as 0); the result is rounded to the
     /// nanosecond. [`Jitter`] supplies draws in production, or see
     /// [`RetryPolicy::backoff_with`].
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// let policy = tonic_intercept::RetryPolicy::new(); // 100 ms, x2, max 1 s
-    /// assert_eq!(policy.backoff(1, 0.5), Duration::from_millis(50));
-    /// assert_eq!(policy.backoff(3, 0.25), Duration::from_millis(100));
-    /// assert_eq!(policy.backoff(9, 1.0), Duration::from_secs(1)); // capped
-    /// ```
-    pub fn backoff(&self, attempt: u32, random: f64) -> Duration {
+    pub(crate) fn backoff(&self, attempt: u32, random: f64) -> Duration {
         let random = if random.is_nan() {
             0.0
         } else {
@@ -328,17 +288,8 @@ impl RetryPolicy {
 
     /// [`RetryPolicy::backoff`] with the draw taken from `rng` (a closure returning a
     /// uniform `f64` in `[0, 1]`).
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use tonic_intercept::{Jitter, RetryPolicy};
-    /// let policy = RetryPolicy::new();
-    /// let mut jitter = Jitter::new();
-    /// let wait = policy.backoff_with(2, &mut || jitter.next_f64());
-    /// assert!(wait <= Duration::from_millis(200));
-    /// assert_eq!(policy.backoff_with(2, &mut || 0.5), Duration::from_millis(100));
-    /// ```
-    pub fn backoff_with(&self, attempt: u32, rng: &mut impl FnMut() -> f64) -> Duration {
+    #[cfg(test)] // public API before 0.2; the engine computes these inline
+    pub(crate) fn backoff_with(&self, attempt: u32, rng: &mut impl FnMut() -> f64) -> Duration {
         self.backoff(attempt, rng())
     }
 
@@ -361,21 +312,7 @@ impl RetryPolicy {
     ///
     /// Successful calls are the caller's to report with [`RetryThrottle::on_success`].
     /// This is a pure function of its arguments, apart from the throttle it updates.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use tonic::Status;
-    /// use tonic_intercept::{RetryDecision, GiveUpReason, RetryPolicy, RetryThrottle};
-    ///
-    /// let policy = RetryPolicy::new();
-    /// let throttle = RetryThrottle::disabled();
-    /// let status = Status::unavailable("down");
-    /// assert_eq!(policy.decide(1, &status, false, &throttle, 0.5), RetryDecision::RetryAfter(Duration::from_millis(50)));
-    /// assert_eq!(policy.decide(1, &status, true, &throttle, 0.5), RetryDecision::GiveUp(GiveUpReason::Committed));
-    /// let invalid = Status::invalid_argument("bad");
-    /// assert_eq!(policy.decide(1, &invalid, false, &throttle, 0.5), RetryDecision::GiveUp(GiveUpReason::NotRetryable));
-    /// ```
-    pub fn decide(
+    pub(crate) fn decide(
         &self,
         attempt: u32,
         status: &Status,
@@ -414,14 +351,6 @@ impl RetryPolicy {
 }
 
 /// The outcome of [`RetryPolicy::decide`].
-///
-/// ```
-/// use std::time::Duration;
-/// use tonic_intercept::{RetryDecision, GiveUpReason};
-/// let d = RetryDecision::RetryAfter(Duration::from_millis(10));
-/// assert!(d.is_retry());
-/// assert!(!RetryDecision::GiveUp(GiveUpReason::Throttled).is_retry());
-/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RetryDecision {
     /// Start the next attempt after this wait.
@@ -432,12 +361,8 @@ pub enum RetryDecision {
 
 impl RetryDecision {
     /// Whether this is [`RetryDecision::RetryAfter`].
-    ///
-    /// ```
-    /// # use std::time::Duration;
-    /// assert!(tonic_intercept::RetryDecision::RetryAfter(Duration::ZERO).is_retry());
-    /// ```
-    pub const fn is_retry(&self) -> bool {
+    #[cfg(test)] // public API before 0.2; the engine computes these inline
+    pub(crate) const fn is_retry(&self) -> bool {
         matches!(self, RetryDecision::RetryAfter(_))
     }
 }
@@ -446,7 +371,7 @@ impl RetryDecision {
 /// ([`GiveUpReason::as_str`]).
 ///
 /// ```
-/// use tonic_intercept::GiveUpReason;
+/// use tonic_intercept::client::GiveUpReason;
 /// assert_eq!(GiveUpReason::AttemptsExhausted.as_str(), "attempts_exhausted");
 /// assert_eq!(GiveUpReason::Throttled.to_string(), "throttled");
 /// ```
@@ -473,7 +398,7 @@ impl GiveUpReason {
     /// Every reason, for pre-registering metric series.
     ///
     /// ```
-    /// assert_eq!(tonic_intercept::GiveUpReason::ALL.len(), 6);
+    /// assert_eq!(tonic_intercept::client::GiveUpReason::ALL.len(), 6);
     /// ```
     pub const ALL: [GiveUpReason; 6] = [
         GiveUpReason::NotRetryable,
@@ -487,7 +412,8 @@ impl GiveUpReason {
     /// A `snake_case` label for metrics and logs.
     ///
     /// ```
-    /// assert_eq!(tonic_intercept::GiveUpReason::Pushback.as_str(), "pushback");
+    /// use tonic_intercept::client::GiveUpReason;
+    /// assert_eq!(GiveUpReason::Pushback.as_str(), "pushback");
     /// ```
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -508,16 +434,6 @@ impl fmt::Display for GiveUpReason {
 }
 
 /// The server's word on retrying, from its `grpc-retry-pushback-ms` trailer.
-///
-/// ```
-/// use std::time::Duration;
-/// use tonic::metadata::MetadataMap;
-/// use tonic_intercept::{Pushback, pushback};
-/// let mut trailers = MetadataMap::new();
-/// assert_eq!(pushback(&trailers), Pushback::None);
-/// trailers.insert("grpc-retry-pushback-ms", "250".parse().unwrap());
-/// assert_eq!(pushback(&trailers), Pushback::RetryAfter(Duration::from_millis(250)));
-/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Pushback {
     /// No pushback: the client's own backoff applies.
@@ -534,15 +450,7 @@ pub enum Pushback {
 /// - one value that is a non-negative decimal integer (ASCII digits only, fitting in a
 ///   `u64`): [`Pushback::RetryAfter`] that many milliseconds;
 /// - anything else (negative, not a number, empty, several values): [`Pushback::DoNotRetry`].
-///
-/// ```
-/// use tonic::metadata::MetadataMap;
-/// use tonic_intercept::{Pushback, pushback};
-/// let mut trailers = MetadataMap::new();
-/// trailers.insert("grpc-retry-pushback-ms", "-1".parse().unwrap());
-/// assert_eq!(pushback(&trailers), Pushback::DoNotRetry);
-/// ```
-pub fn pushback(metadata: &MetadataMap) -> Pushback {
+pub(crate) fn pushback(metadata: &MetadataMap) -> Pushback {
     let mut values = metadata.get_all(RETRY_PUSHBACK).iter();
     let Some(value) = values.next() else {
         return Pushback::None;
@@ -565,25 +473,11 @@ pub fn pushback(metadata: &MetadataMap) -> Pushback {
 /// A6's `retryThrottling{maxTokens, tokenRatio}`: a token bucket shared by every call of a
 /// channel that stops retries while too many calls fail.
 ///
-/// It starts full (`max_tokens`). Each failed call ([`RetryThrottle::on_failure`]) takes
-/// one token, each successful call ([`RetryThrottle::on_success`]) gives back
+/// It starts full (`max_tokens`). Each failed call takes
+/// one token, each successful call gives back
 /// `token_ratio`, up to `max_tokens`; retries are allowed while more than half the tokens
 /// remain. Tokens are counted in thousandths in an atomic, as A6 suggests (`token_ratio`
 /// keeps 3 decimal places). Cloning shares the bucket.
-///
-/// ```
-/// use tonic_intercept::RetryThrottle;
-/// let throttle = RetryThrottle::new(10, 0.1);
-/// let shared = throttle.clone();
-/// for _ in 0..4 {
-///     shared.on_failure();
-/// }
-/// assert!(throttle.allows_retry()); // 6 > 5
-/// shared.on_failure();
-/// assert!(!throttle.allows_retry()); // 5 is not > 5
-/// throttle.on_success();
-/// assert!(throttle.allows_retry()); // 5.1 > 5
-/// ```
 #[derive(Debug, Clone)]
 pub struct RetryThrottle {
     bucket: Option<Arc<Bucket>>,
@@ -608,7 +502,7 @@ impl RetryThrottle {
     /// On values outside A6's ranges.
     ///
     /// ```
-    /// let throttle = tonic_intercept::RetryThrottle::new(10, 0.1);
+    /// let throttle = tonic_intercept::client::RetryThrottle::new(10, 0.1);
     /// assert_eq!(throttle.tokens(), Some(10.0));
     /// ```
     pub fn new(max_tokens: u32, token_ratio: f64) -> Self {
@@ -632,25 +526,12 @@ impl RetryThrottle {
     }
 
     /// No throttling: every retry is allowed and nothing is counted.
-    ///
-    /// ```
-    /// let throttle = tonic_intercept::RetryThrottle::disabled();
-    /// throttle.on_failure();
-    /// assert!(throttle.allows_retry());
-    /// assert_eq!(throttle.tokens(), None);
-    /// ```
     pub const fn disabled() -> Self {
         Self { bucket: None }
     }
 
     /// Counts a failed call: one token less (never below zero).
-    ///
-    /// ```
-    /// let throttle = tonic_intercept::RetryThrottle::new(2, 0.5);
-    /// throttle.on_failure();
-    /// assert_eq!(throttle.tokens(), Some(1.0));
-    /// ```
-    pub fn on_failure(&self) {
+    pub(crate) fn on_failure(&self) {
         if let Some(bucket) = &self.bucket {
             // The bucket is a lone counter: no other memory is ordered by it.
             let _ = bucket
@@ -662,17 +543,7 @@ impl RetryThrottle {
     }
 
     /// Counts a successful call: `token_ratio` tokens more, up to `max_tokens`.
-    ///
-    /// ```
-    /// let throttle = tonic_intercept::RetryThrottle::new(2, 0.5);
-    /// throttle.on_failure();
-    /// throttle.on_success();
-    /// assert_eq!(throttle.tokens(), Some(1.5));
-    /// throttle.on_success();
-    /// throttle.on_success();
-    /// assert_eq!(throttle.tokens(), Some(2.0));
-    /// ```
-    pub fn on_success(&self) {
+    pub(crate) fn on_success(&self) {
         if let Some(bucket) = &self.bucket {
             let _ = bucket
                 .tokens
@@ -683,14 +554,7 @@ impl RetryThrottle {
     }
 
     /// Whether retries are allowed: more than `max_tokens / 2` tokens remain.
-    ///
-    /// ```
-    /// let throttle = tonic_intercept::RetryThrottle::new(2, 0.5);
-    /// assert!(throttle.allows_retry());
-    /// throttle.on_failure();
-    /// assert!(!throttle.allows_retry()); // 1 is not > 1
-    /// ```
-    pub fn allows_retry(&self) -> bool {
+    pub(crate) fn allows_retry(&self) -> bool {
         match &self.bucket {
             Some(bucket) => {
                 u64::from(bucket.tokens.load(Ordering::Relaxed)) * 2 > u64::from(bucket.max)
@@ -702,7 +566,7 @@ impl RetryThrottle {
     /// The tokens left (`None` when [`RetryThrottle::disabled`]), for metrics and tests.
     ///
     /// ```
-    /// assert_eq!(tonic_intercept::RetryThrottle::new(3, 0.25).tokens(), Some(3.0));
+    /// assert_eq!(tonic_intercept::client::RetryThrottle::new(3, 0.25).tokens(), Some(3.0));
     /// ```
     pub fn tokens(&self) -> Option<f64> {
         self.bucket
@@ -712,6 +576,7 @@ impl RetryThrottle {
 }
 
 #[cfg(test)]
+#[allow(unreachable_pub)] // the stand-in RPCs of `__doc_rpc!`
 mod a6;
 
 #[cfg(test)]
@@ -806,5 +671,225 @@ mod tests {
             let n = draws.iter().filter(|&&x| x >= lo && x < lo + 0.1).count();
             assert!((800..1200).contains(&n), "decile {decile}: {n}");
         }
+    }
+
+    // The doc examples of what stopped being public, kept as tests.
+    /// Was the doc example of `pub struct RetryPolicy {`.
+    #[test]
+    fn doc_retrypolicy_1() {
+        use tonic::Code;
+
+        const POLICY: RetryPolicy = RetryPolicy::new()
+            .max_attempts(4)
+            .initial_backoff(Duration::from_millis(50))
+            .max_backoff(Duration::from_secs(2))
+            .backoff_multiplier(1.5)
+            .retryable_codes(&[Code::Unavailable, Code::ResourceExhausted])
+            .per_attempt_timeout(Duration::from_millis(500));
+        assert_eq!(POLICY.attempts(), 4);
+        assert!(POLICY.is_retryable(Code::ResourceExhausted));
+        assert!(!POLICY.is_retryable(Code::Internal));
+    }
+
+    /// Was the doc example of `pub const fn retryable_codes(mut self, codes: &'static [Code]) -> Self`.
+    #[test]
+    fn doc_retryable_codes() {
+        use tonic::Code;
+        let policy = RetryPolicy::new().retryable_codes(&[Code::Unavailable, Code::Aborted]);
+        assert!(policy.is_retryable(Code::Aborted));
+    }
+
+    /// Was the doc example of `pub fn attempt_deadline(&self, remaining: Option<Duration>) -> Option<`.
+    #[test]
+    fn doc_attempt_deadline_3() {
+        let ms = Duration::from_millis;
+        let policy = RetryPolicy::new().per_attempt_timeout(ms(300));
+        assert_eq!(policy.attempt_deadline(Some(ms(1_000))), Some(ms(300)));
+        assert_eq!(policy.attempt_deadline(Some(ms(120))), Some(ms(120)));
+        assert_eq!(policy.attempt_deadline(None), Some(ms(300)));
+        assert_eq!(RetryPolicy::new().attempt_deadline(None), None);
+    }
+
+    /// Was the doc example of `pub fn is_retryable(&self, code: Code) -> bool {`.
+    #[test]
+    fn doc_is_retryable_4() {
+        use tonic::Code;
+        let policy = RetryPolicy::new();
+        assert!(policy.is_retryable(Code::Unavailable));
+        assert!(!policy.is_retryable(Code::DeadlineExceeded));
+    }
+
+    /// Was the doc example of `pub fn backoff_ceiling(&self, attempt: u32) -> Duration {`.
+    #[test]
+    fn doc_backoff_ceiling_5() {
+        let policy = RetryPolicy::new(); // 100 ms, x2, max 1 s
+        let ceilings: Vec<_> = (1..=5)
+            .map(|n| policy.backoff_ceiling(n).as_millis())
+            .collect();
+        assert_eq!(ceilings, [100, 200, 400, 800, 1_000]);
+    }
+
+    /// Was the doc example of `pub fn backoff(&self, attempt: u32, random: f64) -> Duration {`.
+    #[test]
+    fn doc_backoff_6() {
+        let policy = RetryPolicy::new(); // 100 ms, x2, max 1 s
+        assert_eq!(policy.backoff(1, 0.5), Duration::from_millis(50));
+        assert_eq!(policy.backoff(3, 0.25), Duration::from_millis(100));
+        assert_eq!(policy.backoff(9, 1.0), Duration::from_secs(1)); // capped
+    }
+
+    /// Was the doc example of `pub fn backoff_with(&self, attempt: u32, rng: &mut impl FnMut() -> f64`.
+    #[test]
+    fn doc_backoff_with_7() {
+        let policy = RetryPolicy::new();
+        let mut jitter = Jitter::new();
+        let wait = policy.backoff_with(2, &mut || jitter.next_f64());
+        assert!(wait <= Duration::from_millis(200));
+        assert_eq!(
+            policy.backoff_with(2, &mut || 0.5),
+            Duration::from_millis(100)
+        );
+    }
+
+    /// Was the doc example of `pub fn decide(`.
+    #[test]
+    fn doc_decide_8() {
+        use tonic::Status;
+
+        let policy = RetryPolicy::new();
+        let throttle = RetryThrottle::disabled();
+        let status = Status::unavailable("down");
+        assert_eq!(
+            policy.decide(1, &status, false, &throttle, 0.5),
+            RetryDecision::RetryAfter(Duration::from_millis(50))
+        );
+        assert_eq!(
+            policy.decide(1, &status, true, &throttle, 0.5),
+            RetryDecision::GiveUp(GiveUpReason::Committed)
+        );
+        let invalid = Status::invalid_argument("bad");
+        assert_eq!(
+            policy.decide(1, &invalid, false, &throttle, 0.5),
+            RetryDecision::GiveUp(GiveUpReason::NotRetryable)
+        );
+    }
+
+    /// Was the doc example of `pub enum RetryDecision {`.
+    #[test]
+    fn doc_retrydecision_9() {
+        let d = RetryDecision::RetryAfter(Duration::from_millis(10));
+        assert!(d.is_retry());
+        assert!(!RetryDecision::GiveUp(GiveUpReason::Throttled).is_retry());
+    }
+
+    /// Was the doc example of `pub const fn is_retry(&self) -> bool {`.
+    #[test]
+    fn doc_is_retry() {
+        assert!(RetryDecision::RetryAfter(Duration::ZERO).is_retry());
+    }
+
+    /// Was the doc example of `pub const fn as_str(self) -> &'static str {`.
+    #[test]
+    fn doc_give_up_reason_as_str() {
+        assert_eq!(GiveUpReason::Pushback.as_str(), "pushback");
+    }
+
+    /// Was the doc example of `pub enum Pushback {`.
+    #[test]
+    fn doc_pushback_enum() {
+        use tonic::metadata::MetadataMap;
+        let mut trailers = MetadataMap::new();
+        assert_eq!(pushback(&trailers), Pushback::None);
+        trailers.insert("grpc-retry-pushback-ms", "250".parse().unwrap());
+        assert_eq!(
+            pushback(&trailers),
+            Pushback::RetryAfter(Duration::from_millis(250))
+        );
+    }
+
+    /// Was the doc example of `pub fn pushback(metadata: &MetadataMap) -> Pushback {`.
+    #[test]
+    fn doc_pushback_fn() {
+        use tonic::metadata::MetadataMap;
+        let mut trailers = MetadataMap::new();
+        trailers.insert("grpc-retry-pushback-ms", "-1".parse().unwrap());
+        assert_eq!(pushback(&trailers), Pushback::DoNotRetry);
+    }
+
+    /// Was the doc example of `pub struct RetryThrottle {`.
+    #[test]
+    fn doc_retrythrottle_14() {
+        let throttle = RetryThrottle::new(10, 0.1);
+        let shared = throttle.clone();
+        for _ in 0..4 {
+            shared.on_failure();
+        }
+        assert!(throttle.allows_retry()); // 6 > 5
+        shared.on_failure();
+        assert!(!throttle.allows_retry()); // 5 is not > 5
+        throttle.on_success();
+        assert!(throttle.allows_retry()); // 5.1 > 5
+    }
+
+    /// Was the doc example of `pub const fn disabled() -> Self {`.
+    #[test]
+    fn doc_disabled() {
+        let throttle = RetryThrottle::disabled();
+        throttle.on_failure();
+        assert!(throttle.allows_retry());
+        assert_eq!(throttle.tokens(), None);
+    }
+
+    /// Was the doc example of `pub fn on_failure(&self) {`.
+    #[test]
+    fn doc_on_failure_16() {
+        let throttle = RetryThrottle::new(2, 0.5);
+        throttle.on_failure();
+        assert_eq!(throttle.tokens(), Some(1.0));
+    }
+
+    /// Was the doc example of `pub fn on_success(&self) {`.
+    #[test]
+    fn doc_on_success_17() {
+        let throttle = RetryThrottle::new(2, 0.5);
+        throttle.on_failure();
+        throttle.on_success();
+        assert_eq!(throttle.tokens(), Some(1.5));
+        throttle.on_success();
+        throttle.on_success();
+        assert_eq!(throttle.tokens(), Some(2.0));
+    }
+
+    /// Was the doc example of `pub fn allows_retry(&self) -> bool {`.
+    #[test]
+    fn doc_allows_retry_18() {
+        let throttle = RetryThrottle::new(2, 0.5);
+        assert!(throttle.allows_retry());
+        throttle.on_failure();
+        assert!(!throttle.allows_retry()); // 1 is not > 1
+    }
+
+    /// Was the example of the client guide (`client/mod.rs`).
+    #[test]
+    fn guide_decisions() {
+        use tonic::Status;
+
+        const POLICY: RetryPolicy = RetryPolicy::new()
+            .max_attempts(3)
+            .initial_backoff(Duration::from_millis(100))
+            .max_backoff(Duration::from_secs(1));
+        let throttle = RetryThrottle::new(10, 0.1);
+
+        // Attempt 1 failed with UNAVAILABLE: retry after random(0, 100 ms); here random = 0.5.
+        let unavailable = Status::unavailable("connection reset");
+        assert_eq!(
+            POLICY.decide(1, &unavailable, false, &throttle, 0.5),
+            RetryDecision::RetryAfter(Duration::from_millis(50)),
+        );
+        // Attempt 3 was the last one allowed.
+        assert_eq!(
+            POLICY.decide(3, &unavailable, false, &throttle, 0.5),
+            RetryDecision::GiveUp(GiveUpReason::AttemptsExhausted),
+        );
     }
 }

@@ -18,7 +18,7 @@ use crate::wire::RETRY_PUSHBACK;
 
 /// How many callers an [`Admission`] tracks per-identity rates for, unless
 /// [`AdmissionConfig::max_identities`] says otherwise.
-pub const DEFAULT_MAX_IDENTITIES: u32 = 10_000;
+pub(crate) const DEFAULT_MAX_IDENTITIES: u32 = 10_000;
 
 /// The admission limits of one RPC, as `#[intercept(limit(...))]` declared them
 /// (`max_in_flight`, `calls_per_second`, `call_burst`, `calls_per_second_per_identity`,

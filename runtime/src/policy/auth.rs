@@ -20,7 +20,8 @@ use crate::call::Call;
 ///
 /// ```
 /// use tonic::{Status, metadata::MetadataMap};
-/// use tonic_intercept::{Authenticate, Call, bearer_token};
+/// use tonic_intercept::{Authenticate, Call};
+/// use tonic_intercept::auth::bearer_token;
 ///
 /// #[derive(Clone, Debug)]
 /// struct User { name: String }
@@ -73,7 +74,7 @@ impl<A: Authenticate + ?Sized> Authenticate for Arc<A> {
 /// ```
 /// let mut metadata = tonic::metadata::MetadataMap::new();
 /// metadata.insert("authorization", "Bearer abc".parse().unwrap());
-/// assert_eq!(tonic_intercept::bearer_token(&metadata).unwrap(), "abc");
+/// assert_eq!(tonic_intercept::auth::bearer_token(&metadata).unwrap(), "abc");
 /// ```
 pub fn bearer_token(metadata: &MetadataMap) -> Result<&str, Status> {
     let value = metadata.get("authorization").ok_or_else(|| {
@@ -137,7 +138,8 @@ impl<I: Clone + Send + Sync + 'static> Authenticate for StaticTokens<I> {
 /// distinct from `UNAUTHENTICATED` (the caller is not known).
 ///
 /// ```
-/// use tonic_intercept::{Principal, Roles};
+/// use tonic_intercept::Roles;
+/// use tonic_intercept::auth::Principal;
 /// let ada = Principal::new("ada").with_roles(["admin"]);
 /// assert!(ada.has_role("admin"));
 /// assert!(!ada.has_role("auditor"));

@@ -15,7 +15,8 @@ pub use crate::admission::identity_key;
 ///
 /// ```
 /// use std::time::Duration;
-/// use tonic_intercept::{Limits, OnRateExceeded};
+/// use tonic_intercept::Limits;
+/// use tonic_intercept::limits::OnRateExceeded;
 ///
 /// const LIST_USERS: Limits = Limits::new()
 ///     .max_messages_out(10_000)

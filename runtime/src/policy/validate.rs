@@ -18,7 +18,8 @@ use crate::call::Call;
 /// decode with [`tonic_types::StatusExt::get_details_bad_request`].
 ///
 /// ```
-/// use tonic_intercept::{Validate, Violations};
+/// use tonic_intercept::Validate;
+/// use tonic_intercept::validate::Violations;
 /// # #[derive(Clone, PartialEq, prost::Message)]
 /// # pub struct Address { #[prost(string, tag = "1")] pub zip: String }
 /// # #[derive(Clone, PartialEq, prost::Message)]

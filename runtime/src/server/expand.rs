@@ -87,6 +87,7 @@ pub const fn same_roles(a: &[&str], b: &[&str]) -> bool {
     note = "create this service's with `ServerMetrics::service::<{S}>()`"
 )]
 pub trait MetricsOf<S> {
+    /// The service's metrics, for the call's metrics hook.
     fn metrics(&self) -> ServiceMetrics<S>;
 }
 
@@ -103,6 +104,7 @@ impl<S: Service> MetricsOf<S> for ServiceMetrics<S> {
     note = "the cache of `{R}` is an `IdempotencyCache<{R}>`: it stores `{R}`'s responses"
 )]
 pub trait CacheOf<R: Rpc> {
+    /// The cache that the expansion asks before the handler.
     fn cache(&self) -> &IdempotencyCache<R>;
 }
 

@@ -72,10 +72,12 @@ impl<R: Rpc, H: Hooks<R>> Guard<R, H> {
         }
     }
 
+    /// The call, for the steps that run against it.
     pub fn call(&self) -> &Call {
         &self.call
     }
 
+    /// The call's hooks, for the steps that call them.
     pub fn hooks(&self) -> &H {
         &self.hooks
     }
@@ -135,6 +137,8 @@ impl<R: Rpc, H: Hooks<R>> Guard<R, H> {
             .clone()
     }
 
+    /// Runs a unary handler until the deadline, then passes its response through the
+    /// limits and hooks and ends the call.
     pub async fn unary<F>(&mut self, handler: F) -> Result<Response<R::Response>, Status>
     where
         F: Future<Output = Result<Response<R::Response>, Status>>,
@@ -143,6 +147,8 @@ impl<R: Rpc, H: Hooks<R>> Guard<R, H> {
         self.end_single(result)
     }
 
+    /// [`unary`](Self::unary) for a client-streaming handler: a violation of the request
+    /// stream's limits decides the status even if the handler returned.
     pub async fn client_streaming<F>(&mut self, handler: F) -> Result<Response<R::Response>, Status>
     where
         F: Future<Output = Result<Response<R::Response>, Status>>,
@@ -163,6 +169,8 @@ impl<R: Rpc, H: Hooks<R>> Guard<R, H> {
         self.end_single(Ok(response))
     }
 
+    /// Runs a server-streaming handler until it returns its stream, which then reports
+    /// the call's end.
     pub async fn server_streaming<S, F>(
         &mut self,
         handler: F,
@@ -177,6 +185,8 @@ impl<R: Rpc, H: Hooks<R>> Guard<R, H> {
         self.streaming(handler, inbound).await
     }
 
+    /// [`server_streaming`](Self::server_streaming) for a bidi handler, whose request
+    /// counts are shared with its [`Inbound`] stream.
     pub async fn bidi<S, F>(&mut self, handler: F) -> Result<Response<Outbound<R, S, H>>, Status>
     where
         F: Future<Output = Result<Response<S>, Status>>,

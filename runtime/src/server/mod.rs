@@ -8,15 +8,15 @@
 //! wraps the request stream of a client-streaming or bidi handler, [`Outbound`] the
 //! response stream of a server-streaming or bidi one.
 //!
-//! Inside, the folder holds the call's lifecycle: `call` (the context), `guard` (a
+//! Inside, the folder holds the call's lifecycle, above the policies it runs: `guard` (a
 //! call's policies from its start to its end), `stream` (the wrappers), `recover`
-//! (panics) and `expand` (what only the `#[intercept]` expansion calls).
+//! (panics) and `expand` (what only the `#[intercept]` expansion calls). The call
+//! context itself (`src/call.rs`) sits below the policies, which all read it.
 
-pub(crate) mod call;
 pub(crate) mod expand;
 pub(crate) mod guard;
 pub(crate) mod recover;
 pub(crate) mod stream;
 
-pub use call::{Call, CallOutcome, Deadline, PolicyKind};
+pub use crate::call::{Call, CallOutcome, Deadline, PolicyKind};
 pub use stream::{Inbound, Outbound};

@@ -17,7 +17,7 @@ use crate::call::Call;
 #[cold]
 #[inline(never)]
 pub(crate) fn panicked(call: &Call, payload: &(dyn Any + Send)) -> Status {
-    crate::util::log_panic(call, payload);
+    crate::util::log_panic(call.rpc().path, payload);
     Status::internal(format!("{}: internal error", call.rpc().method))
 }
 

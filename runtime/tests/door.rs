@@ -1,0 +1,87 @@
+//! The `__private` door: every path that generated and expanded code will name once the
+//! generators switch to it compiles from outside the crate, and the spans it opens are
+//! those of `__rpc_span!`.
+
+use tonic_intercept::__private as door;
+
+#[derive(Debug, Clone, Copy)]
+struct Echo;
+
+#[derive(Debug, Clone, Copy)]
+struct Ping;
+
+impl door::Service for Echo {
+    const NAME: &'static str = "echo.v1.Echo";
+    const RPCS: &'static [&'static door::RpcDescriptor] = &[&<Ping as door::Rpc>::DESCRIPTOR];
+}
+
+impl door::Rpc for Ping {
+    type Service = Echo;
+    type Request = ();
+    type Response = ();
+    const DESCRIPTOR: door::RpcDescriptor = door::RpcDescriptor::new(
+        "echo.v1.Echo",
+        "Ping",
+        "/echo.v1.Echo/Ping",
+        door::RpcKind::Unary,
+        door::IdempotencyLevel::NoSideEffects,
+        false,
+    )
+    .with_policy(door::RpcPolicy::new().public());
+    const INDEX: usize = 0;
+    fn span(call: &door::Call) -> door::tracing::Span {
+        door::rpc_span!("echo.v1.Echo/Ping", call)
+    }
+}
+
+impl door::RpcOf<Echo> for Ping {}
+
+/// The generated client's bound, by its documented name.
+fn takes_transport<T: tonic_intercept::client::Transport>(_: &T) {}
+
+#[test]
+fn generated_code_paths_compile_through_the_door() {
+    // Names the expansion uses in signatures and `match`es.
+    let _: fn(door::PolicyKind) -> &'static str = door::PolicyKind::as_str;
+    let _ = door::CallOutcome::new(tonic::Code::Ok);
+    let _ = door::OnRateExceeded::Delay;
+    let _: door::Duration = door::Duration::from_millis(1);
+    let _ = door::Limits::new().timeout(door::Duration::from_millis(5));
+    let _ = door::TraceCalls::new();
+    let _: Option<door::Status> = None;
+    let _: Option<door::Response<()>> = None;
+    let _: Option<door::ServiceMetrics<Echo>> = None;
+    let _: Option<door::ClientConfig<Echo>> = Some(door::ClientConfig::new());
+    const _: bool = door::agrees_u64(Some(3), 3) && door::same_roles(&["a"], &["a"]);
+    let _ = door::identity_key("alice");
+    let _: fn(&door::DocService) = |_| {};
+    let _ = takes_transport::<tonic::transport::Channel>;
+
+    let call = door::Call::start(
+        &<Ping as door::Rpc>::DESCRIPTOR,
+        &tonic::Request::new(()),
+        None,
+    );
+    let cache = tonic_intercept::IdempotencyCache::<Ping>::new(door::Duration::from_secs(1), 4);
+    let metadata = tonic::metadata::MetadataMap::new();
+    assert!(matches!(
+        door::idempotency_begin(&cache, &call, &metadata, &(), 0),
+        Ok(door::Begin::Bypass)
+    ));
+}
+
+#[test]
+fn rpc_span_through_the_door_names_the_rpc() {
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(std::io::sink)
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        let call = door::Call::start(
+            &<Ping as door::Rpc>::DESCRIPTOR,
+            &tonic::Request::new(()),
+            None,
+        );
+        let span = <Ping as door::Rpc>::span(&call);
+        assert_eq!(span.metadata().map(|m| m.name()), Some("echo.v1.Echo/Ping"));
+    });
+}
