@@ -37,7 +37,7 @@ moved_type! {
     Responses<R, H = ()> => crate::client::Responses<R, H>, "use `tonic_intercept::client::Responses`";
     RetryPolicy => crate::client::RetryPolicy, "use `tonic_intercept::client::RetryPolicy`";
     RetryThrottle => crate::client::RetryThrottle, "use `tonic_intercept::client::RetryThrottle`";
-    Token => crate::client::Token, "use `tonic_intercept::client::Token`";
+    Token => crate::client::BearerToken, "use `tonic_intercept::client::BearerToken`";
     TokenProvider<S> => crate::client::TokenProvider<S>, "use `tonic_intercept::client::TokenProvider`";
     Reason => crate::client::GiveUpReason, "use `tonic_intercept::client::GiveUpReason`";
     Decision => crate::client::retry::RetryDecision, "retry internals are no longer public";

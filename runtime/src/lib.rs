@@ -137,8 +137,9 @@
 
 #![warn(missing_docs, unreachable_pub)]
 
-// The concept modules, from the bottom up (a module uses only those below it):
-// `wire`, `util` (leaves) < `rpc` (the RPC model) < `call` (one call's context) <
+// The concept modules, from the bottom up (a module uses only those below it;
+// `tests/layers.rs` checks it):
+// `wire`, `util` (leaves) < `rpc` + `call` (the RPC model and one call's context) <
 // `policy/` (auth, limits, idempotency, validate: public; admission, hook: internal) <
 // `metrics`, `trace` < `server/` (the call lifecycle); `client/` uses the model, `wire`,
 // `util`, the metric families and the trace context. `__private` and `deprecated` only
@@ -155,7 +156,9 @@ pub mod wire;
 
 pub use policy::{auth, idempotency, limits, validate};
 
-// Short paths inside the crate: `crate::call::Call` rather than `crate::server::call::Call`.
+// Short paths inside the crate: `crate::limits::Meter` rather than
+// `crate::policy::limits::Meter`, `crate::stream::Inbound` rather than
+// `crate::server::stream::Inbound`.
 use policy::{admission, hook};
 use server::{recover, stream};
 

@@ -25,7 +25,7 @@ pub use crate::stream::{Inbound, Outbound};
 
 // The server policies' steps.
 pub use crate::admission::{Admission, AdmissionConfig, Admitted, identity_key};
-pub use crate::auth::Authenticate;
+pub use crate::auth::{Authenticate, Roles};
 pub use crate::idempotency::{Begin, Ticket, begin as idempotency_begin};
 pub use crate::limits::{Limits, OnRateExceeded};
 pub use crate::metrics::ServiceMetrics;

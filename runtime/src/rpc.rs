@@ -34,7 +34,7 @@ pub trait Rpc: Copy + Send + Sync + 'static {
     /// A span's name is fixed where the span is declared, so the generator declares one
     /// per RPC; see [`TraceCalls`](crate::TraceCalls) for its fields.
     #[doc(hidden)]
-    fn span(call: &crate::Call) -> tracing::Span {
+    fn span(call: &crate::call::Call) -> tracing::Span {
         let _ = call;
         tracing::Span::none()
     }

@@ -9,7 +9,7 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, advance, sleep};
 use tonic::metadata::MetadataValue;
 use tonic::{Code, Request, Status};
-use tonic_intercept::client::{Token, TokenProvider, TokenSource};
+use tonic_intercept::client::{BearerToken, TokenProvider, TokenSource};
 
 const fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
@@ -24,9 +24,9 @@ struct Source<F> {
 
 impl<F> TokenSource for Source<F>
 where
-    F: Fn(u32) -> Result<Token, Status> + Send + Sync + 'static,
+    F: Fn(u32) -> Result<BearerToken, Status> + Send + Sync + 'static,
 {
-    async fn fetch(&self) -> Result<Token, Status> {
+    async fn fetch(&self) -> Result<BearerToken, Status> {
         let n = self.fetches.fetch_add(1, Ordering::SeqCst) + 1;
         sleep(self.delay).await;
         (self.make)(n)
@@ -35,7 +35,7 @@ where
 
 fn provider<F>(delay: Duration, refresh_before: Duration, make: F) -> TokenProvider<Source<F>>
 where
-    F: Fn(u32) -> Result<Token, Status> + Send + Sync + 'static,
+    F: Fn(u32) -> Result<BearerToken, Status> + Send + Sync + 'static,
 {
     TokenProvider::new(
         Source {
@@ -49,14 +49,16 @@ where
 
 fn fetches<F>(provider: &TokenProvider<Source<F>>) -> u32
 where
-    F: Fn(u32) -> Result<Token, Status> + Send + Sync + 'static,
+    F: Fn(u32) -> Result<BearerToken, Status> + Send + Sync + 'static,
 {
     provider.source().fetches.load(Ordering::SeqCst)
 }
 
 /// Tokens `token-<n>` living `lifetime` from when they are made.
-fn lasting(lifetime: Duration) -> impl Fn(u32) -> Result<Token, Status> + Send + Sync + 'static {
-    move |n| Ok(Token::expires_in(format!("token-{n}"), lifetime))
+fn lasting(
+    lifetime: Duration,
+) -> impl Fn(u32) -> Result<BearerToken, Status> + Send + Sync + 'static {
+    move |n| Ok(BearerToken::expires_in(format!("token-{n}"), lifetime))
 }
 
 fn bearer(n: u32) -> MetadataValue<tonic::metadata::Ascii> {
@@ -145,7 +147,7 @@ async fn refresh_of_a_slow_source_is_shared_by_concurrent_callers() {
 async fn failed_fetch_is_shared_by_all_waiters_and_not_cached() {
     let provider = provider(secs(1), secs(10), |n| match n {
         1 => Err(Status::unavailable("token endpoint down")),
-        n => Ok(Token::expires_in(format!("token-{n}"), secs(60))),
+        n => Ok(BearerToken::expires_in(format!("token-{n}"), secs(60))),
     });
 
     let results = concurrently(&provider, 20).await;
@@ -233,8 +235,8 @@ async fn failed_authorize_leaves_the_request_unchanged() {
 #[tokio::test(start_paused = true)]
 async fn a_token_that_is_not_valid_metadata_is_an_internal_error_and_not_cached() {
     let provider = provider(Duration::ZERO, secs(10), |n| match n {
-        1 => Ok(Token::expires_in("line\nbreak", secs(60))),
-        n => Ok(Token::expires_in(format!("token-{n}"), secs(60))),
+        1 => Ok(BearerToken::expires_in("line\nbreak", secs(60))),
+        n => Ok(BearerToken::expires_in(format!("token-{n}"), secs(60))),
     });
     assert_eq!(provider.token().await.unwrap_err().code(), Code::Internal);
     assert_eq!(provider.token().await.unwrap(), bearer(2));
@@ -293,7 +295,7 @@ fn debug_output_never_shows_the_token() {
         .build()
         .unwrap();
     runtime.block_on(async {
-        let token = Token::expires_in("s3cr3t", secs(60));
+        let token = BearerToken::expires_in("s3cr3t", secs(60));
         let debug = format!("{token:?}");
         assert!(!debug.contains("s3cr3t"), "{debug}");
         assert!(debug.contains("<redacted>"), "{debug}");
@@ -311,9 +313,9 @@ async fn a_source_that_never_waits_is_fetched_once() {
     // A fetch that completes without yielding: the first caller caches before the others run.
     struct Shared(Arc<AtomicU32>);
     impl TokenSource for Shared {
-        async fn fetch(&self) -> Result<Token, Status> {
+        async fn fetch(&self) -> Result<BearerToken, Status> {
             let n = self.0.fetch_add(1, Ordering::SeqCst) + 1;
-            Ok(Token::expires_in(format!("token-{n}"), secs(60)))
+            Ok(BearerToken::expires_in(format!("token-{n}"), secs(60)))
         }
     }
     let count = Arc::new(AtomicU32::new(0));

@@ -54,6 +54,14 @@ fn generated_code_paths_compile_through_the_door() {
     let _: Option<door::ClientConfig<Echo>> = Some(door::ClientConfig::new());
     const _: bool = door::agrees_u64(Some(3), 3) && door::same_roles(&["a"], &["a"]);
     let _ = door::identity_key("alice");
+    fn _roles<I: door::Roles>(_: &I) {}
+    fn _authenticates<A: door::Authenticate>(_: &A) {}
+    fn _hooks<R: door::Rpc, H: door::Hooks<R> + door::Hook<R>>(_: &H) {}
+    fn _client_hooks<R: door::Rpc, H: door::ClientHook<R>>(_: &H) {}
+    let _: Option<door::Responses<Ping>> = None;
+    let _: Option<door::Inbound<Ping, ()>> = None;
+    type Replies = tokio_stream::Empty<Result<(), door::Status>>;
+    let _: Option<door::Outbound<Ping, Replies, ()>> = None;
     let _: fn(&door::DocService) = |_| {};
     let _ = takes_transport::<tonic::transport::Channel>;
 

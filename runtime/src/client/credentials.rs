@@ -14,14 +14,14 @@ use tonic::metadata::{Ascii, MetadataValue};
 ///
 /// Its `Debug` output never shows the secret `value`.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Token {
+pub struct BearerToken {
     /// The token itself, without the `Bearer ` prefix.
     pub value: String,
     /// When the token expires, on tokio's clock (so paused-time tests control it).
     pub expires_at: Instant,
 }
 
-impl Token {
+impl BearerToken {
     /// A token `value` that expires at `expires_at`.
     pub fn new(value: impl Into<String>, expires_at: Instant) -> Self {
         Self {
@@ -36,9 +36,9 @@ impl Token {
     }
 }
 
-impl fmt::Debug for Token {
+impl fmt::Debug for BearerToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Token")
+        f.debug_struct("BearerToken")
             .field("value", &"<redacted>")
             .field("expires_at", &self.expires_at)
             .finish()
@@ -53,7 +53,7 @@ impl fmt::Debug for Token {
 pub trait TokenSource: Send + Sync + 'static {
     /// Fetches a new token. An error is handed to every caller waiting on this fetch and
     /// is not cached: the next [`TokenProvider::token`] fetches again.
-    fn fetch(&self) -> impl Future<Output = Result<Token, Status>> + Send;
+    fn fetch(&self) -> impl Future<Output = Result<BearerToken, Status>> + Send;
 }
 
 /// What a fetch shared by concurrent callers resolves to.
@@ -114,7 +114,7 @@ impl<S> Inner<S> {
 /// use std::sync::atomic::{AtomicU32, Ordering};
 /// use std::time::Duration;
 /// use tonic::{Request, Status};
-/// use tonic_intercept::client::{Token, TokenProvider, TokenSource};
+/// use tonic_intercept::client::{BearerToken, TokenProvider, TokenSource};
 ///
 /// /// Stands in for an OAuth token endpoint: each token lives 1 hour.
 /// struct Oauth {
@@ -122,9 +122,9 @@ impl<S> Inner<S> {
 /// }
 ///
 /// impl TokenSource for Oauth {
-///     async fn fetch(&self) -> Result<Token, Status> {
+///     async fn fetch(&self) -> Result<BearerToken, Status> {
 ///         let n = self.fetches.fetch_add(1, Ordering::SeqCst) + 1;
-///         Ok(Token::expires_in(format!("token-{n}"), Duration::from_secs(3600)))
+///         Ok(BearerToken::expires_in(format!("token-{n}"), Duration::from_secs(3600)))
 ///     }
 /// }
 ///

@@ -58,7 +58,7 @@ pub(crate) mod retry;
 mod stream;
 
 pub use config::{ClientConfig, ClientHook, ClientOutcome};
-pub use credentials::{Token, TokenProvider, TokenSource};
+pub use credentials::{BearerToken, TokenProvider, TokenSource};
 pub use engine::Transport;
 pub use metrics::{ClientMetrics, ClientServiceMetrics};
 pub use policy::{ClientPolicy, DEFAULT_REPLAY_BUFFER};

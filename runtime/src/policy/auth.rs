@@ -147,7 +147,7 @@ impl<I: Clone + Send + Sync + 'static> Authenticate for StaticTokens<I> {
 #[diagnostic::on_unimplemented(
     message = "the identity `{Self}` has no roles: it does not implement `tonic_intercept::Roles`",
     label = "`roles(..)` needs the identity's roles",
-    note = "implement `tonic_intercept::Roles` for `{Self}` (the verifier's `Identity`), or use `tonic_intercept::Principal`"
+    note = "implement `tonic_intercept::Roles` for `{Self}` (the verifier's `Identity`), or use `tonic_intercept::auth::Principal`"
 )]
 pub trait Roles {
     /// Whether the identity holds `role`.

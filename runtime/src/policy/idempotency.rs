@@ -307,6 +307,7 @@ where
 /// ([`Begin::Replay`]), or be refused with [`PolicyKind::Idempotency`]. The expansion of
 /// `idempotency(cache, Rpc)` calls it before the handler, with `scope` the caller's
 /// `identity_key` under `auth(..)` and 0 otherwise.
+#[doc(hidden)] // reached through `__private`; the expansion's protocol
 pub fn begin<R: Rpc>(
     cache: &IdempotencyCache<R>,
     call: &Call,
@@ -356,6 +357,7 @@ impl<R: Rpc> State<R> {
 
 /// What a call with (or without) an idempotency key does; from
 /// [`begin`].
+#[doc(hidden)] // reached through `__private`; the expansion's protocol
 pub enum Begin<R: Rpc> {
     /// No `idempotency-key`: the call runs and nothing is stored.
     Bypass,
@@ -383,6 +385,7 @@ impl<R: Rpc> fmt::Debug for Begin<R> {
 /// [`complete`](Self::complete) stores a success for replay; dropping the ticket without
 /// completing it (the handler failed, was cancelled or panicked) frees the key, so a
 /// retry runs again.
+#[doc(hidden)] // reached through `__private`; the expansion's protocol
 #[must_use = "dropping the ticket frees the key without storing the response"]
 pub struct Ticket<R: Rpc> {
     inner: Option<Arc<Inner<R>>>,

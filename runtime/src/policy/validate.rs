@@ -219,6 +219,7 @@ const MESSAGE_VIOLATIONS: usize = 10;
 /// Validates one inbound message of `call`: `Ok` when it is valid (without allocating),
 /// else `INVALID_ARGUMENT` with the violations as `google.rpc.BadRequest` details. The
 /// policy that ends the call is [`PolicyKind::Validation`](crate::PolicyKind::Validation).
+#[doc(hidden)] // reached through `__private::validate`
 #[inline]
 pub fn check<M: Validate>(call: &Call, message: &M) -> Result<(), Status> {
     let mut violations = Violations::new();
