@@ -132,8 +132,13 @@
 //! [`idempotency`], [`validate`], [`metrics`], [`trace`], [`server`] (the call and its
 //! streams), [`client`] (the generated client) and [`wire`] (every header name).
 //!
-//! See the README for the full `#[intercept]` reference, the client side and the
-//! generated code.
+//! ## Guides
+//!
+//! - [`#[intercept]`](macro@intercept): the reference of every entry, its rules and the
+//!   compile errors it gives;
+//! - [`RpcPolicy`]: policy declared in the `.proto` (`tonic_intercept/v1/options.proto`)
+//!   and how it agrees with the attribute;
+//! - [`client`]: the generated client, retries, deadlines, credentials and hooks.
 
 #![warn(missing_docs, unreachable_pub)]
 
@@ -160,6 +165,7 @@ pub use policy::{auth, idempotency, limits, validate};
 #[path = "private.rs"]
 pub mod __private;
 
+#[doc = include_str!("../docs/intercept.md")]
 pub use tonic_intercept_macros::intercept;
 
 pub use auth::{Authenticate, Roles, StaticTokens};
@@ -169,7 +175,9 @@ pub use idempotency::IdempotencyCache;
 pub use limits::Limits;
 pub use metrics::ServerMetrics;
 pub use policy::hook::{Hook, Hooks};
-pub use rpc::{IdempotencyLevel, Rpc, RpcDescriptor, RpcKind, RpcOf, RpcPolicy, Service};
+#[doc = include_str!("../docs/proto-policy.md")]
+pub use rpc::RpcPolicy;
+pub use rpc::{IdempotencyLevel, Rpc, RpcDescriptor, RpcKind, RpcOf, Service};
 pub use trace::TraceCalls;
 pub use validate::Validate;
 
@@ -184,17 +192,3 @@ mod deprecated;
 #[doc(hidden)]
 #[allow(deprecated)]
 pub use deprecated::*;
-
-// ---- Guides (docs branch) -------------------------------------------------------------
-// The guides in `runtime/docs/` are compiled as doctests here. Each include moves onto
-// its final item when the modules settle (the macro re-export, the `client` module, ...);
-// until then these hidden items only exist for `cargo test --doc`.
-#[cfg(doctest)]
-#[doc = include_str!("../docs/intercept.md")]
-pub struct InterceptGuide;
-#[cfg(doctest)]
-#[doc = include_str!("../docs/proto-policy.md")]
-pub struct ProtoPolicyGuide;
-#[cfg(doctest)]
-#[doc = include_str!("../docs/client.md")]
-pub struct ClientGuide;

@@ -7,8 +7,9 @@
 //! after `<!-- stderr: PATH -->` must be that file's content, so the compiler error the
 //! README shows is the one the trybuild suite checks.
 
-// The README's example is compiled, never run.
-#![allow(dead_code)]
+// The README's example is compiled, never run; the stand-in `pb` is `pub` like the
+// generated code it stands for.
+#![allow(dead_code, unreachable_pub)]
 
 use std::path::{Path, PathBuf};
 
