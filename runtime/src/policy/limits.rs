@@ -301,15 +301,24 @@ impl Meter {
             return Err(too_many(rpc, max, self.dir));
         }
         // `encoded_len` walks the message: only a byte limit or metrics pay for it.
-        if !self.measure {
-            return Ok(0);
+        if let Some(max) = self.max_bytes {
+            let len = message.encoded_len() as u64;
+            if len > max {
+                return Err(too_large(rpc, len, max, self.dir));
+            }
+            Ok(len)
+        } else if self.measure {
+            Ok(message.encoded_len() as u64)
+        } else {
+            Ok(0)
         }
-        let len = message.encoded_len() as u64;
-        if let Some(max) = self.max_bytes
-            && len > max
-        {
-            return Err(too_large(rpc, len, max, self.dir));
-        }
+    }
+
+    /// Checks the total of a call's request messages with this one (`len`, from
+    /// [`Meter::check`]) against `max_total_bytes_in`. Separate from `check` so that a
+    /// response stream, which has no total, pays nothing for it.
+    #[inline(always)]
+    pub(crate) fn check_total(&self, rpc: &RpcDescriptor, len: u64) -> Result<u64, Status> {
         // `bytes` counts the messages that passed, so this is the total with this one.
         if let Some(max) = self.max_total
             && self.bytes.saturating_add(len) > max

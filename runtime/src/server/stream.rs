@@ -35,6 +35,7 @@ pub(crate) fn check_request<R: Rpc, H: Hooks<R>>(
 ) -> Result<(), (PolicyKind, Status)> {
     let bytes = meter
         .check(call.rpc(), message)
+        .and_then(|len| meter.check_total(call.rpc(), len))
         .map_err(|s| (PolicyKind::Limit, s))?;
     hooks
         .validate(call, message)
