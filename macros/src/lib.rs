@@ -12,6 +12,8 @@
 //!   user's body), `hooks` (the hooks adapter), `proto` (the `.proto` agreement
 //!   asserts), `values` (limit values as runtime builder calls).
 
+#![warn(missing_docs)]
+
 mod check;
 mod ctxt;
 mod expand;
@@ -22,7 +24,9 @@ use proc_macro::TokenStream;
 
 // The reference (every entry, its rules and the errors) is on the re-export,
 // `tonic_intercept::intercept` (runtime/docs/intercept.md), where its examples compile
-// as doctests against the runtime. No `///` here: rustdoc would append it to that page.
+// as doctests against the runtime. Rustdoc appends the line below to that page, so it
+// reads as a footnote there and as a pointer on this crate's own page.
+/// Defined in `tonic-intercept-macros`; use it as `tonic_intercept::intercept`.
 #[proc_macro_attribute]
 pub fn intercept(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::intercept(args.into(), item.into()).into()
