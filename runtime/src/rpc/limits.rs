@@ -257,3 +257,59 @@ const fn rate_or(over: Option<MessageRate>, base: Option<MessageRate>) -> Option
         },
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_proto_replaces_values_and_keeps_the_attributes_rate_shape() {
+        let attribute = Limits::new()
+            .max_messages_out(10)
+            .max_message_bytes(64)
+            .messages_per_second_out(5, 8, OnRateExceeded::Reject)
+            .timeout(Duration::from_secs(1))
+            .measure_bytes();
+        let proto = RpcPolicy::new().with_limits(
+            Limits::new()
+                .max_messages_out(3)
+                .messages_per_second_out(50, 1, OnRateExceeded::Delay)
+                .messages_per_second_in(7, 1, OnRateExceeded::Delay)
+                .idle_timeout(Duration::from_millis(200)),
+        );
+        let merged = attribute.with_policy(&proto);
+        assert_eq!(merged.get_max_messages_out(), Some(3));
+        assert_eq!(merged.get_max_message_bytes(), Some(64));
+        assert_eq!(merged.get_max_messages_in(), None);
+        // The `.proto`'s per-second value, the attribute's burst and pacing.
+        assert_eq!(
+            merged.get_messages_per_second_out(),
+            Some(MessageRate {
+                per_second: 50,
+                burst: 8,
+                on_exceeded: OnRateExceeded::Reject
+            })
+        );
+        // No rate here: a burst of 1 and `Delay`.
+        assert_eq!(
+            merged.get_messages_per_second_in(),
+            Some(MessageRate {
+                per_second: 7,
+                burst: 1,
+                on_exceeded: OnRateExceeded::Delay
+            })
+        );
+        assert_eq!(merged.get_timeout(), Some(Duration::from_secs(1)));
+        assert_eq!(merged.get_idle_timeout(), Some(Duration::from_millis(200)));
+        assert!(merged.get_measure_bytes());
+        assert_eq!(attribute.with_policy(&RpcPolicy::new()), attribute);
+    }
+
+    #[test]
+    fn measuring_is_not_a_limit() {
+        assert!(!Limits::new().measure_bytes().sets_any());
+        assert!(!RpcPolicy::new().public().declares_limits());
+        let total = Limits::new().max_total_bytes_in(1);
+        assert!(RpcPolicy::new().with_limits(total).declares_limits());
+    }
+}
