@@ -2,6 +2,8 @@
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
+use tonic_intercept_spec::naming::upper_camel;
+use tonic_intercept_spec::{Setter, rate_shape_defaults};
 
 use crate::model::{Idempotency, Policy, RpcModel, ServiceModel};
 
@@ -281,13 +283,38 @@ fn policy(policy: &Policy) -> TokenStream {
         let roles = &policy.roles;
         setters.extend(quote!(.roles(&[#(#roles),*])));
     }
-    let numbers = numeric_keys(policy);
-    for (key, value) in numbers {
-        let key = format_ident!("{key}");
-        let value = proc_macro2::Literal::u64_unsuffixed(value);
-        setters.extend(quote!(.#key(#value)));
+    if !policy.limits.is_empty() {
+        let limits = limits(policy);
+        setters.extend(quote!(.with_limits(#limits)));
     }
     quote!(.with_policy(::tonic_intercept::__private::RpcPolicy::new() #setters))
+}
+
+/// `Limits::new().<builder>(value)..`: each limit key the `.proto` sets, through the
+/// runtime builder the spec table names. A rate is only a per-second value in the
+/// `.proto`, so its burst and pacing are the table's defaults (the attribute's, where it
+/// sets a rate, win in `Limits::with_policy`).
+fn limits(policy: &Policy) -> TokenStream {
+    let mut out = quote!(::tonic_intercept::__private::Limits::new());
+    for &(key, value) in &policy.limits {
+        let value = proc_macro2::Literal::u64_unsuffixed(value);
+        // Every key on the descriptor has a `Limits` builder (the spec's tests check it).
+        let builder = key.builder().expect("a `Limits` builder");
+        let builder = format_ident!("{builder}");
+        out.extend(match key.setter {
+            Setter::LimitsMillis(_) => {
+                quote!(.#builder(::tonic_intercept::__private::Duration::from_millis(#value)))
+            }
+            Setter::LimitsRate(_) => {
+                let (burst, word) = rate_shape_defaults();
+                let burst = proc_macro2::Literal::u64_unsuffixed(burst);
+                let mode = format_ident!("{}", upper_camel(word));
+                quote!(.#builder(#value, #burst, ::tonic_intercept::__private::OnRateExceeded::#mode))
+            }
+            _ => quote!(.#builder(#value)),
+        });
+    }
+    out
 }
 
 /// The merged policy in the `.proto`'s own syntax, for the docs.
@@ -300,17 +327,14 @@ fn policy_text(policy: &Policy) -> String {
         let roles: Vec<String> = policy.roles.iter().map(|r| format!("{r:?}")).collect();
         keys.push(format!("roles: [{}]", roles.join(", ")));
     }
-    keys.extend(numeric_keys(policy).map(|(key, value)| format!("{key}: {value}")));
+    // Only keys with a `.proto` field are ever read into a `Policy`, in `RpcPolicy` order.
+    keys.extend(
+        policy
+            .limits
+            .iter()
+            .filter_map(|(key, value)| key.proto_field.map(|field| format!("{field}: {value}"))),
+    );
     format!("{{ {} }}", keys.join(", "))
-}
-
-/// The limit keys that are set, in `RpcPolicy` order, by their `.proto` field name, which
-/// is also their setter on `RpcPolicy`.
-fn numeric_keys(policy: &Policy) -> impl Iterator<Item = (&'static str, u64)> + '_ {
-    policy.limits.iter().filter_map(|(key, value)| {
-        // Only keys with a `.proto` field are ever read into a `Policy`.
-        key.proto_field.map(|field| (field, *value))
-    })
 }
 
 /// Named stream types, so handlers and helpers can spell the wrapped streams.

@@ -59,7 +59,9 @@
 //! `option (tonic_intercept.v1.rpc).timeout_ms = 2000;`.
 //!
 //! The generator merges and checks them, and puts the result on each RPC's descriptor
-//! (`ListItems::DESCRIPTOR.policy`, a `tonic_intercept::RpcPolicy`):
+//! (`ListItems::DESCRIPTOR.policy`, a `tonic_intercept::RpcPolicy`, whose limit keys are a
+//! `tonic_intercept::Limits`, read with `policy.limits().get_max_messages_out()` and the
+//! like):
 //!
 //! - an RPC's own keys override the service's `(tonic_intercept.v1.service)` key by key;
 //! - `public` and `roles` go together: an RPC that sets either does not inherit the

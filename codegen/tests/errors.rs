@@ -261,30 +261,38 @@ fn options_import_resolves_from_memory_and_policy_is_merged() {
     // Whitespace and prettyplease's trailing commas aside.
     let flat: String = generated.split_whitespace().collect();
     let flat = flat.replace(",)", ")");
-    let policy = |setters: &str| {
-        format!(".with_policy(::tonic_intercept::__private::RpcPolicy::new(){setters});")
-    };
     // `public` replaces the service's roles; the service's stream keys do not fit a unary RPC.
     assert!(
-        flat.contains(&policy(".public().timeout_ms(5000)")),
+        flat.contains(&policy(".public()", &format!(".timeout({})", ms(5000)))),
         "{generated}"
     );
     // The RPC's keys win; `messages_per_second` is the response side here.
     assert!(
         flat.contains(&policy(
-            ".roles(&[\"admin\"]).max_messages_out(10000).messages_per_second_out(500).timeout_ms(2000)"
+            ".roles(&[\"admin\"])",
+            &format!(
+                ".max_messages_out(10000).messages_per_second_out(500,1,{DELAY}).timeout({})",
+                ms(2000)
+            )
         )),
         "{generated}"
     );
     // Inherits the default, with its rate on the streaming (request) side.
     assert!(
         flat.contains(&policy(
-            ".roles(&[\"user\"]).messages_per_second_in(20).timeout_ms(5000)"
+            ".roles(&[\"user\"])",
+            &format!(
+                ".messages_per_second_in(20,1,{DELAY}).timeout({})",
+                ms(5000)
+            )
         )),
         "{generated}"
     );
     // `public: false` opts out of the service's roles, keeps its timeout.
-    assert!(flat.contains(&policy(".timeout_ms(5000)")), "{generated}");
+    assert!(
+        flat.contains(&policy("", &format!(".timeout({})", ms(5000)))),
+        "{generated}"
+    );
     assert!(
         generated.contains("/// Policy from the `.proto`: `{ public: true, timeout_ms: 5000 }`."),
         "{generated}"
@@ -406,19 +414,26 @@ fn total_bytes_in_is_read_and_a_service_default_applies_where_requests_stream() 
     .unwrap();
     let flat: String = generated.split_whitespace().collect();
     let flat = flat.replace(",)", ")");
-    let policy = |setters: &str| {
-        format!(".with_policy(::tonic_intercept::__private::RpcPolicy::new(){setters});")
-    };
     // Skipped on the unary RPC, whose requests do not stream.
-    assert!(flat.contains(&policy(".timeout_ms(5000)")), "{generated}");
     assert!(
-        flat.contains(&policy(".max_total_bytes_in(1048576).timeout_ms(5000)")),
+        flat.contains(&policy("", &format!(".timeout({})", ms(5000)))),
+        "{generated}"
+    );
+    assert!(
+        flat.contains(&policy(
+            "",
+            &format!(".max_total_bytes_in(1048576).timeout({})", ms(5000))
+        )),
         "{generated}"
     );
     // The RPC's own value wins; keys in `RpcPolicy` order.
     assert!(
         flat.contains(&policy(
-            ".max_message_bytes(512).max_total_bytes_in(4096).timeout_ms(5000)"
+            "",
+            &format!(
+                ".max_message_bytes(512).max_total_bytes_in(4096).timeout({})",
+                ms(5000)
+            )
         )),
         "{generated}"
     );
@@ -444,3 +459,22 @@ fn idle_timeout_on_a_unary_rpc() {
         )
     );
 }
+
+/// The generated `.with_policy(..)` of an RPC, whitespace removed: `access` is its
+/// `.public()` / `.roles(..)`, `limits` its `Limits` builder calls (none: no `with_limits`).
+fn policy(access: &str, limits: &str) -> String {
+    let limits = if limits.is_empty() {
+        String::new()
+    } else {
+        format!(".with_limits(::tonic_intercept::__private::Limits::new(){limits})")
+    };
+    format!(".with_policy(::tonic_intercept::__private::RpcPolicy::new(){access}{limits});")
+}
+
+/// `Duration::from_millis(n)`, through the one door.
+fn ms(n: u64) -> String {
+    format!("::tonic_intercept::__private::Duration::from_millis({n})")
+}
+
+/// A `.proto` rate's pacing: the `.proto` declares none, so the table's default.
+const DELAY: &str = "::tonic_intercept::__private::OnRateExceeded::Delay";

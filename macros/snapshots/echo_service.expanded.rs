@@ -451,7 +451,8 @@ const _: () = {
     const _: () = {
         const __TONIC_INTERCEPT_PROTO: ::core::option::Option<u64> = match <pb::echo_service_intercept::ServerStream as ::tonic_intercept::__private::Rpc>::DESCRIPTOR
             .policy
-            .max_messages_out
+            .limits()
+            .get_max_messages_out()
         {
             ::core::option::Option::Some(v) => ::core::option::Option::Some(v as u64),
             ::core::option::Option::None => ::core::option::Option::None,
@@ -485,9 +486,12 @@ const _: () = {
     const _: () = {
         const __TONIC_INTERCEPT_PROTO: ::core::option::Option<u64> = match <pb::echo_service_intercept::ServerStream as ::tonic_intercept::__private::Rpc>::DESCRIPTOR
             .policy
-            .messages_per_second_out
+            .limits()
+            .get_messages_per_second_out()
         {
-            ::core::option::Option::Some(v) => ::core::option::Option::Some(v as u64),
+            ::core::option::Option::Some(v) => {
+                ::core::option::Option::Some(v.per_second as u64)
+            }
             ::core::option::Option::None => ::core::option::Option::None,
         };
         const __TONIC_INTERCEPT_THIS: u64 = (100) as u64;
@@ -519,7 +523,8 @@ const _: () = {
     const _: () = {
         const __TONIC_INTERCEPT_PROTO: ::core::option::Option<u64> = match <pb::echo_service_intercept::ClientStream as ::tonic_intercept::__private::Rpc>::DESCRIPTOR
             .policy
-            .max_messages_in
+            .limits()
+            .get_max_messages_in()
         {
             ::core::option::Option::Some(v) => ::core::option::Option::Some(v as u64),
             ::core::option::Option::None => ::core::option::Option::None,
@@ -553,7 +558,8 @@ const _: () = {
     const _: () = {
         const __TONIC_INTERCEPT_PROTO: ::core::option::Option<u64> = match <pb::echo_service_intercept::ClientStream as ::tonic_intercept::__private::Rpc>::DESCRIPTOR
             .policy
-            .max_message_bytes
+            .limits()
+            .get_max_message_bytes()
         {
             ::core::option::Option::Some(v) => ::core::option::Option::Some(v as u64),
             ::core::option::Option::None => ::core::option::Option::None,

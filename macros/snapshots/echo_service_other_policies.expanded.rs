@@ -549,9 +549,12 @@ const _: () = {
     const _: () = {
         const __TONIC_INTERCEPT_PROTO: ::core::option::Option<u64> = match <pb::echo_service_intercept::ClientStream as ::tonic_intercept::__private::Rpc>::DESCRIPTOR
             .policy
-            .messages_per_second_in
+            .limits()
+            .get_messages_per_second_in()
         {
-            ::core::option::Option::Some(v) => ::core::option::Option::Some(v as u64),
+            ::core::option::Option::Some(v) => {
+                ::core::option::Option::Some(v.per_second as u64)
+            }
             ::core::option::Option::None => ::core::option::Option::None,
         };
         const __TONIC_INTERCEPT_THIS: u64 = (RATE) as u64;

@@ -2,6 +2,10 @@
 
 use std::fmt;
 
+pub(crate) mod limits;
+
+use limits::Limits;
+
 /// One RPC of a service, as a type.
 ///
 /// `tonic-intercept-build` emits one unit struct per RPC (for `rpc ListUsers` in
@@ -66,14 +70,23 @@ pub trait RpcOf<S: Service>: Rpc<Service = S> {}
 /// service-level `option (tonic_intercept.v1.service)` default), as the generator read it.
 ///
 /// `#[intercept]` applies it; where the attribute sets the same value, they must agree.
-/// Built with `const` setters by generated code:
+/// Its limits are a [`Limits`], the same value `#[intercept(limit(..))]` builds, so a limit
+/// key exists once in the runtime. Built with `const` setters by generated code:
 ///
 /// ```
-/// use tonic_intercept::RpcPolicy;
-/// const POLICY: RpcPolicy = RpcPolicy::new().max_messages_out(10_000).timeout_ms(2_000).roles(&["admin"]);
-/// assert_eq!(POLICY.max_messages_out, Some(10_000));
+/// use std::time::Duration;
+/// use tonic_intercept::{Limits, RpcPolicy};
+/// const POLICY: RpcPolicy = RpcPolicy::new()
+///     .roles(&["admin"])
+///     .with_limits(Limits::new().max_messages_out(10_000).timeout(Duration::from_millis(2_000)));
+/// assert_eq!(POLICY.limits().get_max_messages_out(), Some(10_000));
+/// assert!(POLICY.declares_limits());
 /// assert!(!POLICY.public);
 /// ```
+///
+/// A message rate in the `.proto` is only a per-second value: the generator builds it with
+/// a burst of 1 and `Delay`, and [`Limits::with_policy`] takes only its `per_second`,
+/// keeping the attribute's burst and pacing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct RpcPolicy {
@@ -81,22 +94,8 @@ pub struct RpcPolicy {
     pub public: bool,
     /// `roles: ["admin"]`: the caller needs at least one of these roles.
     pub roles: &'static [&'static str],
-    /// `max_messages_in`: request messages per stream.
-    pub max_messages_in: Option<u64>,
-    /// `max_messages_out`: response messages per stream.
-    pub max_messages_out: Option<u64>,
-    /// `max_message_bytes`: encoded bytes per message, either way.
-    pub max_message_bytes: Option<u64>,
-    /// `max_total_bytes_in`: encoded bytes of all request messages of one call.
-    pub max_total_bytes_in: Option<u64>,
-    /// `messages_per_second_in`: sustained rate of request messages.
-    pub messages_per_second_in: Option<u32>,
-    /// `messages_per_second_out`: sustained rate of response messages.
-    pub messages_per_second_out: Option<u32>,
-    /// `timeout_ms`: server-side cap on the call's duration.
-    pub timeout_ms: Option<u64>,
-    /// `idle_timeout_ms`: longest wait for a stream's next message, either way.
-    pub idle_timeout_ms: Option<u64>,
+    /// `max_messages_in`, `timeout_ms`, ...: every other key.
+    limits: Limits,
 }
 
 impl RpcPolicy {
@@ -105,26 +104,16 @@ impl RpcPolicy {
         Self {
             public: false,
             roles: &[],
-            max_messages_in: None,
-            max_messages_out: None,
-            max_message_bytes: None,
-            max_total_bytes_in: None,
-            messages_per_second_in: None,
-            messages_per_second_out: None,
-            timeout_ms: None,
-            idle_timeout_ms: None,
+            limits: Limits::new(),
         }
     }
     /// Whether any limit is declared (anything but `public` and `roles`).
     pub const fn declares_limits(&self) -> bool {
-        self.max_messages_in.is_some()
-            || self.max_messages_out.is_some()
-            || self.max_message_bytes.is_some()
-            || self.max_total_bytes_in.is_some()
-            || self.messages_per_second_in.is_some()
-            || self.messages_per_second_out.is_some()
-            || self.timeout_ms.is_some()
-            || self.idle_timeout_ms.is_some()
+        self.limits.sets_any()
+    }
+    /// The limits declared (`max_messages_in`, `timeout_ms`, ...).
+    pub const fn limits(&self) -> &Limits {
+        &self.limits
     }
     /// `public: true`.
     pub const fn public(mut self) -> Self {
@@ -136,44 +125,9 @@ impl RpcPolicy {
         self.roles = roles;
         self
     }
-    /// `max_messages_in: n`.
-    pub const fn max_messages_in(mut self, n: u64) -> Self {
-        self.max_messages_in = Some(n);
-        self
-    }
-    /// `max_messages_out: n`.
-    pub const fn max_messages_out(mut self, n: u64) -> Self {
-        self.max_messages_out = Some(n);
-        self
-    }
-    /// `max_message_bytes: n`.
-    pub const fn max_message_bytes(mut self, n: u64) -> Self {
-        self.max_message_bytes = Some(n);
-        self
-    }
-    /// `max_total_bytes_in: n`.
-    pub const fn max_total_bytes_in(mut self, n: u64) -> Self {
-        self.max_total_bytes_in = Some(n);
-        self
-    }
-    /// `messages_per_second_in: n`.
-    pub const fn messages_per_second_in(mut self, n: u32) -> Self {
-        self.messages_per_second_in = Some(n);
-        self
-    }
-    /// `messages_per_second_out: n`.
-    pub const fn messages_per_second_out(mut self, n: u32) -> Self {
-        self.messages_per_second_out = Some(n);
-        self
-    }
-    /// `timeout_ms: n`.
-    pub const fn timeout_ms(mut self, n: u64) -> Self {
-        self.timeout_ms = Some(n);
-        self
-    }
-    /// `idle_timeout_ms: n`.
-    pub const fn idle_timeout_ms(mut self, n: u64) -> Self {
-        self.idle_timeout_ms = Some(n);
+    /// The limit keys (`max_messages_in: 3` is `Limits::new().max_messages_in(3)`).
+    pub const fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
         self
     }
 }

@@ -104,8 +104,8 @@ async fn each_message_may_be_under_max_message_bytes_and_the_total_over() {
 
 #[tokio::test]
 async fn the_proto_declares_it_through_the_rpc_policy() {
-    const POLICY: RpcPolicy = RpcPolicy::new().max_total_bytes_in(24);
-    assert_eq!(POLICY.max_total_bytes_in, Some(24));
+    const POLICY: RpcPolicy = RpcPolicy::new().with_limits(Limits::new().max_total_bytes_in(24));
+    assert_eq!(POLICY.limits().get_max_total_bytes_in(), Some(24));
     assert!(POLICY.declares_limits());
     // The `.proto`'s value replaces one set for every RPC.
     let limits = Limits::new().max_total_bytes_in(1_000).with_policy(&POLICY);

@@ -7,10 +7,11 @@
 //! dependency on `syn`: it deals in names and strings, and each user turns them into
 //! tokens its own way.
 //!
-//! Adding a limit key: an entry in [`LIMIT_KEYS`], the runtime's `Limits` field, builder
-//! and enforcement, the `RpcPolicy` field in `tonic_intercept/v1/options.proto` if the
-//! `.proto` may set it, and its docs and tests. The macro and the generator read
-//! everything else from the entry.
+//! Adding a limit key: an entry in [`LIMIT_KEYS`], the runtime's `Limits` field, builder,
+//! `get_<builder>` getter, merge line and enforcement (the runtime's `RpcPolicy` holds a
+//! `Limits`, so it needs nothing), the `RpcPolicy` field in
+//! `tonic_intercept/v1/options.proto` if the `.proto` may set it, and its docs and tests.
+//! The macro and the generator read everything else from the entry.
 
 #![warn(missing_docs, unreachable_pub)]
 
@@ -19,4 +20,6 @@ mod limits;
 pub mod naming;
 
 pub use kind::RpcKind;
-pub use limits::{Fits, LIMIT_KEYS, LimitKey, Setter, ValueType, closest, limit_key};
+pub use limits::{
+    Fits, LIMIT_KEYS, LimitKey, Setter, ValueType, closest, limit_key, rate_shape_defaults,
+};

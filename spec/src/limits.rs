@@ -14,8 +14,8 @@ pub struct LimitKey {
     /// passed for it must have).
     pub value: ValueType,
     /// Its field of `RpcPolicy` in `tonic_intercept/v1/options.proto`, if the `.proto` may
-    /// set it. Keys that land on the RPC's descriptor ([`LimitKey::on_descriptor`]) have
-    /// a field and a setter of that name on the runtime's `RpcPolicy`.
+    /// set it. Keys that land on the RPC's descriptor ([`LimitKey::on_descriptor`]) reach
+    /// the runtime's `RpcPolicy` through its `Limits`, by their [`LimitKey::setter`].
     pub proto_field: Option<&'static str>,
     /// Accepted in `#[intercept(limit(..))]`.
     pub in_attribute: bool,
@@ -125,11 +125,24 @@ impl LimitKey {
         }
     }
 
-    /// Whether the `.proto`'s value lands on the RPC's descriptor, as the field (and the
-    /// setter) of the runtime's `RpcPolicy` named [`LimitKey::proto_field`]. The macro
-    /// asserts that its own value agrees with it.
+    /// Whether the `.proto`'s value lands on the RPC's descriptor, in the `Limits` of the
+    /// runtime's `RpcPolicy` (built by [`LimitKey::builder`], read by
+    /// [`LimitKey::getter`]). The macro asserts that its own value agrees with it.
     pub const fn on_descriptor(&self) -> bool {
         self.proto_field.is_some() && !matches!(self.setter, Setter::ProtoDefault)
+    }
+
+    /// The runtime's `Limits` getter of the value, `get_<builder>`, for keys that set a
+    /// `Limits` value ([`Setter::Limits`], [`Setter::LimitsMillis`], [`Setter::LimitsRate`]).
+    /// It returns an `Option` of the builder's argument: the number, a `Duration`, a
+    /// `MessageRate`.
+    pub fn getter(&self) -> Option<String> {
+        match self.setter {
+            Setter::Limits(m) | Setter::LimitsMillis(m) | Setter::LimitsRate(m) => {
+                Some(format!("get_{m}"))
+            }
+            Setter::RateShape | Setter::Admission(_) | Setter::ProtoDefault => None,
+        }
     }
 
     /// Whether the key can act on an RPC of `kind`.
@@ -316,6 +329,23 @@ pub const LIMIT_KEYS: &[LimitKey] = &[
     },
 ];
 
+/// A message rate's [`Setter::RateShape`] arguments where they are not set (in the
+/// attribute, or ever in the `.proto`, which declares only the per-second value): the
+/// numeric key's default, a burst of 1, and the worded key's first word, `delay`. The
+/// runtime's `Limits::with_policy` gives a `.proto` rate the same when the attribute sets
+/// no rate.
+pub fn rate_shape_defaults() -> (u64, &'static str) {
+    let word = LIMIT_KEYS
+        .iter()
+        .filter(|k| k.setter == Setter::RateShape)
+        .find_map(|k| match k.value {
+            ValueType::Word(words) => words.first().copied(),
+            ValueType::U32 | ValueType::U64 => None,
+        })
+        .expect("a worded rate-shaping key");
+    (1, word)
+}
+
 /// The key named `name`.
 pub fn limit_key(name: &str) -> Option<&'static LimitKey> {
     LIMIT_KEYS.iter().find(|k| k.name == name)
@@ -437,7 +467,28 @@ mod tests {
             if key.proto_field.is_some() {
                 assert!(key.value.rust_type().is_some(), "{}", key.name);
             }
+            // What lands on the descriptor is a value of its `Limits`, read by a getter.
+            if key.on_descriptor() {
+                assert!(key.getter().is_some(), "{}", key.name);
+            }
         }
+    }
+
+    #[test]
+    fn getters_are_named_after_builders() {
+        let getter = |name| limit_key(name).unwrap().getter();
+        assert_eq!(
+            getter("max_total_bytes_in").as_deref(),
+            Some("get_max_total_bytes_in")
+        );
+        assert_eq!(getter("timeout_ms").as_deref(), Some("get_timeout"));
+        assert_eq!(
+            getter("messages_per_second_out").as_deref(),
+            Some("get_messages_per_second_out")
+        );
+        assert_eq!(getter("burst"), None);
+        assert_eq!(getter("queue"), None);
+        assert_eq!(rate_shape_defaults(), (1, "delay"));
     }
 
     #[test]

@@ -757,7 +757,14 @@ pub mod catalog_service_intercept {
                 false,
             )
             .with_policy(
-                ::tonic_intercept::__private::RpcPolicy::new().public().timeout_ms(5000),
+                ::tonic_intercept::__private::RpcPolicy::new()
+                    .public()
+                    .with_limits(
+                        ::tonic_intercept::__private::Limits::new()
+                            .timeout(
+                                ::tonic_intercept::__private::Duration::from_millis(5000),
+                            ),
+                    ),
             );
         const INDEX: usize = 0;
         fn span(
@@ -790,8 +797,13 @@ pub mod catalog_service_intercept {
             )
             .with_policy(
                 ::tonic_intercept::__private::RpcPolicy::new()
-                    .max_messages_out(3)
-                    .timeout_ms(2000),
+                    .with_limits(
+                        ::tonic_intercept::__private::Limits::new()
+                            .max_messages_out(3)
+                            .timeout(
+                                ::tonic_intercept::__private::Duration::from_millis(2000),
+                            ),
+                    ),
             );
         const INDEX: usize = 1;
         fn span(
@@ -831,7 +843,12 @@ pub mod catalog_service_intercept {
             .with_policy(
                 ::tonic_intercept::__private::RpcPolicy::new()
                     .roles(&["admin"])
-                    .timeout_ms(5000),
+                    .with_limits(
+                        ::tonic_intercept::__private::Limits::new()
+                            .timeout(
+                                ::tonic_intercept::__private::Duration::from_millis(5000),
+                            ),
+                    ),
             );
         const INDEX: usize = 2;
         fn span(
@@ -864,8 +881,15 @@ pub mod catalog_service_intercept {
             )
             .with_policy(
                 ::tonic_intercept::__private::RpcPolicy::new()
-                    .timeout_ms(5000)
-                    .idle_timeout_ms(200),
+                    .with_limits(
+                        ::tonic_intercept::__private::Limits::new()
+                            .timeout(
+                                ::tonic_intercept::__private::Duration::from_millis(5000),
+                            )
+                            .idle_timeout(
+                                ::tonic_intercept::__private::Duration::from_millis(200),
+                            ),
+                    ),
             );
         const INDEX: usize = 3;
         fn span(

@@ -109,7 +109,8 @@ fn service_type_and_indices() {
 
 #[test]
 fn catalog_descriptors_carry_the_declared_policy() {
-    use tonic_intercept::{Rpc, RpcKind, RpcPolicy, Service};
+    use std::time::Duration;
+    use tonic_intercept::{Limits, Rpc, RpcKind, RpcPolicy, Service};
     use tonic_intercept_tests::catalog_pb::catalog_service_intercept as rpc;
 
     assert_eq!(<rpc::Service as Service>::NAME, "catalog.v1.CatalogService");
@@ -127,25 +128,40 @@ fn catalog_descriptors_carry_the_declared_policy() {
 
     // `{ public: true }` plus the service's `timeout_ms: 5000`.
     let get = rpc::GetItem::DESCRIPTOR.policy;
-    assert_eq!(get, RpcPolicy::new().public().timeout_ms(5000));
+    assert_eq!(
+        get,
+        RpcPolicy::new()
+            .public()
+            .with_limits(Limits::new().timeout(Duration::from_millis(5000)))
+    );
     assert!(get.roles.is_empty());
 
     // The RPC's own `timeout_ms` wins over the service default.
     let list = rpc::ListItems::DESCRIPTOR.policy;
-    assert_eq!(list.max_messages_out, Some(3));
-    assert_eq!(list.timeout_ms, Some(2000));
-    assert_eq!(list.max_messages_in, None);
+    assert_eq!(list.limits().get_max_messages_out(), Some(3));
+    assert_eq!(
+        list.limits().get_timeout(),
+        Some(Duration::from_millis(2000))
+    );
+    assert_eq!(list.limits().get_max_messages_in(), None);
     assert!(!list.public);
 
     let delete = rpc::DeleteItem::DESCRIPTOR.policy;
     assert_eq!(delete.roles, ["admin"]);
-    assert_eq!(delete.timeout_ms, Some(5000));
+    assert_eq!(
+        delete.limits().get_timeout(),
+        Some(Duration::from_millis(5000))
+    );
     assert!(!delete.public);
 
     let watch = rpc::WatchItems::DESCRIPTOR.policy;
     assert_eq!(
         watch,
-        RpcPolicy::new().timeout_ms(5000).idle_timeout_ms(200)
+        RpcPolicy::new().with_limits(
+            Limits::new()
+                .timeout(Duration::from_millis(5000))
+                .idle_timeout(Duration::from_millis(200))
+        )
     );
 
     // `RPCS` and `Service::RPCS` are the same descriptors, in `.proto` order.

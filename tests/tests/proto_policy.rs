@@ -205,5 +205,8 @@ fn the_generated_types_carry_the_protos_policy() {
     use tonic_intercept_tests::catalog_pb::catalog_service_intercept::{DeleteItem, GetItem};
     const { assert!(GetItem::DESCRIPTOR.policy.public) };
     assert_eq!(DeleteItem::DESCRIPTOR.policy.roles, ["admin"]);
-    assert_eq!(DeleteItem::DESCRIPTOR.policy.timeout_ms, Some(5_000));
+    assert_eq!(
+        DeleteItem::DESCRIPTOR.policy.limits().get_timeout(),
+        Some(std::time::Duration::from_millis(5_000))
+    );
 }

@@ -5,6 +5,7 @@
 use proc_macro2::{Literal, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
 use syn::Ident;
+use tonic_intercept_spec::Setter;
 
 use super::{Shape, rpc_path, shape};
 use crate::check::{Access, RpcPlan, spec_of};
@@ -14,7 +15,8 @@ use crate::resolve::Service;
 /// The `const` checks of one RPC.
 struct Asserts<'a> {
     plan: &'a RpcPlan<'a>,
-    /// `<Rpc as Rpc>::DESCRIPTOR.policy`: what its `.proto` declares.
+    /// `<Rpc as Rpc>::DESCRIPTOR.policy`: what its `.proto` declares; its limit values are
+    /// read through `.limits().get_<builder>()`, named by the spec table.
     policy: TokenStream,
     out: Vec<TokenStream>,
 }
@@ -149,18 +151,22 @@ fn proto_limits_enforced(a: &mut Asserts) {
 // `key = none` for an RPC switches off a limit set for every RPC here; it cannot switch
 // off the `.proto`'s, which is the RPC's contract.
 fn switched_off_limit_not_declared(a: &mut Asserts, key: &LimitKey) {
-    let Some(field) = spec_of(key)
+    let Some((field, getter)) = spec_of(key)
         .filter(|s| s.on_descriptor())
-        .and_then(|s| s.proto_field)
+        .and_then(|s| Some((s.proto_field?, s.getter()?)))
     else {
         return;
     };
     let (name, policy) = (&a.plan.rpc.name, a.policy.clone());
-    let ident = format_ident!("{field}");
+    let getter = format_ident!("{getter}");
     let message = format!(
         "`{field} = none` switches off a limit that the .proto options of `{name}` declare; remove it from the .proto instead"
     );
-    a.assert(key.name.span(), quote!(#policy.#ident.is_none()), message);
+    a.assert(
+        key.name.span(),
+        quote!(#policy.limits().#getter().is_none()),
+        message,
+    );
 }
 
 // A value here for a key the `.proto` also sets must be the same: the `.proto` is the
@@ -175,8 +181,17 @@ fn limit_values_agree(a: &Asserts, keys: Vec<&LimitKey>) -> Vec<TokenStream> {
         let Some(spec) = spec_of(key).filter(|s| s.on_descriptor()) else {
             continue;
         };
+        let Some(getter) = spec.getter() else {
+            continue;
+        };
         let field = spec.proto_field.unwrap_or(spec.name);
-        let ident = format_ident!("{field}");
+        let getter = format_ident!("{getter}");
+        // The getter's value as the `.proto` wrote it: a number of the key's unit.
+        let number = match spec.setter {
+            Setter::LimitsMillis(_) => quote!(v.as_millis() as u64),
+            Setter::LimitsRate(_) => quote!(v.per_second as u64),
+            _ => quote!(v as u64),
+        };
         // The value as written: `limits_expr` already checks a constant's type and that
         // it is at least 1, so this adds no second error.
         let value = match &key.value {
@@ -198,8 +213,8 @@ fn limit_values_agree(a: &Asserts, keys: Vec<&LimitKey>) -> Vec<TokenStream> {
         checks.push(quote_spanned! {key.name.span()=>
             #[allow(clippy::unnecessary_cast)]
             const _: () = {
-                const __TONIC_INTERCEPT_PROTO: ::core::option::Option<u64> = match #policy.#ident {
-                    ::core::option::Option::Some(v) => ::core::option::Option::Some(v as u64),
+                const __TONIC_INTERCEPT_PROTO: ::core::option::Option<u64> = match #policy.limits().#getter() {
+                    ::core::option::Option::Some(v) => ::core::option::Option::Some(#number),
                     ::core::option::Option::None => ::core::option::Option::None,
                 };
                 const __TONIC_INTERCEPT_THIS: u64 = (#value) as u64;

@@ -5,7 +5,7 @@ use proc_macro2::{Literal, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use tonic_intercept_spec::naming::upper_camel;
-use tonic_intercept_spec::{LimitKey, Setter, ValueType};
+use tonic_intercept_spec::{LimitKey, Setter, ValueType, rate_shape_defaults};
 
 use crate::check::Limits;
 use crate::parse::LimitValue;
@@ -40,7 +40,7 @@ pub(super) fn limits_expr(limits: &Limits) -> TokenStream {
 }
 
 /// The arguments a rate builder takes after the rate: the numeric shaping key (the
-/// burst, 1 unless set) and the worded one (`OnRateExceeded`, its first word unless set).
+/// burst) and the worded one (`OnRateExceeded`), each its table default unless set.
 fn rate_shape(limits: &Limits) -> (TokenStream, TokenStream) {
     let shaping = || {
         tonic_intercept_spec::LIMIT_KEYS
@@ -48,20 +48,19 @@ fn rate_shape(limits: &Limits) -> (TokenStream, TokenStream) {
             .filter(|k| k.setter == Setter::RateShape)
     };
     let set = |key: &LimitKey| limits.iter().find(|(k, _)| k.name == key.name);
+    let (default_burst, default_word) = rate_shape_defaults();
     let burst = match shaping().find_map(|k| set(k).filter(|_| k.value.rust_type().is_some())) {
         Some((key, value)) => limit_value(key, value),
-        None => quote!(1),
+        None => {
+            let burst = Literal::u64_unsuffixed(default_burst);
+            quote!(#burst)
+        }
     };
-    let mode = shaping().find_map(|key| {
-        let ValueType::Word(words) = key.value else {
-            return None;
-        };
-        let word = match set(key).and_then(|(_, value)| value.word()) {
-            Some(word) => word.to_string(),
-            None => words.first()?.to_string(),
-        };
-        Some(format_ident!("{}", upper_camel(&word)))
-    });
+    let word = shaping()
+        .filter(|key| matches!(key.value, ValueType::Word(_)))
+        .find_map(|key| set(key).and_then(|(_, value)| value.word()))
+        .map_or_else(|| default_word.to_string(), |word| word.to_string());
+    let mode = format_ident!("{}", upper_camel(&word));
     (burst, quote!(#mode))
 }
 

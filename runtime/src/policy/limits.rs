@@ -1,227 +1,17 @@
 //! Per-RPC limits and the per-direction bookkeeping that enforces them.
+//!
+//! The value, [`Limits`], is defined with the RPC model (a descriptor carries the
+//! `.proto`'s limits); this module enforces it.
 
 use std::time::Duration;
 
 use tokio::time::Instant;
 use tonic::Status;
 
-use crate::rpc::{RpcDescriptor, RpcPolicy};
+use crate::rpc::RpcDescriptor;
 
 pub use crate::policy::admission::identity_key;
-
-/// The limits of one RPC, as `#[intercept(limit(...))]` declared them.
-///
-/// Built in a `const` by the macro; every field is optional.
-///
-/// ```
-/// use std::time::Duration;
-/// use tonic_intercept::Limits;
-/// use tonic_intercept::limits::OnRateExceeded;
-///
-/// const LIST_USERS: Limits = Limits::new()
-///     .max_messages_out(10_000)
-///     .messages_per_second_out(500, 1, OnRateExceeded::Delay)
-///     .timeout(Duration::from_secs(30));
-/// assert_eq!(LIST_USERS.get_max_messages_out(), Some(10_000));
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Limits {
-    max_messages_in: Option<u64>,
-    max_messages_out: Option<u64>,
-    max_message_bytes: Option<u64>,
-    max_total_bytes_in: Option<u64>,
-    rate_in: Option<MessageRate>,
-    rate_out: Option<MessageRate>,
-    timeout: Option<Duration>,
-    idle_timeout: Option<Duration>,
-    measure_bytes: bool,
-}
-
-/// A token bucket: `per_second` messages a second, bursts of `burst`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MessageRate {
-    /// Sustained messages per second.
-    pub per_second: u32,
-    /// How many messages may pass back to back before pacing starts.
-    pub burst: u32,
-    /// Wait (backpressure) or fail when a message comes too early.
-    pub on_exceeded: OnRateExceeded,
-}
-
-/// What a stream does with a message that arrives faster than its rate allows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum OnRateExceeded {
-    /// Hold the message until the bucket has a token. Inbound, this stops reading, so
-    /// HTTP/2 flow control slows the client down; outbound, it stops polling the producer.
-    #[default]
-    Delay,
-    /// End the call with `RESOURCE_EXHAUSTED`.
-    Reject,
-}
-
-impl Limits {
-    /// No limits.
-    pub const fn new() -> Self {
-        Self {
-            max_messages_in: None,
-            max_messages_out: None,
-            max_message_bytes: None,
-            max_total_bytes_in: None,
-            rate_in: None,
-            rate_out: None,
-            timeout: None,
-            idle_timeout: None,
-            measure_bytes: false,
-        }
-    }
-    /// At most `n` request messages in one stream.
-    pub const fn max_messages_in(mut self, n: u64) -> Self {
-        self.max_messages_in = Some(n);
-        self
-    }
-    /// At most `n` response messages in one stream.
-    pub const fn max_messages_out(mut self, n: u64) -> Self {
-        self.max_messages_out = Some(n);
-        self
-    }
-    /// At most `n` encoded bytes per message, either way.
-    ///
-    /// `u64` like every byte count of the crate (the `.proto`'s `uint64`, `RpcPolicy`,
-    /// `ClientPolicy`, [`Outcome`](crate::Outcome)), so a limit means the same on every
-    /// target.
-    pub const fn max_message_bytes(mut self, n: u64) -> Self {
-        self.max_message_bytes = Some(n);
-        self
-    }
-    /// At most `n` encoded bytes of request messages in one call, all messages together:
-    /// a cap on a whole upload, where [`Limits::max_message_bytes`] caps each message.
-    /// The message that would cross it ends the call with `RESOURCE_EXHAUSTED`.
-    pub const fn max_total_bytes_in(mut self, n: u64) -> Self {
-        self.max_total_bytes_in = Some(n);
-        self
-    }
-    /// Paces request messages.
-    pub const fn messages_per_second_in(
-        mut self,
-        per_second: u32,
-        burst: u32,
-        on_exceeded: OnRateExceeded,
-    ) -> Self {
-        self.rate_in = Some(MessageRate {
-            per_second,
-            burst,
-            on_exceeded,
-        });
-        self
-    }
-    /// Paces response messages.
-    pub const fn messages_per_second_out(
-        mut self,
-        per_second: u32,
-        burst: u32,
-        on_exceeded: OnRateExceeded,
-    ) -> Self {
-        self.rate_out = Some(MessageRate {
-            per_second,
-            burst,
-            on_exceeded,
-        });
-        self
-    }
-    /// Ends the call with `DEADLINE_EXCEEDED` after `timeout` (or at the client's
-    /// `grpc-timeout`, if earlier).
-    pub const fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = Some(timeout);
-        self
-    }
-
-    /// Ends a stream with `DEADLINE_EXCEEDED` when no message moved (either way) for
-    /// `idle`.
-    pub const fn idle_timeout(mut self, idle: Duration) -> Self {
-        self.idle_timeout = Some(idle);
-        self
-    }
-    /// Measures every message's encoded size, for [`CallOutcome`](crate::CallOutcome)'s byte
-    /// counts, even without a byte limit (metrics turn this on).
-    pub const fn measure_bytes(mut self) -> Self {
-        self.measure_bytes = true;
-        self
-    }
-    /// Applies what the `.proto` declared for the RPC (see [`RpcPolicy`]) over these
-    /// limits: a value from the `.proto` replaces one set for every RPC. Message rates
-    /// from the `.proto` keep this value's burst (1 by default) and pacing.
-    pub const fn with_policy(mut self, policy: &RpcPolicy) -> Self {
-        if let Some(n) = policy.max_messages_in {
-            self.max_messages_in = Some(n);
-        }
-        if let Some(n) = policy.max_messages_out {
-            self.max_messages_out = Some(n);
-        }
-        if let Some(n) = policy.max_message_bytes {
-            self.max_message_bytes = Some(n);
-        }
-        if let Some(n) = policy.max_total_bytes_in {
-            self.max_total_bytes_in = Some(n);
-        }
-        if let Some(n) = policy.messages_per_second_in {
-            self.rate_in = Some(with_rate(self.rate_in, n));
-        }
-        if let Some(n) = policy.messages_per_second_out {
-            self.rate_out = Some(with_rate(self.rate_out, n));
-        }
-        if let Some(ms) = policy.timeout_ms {
-            self.timeout = Some(Duration::from_millis(ms));
-        }
-        if let Some(ms) = policy.idle_timeout_ms {
-            self.idle_timeout = Some(Duration::from_millis(ms));
-        }
-        self
-    }
-
-    /// See [`Limits::max_messages_in`].
-    pub const fn get_max_messages_in(&self) -> Option<u64> {
-        self.max_messages_in
-    }
-    /// See [`Limits::max_messages_out`].
-    pub const fn get_max_messages_out(&self) -> Option<u64> {
-        self.max_messages_out
-    }
-    /// See [`Limits::max_message_bytes`].
-    pub const fn get_max_message_bytes(&self) -> Option<u64> {
-        self.max_message_bytes
-    }
-    /// See [`Limits::max_total_bytes_in`].
-    pub const fn get_max_total_bytes_in(&self) -> Option<u64> {
-        self.max_total_bytes_in
-    }
-    /// See [`Limits::messages_per_second_in`].
-    pub const fn get_rate_in(&self) -> Option<MessageRate> {
-        self.rate_in
-    }
-    /// See [`Limits::messages_per_second_out`].
-    pub const fn get_rate_out(&self) -> Option<MessageRate> {
-        self.rate_out
-    }
-    /// See [`Limits::timeout`].
-    pub const fn get_timeout(&self) -> Option<Duration> {
-        self.timeout
-    }
-    /// See [`Limits::idle_timeout`].
-    pub const fn get_idle_timeout(&self) -> Option<Duration> {
-        self.idle_timeout
-    }
-}
-
-const fn with_rate(rate: Option<MessageRate>, per_second: u32) -> MessageRate {
-    match rate {
-        Some(r) => MessageRate { per_second, ..r },
-        None => MessageRate {
-            per_second,
-            burst: 1,
-            on_exceeded: OnRateExceeded::Delay,
-        },
-    }
-}
+pub use crate::rpc::limits::{Limits, MessageRate, OnRateExceeded};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Dir {
@@ -263,20 +53,23 @@ impl Meter {
     pub(crate) fn new(dir: Dir, limits: &Limits) -> Self {
         let (max_messages, max_total, rate) = match dir {
             Dir::In => (
-                limits.max_messages_in,
-                limits.max_total_bytes_in,
-                limits.rate_in,
+                limits.get_max_messages_in(),
+                limits.get_max_total_bytes_in(),
+                limits.get_messages_per_second_in(),
             ),
-            Dir::Out => (limits.max_messages_out, None, limits.rate_out),
+            Dir::Out => (
+                limits.get_max_messages_out(),
+                None,
+                limits.get_messages_per_second_out(),
+            ),
         };
+        let max_bytes = limits.get_max_message_bytes();
         Self {
             dir,
             max_messages,
-            max_bytes: limits.max_message_bytes,
+            max_bytes,
             max_total,
-            measure: limits.measure_bytes
-                || limits.max_message_bytes.is_some()
-                || max_total.is_some(),
+            measure: limits.get_measure_bytes() || max_bytes.is_some() || max_total.is_some(),
             rate: rate.map(Bucket::new),
             messages: 0,
             bytes: 0,
