@@ -235,7 +235,10 @@ fn check_fits(policy: &Declared, method: &MethodDescriptor, at: &At<'_>, errors:
             };
             format!("its {side} do not stream{hint} (`max_message_bytes` limits single messages)")
         } else {
-            "neither side streams; use `max_message_bytes` or `timeout_ms`".to_owned()
+            format!(
+                "neither side streams; use {}",
+                tonic_intercept_spec::unary_alternatives()
+            )
         };
         errors.push(at.error(
             key.name,

@@ -22,4 +22,5 @@ pub mod naming;
 pub use kind::RpcKind;
 pub use limits::{
     Fits, LIMIT_KEYS, LimitKey, Setter, ValueType, closest, limit_key, rate_shape_defaults,
+    unary_alternatives,
 };

@@ -24,6 +24,12 @@ pub struct LimitKey {
     /// In the `.proto`, the key whose value applies when this one is not set (on the RPC,
     /// then on the service): `messages_per_second` for the two rate keys.
     pub proto_default: Option<&'static str>,
+    /// Keys this one only shapes: one of them must be set in the same `limit(..)`
+    /// (`call_burst` shapes `calls_per_second`). Empty for a key that acts on its own.
+    /// The rate keys' shaping arguments say it with [`Setter::RateShape`] instead.
+    pub shapes: &'static [&'static str],
+    /// Needs a verified identity: it acts only on RPCs covered by `auth(..)`.
+    pub needs_identity: bool,
     /// What it limits, in one line.
     pub doc: &'static str,
 }
@@ -175,6 +181,8 @@ pub const LIMIT_KEYS: &[LimitKey] = &[
         in_attribute: true,
         setter: Setter::Limits("max_messages_in"),
         proto_default: None,
+        shapes: &[],
+        needs_identity: false,
         doc: "Request messages per stream.",
     },
     LimitKey {
@@ -185,6 +193,8 @@ pub const LIMIT_KEYS: &[LimitKey] = &[
         in_attribute: true,
         setter: Setter::Limits("max_messages_out"),
         proto_default: None,
+        shapes: &[],
+        needs_identity: false,
         doc: "Response messages per stream.",
     },
     LimitKey {
@@ -195,6 +205,8 @@ pub const LIMIT_KEYS: &[LimitKey] = &[
         in_attribute: true,
         setter: Setter::Limits("max_message_bytes"),
         proto_default: None,
+        shapes: &[],
+        needs_identity: false,
         doc: "Encoded bytes per message, either way.",
     },
     LimitKey {
@@ -205,6 +217,8 @@ pub const LIMIT_KEYS: &[LimitKey] = &[
         in_attribute: true,
         setter: Setter::Limits("max_total_bytes_in"),
         proto_default: None,
+        shapes: &[],
+        needs_identity: false,
         doc: "Encoded bytes of all request messages of one call: a whole upload.",
     },
     LimitKey {
@@ -215,6 +229,8 @@ pub const LIMIT_KEYS: &[LimitKey] = &[
         in_attribute: true,
         setter: Setter::LimitsRate("messages_per_second_in"),
         proto_default: Some("messages_per_second"),
+        shapes: &[],
+        needs_identity: false,
         doc: "Sustained rate of request messages.",
     },
     LimitKey {
@@ -225,6 +241,8 @@ pub const LIMIT_KEYS: &[LimitKey] = &[
         in_attribute: true,
         setter: Setter::LimitsRate("messages_per_second_out"),
         proto_default: Some("messages_per_second"),
+        shapes: &[],
+        needs_identity: false,
         doc: "Sustained rate of response messages.",
     },
     LimitKey {
@@ -235,6 +253,8 @@ pub const LIMIT_KEYS: &[LimitKey] = &[
         in_attribute: false,
         setter: Setter::ProtoDefault,
         proto_default: None,
+        shapes: &[],
+        needs_identity: false,
         doc: "Sustained rate on the streaming side(s); the `_in` / `_out` keys win over it.",
     },
     LimitKey {
@@ -245,6 +265,8 @@ pub const LIMIT_KEYS: &[LimitKey] = &[
         in_attribute: true,
         setter: Setter::RateShape,
         proto_default: None,
+        shapes: &[],
+        needs_identity: false,
         doc: "Messages that may pass back to back before a message rate paces them (default 1).",
     },
     LimitKey {
@@ -255,6 +277,8 @@ pub const LIMIT_KEYS: &[LimitKey] = &[
         in_attribute: true,
         setter: Setter::RateShape,
         proto_default: None,
+        shapes: &[],
+        needs_identity: false,
         doc: "`delay` (backpressure, the default) or `reject` (RESOURCE_EXHAUSTED) a message that comes too fast.",
     },
     LimitKey {
@@ -265,6 +289,8 @@ pub const LIMIT_KEYS: &[LimitKey] = &[
         in_attribute: true,
         setter: Setter::LimitsMillis("timeout"),
         proto_default: None,
+        shapes: &[],
+        needs_identity: false,
         doc: "Server-side cap on the call's whole duration, in milliseconds.",
     },
     LimitKey {
@@ -275,6 +301,8 @@ pub const LIMIT_KEYS: &[LimitKey] = &[
         in_attribute: true,
         setter: Setter::LimitsMillis("idle_timeout"),
         proto_default: None,
+        shapes: &[],
+        needs_identity: false,
         doc: "Longest wait for a stream's next message, either way, in milliseconds.",
     },
     LimitKey {
@@ -285,6 +313,8 @@ pub const LIMIT_KEYS: &[LimitKey] = &[
         in_attribute: true,
         setter: Setter::Admission("max_in_flight"),
         proto_default: None,
+        shapes: &[],
+        needs_identity: false,
         doc: "Calls of the RPC running at once.",
     },
     LimitKey {
@@ -295,6 +325,8 @@ pub const LIMIT_KEYS: &[LimitKey] = &[
         in_attribute: true,
         setter: Setter::Admission("calls_per_second"),
         proto_default: None,
+        shapes: &[],
+        needs_identity: false,
         doc: "Sustained rate of calls of the RPC, from all callers.",
     },
     LimitKey {
@@ -305,6 +337,8 @@ pub const LIMIT_KEYS: &[LimitKey] = &[
         in_attribute: true,
         setter: Setter::Admission("call_burst"),
         proto_default: None,
+        shapes: &["calls_per_second"],
+        needs_identity: false,
         doc: "Calls that may start back to back before `calls_per_second` paces them.",
     },
     LimitKey {
@@ -315,6 +349,8 @@ pub const LIMIT_KEYS: &[LimitKey] = &[
         in_attribute: true,
         setter: Setter::Admission("calls_per_second_per_identity"),
         proto_default: None,
+        shapes: &[],
+        needs_identity: true,
         doc: "Sustained rate of calls of the RPC from one verified identity.",
     },
     LimitKey {
@@ -325,6 +361,12 @@ pub const LIMIT_KEYS: &[LimitKey] = &[
         in_attribute: true,
         setter: Setter::Admission("queue"),
         proto_default: None,
+        shapes: &[
+            "max_in_flight",
+            "calls_per_second",
+            "calls_per_second_per_identity",
+        ],
+        needs_identity: false,
         doc: "Calls that wait for admission instead of being refused at once.",
     },
 ];
@@ -344,6 +386,22 @@ pub fn rate_shape_defaults() -> (u64, &'static str) {
         })
         .expect("a worded rate-shaping key");
     (1, word)
+}
+
+/// The keys that act on a unary RPC's one message or its whole call, for errors that
+/// suggest them: "`max_message_bytes` or `timeout_ms`".
+pub fn unary_alternatives() -> String {
+    let keys: Vec<String> = LIMIT_KEYS
+        .iter()
+        .filter(|k| k.in_attribute && k.fits == Fits::AnyRpc)
+        .filter(|k| matches!(k.setter, Setter::Limits(_) | Setter::LimitsMillis(_)))
+        .map(|k| format!("`{}`", k.name))
+        .collect();
+    match keys.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
+    }
 }
 
 /// The key named `name`.
@@ -390,6 +448,14 @@ fn levenshtein(a: &str, b: &str) -> usize {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn unary_alternatives_are_the_per_message_and_per_call_limits() {
+        assert_eq!(
+            super::unary_alternatives(),
+            "`max_message_bytes` or `timeout_ms`"
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -7,7 +7,9 @@
 
 use quote::ToTokens;
 use syn::Ident;
-use tonic_intercept_spec::{Fits, LIMIT_KEYS, LimitKey, Setter, ValueType, closest, limit_key};
+use tonic_intercept_spec::{
+    Fits, LIMIT_KEYS, LimitKey, Setter, ValueType, closest, limit_key, unary_alternatives,
+};
 
 use super::is_none;
 use crate::ctxt::Ctxt;
@@ -62,28 +64,26 @@ impl Limits {
     }
 }
 
-/// Admission keys that shape another key's limit, the keys they shape (one of which the
-/// same `limit(..)` must set), and what to say when none is. The rate keys' shaping
-/// (`Setter::RateShape`) comes from the table itself.
-const SHAPES: &[(&str, &[&str], &str)] = &[
-    (
-        "call_burst",
-        &["calls_per_second"],
-        "`call_burst` shapes `calls_per_second`: add `calls_per_second` to this `limit(..)`",
-    ),
-    (
-        "queue",
-        &[
-            "max_in_flight",
-            "calls_per_second",
-            "calls_per_second_per_identity",
-        ],
-        "`queue` holds calls that `max_in_flight` or `calls_per_second` would refuse: add one of them to this `limit(..)`",
-    ),
-];
-
 fn shapes_another(key: &LimitKey) -> bool {
-    key.setter == Setter::RateShape || SHAPES.iter().any(|(name, ..)| *name == key.name)
+    key.setter == Setter::RateShape || !key.shapes.is_empty()
+}
+
+/// The error for a key of [`LimitKey::shapes`] written without any key it shapes.
+fn shapes_nothing(key: &LimitKey) -> String {
+    let name = key.name;
+    match key.shapes {
+        [one] => format!("`{name}` shapes `{one}`: add `{one}` to this `limit(..)`"),
+        many => {
+            let (last, rest) = many
+                .split_last()
+                .expect("a key that shapes others names them");
+            let rest = rest.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>();
+            format!(
+                "`{name}` works with {} or `{last}`: add one of them to this `limit(..)`",
+                rest.join(", ")
+            )
+        }
+    }
 }
 
 /// The keys `limit(..)` accepts, as its errors list them.
@@ -265,10 +265,8 @@ fn shaping_keys_have_subject(cx: &Ctxt, limit: &Limit) {
             );
             cx.error_at(key.name.span(), message);
         }
-        if let Some((_, subjects, message)) = SHAPES.iter().find(|(n, ..)| *n == name)
-            && !subjects.iter().any(|s| has(s))
-        {
-            cx.error_at(key.name.span(), message);
+        if !spec.shapes.is_empty() && !spec.shapes.iter().any(|s| has(s)) {
+            cx.error_at(key.name.span(), shapes_nothing(spec));
         }
     }
 }
@@ -315,9 +313,7 @@ fn keys_fit_rpc(cx: &Ctxt, limit: &Limit, rpc: &RpcMethod) {
                         other.name
                     ),
                     (true, None) => format!("its {side} do not stream"),
-                    (false, _) => {
-                        "neither side streams; use `max_message_bytes` or `timeout_ms`".into()
-                    }
+                    (false, _) => format!("neither side streams; use {}", unary_alternatives()),
                 };
                 format!(
                     "`{name}` limits a stream of {side}, but `{}` is {}: {why}",

@@ -62,7 +62,6 @@ pub(crate) enum Access<'a> {
 }
 
 pub(crate) use limits::{Limits, spec_of};
-pub(crate) use plan::PER_IDENTITY;
 
 /// Checks every rule; the plan is meaningful only if `cx` holds no error.
 pub(crate) fn check<'a>(

@@ -8,9 +8,7 @@ use super::{Access, Limits, RpcPlan};
 use crate::ctxt::Ctxt;
 use crate::parse::{Args, Entry, Limit};
 use crate::resolve::{EntryRpcs, RpcId, RpcMethod};
-
-/// The one key whose buckets are keyed by the verified identity.
-pub(crate) const PER_IDENTITY: &str = "calls_per_second_per_identity";
+use tonic_intercept_spec::limit_key;
 
 pub(super) fn rpc_plan<'a>(
     cx: &Ctxt,
@@ -116,7 +114,7 @@ fn merge_limits<'a>(plan: &mut RpcPlan<'a>, general: &[&'a Limit], specific: &[&
     let identified = matches!(plan.access, Access::Auth { .. });
     for key in general.iter().flat_map(|l| &l.keys) {
         let Some(spec) = spec_of(key) else { continue };
-        if spec.name == PER_IDENTITY && !identified {
+        if spec.needs_identity && !identified {
             continue;
         }
         if spec.fits(plan.rpc.kind) {
@@ -134,12 +132,24 @@ fn merge_limits<'a>(plan: &mut RpcPlan<'a>, general: &[&'a Limit], specific: &[&
 // A per-identity rate keys its buckets by the verified identity; without `auth(..)`
 // there is none, and the rate would silently never apply.
 fn per_identity_rate_has_identity(cx: &Ctxt, plan: &RpcPlan) {
-    let key = PER_IDENTITY;
-    let Some(written) = plan.specific.iter().find(|k| k.name == key) else {
+    if matches!(plan.access, Access::Auth { .. }) {
         return;
-    };
-    if plan.limits.is_set(key) && !matches!(plan.access, Access::Auth { .. }) {
+    }
+    for written in &plan.specific {
+        let Some(spec) = spec_of(written).filter(|s| s.needs_identity) else {
+            continue;
+        };
+        if !plan.limits.is_set(spec.name) {
+            continue;
+        }
+        let key = spec.name;
+        // The same limit for all callers, where the table has one: `calls_per_second`.
+        let instead = key
+            .strip_suffix("_per_identity")
+            .filter(|k| limit_key(k).is_some())
+            .map(|k| format!("use `{k}`, or "))
+            .unwrap_or_default();
         let span: Span = written.name.span();
-        cx.error_at(span, format!("`{key}` needs a verified identity, but `{}` is not covered by `auth(..)`; use `calls_per_second`, or cover it with `auth(..)`", plan.rpc.name));
+        cx.error_at(span, format!("`{key}` needs a verified identity, but `{}` is not covered by `auth(..)`; {instead}cover it with `auth(..)`", plan.rpc.name));
     }
 }

@@ -11,7 +11,7 @@ use syn::{Block, FnArg, Ident, ImplItemFn, Pat, ReturnType, Type};
 use super::hooks::{Member, has_adapter, members};
 use super::values::{admission_expr, limits_expr};
 use super::{Names, Shape, hooks_type, rpc_path, shape};
-use crate::check::{self, Access, RpcPlan};
+use crate::check::{Access, RpcPlan};
 use crate::resolve::Service;
 
 pub(super) fn rewrite_handler(
@@ -106,7 +106,9 @@ impl<'a> Steps<'a> {
             members: members(service, plan),
             call_ref,
             reject,
-            per_identity: plan.limits.is_set(check::PER_IDENTITY),
+            per_identity: tonic_intercept_spec::LIMIT_KEYS
+                .iter()
+                .any(|k| k.needs_identity && plan.limits.is_set(k.name)),
             scoped: plan.idempotency.is_some() && matches!(plan.access, Access::Auth { .. }),
             local,
         }
