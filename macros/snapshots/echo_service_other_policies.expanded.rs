@@ -77,16 +77,15 @@ impl pb::echo_service_server::EchoService for Echo {
                             __ti_guard.reject(__ti_error),
                         );
                     }
-                    let __ti_ticket = match ::tonic_intercept::__private::CacheOf::<
-                        pb::echo_service_intercept::Unary,
-                    >::cache(&self.cache)
-                        .begin_scoped(
-                            __ti_guard.call(),
-                            __ti_request.metadata(),
-                            __ti_request.get_ref(),
-                            __ti_key.unwrap_or(0),
-                        )
-                    {
+                    let __ti_ticket = match ::tonic_intercept::__private::idempotency_begin(
+                        ::tonic_intercept::__private::CacheOf::<
+                            pb::echo_service_intercept::Unary,
+                        >::cache(&self.cache),
+                        __ti_guard.call(),
+                        __ti_request.metadata(),
+                        __ti_request.get_ref(),
+                        __ti_key.unwrap_or(0),
+                    ) {
                         ::core::result::Result::Ok(
                             ::tonic_intercept::__private::Begin::Bypass,
                         ) => ::core::option::Option::None,

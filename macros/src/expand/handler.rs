@@ -297,8 +297,10 @@ impl<'a> Steps<'a> {
             quote!(0)
         };
         let begin = quote_spanned! {cache.span()=>
-            ::tonic_intercept::__private::CacheOf::<#rpc>::cache(&#cache)
-                .begin_scoped(#guard.call(), #request.metadata(), #request.get_ref(), #scope)
+            ::tonic_intercept::__private::idempotency_begin(
+                ::tonic_intercept::__private::CacheOf::<#rpc>::cache(&#cache),
+                #guard.call(), #request.metadata(), #request.get_ref(), #scope,
+            )
         };
         quote! {
             let #ticket = match #begin {

@@ -191,6 +191,20 @@ mod tests {
 
     /// The expansion of a representative attribute, checked in so that a change to the
     /// macro shows up as a readable diff. `UPDATE_SNAPSHOTS=1` rewrites it.
+    /// Compares an expansion with its checked-in snapshot in `macros/snapshots/`;
+    /// `UPDATE_SNAPSHOTS=1` rewrites the file instead.
+    fn matches_snapshot(file: &str, expanded: &str) {
+        let path = format!("{}/snapshots/{file}", env!("CARGO_MANIFEST_DIR"));
+        if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+            std::fs::write(&path, expanded).unwrap();
+        }
+        let expected = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            expected == expanded,
+            "the expansion differs from {path}; review it and rerun with UPDATE_SNAPSHOTS=1:\n{expanded}"
+        );
+    }
+
     #[test]
     fn expansion_snapshot() {
         let args = quote! {
@@ -231,18 +245,9 @@ mod tests {
                 }
             }
         };
-        let expanded = super::pretty(&super::intercept(args, item));
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/snapshots/echo_service.expanded.rs"
-        );
-        if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
-            std::fs::write(path, &expanded).unwrap();
-        }
-        let expected = std::fs::read_to_string(path).unwrap_or_default();
-        assert!(
-            expected == expanded,
-            "the expansion differs from {path}; review it and rerun with UPDATE_SNAPSHOTS=1:\n{expanded}"
+        matches_snapshot(
+            "echo_service.expanded.rs",
+            &super::pretty(&super::intercept(args, item)),
         );
     }
 
@@ -287,18 +292,9 @@ mod tests {
                 }
             }
         };
-        let expanded = super::pretty(&super::intercept(args, item));
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/snapshots/echo_service_other_policies.expanded.rs"
-        );
-        if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
-            std::fs::write(path, &expanded).unwrap();
-        }
-        let expected = std::fs::read_to_string(path).unwrap_or_default();
-        assert!(
-            expected == expanded,
-            "the expansion differs from {path}; review it and rerun with UPDATE_SNAPSHOTS=1:\n{expanded}"
+        matches_snapshot(
+            "echo_service_other_policies.expanded.rs",
+            &super::pretty(&super::intercept(args, item)),
         );
     }
 }

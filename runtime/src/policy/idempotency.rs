@@ -277,29 +277,6 @@ where
             seq,
         }))
     }
-
-    /// The old path of [`begin`] with `scope` 0, kept for code generated before it.
-    #[doc(hidden)]
-    pub fn begin(
-        &self,
-        call: &Call,
-        metadata: &MetadataMap,
-        request: &R::Request,
-    ) -> Result<Begin<R>, (PolicyKind, Status)> {
-        self.begin_in(call, metadata, request, 0)
-    }
-
-    /// The old path of [`begin`], kept for code generated before it.
-    #[doc(hidden)]
-    pub fn begin_scoped(
-        &self,
-        call: &Call,
-        metadata: &MetadataMap,
-        request: &R::Request,
-        scope: u64,
-    ) -> Result<Begin<R>, (PolicyKind, Status)> {
-        self.begin_in(call, metadata, request, scope)
-    }
 }
 
 /// Asks `cache` what a call of `R` with this request metadata and request does: run
