@@ -83,6 +83,25 @@
 //! that import the options file. Other toolchains compile the file like any other (its
 //! text is [`OPTIONS_PROTO`]) and ignore the options.
 //!
+//! # Server reflection
+//!
+//! Each build also writes the encoded `google.protobuf.FileDescriptorSet` of the compiled
+//! files, imports included (and, from [`Builder::compile_protos`], with their custom
+//! options), to [`FILE_DESCRIPTOR_SET_NAME`] in the output directory, or where
+//! [`Builder::file_descriptor_set_path`] says. Include it as a constant and hand it to
+//! `tonic_intercept::server::reflection` to serve gRPC server reflection (what `grpcurl`
+//! and Postman ask):
+//!
+//! ```text
+//! pub const FILE_DESCRIPTOR_SET: &[u8] =
+//!     tonic::include_file_descriptor_set!("file_descriptor_set");
+//! ```
+//!
+//! A `build.rs` that compiles twice writes the same default file twice: give each call its
+//! own [`Builder::file_descriptor_set_path`] (e.g.
+//! `PathBuf::from(env::var("OUT_DIR")?).join("users.bin")`, then
+//! `include_file_descriptor_set!("users")`).
+//!
 //! [tonic-intercept]: https://docs.rs/tonic-intercept
 
 #![warn(missing_docs, unreachable_pub)]
@@ -113,6 +132,11 @@ pub const OPTIONS_PROTO: &str = include_str!("../proto/tonic_intercept/v1/option
 /// The name to import [`OPTIONS_PROTO`] by: `import "tonic_intercept/v1/options.proto";`.
 pub const OPTIONS_PROTO_NAME: &str = "tonic_intercept/v1/options.proto";
 
+/// The file, in the output directory, that the encoded `FileDescriptorSet` of the compiled
+/// files is written to unless [`Builder::file_descriptor_set_path`] says otherwise:
+/// `tonic::include_file_descriptor_set!("file_descriptor_set")` includes it.
+pub const FILE_DESCRIPTOR_SET_NAME: &str = "file_descriptor_set.bin";
+
 /// Serves [`OPTIONS_PROTO`] for exactly [`OPTIONS_PROTO_NAME`], ahead of the include
 /// directories: the copy that matches this generator always wins.
 #[derive(Debug)]
@@ -135,6 +159,7 @@ pub fn configure() -> Builder {
         build_server: true,
         out_dir: None,
         emit_rerun_if_changed: true,
+        file_descriptor_set_path: None,
     }
 }
 
@@ -147,6 +172,7 @@ pub struct Builder {
     build_server: bool,
     out_dir: Option<PathBuf>,
     emit_rerun_if_changed: bool,
+    file_descriptor_set_path: Option<PathBuf>,
 }
 
 impl Builder {
@@ -165,6 +191,14 @@ impl Builder {
     /// Where to write the generated files (default: `$OUT_DIR`).
     pub fn out_dir(mut self, out_dir: impl AsRef<Path>) -> Self {
         self.out_dir = Some(out_dir.as_ref().to_owned());
+        self
+    }
+
+    /// Where to write the encoded `FileDescriptorSet` of the compiled files (default:
+    /// [`FILE_DESCRIPTOR_SET_NAME`] in the output directory), as prost-build's option of
+    /// the same name. See [Server reflection](crate#server-reflection).
+    pub fn file_descriptor_set_path(mut self, path: impl AsRef<Path>) -> Self {
+        self.file_descriptor_set_path = Some(path.as_ref().to_owned());
         self
     }
 
@@ -230,7 +264,10 @@ impl Builder {
             .filter(|s| generated.contains(s.parent_file().name()))
             .collect();
         let policies = policy::read(&pool, &services, &sources).map_err(Error::proto)?;
-        self.generate(fds, policies)
+        // Every compiled file, imports included, with the custom options kept: what a
+        // reflection client needs to resolve a file's dependencies.
+        let encoded = compiler.encode_file_descriptor_set();
+        self.generate(fds, policies, &encoded)
     }
 
     /// Generates code from an already compiled descriptor set.
@@ -252,13 +289,15 @@ impl Builder {
             )));
         }
         names::check(&fds).map_err(Error::proto)?;
-        self.generate(fds, model::Policies::new())
+        let encoded = prost::Message::encode_to_vec(&fds);
+        self.generate(fds, model::Policies::new(), &encoded)
     }
 
     fn generate(
         self,
         fds: prost_types::FileDescriptorSet,
         policies: model::Policies,
+        encoded_fds: &[u8],
     ) -> Result<(), Error> {
         let out_dir = match self.out_dir {
             Some(dir) => dir,
@@ -271,6 +310,10 @@ impl Builder {
                     )
                 })?,
         };
+        let fds_path = self
+            .file_descriptor_set_path
+            .unwrap_or_else(|| out_dir.join(FILE_DESCRIPTOR_SET_NAME));
+        std::fs::write(&fds_path, encoded_fds).map_err(Error::Io)?;
         let tonic = tonic_prost_build::configure()
             .build_client(self.build_client)
             .build_server(self.build_server)

@@ -1,6 +1,6 @@
 //! A user directory and a coffee bar's order desk, served with `#[intercept]` policies.
 //!
-//! [`serve`] runs both services on one listener and [`serve_metrics`] their Prometheus
+//! [`serve`] runs both services on one listener (with health and reflection) and [`serve_metrics`] their Prometheus
 //! metrics over HTTP; the `server`, `client` and `demo` binaries build on them. The
 //! policies are on the service impls in [`users`] and [`orders`]: panic recovery, call
 //! tracing and metrics, auth with a public allowlist and roles, validation, idempotency
@@ -21,6 +21,9 @@ use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Channel, Server};
 use tonic::{Request, Status};
 use tonic_intercept::prometheus_client::registry::Registry;
+use tonic_intercept::server::{HEALTH_FILE_DESCRIPTOR_SET, Health, HealthServices, reflection};
+use tonic_intercept::tonic_health::pb::health_server::HealthServer;
+use tonic_intercept::tonic_health::server::HealthService;
 use tonic_intercept::{ServerMetrics, StaticTokens};
 
 mod callers;
@@ -28,6 +31,10 @@ pub mod orders;
 pub mod users;
 
 pub use callers::{ADA_TOKEN, BARISTA, BOB_TOKEN, Caller, demo_tokens};
+
+/// The encoded `FileDescriptorSet` of `users.v1` and `coffee.v1` (and what they import),
+/// as `build.rs` wrote it: what [`serve`]'s reflection services describe.
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("file_descriptor_set");
 
 /// Messages, client, server and RPC types of `users.v1`.
 pub mod pb {
@@ -70,6 +77,16 @@ impl Services {
         }
     }
 
+    /// The `grpc.health.v1.Health` service for both services, `SERVING`, and the handle
+    /// that flips them: hand both to [`serve_with_health`].
+    pub async fn health(&self) -> (Health, HealthServer<HealthService>) {
+        HealthServices::new()
+            .serving::<pb::user_service_intercept::Service>()
+            .serving::<coffee::order_service_intercept::Service>()
+            .build()
+            .await
+    }
+
     /// The metrics as OpenMetrics text, what `GET /metrics` answers.
     pub fn render_metrics(&self) -> String {
         tonic_intercept::metrics::render_metrics(&self.registry)
@@ -107,6 +124,10 @@ pub async fn serve_metrics(
 /// Serves both services on `listener` until `shutdown` completes, then lets in-flight
 /// calls finish before returning; live `Subscribe` feeds end with `UNAVAILABLE`.
 ///
+/// Next to them it serves `grpc.health.v1.Health` ([`Services::health`]; `NOT_SERVING`
+/// once `shutdown` completes) and server reflection v1 and v1alpha over
+/// [`FILE_DESCRIPTOR_SET`]: `grpcurl -plaintext ADDR list` works.
+///
 /// # Errors
 ///
 /// When the transport fails, e.g. the listener stops accepting.
@@ -115,11 +136,32 @@ pub async fn serve(
     services: Services,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error> {
+    let health = services.health().await;
+    serve_with_health(listener, services, health, shutdown).await
+}
+
+/// [`serve`] with a health service built by the caller, who keeps the [`Health`] handle
+/// to flip its statuses while serving. The statuses turn `NOT_SERVING` once `shutdown`
+/// completes, before in-flight calls finish.
+///
+/// # Errors
+///
+/// When the transport fails, e.g. the listener stops accepting.
+pub async fn serve_with_health(
+    listener: TcpListener,
+    services: Services,
+    (health, health_service): (Health, HealthServer<HealthService>),
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), tonic::transport::Error> {
     let orders = services.orders.clone();
     let shutdown = async move {
         shutdown.await;
+        health.set_not_serving().await;
         orders.feed().close();
     };
+    let (reflection_v1, reflection_v1alpha) =
+        reflection(&[FILE_DESCRIPTOR_SET, HEALTH_FILE_DESCRIPTOR_SET])
+            .expect("the descriptor sets written by build.rs and tonic-health are consistent");
     let users = UserServiceServer::new(services.users)
         .accept_compressed(CompressionEncoding::Gzip)
         .send_compressed(CompressionEncoding::Gzip);
@@ -136,6 +178,9 @@ pub async fn serve(
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .add_service(users)
         .add_service(orders)
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
 }

@@ -184,6 +184,12 @@ pub use validate::Validate;
 /// The Prometheus client that [`ServerMetrics`] registers in: use this re-export (or the
 /// same version) for the [`Registry`](prometheus_client::registry::Registry).
 pub use prometheus_client;
+/// The `grpc.health.v1` service that [`server::HealthServices`] builds: its client
+/// (`tonic_health::pb::health_client`) and [`ServingStatus`](tonic_health::ServingStatus).
+pub use tonic_health;
+/// The server reflection services that [`server::reflection`] builds, and their clients
+/// (`tonic_reflection::pb::v1`, `tonic_reflection::pb::v1alpha`).
+pub use tonic_reflection;
 /// The `google.rpc` rich error model that [`Validate`] answers with: decode a status's
 /// details with [`tonic_types::StatusExt`], from this re-export, so versions match.
 pub use tonic_types;

@@ -8,6 +8,48 @@
 //! wraps the request stream of a client-streaming or bidi handler, [`Outbound`] the
 //! response stream of a server-streaming or bidi one.
 //!
+//! Next to your services, the server serves two of tonic's own, outside every
+//! `#[intercept]` policy: health ([`HealthServices`], [`Health`]) and reflection
+//! ([`reflection`]).
+//!
+//! # Health and reflection
+//!
+//! `grpc.health.v1.Health` answers `SERVING` for the whole server (the empty name) and
+//! for each service you name, and `NOT_FOUND` for any other name; [`Health`] flips them
+//! to `NOT_SERVING` when the server drains. It needs no authentication and no limit
+//! refuses it: probes and load balancers call it without credentials.
+//!
+//! Reflection (v1 and v1alpha) lets `grpcurl` and Postman discover the API from the
+//! descriptor set that tonic-intercept-build writes. It too is outside auth, so it shows
+//! the whole schema to whoever reaches the server: serve it where that is acceptable.
+//!
+//! ```
+//! # mod pb { pub mod user_service_intercept {
+//! #     tonic_intercept::__doc_service!(Service = "users.v1.UserService" {});
+//! # }
+//! # pub const FILE_DESCRIPTOR_SET: &[u8] = tonic_intercept::server::HEALTH_FILE_DESCRIPTOR_SET; }
+//! use tonic_intercept::server::{HEALTH_FILE_DESCRIPTOR_SET, HealthServices, reflection};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let (health, health_service) = HealthServices::new()
+//!     .serving::<pb::user_service_intercept::Service>()
+//!     .build()
+//!     .await;
+//! let (reflection_v1, reflection_v1alpha) =
+//!     reflection(&[pb::FILE_DESCRIPTOR_SET, HEALTH_FILE_DESCRIPTOR_SET])?;
+//! let router = tonic::transport::Server::builder()
+//!     .add_service(health_service)
+//!     .add_service(reflection_v1)
+//!     .add_service(reflection_v1alpha);
+//! // .add_service(UserServiceServer::new(..)).serve_with_shutdown(addr, async {
+//! //     stop.await;
+//! //     health.set_not_serving().await;
+//! // })
+//! # drop((router, health));
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! Inside, the folder holds the call's lifecycle, above the policies it runs: `guard` (a
 //! call's policies from its start to its end), `stream` (the wrappers), `recover`
 //! (panics) and `expand` (what only the `#[intercept]` expansion calls). The call
@@ -15,8 +57,12 @@
 
 pub(crate) mod expand;
 pub(crate) mod guard;
+mod health;
 pub(crate) mod recover;
+mod reflection;
 pub(crate) mod stream;
 
 pub use crate::call::{Call, CallOutcome, Deadline, PolicyKind};
+pub use health::{Health, HealthServices};
+pub use reflection::{HEALTH_FILE_DESCRIPTOR_SET, reflection};
 pub use stream::{Inbound, Outbound};
