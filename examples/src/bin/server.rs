@@ -1,5 +1,6 @@
-//! Serves both services until Ctrl-C, then lets in-flight calls finish; serves their
-//! metrics at `http://METRICS_ADDR/metrics` and logs each call to stderr.
+//! Serves both services, with gRPC health and reflection, until Ctrl-C (health turns
+//! `NOT_SERVING`), then lets in-flight calls finish; serves their metrics at
+//! `http://METRICS_ADDR/metrics` and logs each call to stderr.
 //!
 //! `cargo run -p tonic-intercept-examples --bin server [ADDR] [METRICS_ADDR]` (defaults
 //! `127.0.0.1:50051` and `127.0.0.1:9090`).

@@ -23,6 +23,9 @@
 //! descriptor set that tonic-intercept-build writes. It too is outside auth, so it shows
 //! the whole schema to whoever reaches the server: serve it where that is acceptable.
 //!
+//! Neither runs the call lifecycle below: their calls are not in the `grpc_server_*`
+//! metrics nor traced as calls.
+//!
 //! ```
 //! # mod pb { pub mod user_service_intercept {
 //! #     tonic_intercept::__doc_service!(Service = "users.v1.UserService" {});
