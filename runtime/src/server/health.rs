@@ -105,8 +105,9 @@ impl Health {
         self.set_all(ServingStatus::Serving).await;
     }
 
-    /// Sets the status of the generated service `S` alone; one not added to the builder
-    /// is added.
+    /// Sets the status of the generated service `S` alone. A service not added to the
+    /// builder is answered from then on, but [`set_serving`](Self::set_serving) and
+    /// [`set_not_serving`](Self::set_not_serving) leave it as it is.
     pub async fn set_status<S: Service>(&self, status: ServingStatus) {
         self.reporter.set_service_status(S::NAME, status).await;
     }
