@@ -237,8 +237,17 @@ async fn client_timeout_ends_the_call_with_deadline_exceeded() {
     request.set_timeout(Duration::from_millis(150));
     let status = client.unary(request).await.unwrap_err();
     // tonic's client runs its own timer for the `grpc-timeout` it sends and reports a
-    // local CANCELLED ("Timeout expired") at that instant, before any answer can arrive.
-    assert_eq!(status.code(), Code::Cancelled, "{status:?}");
+    // local CANCELLED ("Timeout expired") when it fires; the server's timer fires at the
+    // same 150 ms and its DEADLINE_EXCEEDED can arrive first on a loaded machine (seen
+    // once in CI while other builds ran). Both orders are the same event; each is
+    // checked exactly, by who answered.
+    match status.code() {
+        Code::Cancelled => assert_eq!(status.message(), "Timeout expired", "{status:?}"),
+        Code::DeadlineExceeded => {
+            assert_eq!(status.message(), "Unary: deadline exceeded", "{status:?}")
+        }
+        _ => panic!("neither the client's timer nor the server's deadline: {status:?}"),
+    }
     // The server ended the call with DEADLINE_EXCEEDED (its own timer, not tonic's,
     // which would have dropped the call: `Cancelled, None`).
     let ended = async {
