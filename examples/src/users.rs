@@ -39,11 +39,11 @@ impl Users {
         }
     }
 
-    /// The same, holding at most `max` users: past it, `CreateUser` and `ImportUsers`
-    /// answer `RESOURCE_EXHAUSTED`.
-    pub fn with_max_users(self, max: usize) -> Self {
+    /// Holds at most `max` users from now on (every clone shares the directory): past it,
+    /// `CreateUser` and `ImportUsers` answer `RESOURCE_EXHAUSTED`. Users already stored
+    /// stay.
+    pub fn set_max_users(&self, max: usize) {
         self.write().max_users = max;
-        self
     }
 
     /// The hook that watches `CreateUser`.
@@ -121,7 +121,7 @@ pub const MAX_RECORD_BYTES: u64 = 256;
 /// How many `CreateUser` calls a second one peer address may make (in bursts of as many):
 /// signing up is public, so there is no identity to count calls per.
 pub const CREATE_USER_PER_PEER_PER_SECOND: u32 = 5;
-/// The most users the in-memory directory holds (see [`Users::with_max_users`]): past
+/// The most users the in-memory directory holds (see [`Users::set_max_users`]): past
 /// it, sign-ups and imports answer `RESOURCE_EXHAUSTED`.
 pub const MAX_USERS: usize = 10_000;
 
