@@ -27,15 +27,23 @@ pub struct Users {
 }
 
 impl Users {
-    /// An empty directory, accepting `tokens` for every RPC but `CreateUser`, counting
-    /// its calls in `metrics` (from [`ServerMetrics::service`](tonic_intercept::ServerMetrics::service)).
+    /// An empty directory of at most [`MAX_USERS`] users, accepting `tokens` for every
+    /// RPC but `CreateUser`, counting its calls in `metrics` (from
+    /// [`ServerMetrics::service`](tonic_intercept::ServerMetrics::service)).
     pub fn new(tokens: StaticTokens<Caller>, metrics: ServiceMetrics<rpc::Service>) -> Self {
         Self {
-            directory: Arc::default(),
+            directory: Arc::new(RwLock::new(Directory::new(MAX_USERS))),
             tokens,
             audit: Audit::default(),
             metrics,
         }
+    }
+
+    /// Holds at most `max` users from now on (every clone shares the directory): past it,
+    /// `CreateUser` and `ImportUsers` answer `RESOURCE_EXHAUSTED`. Users already stored
+    /// stay.
+    pub fn set_max_users(&self, max: usize) {
+        self.write().max_users = max;
     }
 
     /// The hook that watches `CreateUser`.
@@ -110,6 +118,12 @@ pub const LIST_USERS_PER_SECOND: u32 = 20;
 pub const IMPORT_USERS_MAX: u64 = 100;
 /// The largest encoded record `ImportUsers` and `UserUpdates` accept.
 pub const MAX_RECORD_BYTES: u64 = 256;
+/// How many `CreateUser` calls a second one peer address may make (in bursts of as many):
+/// signing up is public, so there is no identity to count calls per.
+pub const CREATE_USER_PER_PEER_PER_SECOND: u32 = 5;
+/// The most users the in-memory directory holds (see [`Users::set_max_users`]): past
+/// it, sign-ups and imports answer `RESOURCE_EXHAUSTED`.
+pub const MAX_USERS: usize = 10_000;
 
 #[intercept(
     // A panic in a handler, hook or stream answers INTERNAL and the server serves on.
@@ -120,6 +134,8 @@ pub const MAX_RECORD_BYTES: u64 = 256;
     public(CreateUser),
     auth(self.tokens),
     limit(timeout_ms = 5_000),
+    // Public, so rated per peer address: a flood from one address is refused.
+    limit(CreateUser, calls_per_second_per_peer = CREATE_USER_PER_PEER_PER_SECOND),
     limit(ListUsers, max_messages_out = LIST_USERS_MAX, messages_per_second_out = LIST_USERS_PER_SECOND, timeout_ms = 10_000),
     limit(ImportUsers, max_messages_in = IMPORT_USERS_MAX, max_message_bytes = MAX_RECORD_BYTES, timeout_ms = 30_000),
     // A live editing session lasts as long as the client wants.
@@ -136,7 +152,7 @@ impl crate::pb::user_service_server::UserService for Users {
         if let Some(problem) = invalid(&name, &email) {
             return Err(Status::invalid_argument(problem));
         }
-        Ok(Response::new(self.write().insert(name, email)))
+        Ok(Response::new(self.write().insert(name, email)?))
     }
 
     async fn get_user(&self, request: Request<GetUserRequest>) -> Result<Response<User>, Status> {
@@ -183,8 +199,9 @@ impl crate::pb::user_service_server::UserService for Users {
         // Stored only once the whole batch is in, so a batch cut by a limit stores nothing.
         let accepted = valid.len() as u64;
         let mut directory = self.write();
+        directory.room_for(valid.len())?;
         for record in valid {
-            directory.insert(record.name, record.email);
+            directory.insert_unchecked(record.name, record.email);
         }
         Ok(Response::new(ImportSummary { accepted, rejected }))
     }

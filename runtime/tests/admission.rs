@@ -314,6 +314,185 @@ async fn identities_have_independent_buckets() {
     }
 }
 
+/// A call from `peer`, as tonic's TCP transport would start it.
+fn call_from(peer: &str) -> Call {
+    let mut request = Request::new(());
+    request
+        .extensions_mut()
+        .insert(tonic::transport::server::TcpConnectInfo {
+            local_addr: None,
+            remote_addr: Some(peer.parse().unwrap()),
+        });
+    Call::start(&CreateUser::DESCRIPTOR, &request, None)
+}
+
+#[tokio::test(start_paused = true)]
+async fn peers_have_independent_buckets() {
+    let admission = leak(
+        AdmissionConfig::new()
+            .calls_per_second(3)
+            .calls_per_second_per_peer(2),
+    );
+    // Two connections from one address share its bucket: the port does not count.
+    drop(
+        admission
+            .admit(&call_from("127.0.0.1:5000"), None)
+            .await
+            .unwrap(),
+    );
+    drop(
+        admission
+            .admit(&call_from("127.0.0.1:5001"), None)
+            .await
+            .unwrap(),
+    );
+    let (policy, status) = refused(admission.admit(&call_from("127.0.0.1:5002"), None).await);
+    assert_eq!(policy, PolicyKind::CallRate);
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert_eq!(
+        status.message(),
+        "CreateUser: more than 2 calls per second per peer address \
+         (calls_per_second_per_peer); retry in 500 ms"
+    );
+    assert_eq!(pushback(&status), 500);
+    assert_eq!(admission.tracked_peers(), 1);
+
+    // The refusal gave the RPC token back: another address gets the third.
+    drop(
+        admission
+            .admit(&call_from("127.0.0.2:5000"), None)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(admission.tracked_peers(), 2);
+    // Now the RPC's own bucket is empty.
+    let (_, status) = refused(admission.admit(&call_from("127.0.0.3:5000"), None).await);
+    assert_eq!(pushback(&status), 334);
+    assert!(!status.message().contains("per peer"), "{status:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn ipv6_peers_count_by_their_64_prefix() {
+    let admission = leak(AdmissionConfig::new().calls_per_second_per_peer(1));
+    drop(
+        admission
+            .admit(&call_from("[2001:db8:1:2::1]:443"), None)
+            .await
+            .unwrap(),
+    );
+    // Another address of the same /64: the same bucket.
+    let (_, status) = refused(
+        admission
+            .admit(&call_from("[2001:db8:1:2:ffff::9]:443"), None)
+            .await,
+    );
+    assert_eq!(pushback(&status), 1_000);
+    // The neighbouring /64: a bucket of its own.
+    drop(
+        admission
+            .admit(&call_from("[2001:db8:1:3::1]:443"), None)
+            .await
+            .unwrap(),
+    );
+    // An IPv4-mapped IPv6 address is its IPv4 address.
+    drop(
+        admission
+            .admit(&call_from("192.0.2.7:1"), None)
+            .await
+            .unwrap(),
+    );
+    assert!(
+        admission
+            .admit(&call_from("[::ffff:192.0.2.7]:2"), None)
+            .await
+            .is_err()
+    );
+    assert_eq!(admission.tracked_peers(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_call_without_a_peer_address_is_not_rated_per_peer() {
+    let admission = leak(AdmissionConfig::new().calls_per_second_per_peer(1));
+    // An in-memory transport (here: no connection info at all) has no peer address.
+    for _ in 0..10 {
+        drop(admission.admit(&call(), None).await.unwrap());
+    }
+    assert_eq!(admission.tracked_peers(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_per_identity_refusal_gives_the_peer_token_back() {
+    let admission = leak(
+        AdmissionConfig::new()
+            .calls_per_second_per_peer(2)
+            .calls_per_second_per_identity(1),
+    );
+    let (a, b) = (identity_key("alice"), identity_key("bob"));
+    drop(
+        admission
+            .admit(&call_from("10.0.0.1:1"), Some(a))
+            .await
+            .unwrap(),
+    );
+    let (_, status) = refused(admission.admit(&call_from("10.0.0.1:1"), Some(a)).await);
+    assert!(status.message().contains("per caller"), "{status:?}");
+    // Alice's refusal gave the address its token back: Bob, behind it too, gets it.
+    drop(
+        admission
+            .admit(&call_from("10.0.0.1:2"), Some(b))
+            .await
+            .unwrap(),
+    );
+    let (_, status) = refused(admission.admit(&call_from("10.0.0.1:3"), None).await);
+    assert!(status.message().contains("per peer"), "{status:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_queue_waits_for_a_peer_token() {
+    let admission = leak(AdmissionConfig::new().calls_per_second_per_peer(2).queue(1));
+    let t0 = Instant::now();
+    for _ in 0..2 {
+        drop(
+            admission
+                .admit(&call_from("127.0.0.1:1"), None)
+                .await
+                .unwrap(),
+        );
+    }
+    // The third waits for the token due in 500 ms.
+    drop(
+        admission
+            .admit(&call_from("127.0.0.1:1"), None)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(t0.elapsed(), Duration::from_millis(500));
+}
+
+#[tokio::test(start_paused = true)]
+async fn peer_map_is_bounded() {
+    let admission = leak(AdmissionConfig::new().calls_per_second_per_peer(1));
+    for i in 0..25_000u32 {
+        let peer = std::net::SocketAddr::from((std::net::Ipv4Addr::from_bits(0x0a00_0000 + i), 1));
+        drop(
+            admission
+                .admit(&call_from(&peer.to_string()), None)
+                .await
+                .unwrap(),
+        );
+        assert!(admission.tracked_peers() <= 10_000);
+    }
+    assert!(admission.tracked_peers() > 9_000);
+    tokio::time::advance(Duration::from_secs(1)).await;
+    drop(
+        admission
+            .admit(&call_from("127.0.0.1:1"), None)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(admission.tracked_peers(), 1);
+}
+
 #[tokio::test(start_paused = true)]
 async fn concurrency_pushback_follows_recent_call_durations() {
     let admission = leak(AdmissionConfig::new().max_in_flight(1));

@@ -342,6 +342,18 @@ pub const LIMIT_KEYS: &[LimitKey] = &[
         doc: "Calls that may start back to back before `calls_per_second` paces them.",
     },
     LimitKey {
+        name: "calls_per_second_per_peer",
+        fits: Fits::AnyRpc,
+        value: ValueType::U32,
+        proto_field: None,
+        in_attribute: true,
+        setter: Setter::Admission("calls_per_second_per_peer"),
+        proto_default: None,
+        shapes: &[],
+        needs_identity: false,
+        doc: "Sustained rate of calls of the RPC from one peer IP address (IPv6: one /64).",
+    },
+    LimitKey {
         name: "calls_per_second_per_identity",
         fits: Fits::AnyRpc,
         value: ValueType::U32,
@@ -364,6 +376,7 @@ pub const LIMIT_KEYS: &[LimitKey] = &[
         shapes: &[
             "max_in_flight",
             "calls_per_second",
+            "calls_per_second_per_peer",
             "calls_per_second_per_identity",
         ],
         needs_identity: false,
@@ -483,7 +496,7 @@ mod tests {
             keys.join(", "),
             "max_messages_in, max_messages_out, max_message_bytes, max_total_bytes_in, \
              messages_per_second_in, messages_per_second_out, burst, on_rate_exceeded, timeout_ms, idle_timeout_ms, \
-             max_in_flight, calls_per_second, call_burst, calls_per_second_per_identity, queue"
+             max_in_flight, calls_per_second, call_burst, calls_per_second_per_peer, calls_per_second_per_identity, queue"
         );
     }
 

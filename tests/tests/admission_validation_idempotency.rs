@@ -525,6 +525,79 @@ async fn calls_per_second_on_a_public_rpc_is_shared_by_every_caller() {
 }
 
 echo_service!(
+    /// Two calls a second per peer address, on a public RPC.
+    PerPeer(self) =>
+        public(*),
+        limit(Unary, calls_per_second_per_peer = 2),
+        metrics(self.metrics),
+);
+
+/// A client whose connection leaves from `source` (a loopback address), so the server
+/// sees that peer address.
+async fn client_from(addr: std::net::SocketAddr, source: [u8; 4]) -> Client {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .local_address(Some(std::net::Ipv4Addr::from(source).into()))
+        .connect()
+        .await
+        .unwrap();
+    Client::new(channel)
+}
+
+// Paused time: the clock stands still while the calls travel over loopback (nothing
+// here sleeps), so the pushback is exact.
+#[tokio::test(start_paused = true)]
+async fn calls_per_second_per_peer_keeps_each_address_to_its_own_rate_on_a_public_rpc() {
+    let env = Env::open();
+    let addr = serve(PerPeer(env.clone())).await;
+    let mut first = client_from(addr, [127, 0, 0, 1]).await;
+    // A second connection from the same address shares its bucket.
+    let mut also_first = client_from(addr, [127, 0, 0, 1]).await;
+    let mut second = client_from(addr, [127, 0, 0, 2]).await;
+
+    let reply = first.unary(echo("x")).await.unwrap();
+    assert_eq!(reply.into_inner().text, "x from anonymous");
+    also_first.unary(echo("x")).await.unwrap();
+
+    // 127.0.0.1's third call in the same instant: over its rate.
+    let status = first.unary(echo("x")).await.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert_eq!(pushback_ms(&status), 500);
+    assert_eq!(
+        status.message(),
+        "Unary: more than 2 calls per second per peer address \
+         (calls_per_second_per_peer); retry in 500 ms"
+    );
+
+    // 127.0.0.2 has a bucket of its own.
+    for _ in 0..2 {
+        let reply = second.unary(echo("y")).await.unwrap();
+        assert_eq!(reply.into_inner().text, "y from anonymous");
+    }
+    let status = second.unary(echo("y")).await.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert_eq!(pushback_ms(&status), 500);
+    assert_eq!(env.work.handled(), 4);
+
+    // After the pushback, 127.0.0.1 has a token again.
+    tokio::time::advance(Duration::from_millis(500)).await;
+    first.unary(echo("z")).await.unwrap();
+    assert_eq!(env.work.handled(), 5);
+
+    assert_eq!(env.metric("grpc_server_started_total", UNARY), "7");
+    for (code, n) in [("OK", "5"), ("ResourceExhausted", "2")] {
+        let labels = format!(r#"{UNARY},grpc_code="{code}""#);
+        assert_eq!(
+            env.metric("grpc_server_handled_total", &labels),
+            n,
+            "{code}"
+        );
+    }
+    let labels = format!(r#"{UNARY},policy="call_rate""#);
+    assert_eq!(env.metric("grpc_server_rejected_total", &labels), "2");
+}
+
+echo_service!(
     /// Two calls back to back from all callers, one per second per caller.
     Shared(self) =>
         auth(self.tokens),

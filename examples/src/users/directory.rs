@@ -12,14 +12,48 @@ pub(super) fn write(directory: &RwLock<Directory>) -> RwLockWriteGuard<'_, Direc
     directory.write().unwrap_or_else(PoisonError::into_inner)
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Directory {
     last_id: u64,
     pub(super) users: BTreeMap<u64, User>,
+    /// The most users it holds: memory stays bounded whoever signs up.
+    pub(super) max_users: usize,
 }
 
 impl Directory {
-    pub(super) fn insert(&mut self, name: String, email: String) -> User {
+    pub(super) fn new(max_users: usize) -> Self {
+        Self {
+            last_id: 0,
+            users: BTreeMap::new(),
+            max_users,
+        }
+    }
+
+    /// `RESOURCE_EXHAUSTED` unless `n` more users fit.
+    pub(super) fn room_for(&self, n: usize) -> Result<(), Status> {
+        let held = self.users.len();
+        if held.saturating_add(n) <= self.max_users {
+            return Ok(());
+        }
+        let max = self.max_users;
+        Err(Status::resource_exhausted(if n == 1 {
+            format!("the user directory is full: it holds at most {max} users")
+        } else {
+            format!(
+                "the user directory is full: it holds {held} of at most {max} users, \
+                 {n} more do not fit; nothing was stored"
+            )
+        }))
+    }
+
+    /// Stores a new user, if there is room.
+    pub(super) fn insert(&mut self, name: String, email: String) -> Result<User, Status> {
+        self.room_for(1)?;
+        Ok(self.insert_unchecked(name, email))
+    }
+
+    /// Stores a new user; the caller made sure there is room ([`Directory::room_for`]).
+    pub(super) fn insert_unchecked(&mut self, name: String, email: String) -> User {
         self.last_id += 1;
         let user = User {
             id: self.last_id,

@@ -15,6 +15,8 @@ use tonic_intercept_examples::{Services, connect, demo_tokens, serve};
 /// Both services served on loopback, clients connected to them.
 pub(crate) struct Served {
     pub(crate) services: Services,
+    /// Where it serves.
+    pub(crate) addr: std::net::SocketAddr,
     pub(crate) users: UserServiceClient<Channel>,
     pub(crate) orders: OrderServiceClient<Channel>,
     stop: watch::Sender<bool>,
@@ -31,6 +33,7 @@ impl Served {
         let (users, orders) = connect(addr).await.unwrap();
         Self {
             services,
+            addr,
             users,
             orders,
             stop,

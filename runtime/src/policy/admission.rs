@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock, PoisonError};
 
@@ -20,9 +21,13 @@ use crate::wire::RETRY_PUSHBACK;
 /// [`AdmissionConfig::max_identities`] says otherwise.
 pub(crate) const DEFAULT_MAX_IDENTITIES: u32 = 10_000;
 
+/// How many peer addresses an [`Admission`] tracks per-peer rates for, unless
+/// [`AdmissionConfig::max_peers`] says otherwise: the same bound as for identities.
+pub(crate) const DEFAULT_MAX_PEERS: u32 = DEFAULT_MAX_IDENTITIES;
+
 /// The admission limits of one RPC, as `#[intercept(limit(...))]` declared them
-/// (`max_in_flight`, `calls_per_second`, `call_burst`, `calls_per_second_per_identity`,
-/// `queue`).
+/// (`max_in_flight`, `calls_per_second`, `call_burst`, `calls_per_second_per_peer`,
+/// `calls_per_second_per_identity`, `queue`).
 ///
 /// Built in a `const` with the setters; every limit is optional.
 ///
@@ -33,6 +38,7 @@ pub(crate) const DEFAULT_MAX_IDENTITIES: u32 = 10_000;
 ///     .max_in_flight(64)
 ///     .calls_per_second(200)
 ///     .call_burst(50)
+///     .calls_per_second_per_peer(20)
 ///     .calls_per_second_per_identity(5)
 ///     .queue(16);
 /// assert_eq!(CREATE_USER.call_burst, Some(50));
@@ -47,6 +53,10 @@ pub struct AdmissionConfig {
     /// How many calls may start back to back before `calls_per_second` paces them;
     /// `calls_per_second` when not set.
     pub call_burst: Option<u32>,
+    /// Sustained calls per second of the RPC from one peer address (an IPv6 peer by its
+    /// /64), with a burst of the same number (`PolicyKind::CallRate`). A call without a
+    /// peer address (a unix socket, an in-memory transport) is not limited by it.
+    pub calls_per_second_per_peer: Option<u32>,
     /// Sustained calls per second of the RPC from one identity, with a burst of the same
     /// number (`PolicyKind::CallRate`).
     pub calls_per_second_per_identity: Option<u32>,
@@ -55,6 +65,8 @@ pub struct AdmissionConfig {
     pub queue: u32,
     /// How many identities the per-identity rate tracks at most (see [`Admission`]).
     pub max_identities: u32,
+    /// How many peer addresses the per-peer rate tracks at most (see [`Admission`]).
+    pub max_peers: u32,
 }
 
 impl AdmissionConfig {
@@ -64,9 +76,11 @@ impl AdmissionConfig {
             max_in_flight: None,
             calls_per_second: None,
             call_burst: None,
+            calls_per_second_per_peer: None,
             calls_per_second_per_identity: None,
             queue: 0,
             max_identities: DEFAULT_MAX_IDENTITIES,
+            max_peers: DEFAULT_MAX_PEERS,
         }
     }
     /// At most `n` calls at once.
@@ -84,6 +98,11 @@ impl AdmissionConfig {
         self.call_burst = Some(n);
         self
     }
+    /// At most `n` calls per second from one peer address, in bursts of up to `n`.
+    pub const fn calls_per_second_per_peer(mut self, n: u32) -> Self {
+        self.calls_per_second_per_peer = Some(n);
+        self
+    }
     /// At most `n` calls per second from one identity, in bursts of up to `n`.
     pub const fn calls_per_second_per_identity(mut self, n: u32) -> Self {
         self.calls_per_second_per_identity = Some(n);
@@ -99,6 +118,11 @@ impl AdmissionConfig {
         self.max_identities = n;
         self
     }
+    /// Tracks at most `n` peer addresses (default [`DEFAULT_MAX_PEERS`]).
+    pub const fn max_peers(mut self, n: u32) -> Self {
+        self.max_peers = n;
+        self
+    }
 }
 
 impl Default for AdmissionConfig {
@@ -107,7 +131,8 @@ impl Default for AdmissionConfig {
     }
 }
 
-/// Admission control for one RPC: concurrency, call rate per RPC and per identity, and an
+/// Admission control for one RPC: concurrency, call rate per RPC, per peer address and per
+/// identity, and an
 /// optional bounded queue. Lives in a `static`, one per RPC.
 ///
 /// [`admit`](Self::admit) runs the checks in this order, and the first that refuses
@@ -116,9 +141,17 @@ impl Default for AdmissionConfig {
 /// 1. `max_in_flight` ([`PolicyKind::Concurrency`]): a call slot.
 /// 2. `calls_per_second` / `call_burst` ([`PolicyKind::CallRate`]): a token of the RPC's
 ///    bucket.
-/// 3. `calls_per_second_per_identity` ([`PolicyKind::CallRate`]): a token of the caller's
-///    bucket. A call refused here gives its RPC token back, so a caller over its own
-///    limit does not use up everyone's.
+/// 3. `calls_per_second_per_peer` ([`PolicyKind::CallRate`]): a token of the bucket of
+///    the call's [`peer`](Call::peer) address. An IPv4 address is one key (the port is
+///    ignored); an IPv6 address is keyed by its /64 prefix, the block one host or one
+///    subscriber usually holds, so a client cannot mint fresh keys from its own prefix
+///    (an IPv4-mapped IPv6 address counts as its IPv4 address). A call without a peer
+///    address (a unix socket, an in-memory transport) is not limited by it.
+/// 4. `calls_per_second_per_identity` ([`PolicyKind::CallRate`]): a token of the caller's
+///    bucket.
+///
+/// A call refused by a later bucket gives back the tokens it took from the earlier ones,
+/// so a caller over its own limit does not use up everyone's.
 ///
 /// A refusal is `RESOURCE_EXHAUSTED`, naming the RPC and the limit, with a
 /// `grpc-retry-pushback-ms` trailer (gRFC A6): for a rate, the exact time until a token is
@@ -134,11 +167,12 @@ impl Default for AdmissionConfig {
 ///
 /// # Memory
 ///
-/// Per-RPC state is a few words, allocated nowhere. Per-identity buckets live in a map
-/// of at most [`max_identities`](AdmissionConfig::max_identities) entries (10 000 by
-/// default, about 40 bytes each: some 400 KiB at most per RPC), so a client minting
-/// identities cannot grow memory without bound. When the map is full, a new identity
-/// first drops every bucket that is full again (forgetting it loses nothing); if none
+/// Per-RPC state is a few words, allocated nowhere. Per-peer and per-identity buckets
+/// live in one map each, of at most [`max_peers`](AdmissionConfig::max_peers) and
+/// [`max_identities`](AdmissionConfig::max_identities) entries (10 000 each by default,
+/// about 40 bytes each: some 400 KiB at most per map and RPC), so a client minting
+/// identities or addresses cannot grow memory without bound. When a map is full, a new
+/// key first drops every bucket that is full again (forgetting it loses nothing); if none
 /// is, the least recently used sixteenth of the map. An evicted caller starts over with
 /// a full bucket.
 ///
@@ -163,6 +197,7 @@ impl Default for AdmissionConfig {
 pub struct Admission {
     config: AdmissionConfig,
     rate: Option<Gcra>,
+    peer_rate: Option<Gcra>,
     identity_rate: Option<Gcra>,
     permits: Semaphore,
     waiting: AtomicU32,
@@ -172,7 +207,8 @@ pub struct Admission {
     tat: AtomicU64,
     /// Moving average of call durations, in nanoseconds (0: none yet).
     mean_nanos: AtomicU64,
-    identities: Mutex<Identities>,
+    peers: Mutex<KeyedBuckets>,
+    identities: Mutex<KeyedBuckets>,
 }
 
 impl Admission {
@@ -198,6 +234,10 @@ impl Admission {
                 None
             }
         };
+        let peer_rate = match config.calls_per_second_per_peer {
+            Some(per_second) => Some(Gcra::new(per_second, per_second)),
+            None => None,
+        };
         let identity_rate = match config.calls_per_second_per_identity {
             Some(per_second) => Some(Gcra::new(per_second, per_second)),
             None => None,
@@ -213,19 +253,19 @@ impl Admission {
             config.max_identities > 0,
             "max_identities must be at least 1"
         );
+        assert!(config.max_peers > 0, "max_peers must be at least 1");
         Admission {
             config,
             rate,
+            peer_rate,
             identity_rate,
             permits: Semaphore::const_new(permits),
             waiting: AtomicU32::new(0),
             epoch: OnceLock::new(),
             tat: AtomicU64::new(0),
             mean_nanos: AtomicU64::new(0),
-            identities: Mutex::new(Identities {
-                map: HashMap::with_hasher(BuildHasherDefault::new()),
-                clock: 0,
-            }),
+            peers: Mutex::new(KeyedBuckets::new()),
+            identities: Mutex::new(KeyedBuckets::new()),
         }
     }
 
@@ -252,14 +292,22 @@ impl Admission {
         self.identities
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .map
+            .len()
+    }
+
+    /// Peer addresses (IPv6: /64 prefixes) whose per-peer buckets are kept.
+    pub fn tracked_peers(&self) -> usize {
+        self.peers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
             .len()
     }
 
     /// Admits one call of the RPC, or says which policy refuses it and why.
     ///
     /// `identity` is the caller's [`identity_key`], for the per-identity rate (ignored
-    /// without one). The returned [`Admitted`] holds the call slot: drop it when the call
+    /// without one); the per-peer rate reads [`Call::peer`] (ignored without one). The
+    /// returned [`Admitted`] holds the call slot: drop it when the call
     /// ends.
     pub async fn admit(
         &'static self,
@@ -277,8 +325,15 @@ impl Admission {
                 }
             }),
         };
-        if self.rate.is_some() || (self.identity_rate.is_some() && identity.is_some()) {
-            let ready = self.take_tokens(call, identity, &mut waiter)?;
+        let peer = match self.peer_rate {
+            Some(_) => call.peer().map(|addr| peer_key(addr.ip())),
+            None => None,
+        };
+        if self.rate.is_some()
+            || peer.is_some()
+            || (self.identity_rate.is_some() && identity.is_some())
+        {
+            let ready = self.take_tokens(call, peer, identity, &mut waiter)?;
             if let Some(ready) = ready {
                 tokio::time::sleep_until(ready).await;
             }
@@ -292,11 +347,13 @@ impl Admission {
         })
     }
 
-    /// Takes a token from the RPC's bucket, then from the caller's. `Ok(Some(t))`: both
-    /// are reserved and the call may start at `t`.
+    /// Takes a token from the RPC's bucket, then from the peer's, then from the caller's.
+    /// `Ok(Some(t))`: all are reserved and the call may start at `t`. A refusal gives
+    /// back the tokens already taken.
     fn take_tokens<'a>(
         &'a self,
         call: &Call,
+        peer: Option<u64>,
         identity: Option<u64>,
         waiter: &mut Option<Waiter<'a>>,
     ) -> Result<Option<Instant>, (PolicyKind, Status)> {
@@ -309,18 +366,40 @@ impl Admission {
             let take = |until| rate.take_atomic(&self.tat, now, until);
             match self.take_or_queue(take, waiter, now, deadline) {
                 Ok(at) => ready = at,
-                Err(refusal) => return Err(self.refused(call, refusal, rate, false, now)),
+                Err(refusal) => return Err(self.refused(call, refusal, rate, Per::Rpc, now)),
             }
         }
+        let give_back_rpc = || {
+            if let Some(rpc) = rpc_rate {
+                rpc.give_back(&self.tat);
+            }
+        };
+        let peer_taken = match (self.peer_rate, peer) {
+            (Some(rate), Some(key)) => {
+                let max = self.config.max_peers;
+                let take = |until| lock(&self.peers).take(rate, key, now, until, max);
+                match self.take_or_queue(take, waiter, now, deadline) {
+                    Ok(at) => ready = ready.max(at),
+                    Err(refusal) => {
+                        give_back_rpc();
+                        return Err(self.refused(call, refusal, rate, Per::Peer, now));
+                    }
+                }
+                Some((rate, key))
+            }
+            _ => None,
+        };
         if let (Some(rate), Some(key)) = (self.identity_rate, identity) {
-            let take = |until| self.take_identity(rate, key, now, until);
+            let max = self.config.max_identities;
+            let take = |until| lock(&self.identities).take(rate, key, now, until, max);
             match self.take_or_queue(take, waiter, now, deadline) {
                 Ok(at) => ready = ready.max(at),
                 Err(refusal) => {
-                    if let Some(rpc) = rpc_rate {
-                        rpc.give_back(&self.tat);
+                    give_back_rpc();
+                    if let Some((peer_rate, key)) = peer_taken {
+                        lock(&self.peers).give_back(peer_rate, key);
                     }
-                    return Err(self.refused(call, refusal, rate, true, now));
+                    return Err(self.refused(call, refusal, rate, Per::Identity, now));
                 }
             }
         }
@@ -349,27 +428,6 @@ impl Admission {
                 }
             },
         }
-    }
-
-    fn take_identity(&self, rate: Gcra, key: u64, now: u64, until: u64) -> Result<u64, u64> {
-        let mut ids = self
-            .identities
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let max = self.config.max_identities as usize;
-        if ids.map.len() >= max && !ids.map.contains_key(&key) {
-            ids.evict(now, max);
-        }
-        ids.clock += 1;
-        let used = ids.clock;
-        let bucket = ids
-            .map
-            .entry(key)
-            .or_insert(IdentityBucket { tat: 0, used });
-        bucket.used = used;
-        let (result, tat) = rate.decide(bucket.tat, now, until);
-        bucket.tat = tat;
-        result
     }
 
     /// A place in the queue, if one is free.
@@ -453,20 +511,23 @@ impl Admission {
         call: &Call,
         refusal: Refusal,
         rate: Gcra,
-        per_identity: bool,
+        per: Per,
         now: u64,
     ) -> (PolicyKind, Status) {
         let method = call.rpc().method;
-        let limit = if per_identity {
-            format!(
+        let limit = match per {
+            Per::Identity => format!(
                 "{} calls per second per caller (calls_per_second_per_identity)",
                 rate.per_second
-            )
-        } else {
-            format!(
+            ),
+            Per::Peer => format!(
+                "{} calls per second per peer address (calls_per_second_per_peer)",
+                rate.per_second
+            ),
+            Per::Rpc => format!(
                 "{} calls per second (calls_per_second, call_burst = {})",
                 rate.per_second, rate.burst
-            )
+            ),
         };
         match refusal {
             Refusal::Rate(ready) => {
@@ -529,6 +590,28 @@ impl fmt::Debug for Admitted {
 /// colliding identities. Stable within the process only.
 pub fn identity_key<I: Hash + ?Sized>(identity: &I) -> u64 {
     secret().hash_one(identity)
+}
+
+/// The key of a peer address for the per-peer rate: an IPv4 address, or the /64 prefix
+/// of an IPv6 one (an IPv4-mapped IPv6 address is its IPv4 address), hashed with the
+/// per-process secret like [`identity_key`].
+fn peer_key(ip: IpAddr) -> u64 {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => secret().hash_one((4u8, v4.to_bits())),
+        IpAddr::V6(v6) => secret().hash_one((6u8, v6.to_bits() >> 64)),
+    }
+}
+
+/// Whose bucket refused a call.
+#[derive(Debug, Clone, Copy)]
+enum Per {
+    Rpc,
+    Peer,
+    Identity,
+}
+
+fn lock(buckets: &Mutex<KeyedBuckets>) -> std::sync::MutexGuard<'_, KeyedBuckets> {
+    buckets.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// A place in the queue, given back on drop.
@@ -621,22 +704,57 @@ impl Gcra {
     }
 }
 
-/// The per-identity buckets, bounded by `max_identities`.
+/// One token bucket per key (a peer address, an identity), at most `max` of them: the
+/// per-peer and the per-identity rates each hold one.
 #[derive(Debug)]
-struct Identities {
-    map: HashMap<u64, IdentityBucket, BuildHasherDefault<KeyHasher>>,
+struct KeyedBuckets {
+    map: HashMap<u64, KeyedBucket, BuildHasherDefault<KeyHasher>>,
     /// Incremented on each use: `used` orders buckets by recency without ties.
     clock: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
-struct IdentityBucket {
+struct KeyedBucket {
     tat: u64,
     used: u64,
 }
 
-impl Identities {
-    /// Makes room for one more identity: drops the buckets that are full again, else the
+impl KeyedBuckets {
+    const fn new() -> Self {
+        KeyedBuckets {
+            map: HashMap::with_hasher(BuildHasherDefault::new()),
+            clock: 0,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// [`Gcra::decide`] on `key`'s bucket, making room for it first if the map holds
+    /// `max` others.
+    fn take(&mut self, rate: Gcra, key: u64, now: u64, until: u64, max: u32) -> Result<u64, u64> {
+        let max = max as usize;
+        if self.map.len() >= max && !self.map.contains_key(&key) {
+            self.evict(now, max);
+        }
+        self.clock += 1;
+        let used = self.clock;
+        let bucket = self.map.entry(key).or_insert(KeyedBucket { tat: 0, used });
+        bucket.used = used;
+        let (result, tat) = rate.decide(bucket.tat, now, until);
+        bucket.tat = tat;
+        result
+    }
+
+    /// Returns a token taken by [`take`](Self::take) (if the bucket is still there).
+    fn give_back(&mut self, rate: Gcra, key: u64) {
+        if let Some(bucket) = self.map.get_mut(&key) {
+            bucket.tat = bucket.tat.saturating_sub(rate.interval);
+        }
+    }
+
+    /// Makes room for one more key: drops the buckets that are full again, else the
     /// least recently used sixteenth.
     #[cold]
     fn evict(&mut self, now: u64, max: usize) {

@@ -1,18 +1,97 @@
-//! Call admission on the order desk: `calls_per_second_per_identity` gives each person a
-//! bucket of `PlaceOrder` calls, `max_in_flight` caps the live `Subscribe` feeds; both
+//! Call admission: `calls_per_second_per_peer` gives each address a bucket of the public
+//! `CreateUser` calls; on the order desk, `calls_per_second_per_identity` gives each person
+//! a bucket of `PlaceOrder` calls, `max_in_flight` caps the live `Subscribe` feeds; all
 //! refuse with `RESOURCE_EXHAUSTED` and tell the client when to retry.
 
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use tonic::Code;
+use tonic::transport::Endpoint;
 use tonic_intercept::wire::RETRY_PUSHBACK;
 use tonic_intercept_examples::orders::{Feed, MAX_LIVE_FEEDS, PLACE_ORDER_PER_SECOND};
+use tonic_intercept_examples::pb::user_service_client::UserServiceClient;
+use tonic_intercept_examples::users::CREATE_USER_PER_PEER_PER_SECOND;
 use tonic_intercept_examples::{ADA_TOKEN, BOB_TOKEN, Services};
 
 use crate::support::{
-    Orders, Tally, code_name, ensure, ok, order, place, producers_stopped, pushback,
+    Orders, Tally, Users, code_name, ensure, ok, order, place, producers_stopped, pushback, record,
     subscribe_request,
 };
+
+/// A user client whose connection leaves from `source`, another loopback address than the
+/// demo's own client: the server sees another peer.
+async fn users_from(server: SocketAddr, source: Ipv4Addr) -> Result<Users, String> {
+    let channel = Endpoint::from_shared(format!("http://{server}"))
+        .map_err(|e| format!("endpoint: {e}"))?
+        .local_address(Some(source.into()))
+        .connect()
+        .await
+        .map_err(|e| format!("connect from {source}: {e}"))?;
+    Ok(UserServiceClient::new(channel))
+}
+
+/// `calls_per_second_per_peer` on the public `CreateUser`: there is no identity to count
+/// sign-ups per, so they are counted per address.
+pub(crate) async fn sign_ups_per_address(
+    server_addr: SocketAddr,
+    server: &Services,
+    tally: &mut Tally,
+) -> Result<String, String> {
+    const RATE: u32 = CREATE_USER_PER_PEER_PER_SECOND;
+    let before = server.users.count();
+    let flooder = Ipv4Addr::new(127, 0, 0, 2);
+    let mut flood = users_from(server_addr, flooder).await?;
+    let started = Instant::now();
+    let mut admitted = 0;
+    let refused = loop {
+        ensure!(
+            admitted <= 3 * RATE,
+            "{admitted} sign-ups from {flooder} in a burst, none refused"
+        );
+        let email = format!("flood{admitted}@example.com");
+        let result = flood.create_user(record("Flood", &email)).await;
+        tally.record("CreateUser", &result);
+        match result {
+            Ok(_) => admitted += 1,
+            Err(status) => break status,
+        }
+    };
+    let burst = started.elapsed();
+    ensure!(
+        refused.code() == Code::ResourceExhausted,
+        "the sign-up burst from {flooder} ended with {}: {}",
+        code_name(refused.code()),
+        refused.message()
+    );
+    let wait = pushback(&refused)?;
+    ensure!(
+        (1..=1_000 / u64::from(RATE)).contains(&wait),
+        "pushback of {wait} ms for a rate of {RATE}/s"
+    );
+    let earned = (burst.as_secs_f64() * f64::from(RATE)).ceil() as u32;
+    ensure!(
+        (RATE..=RATE + earned).contains(&admitted),
+        "{flooder} signed up {admitted} users in {burst:?} at {RATE}/s"
+    );
+    // Another address is served meanwhile.
+    let neighbour = Ipv4Addr::new(127, 0, 0, 3);
+    let mut other = users_from(server_addr, neighbour).await?;
+    let result = other
+        .create_user(record("Grace Hopper", "grace@example.com"))
+        .await;
+    tally.record("CreateUser", &result);
+    ok("a sign-up from another address", result)?;
+    let stored = server.users.count() - before;
+    ensure!(
+        stored == admitted as usize + 1,
+        "the directory gained {stored} users, expected {}",
+        admitted + 1
+    );
+    Ok(format!(
+        "CreateUser (public) at {RATE}/s per address: {flooder} signed up {admitted}, the next got RESOURCE_EXHAUSTED with {RETRY_PUSHBACK}: {wait}; {neighbour} was served meanwhile"
+    ))
+}
 
 pub(crate) async fn order_rate_per_identity(
     orders: &mut Orders,

@@ -84,6 +84,7 @@ async fn run() -> Result<(), String> {
     // The order desk's policies, then the observers.
     let mut tally = Tally::default();
     let tally = &mut tally;
+    pass(admission::sign_ups_per_address(addr, server, tally).await?);
     pass(admission::order_rate_per_identity(&mut orders, server, tally).await?);
     pass(idempotency::idempotent_retry(&mut orders, server, tally).await?);
     pass(validate::invalid_order(&mut orders, server, tally).await?);

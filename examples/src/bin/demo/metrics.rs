@@ -91,10 +91,21 @@ pub(crate) fn metrics_after_run(
     let unauthenticated = format!(r#"{get_user},grpc_code="Unauthenticated""#);
     expect("grpc_server_handled_total", &unauthenticated, 2, true)?;
     let create_user = labels("unary", users, "CreateUser");
-    for (code, n) in [("OK", 1), ("InvalidArgument", 1)] {
+    // The public sign-up and the hook's refusal, then the sign-ups rated per address.
+    for (code, n) in [
+        (Code::Ok, 1 + tally.count("CreateUser", Code::Ok)),
+        (Code::InvalidArgument, 1),
+        (
+            Code::ResourceExhausted,
+            tally.count("CreateUser", Code::ResourceExhausted),
+        ),
+    ] {
+        let code = tonic_intercept::metrics::grpc_code_label(code);
         let code_labels = format!(r#"{create_user},grpc_code="{code}""#);
         expect("grpc_server_handled_total", &code_labels, n, false)?;
     }
+    let per_peer = format!(r#"{create_user},policy="call_rate""#);
+    expect("grpc_server_rejected_total", &per_peer, 1, true)?;
     let import = format!(
         r#"{},policy="limit""#,
         labels("client_stream", users, "ImportUsers")
