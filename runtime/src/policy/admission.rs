@@ -132,8 +132,7 @@ impl Default for AdmissionConfig {
 }
 
 /// Admission control for one RPC: concurrency, call rate per RPC, per peer address and per
-/// identity, and an
-/// optional bounded queue. Lives in a `static`, one per RPC.
+/// identity, and an optional bounded queue. Lives in a `static`, one per RPC.
 ///
 /// [`admit`](Self::admit) runs the checks in this order, and the first that refuses
 /// ends the call with the policy it reports:
