@@ -57,23 +57,8 @@ pub(crate) async fn sign_ups_per_address(
             Err(status) => break status,
         }
     };
-    let burst = started.elapsed();
-    ensure!(
-        refused.code() == Code::ResourceExhausted,
-        "the sign-up burst from {flooder} ended with {}: {}",
-        code_name(refused.code()),
-        refused.message()
-    );
-    let wait = pushback(&refused)?;
-    ensure!(
-        (1..=1_000 / u64::from(RATE)).contains(&wait),
-        "pushback of {wait} ms for a rate of {RATE}/s"
-    );
-    let earned = (burst.as_secs_f64() * f64::from(RATE)).ceil() as u32;
-    ensure!(
-        (RATE..=RATE + earned).contains(&admitted),
-        "{flooder} signed up {admitted} users in {burst:?} at {RATE}/s"
-    );
+    let who = format!("the sign-up burst from {flooder}");
+    let wait = burst_refused(&who, RATE, &refused, admitted, started.elapsed())?;
     // Another address is served meanwhile.
     let neighbour = Ipv4Addr::new(127, 0, 0, 3);
     let mut other = users_from(server_addr, neighbour).await?;
@@ -113,25 +98,7 @@ pub(crate) async fn order_rate_per_identity(
             Err(status) => break status,
         }
     };
-    let burst = started.elapsed();
-    ensure!(
-        refused.code() == Code::ResourceExhausted,
-        "ada's burst ended with {}: {}",
-        code_name(refused.code()),
-        refused.message()
-    );
-    let wait = pushback(&refused)?;
-    // A token comes back every 1/RATE s.
-    ensure!(
-        (1..=1_000 / u64::from(RATE)).contains(&wait),
-        "pushback of {wait} ms for a rate of {RATE}/s"
-    );
-    // A slow burst may have earned a token or two while it ran.
-    let earned = (burst.as_secs_f64() * f64::from(RATE)).ceil() as u32;
-    ensure!(
-        (RATE..=RATE + earned).contains(&admitted),
-        "ada placed {admitted} orders in {burst:?} at {RATE}/s"
-    );
+    let wait = burst_refused("ada's burst", RATE, &refused, admitted, started.elapsed())?;
     // Bob has a bucket of his own.
     let bob = place(orders, tally, order("cortado", 1, BOB_TOKEN)).await;
     ok("bob's order during ada's refusal", bob)?;
@@ -190,4 +157,34 @@ pub(crate) async fn live_feeds_in_flight(
     Ok(format!(
         "Subscribe with {MAX_LIVE_FEEDS} feeds live (max_in_flight = {MAX_LIVE_FEEDS}): the next RESOURCE_EXHAUSTED ({RETRY_PUSHBACK}: {wait}); once one hung up, admitted"
     ))
+}
+
+/// What a burst against a call rate of `rate` per second must show: it ended with
+/// `RESOURCE_EXHAUSTED`, whose pushback is at most the time one token takes to come back,
+/// after `rate` calls (a full bucket) plus the tokens the burst earned while it ran.
+/// Returns the pushback in milliseconds.
+fn burst_refused(
+    who: &str,
+    rate: u32,
+    refused: &tonic::Status,
+    admitted: u32,
+    burst: Duration,
+) -> Result<u64, String> {
+    ensure!(
+        refused.code() == Code::ResourceExhausted,
+        "{who} ended with {}: {}",
+        code_name(refused.code()),
+        refused.message()
+    );
+    let wait = pushback(refused)?;
+    ensure!(
+        (1..=1_000 / u64::from(rate)).contains(&wait),
+        "pushback of {wait} ms for a rate of {rate}/s"
+    );
+    let earned = (burst.as_secs_f64() * f64::from(rate)).ceil() as u32;
+    ensure!(
+        (rate..=rate + earned).contains(&admitted),
+        "{who}: {admitted} calls admitted in {burst:?} at {rate}/s"
+    );
+    Ok(wait)
 }
