@@ -81,6 +81,35 @@ impl Call {
         self.deadline
             .map(|d| d.saturating_duration_since(Instant::now()))
     }
+
+    /// The code of a call that its client abandoned now (reset its stream, or went away
+    /// and let the call's future drop): `DeadlineExceeded` when the deadline had passed or
+    /// was within [`DEADLINE_TOLERANCE`] of passing, `Cancelled` otherwise.
+    ///
+    /// A client that gives up at its deadline resets the stream a little before the
+    /// server's timer fires: grpcio rounds the `grpc-timeout` it sends up (1 s goes out as
+    /// `1010m`) and runs its own timer, so its `RST_STREAM` arrives a few milliseconds
+    /// early. Both orders are the same event, and the server records it once, the same way.
+    pub(crate) fn code_when_abandoned(&self) -> Code {
+        match self.deadline {
+            Some(deadline) if within_tolerance(self.started, deadline, Instant::now()) => {
+                Code::DeadlineExceeded
+            }
+            _ => Code::Cancelled,
+        }
+    }
+}
+
+/// How close to its deadline a client may abandon a call for the server to record it as
+/// `DEADLINE_EXCEEDED` rather than `CANCELLED`: 2 % of the time the call was given, at
+/// least 20 ms (see [`Call`]'s deadline; grpcio's early reset is about 1 %).
+pub(crate) const DEADLINE_TOLERANCE: (u32, Duration) = (2, Duration::from_millis(20));
+
+/// Whether `now` is past `deadline`, or within [`DEADLINE_TOLERANCE`] of it.
+fn within_tolerance(started: Instant, deadline: Instant, now: Instant) -> bool {
+    let (percent, floor) = DEADLINE_TOLERANCE;
+    let slack = (deadline.saturating_duration_since(started) * percent / 100).max(floor);
+    now + slack >= deadline
 }
 
 /// The deadline of the call whose handler is running, for the handler to see how much
@@ -262,5 +291,44 @@ impl PolicyKind {
 impl std::fmt::Display for PolicyKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tolerance_is_two_percent_with_a_floor_of_twenty_ms() {
+        let t0 = Instant::now();
+        let one_s = t0 + Duration::from_secs(1);
+        // 1 s given: 20 ms of slack (2 % is also 20 ms).
+        assert!(!within_tolerance(
+            t0,
+            one_s,
+            t0 + Duration::from_millis(979)
+        ));
+        assert!(within_tolerance(t0, one_s, t0 + Duration::from_millis(980)));
+        assert!(within_tolerance(
+            t0,
+            one_s,
+            t0 + Duration::from_millis(1_500)
+        ));
+        // 10 s given: 200 ms of slack.
+        let ten_s = t0 + Duration::from_secs(10);
+        assert!(!within_tolerance(
+            t0,
+            ten_s,
+            t0 + Duration::from_millis(9_799)
+        ));
+        assert!(within_tolerance(
+            t0,
+            ten_s,
+            t0 + Duration::from_millis(9_800)
+        ));
+        // 100 ms given: the 20 ms floor.
+        let short = t0 + Duration::from_millis(100);
+        assert!(!within_tolerance(t0, short, t0 + Duration::from_millis(79)));
+        assert!(within_tolerance(t0, short, t0 + Duration::from_millis(80)));
     }
 }

@@ -292,16 +292,21 @@ impl<R: Rpc, H: Hooks<R>> Guard<R, H> {
 }
 
 impl<R: Rpc, H: Hooks<R>> Drop for Guard<R, H> {
-    /// The call's future was dropped before it ended: the client went away (or, without
-    /// `recover`, a panic is unwinding through it).
+    /// The call's future was dropped before it ended: the client went away (`CANCELLED`,
+    /// or `DEADLINE_EXCEEDED` at its deadline, see `Call::code_when_abandoned`), or,
+    /// without `recover`, a panic is unwinding through it.
     fn drop(&mut self) {
         if !self.finished {
-            let code = if std::thread::panicking() {
-                tonic::Code::Internal
+            if std::thread::panicking() {
+                self.finish(tonic::Code::Internal, None);
             } else {
-                tonic::Code::Cancelled
-            };
-            self.finish(code, None);
+                match self.call.code_when_abandoned() {
+                    tonic::Code::DeadlineExceeded => {
+                        self.finish(tonic::Code::DeadlineExceeded, Some(PolicyKind::Deadline))
+                    }
+                    code => self.finish(code, None),
+                }
+            }
         }
     }
 }

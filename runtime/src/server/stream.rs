@@ -224,14 +224,19 @@ pin_project! {
             if !this.st.finished {
                 let _span = this.st.span.enter();
                 let (messages_in, bytes_in) = this.st.inbound.get();
-                let code = if std::thread::panicking() { Code::Internal } else { Code::Cancelled };
+                let code = if std::thread::panicking() {
+                    Code::Internal
+                } else {
+                    this.st.call.code_when_abandoned()
+                };
+                let ended_by = (code == Code::DeadlineExceeded).then_some(PolicyKind::Deadline);
                 this.st.hooks.on_finish(&this.st.call, &CallOutcome {
                     code,
                     messages_in,
                     messages_out: this.st.meter.messages,
                     bytes_in,
                     bytes_out: this.st.meter.bytes,
-                    ended_by: None,
+                    ended_by,
                 });
             }
         }
