@@ -28,6 +28,7 @@ import collections
 import importlib
 import json
 import os
+import queue
 import re
 import shutil
 import signal
@@ -205,6 +206,17 @@ class Server:
     def log_tail(self, lines: int = 30) -> str:
         self._log.flush()
         return "\n".join(self.log_path.read_text().splitlines()[-lines:])
+
+    def finished_calls(self, last: int = 45) -> str:
+        """The server's "finished call" events, the last `last`, one short line each."""
+        self._log.flush()
+        fields = re.compile(r'(rpc\.method|grpc\.code|duration_ms|messages_in|messages_out|ended_by)=("[^"]*"|\S+)')
+        lines = []
+        for line in self.log_path.read_text().splitlines():
+            if "finished call" in line:
+                found = dict(fields.findall(line))
+                lines.append(f"    {line[:27]} " + " ".join(f"{k}={v}" for k, v in found.items()))
+        return "\n".join(lines[-last:])
 
     def interrupt(self) -> None:
         """Ctrl-C: the server drains and exits."""
@@ -877,7 +889,7 @@ def gzip_both_ways(run: Run) -> str:
     return "gzip: PlaceOrder, ImportUsers, ListUsers and Chat sent gzip and were answered in gzip (each message's flag read on the wire)"
 
 
-def chat_with_deadline(run: Run, timeout: float) -> tuple[str, int, int, list, list]:
+def chat_with_deadline(run: Run, timeout: float) -> tuple[grpc.StatusCode, list, list]:
     """A Chat that sends a line every 300 ms and reads every answer, never finishing its
     side: the client's deadline ends it, 100 ms or more after the last line and answer."""
     until = threading.Event()
@@ -903,10 +915,11 @@ def chat_with_deadline(run: Run, timeout: float) -> tuple[str, int, int, list, l
     return code, sent, received
 
 
-def client_deadlines(run: Run) -> str:
+def deadline_chats(run: Run, timeouts: list[float]) -> str:
+    """Chats with these client timeouts, all at once; each must end DEADLINE_EXCEEDED on
+    the client and be recorded as DeadlineExceeded by the server."""
     from concurrent.futures import ThreadPoolExecutor
 
-    timeouts = [1.0] * 10 + [2.0] * 10
     with ThreadPoolExecutor(len(timeouts)) as pool:
         results = list(pool.map(lambda t: chat_with_deadline(run, t), timeouts))
     for timeout, (code, sent, received) in zip(timeouts, results):
@@ -914,14 +927,19 @@ def client_deadlines(run: Run) -> str:
         # Lines at 0, 0.3, 0.6, 0.9 (and 1.2 .. 1.8): each answered well before the deadline.
         ensure_eq(f"lines answered in a Chat with timeout={timeout}", len(received), len(sent))
         run.ledger.call(f"{ORDERS}/Chat", grpc.StatusCode.DEADLINE_EXCEEDED, sent, received, rejected="deadline")
-    return "client deadlines: 10 Chats with timeout=1.0 and 10 with 2.0 -> DEADLINE_EXCEEDED on the client, DeadlineExceeded x20 on /metrics"
+    return (f"client deadlines: {timeouts.count(1.0)} Chats with timeout=1.0 and {timeouts.count(2.0)} with 2.0, at once -> "
+            f"DEADLINE_EXCEEDED on the client, DeadlineExceeded x{len(timeouts)} on /metrics")
+
+
+def client_deadlines(run: Run) -> str:
+    return deadline_chats(run, [1.0, 1.0, 2.0, 2.0])
 
 
 def cancel_streams(run: Run) -> str:
     """The client cancels a Chat, its request stream still open, after 3 lines, each
     answered before the next is sent. (A paced server stream cancelled after N messages:
     known_paced_stream_cancel_count.)"""
-    lines = queue_stream()
+    lines: queue.Queue = queue.Queue()
     chat = run.orders.Chat(iter(lines.get, None), metadata=ADA)
     sent, answers = [], []
     for i in range(3):
@@ -934,36 +952,6 @@ def cancel_streams(run: Run) -> str:
     ensure_eq("Chat's answers", [a.text for a in answers], [f"ada, you said: question {i}" for i in range(3)])
     run.ledger.call(f"{ORDERS}/Chat", grpc.StatusCode.CANCELLED, sent, answers)
     return "cancellation: Chat (still sending) cancelled after 3 answers -> Canceled, 3 messages in and 3 out, as the client saw them"
-
-
-def queue_stream():
-    import queue
-
-    return queue.Queue()
-
-
-def known_paced_stream_cancel_count(run: Run) -> str:
-    """A paced stream cancelled after N messages must count N sent, not N + 1.
-
-    Issue 11's row: the message the pacer still holds is counted (and shown to hooks)
-    before it is sent. The wire shows N DATA frames, then the client's RST_STREAM."""
-    summary = []
-    for rpc, stub, request, n in [
-        (f"{ORDERS}/Subscribe", run.orders.Subscribe, run.orders_pb2.SubscribeRequest(shop="soho"), 3),
-        (f"{USERS}/ListUsers", run.users.ListUsers, run.users_pb2.ListUsersRequest(name_prefix="lister"), 5),
-    ]:
-        stream = stub(request, metadata=ADA)
-        seen = []
-        for message in stream:
-            seen.append(message)
-            if len(seen) == n:
-                stream.cancel()
-                break
-        ensure_eq(f"{rpc} messages before the cancel", len(seen), n)
-        ensure_eq(f"{rpc} after the cancel", stream.code(), grpc.StatusCode.CANCELLED)
-        run.ledger.call(rpc, grpc.StatusCode.CANCELLED, [request], seen)
-        summary.append(f"{rpc.split('/')[1]} after {n}")
-    return f"cancellation: {' and '.join(summary)} messages -> Canceled, messages sent counted as the client saw them"
 
 
 def cancel_frees_slots(run: Run) -> str:
@@ -1128,12 +1116,51 @@ def graceful_shutdown(run: Run) -> str:
 # (check, what is wrong, what the gRPC spec / README expects).
 
 
+def known_paced_stream_cancel_count(run: Run) -> str:
+    """A paced stream cancelled after N messages must count N sent, not N + 1.
+
+    Issue 11's row: the message the pacer still holds is counted (and shown to hooks)
+    before it is sent. The wire shows N DATA frames, then the client's RST_STREAM."""
+    summary = []
+    for rpc, stub, request, n in [
+        (f"{ORDERS}/Subscribe", run.orders.Subscribe, run.orders_pb2.SubscribeRequest(shop="soho"), 3),
+        (f"{USERS}/ListUsers", run.users.ListUsers, run.users_pb2.ListUsersRequest(name_prefix="lister"), 5),
+    ]:
+        stream = stub(request, metadata=ADA)
+        seen = []
+        for message in stream:
+            seen.append(message)
+            if len(seen) == n:
+                stream.cancel()
+                break
+        ensure_eq(f"{rpc} messages before the cancel", len(seen), n)
+        ensure_eq(f"{rpc} after the cancel", stream.code(), grpc.StatusCode.CANCELLED)
+        run.ledger.call(rpc, grpc.StatusCode.CANCELLED, [request], seen)
+        summary.append(f"{rpc.split('/')[1]} after {n}")
+    return f"cancellation: {' and '.join(summary)} messages -> Canceled, messages sent counted as the client saw them"
+
+
+def known_client_deadlines_40_at_once(run: Run) -> str:
+    """40 client deadlines at once (the issue's count) must all be DeadlineExceeded.
+
+    Intermittent (3 and 7 of 40 seen): the server records Canceled for calls whose
+    server-side duration was 982 to 988 ms of timeout=1.0, while others as short as
+    963 ms were DeadlineExceeded. grpcio sends 1 s as `1010m` and resets at its own
+    deadline; the server's deadline is counted from Call::start, which under 40 calls at
+    once runs more than ~11 ms after the request headers arrived, so the reset lands
+    more than the 20 ms tolerance before the server's deadline. Starting the clock at
+    the request headers is issue 11's item 1."""
+    return deadline_chats(run, [1.0] * 20 + [2.0] * 20)
+
+
 def known_client_stream_deadline(run: Run) -> str:
     """A client stream left open past the client's deadline must be DEADLINE_EXCEEDED.
 
     The client sends RST_STREAM(CANCEL) at its deadline; tonic 0.14's request decoder
     (codec/decode.rs) turns a CANCELLED request body into a clean end of stream, so the
-    handler sees a finished batch, answers OK, and the server records OK, 1 sent."""
+    handler sees a finished batch, answers OK, and the server records OK, 1 sent. A race
+    with the server's own timer: when that fires first the status is right (seen 1 run
+    in 6), so this fails most runs, not all."""
     until = threading.Event()
     Order = run.orders_pb2.Order
     orders = [Order(shop="soho", drink="espresso", quantity=1), Order(shop="soho", drink="filter", quantity=2)]
@@ -1198,6 +1225,7 @@ CHECKS: list[Callable[[Run], str]] = [
 
 KNOWN_FAILING: list[Callable[[Run], str]] = [
     known_paced_stream_cancel_count,
+    known_client_deadlines_40_at_once,
     known_client_stream_deadline,
     known_cancelled_import_stores_nothing,
 ]
@@ -1264,7 +1292,7 @@ def main() -> int:
                 print(f"✘ {check.__name__}:")
                 for problem in problems:
                     print(f"    {problem}")
-                print(f"  server log, last lines:\n{server.log_tail(15)}")
+                print(f"  the server's last finished calls:\n{server.finished_calls()}")
                 return 1
             passed += 1
             print(f"✔ {summary}")
@@ -1287,7 +1315,7 @@ def main() -> int:
                 for problem in problems:
                     print(f"    {problem}")
             else:
-                print(f"⚠ KNOWN FAILING {check.__name__} now passes: move it to CHECKS ({summary})")
+                print(f"⚠ KNOWN FAILING {check.__name__} passed this run (move it to CHECKS once it always does): {summary}")
         for check in LAST:
             summary, problems = run_check(run, check)
             if problems:
