@@ -193,7 +193,8 @@ class Server:
                 if line.startswith("serving on"):
                     ready.set()
 
-        threading.Thread(target=read, daemon=True).start()
+        self._reader = threading.Thread(target=read, daemon=True)
+        self._reader.start()
         if not ready.wait(30):
             self.stop()
             raise SystemExit(f"the server did not start within 30s:\n{self.log_tail()}")
@@ -935,25 +936,6 @@ def client_deadlines(run: Run) -> str:
     return deadline_chats(run, [1.0, 1.0, 2.0, 2.0])
 
 
-def cancel_streams(run: Run) -> str:
-    """The client cancels a Chat, its request stream still open, after 3 lines, each
-    answered before the next is sent. (A paced server stream cancelled after N messages:
-    known_paced_stream_cancel_count.)"""
-    lines: queue.Queue = queue.Queue()
-    chat = run.orders.Chat(iter(lines.get, None), metadata=ADA)
-    sent, answers = [], []
-    for i in range(3):
-        sent.append(run.chat_line(f"question {i}"))
-        lines.put(sent[-1])
-        answers.append(next(chat))
-    chat.cancel()
-    lines.put(None)
-    ensure_eq("Chat after the cancel", chat.code(), grpc.StatusCode.CANCELLED)
-    ensure_eq("Chat's answers", [a.text for a in answers], [f"ada, you said: question {i}" for i in range(3)])
-    run.ledger.call(f"{ORDERS}/Chat", grpc.StatusCode.CANCELLED, sent, answers)
-    return "cancellation: Chat (still sending) cancelled after 3 answers -> Canceled, 3 messages in and 3 out, as the client saw them"
-
-
 def cancel_frees_slots(run: Run) -> str:
     """Live feeds the client cancelled give their max_in_flight slots back."""
     rpc = f"{ORDERS}/Subscribe"
@@ -1107,6 +1089,7 @@ def graceful_shutdown(run: Run) -> str:
     except subprocess.TimeoutExpired:
         raise Mismatch("the server did not exit within 10s of Ctrl-C") from None
     ensure_eq("the server's exit code", code, 0)
+    run.server._reader.join(5)  # its stdout, to the end
     ensure_eq("the server's last line", run.server.stdout[-1:], ["stopped"])
     return f"Ctrl-C: a live Subscribe ended UNAVAILABLE {message!r}; the server drained and exited 0"
 
@@ -1151,6 +1134,30 @@ def known_client_deadlines_40_at_once(run: Run) -> str:
     more than the 20 ms tolerance before the server's deadline. Starting the clock at
     the request headers is issue 11's item 1."""
     return deadline_chats(run, [1.0] * 20 + [2.0] * 20)
+
+
+def known_bidi_cancel_recorded_ok(run: Run) -> str:
+    """A Chat its client cancels (request stream still open) must be Canceled, not OK.
+
+    Intermittent (1 run in 3 seen): the client cancels after 3 lines, each answered
+    before the next is sent; the server records `grpc.code="OK"` (messages_in=3
+    messages_out=3, duration 212 ms). tonic's request decoder ends a CANCELLED request
+    stream as if the client had finished it (see known_client_stream_deadline), the
+    example's answer_each loop ends, the response stream ends, and when that wins the
+    race with the reset reaching the response side the call counts as finished OK."""
+    lines: queue.Queue = queue.Queue()
+    chat = run.orders.Chat(iter(lines.get, None), metadata=ADA)
+    sent, answers = [], []
+    for i in range(3):
+        sent.append(run.chat_line(f"question {i}"))
+        lines.put(sent[-1])
+        answers.append(next(chat))
+    chat.cancel()
+    lines.put(None)
+    ensure_eq("Chat after the cancel", chat.code(), grpc.StatusCode.CANCELLED)
+    ensure_eq("Chat's answers", [a.text for a in answers], [f"ada, you said: question {i}" for i in range(3)])
+    run.ledger.call(f"{ORDERS}/Chat", grpc.StatusCode.CANCELLED, sent, answers)
+    return "cancellation: Chat (still sending) cancelled after 3 answers -> Canceled, 3 messages in and 3 out, as the client saw them"
 
 
 def known_client_stream_deadline(run: Run) -> str:
@@ -1217,7 +1224,6 @@ CHECKS: list[Callable[[Run], str]] = [
     unimplemented,
     gzip_both_ways,
     client_deadlines,
-    cancel_streams,
     cancel_frees_slots,
     health,
     reflection,
@@ -1226,6 +1232,7 @@ CHECKS: list[Callable[[Run], str]] = [
 KNOWN_FAILING: list[Callable[[Run], str]] = [
     known_paced_stream_cancel_count,
     known_client_deadlines_40_at_once,
+    known_bidi_cancel_recorded_ok,
     known_client_stream_deadline,
     known_cancelled_import_stores_nothing,
 ]
