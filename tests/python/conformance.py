@@ -1201,7 +1201,10 @@ def known_cancelled_import_stores_nothing(run: Run) -> str:
     request = run.users_pb2.ListUsersRequest(name_prefix="halfway")
     stored = list(run.users.ListUsers(request, metadata=ADA))
     run.ledger.call(f"{USERS}/ListUsers", grpc.StatusCode.OK, [request], stored)
-    ensure_eq("users stored by the cancelled ImportUsers", [u.name for u in stored], [])
+    recorded = run.ledger.compare(run.before, parse_metrics(run.server.metrics_text()))
+    ensure(not stored and not recorded, "; ".join(
+        [f"users stored by the cancelled ImportUsers: {[u.name for u in stored]}, expected none"] * bool(stored)
+        + [f"/metrics: {p}" for p in recorded]))
     return "ImportUsers cancelled by its client after 3 records: CANCELLED on the server, nothing stored"
 
 
