@@ -933,6 +933,26 @@ def deadline_chats(run: Run, timeouts: list[float], at_once: int) -> str:
             f"DEADLINE_EXCEEDED on the client, DeadlineExceeded x{len(timeouts)} on /metrics")
 
 
+def server_stream_deadlines(run: Run) -> str:
+    """A live Subscribe read to its end with timeout=1.0, then 2.0: DEADLINE_EXCEEDED on
+    both sides. Orders go out every 100 ms, one of them at the deadline; the pacer's
+    count is known_paced_stream_cancel_count's, so sent messages are not compared."""
+    rpc = f"{ORDERS}/Subscribe"
+    run.ledger.unchecked(rpc, *PACED_OUT, because="known_paced_stream_cancel_count")
+    counts = []
+    for timeout in (1.0, 2.0):
+        request = run.orders_pb2.SubscribeRequest(shop=f"deadline {timeout}")
+        seen = []
+        error = run.error_of(f"Subscribe with timeout={timeout}",
+                             lambda: [seen.append(m) for m in run.orders.Subscribe(request, metadata=ADA, timeout=timeout)])
+        ensure_eq(f"Subscribe with timeout={timeout}", error.code(), grpc.StatusCode.DEADLINE_EXCEEDED)
+        ensure(seen, f"Subscribe with timeout={timeout}: no order before the deadline")
+        run.ledger.call(rpc, grpc.StatusCode.DEADLINE_EXCEEDED, [request], seen, rejected="deadline")
+        counts.append(len(seen))
+    return (f"client deadlines on a live Subscribe: timeout=1.0 after {counts[0]} orders, 2.0 after {counts[1]} -> "
+            "DEADLINE_EXCEEDED on the client, DeadlineExceeded x2 on /metrics")
+
+
 def client_deadlines(run: Run) -> str:
     # One at a time: many at once is known_client_deadlines_40_at_once.
     return deadline_chats(run, [1.0, 1.0, 2.0], at_once=1)
@@ -1229,6 +1249,7 @@ CHECKS: list[Callable[[Run], str]] = [
     unimplemented,
     gzip_both_ways,
     client_deadlines,
+    server_stream_deadlines,
     cancel_frees_slots,
     health,
     reflection,
