@@ -134,7 +134,12 @@ async fn ten_thousand_streams_on_one_connection_are_refused_past_the_advertised_
     let streams = 10_000u32;
     let mut burst = Vec::new();
     for i in 0..streams {
-        burst.extend(frame(HEADERS, END_HEADERS, 2 * i + 1, &grpc_request(UNARY, &[])));
+        burst.extend(frame(
+            HEADERS,
+            END_HEADERS,
+            2 * i + 1,
+            &grpc_request(UNARY, &[]),
+        ));
     }
     let mut writer = raw.writer;
     let write = tokio::spawn(async move {
@@ -218,7 +223,11 @@ async fn silent_connections_are_closed_after_the_handshake_timeout() {
     victim_is_served(server.addr).await;
     server.stop().await;
     // Every socket of both ends is closed again (a generous margin for the runtime).
-    assert!(open_fds() <= baseline + 8, "{} > {baseline} + 8", open_fds());
+    assert!(
+        open_fds() <= baseline + 8,
+        "{} > {baseline} + 8",
+        open_fds()
+    );
 }
 
 /// Up to the connection cap the server accepts; past it, new clients wait in the listen
@@ -246,7 +255,10 @@ async fn connections_past_the_cap_wait_and_are_served_once_it_frees() {
     // 4 held (both ends) and 100 clients: had the server accepted the 100, it would hold
     // 100 descriptors more.
     let fds = open_fds();
-    assert!(fds <= baseline + 2 * 4 + 100 + 16, "{fds} fds, baseline {baseline}");
+    assert!(
+        fds <= baseline + 2 * 4 + 100 + 16,
+        "{fds} fds, baseline {baseline}"
+    );
 
     // A client past the cap is not served while the cap is full.
     let victim = tokio::spawn(victim_is_served(server.addr));

@@ -294,7 +294,12 @@ impl Raw {
             settings: Vec::new(),
         };
         loop {
-            let f = raw.reader.read_frame().await.unwrap().expect("the server's SETTINGS");
+            let f = raw
+                .reader
+                .read_frame()
+                .await
+                .unwrap()
+                .expect("the server's SETTINGS");
             if f.kind == SETTINGS && f.flags & ACK == 0 {
                 raw.settings = f.settings();
                 break;
