@@ -275,7 +275,9 @@ impl Server {
     }
 
     /// GOAWAY to a connection without an open stream for `idle` (grpc-go's
-    /// `MaxConnectionIdle`); `None`: never.
+    /// `MaxConnectionIdle`), closed after the
+    /// [grace](Self::max_connection_age_grace) if the client does not close it; `None`:
+    /// never.
     pub fn max_connection_idle(mut self, idle: Option<Duration>) -> Self {
         self.settings.max_connection_idle = idle;
         self
@@ -289,8 +291,8 @@ impl Server {
         self
     }
 
-    /// How long calls may go on after the maximum age's GOAWAY before the connection is
-    /// closed (grpc-go's `MaxConnectionAgeGrace`).
+    /// How long calls may go on after the maximum age's (or idle time's) GOAWAY before
+    /// the connection is closed (grpc-go's `MaxConnectionAgeGrace`).
     pub fn max_connection_age_grace(mut self, grace: Duration) -> Self {
         self.settings.max_connection_age_grace = grace;
         self

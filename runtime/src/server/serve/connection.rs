@@ -108,9 +108,13 @@ pub(super) async fn serve(io: Io, info: ConnectInfo, shared: &Shared, mut signal
                 idle.as_mut().reset(deadline);
             }
             () = &mut idle, if !draining => {
+                // A client that never answers the graceful shutdown's PING would keep
+                // the connection: it too is closed after the grace.
                 tracing::debug!("max connection idle: GOAWAY");
                 draining = true;
                 conn.as_mut().graceful_shutdown();
+                aged = true;
+                age_timer.as_mut().reset(Instant::now() + settings.max_connection_age_grace);
             }
             () = &mut age_timer => {
                 if aged {
