@@ -47,9 +47,10 @@
 //!
 //! # TLS
 //!
-//! With the `tls` feature, [`tls`](Server::tls) takes a `rustls::ServerConfig`
-//! (re-exported as [`rustls`](crate::server::serve::rustls)); give it a client certificate
-//! verifier for mutual TLS.
+//! With the `tls` feature, `Server::tls` takes a `rustls::ServerConfig` (rustls with
+//! ring, re-exported as `tonic_intercept::server::serve::rustls`); give it a client
+//! certificate verifier for mutual TLS. Handlers then see the client's certificates with
+//! `Request::peer_certs`.
 
 mod accept;
 mod builder;
