@@ -17,7 +17,10 @@ fn rlimit() -> libc::rlimit {
         rlim_max: 0,
     };
     // SAFETY: getrlimit writes into the struct we own.
-    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) }, 0);
+    assert_eq!(
+        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) },
+        0
+    );
     limit
 }
 
@@ -69,7 +72,10 @@ async fn accept_backs_off_on_emfile_and_recovers() {
     let before = cpu_time();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let spent = cpu_time() - before;
-    assert!(spent < Duration::from_millis(400), "{spent:?} of CPU in 1 s");
+    assert!(
+        spent < Duration::from_millis(400),
+        "{spent:?} of CPU in 1 s"
+    );
 
     drop(clients);
     set_rlimit(original);

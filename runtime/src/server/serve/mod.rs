@@ -9,6 +9,9 @@
 //! inserting into each request what tonic's server inserts, so `Request::remote_addr`,
 //! `local_addr` and `peer_certs` keep working (and the per-peer call rate with them).
 //!
+//! It speaks HTTP/2 only, as gRPC does: a connection that does not open with the HTTP/2
+//! preface (an HTTP/1.1 client, gRPC-Web) is closed.
+//!
 //! # Defaults
 //!
 //! Each is a `DEFAULT_*` constant on [`Server`] and has a method to change it.
