@@ -208,3 +208,32 @@ async fn mutual_tls_serves_known_client_certificates_only() {
     assert_eq!(reply.text, "again");
     server.stop().await;
 }
+
+/// A client that opens TCP to the TLS port and never starts the TLS handshake is closed
+/// after the handshake timeout.
+#[tokio::test]
+async fn a_silent_client_on_the_tls_port_is_closed_after_the_handshake_timeout() {
+    use tokio::io::AsyncReadExt;
+
+    let ca = ca();
+    let server = start(
+        Server::builder()
+            .tls(server_config(&ca, None))
+            .handshake_timeout(Duration::from_millis(300)),
+    )
+    .await;
+    let mut silent = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(Duration::from_secs(20), silent.read(&mut buf))
+        .await
+        .expect("closed by the server");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    let channel = tls_channel(server.addr, &ca, None).await.unwrap();
+    let reply = EchoServiceClient::new(channel)
+        .unary(EchoRequest { text: "ok".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(reply.text, "ok");
+    server.stop().await;
+}
