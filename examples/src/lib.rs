@@ -17,11 +17,10 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::codec::CompressionEncoding;
-use tonic::transport::server::TcpIncoming;
-use tonic::transport::{Channel, Server};
+use tonic::transport::Channel;
 use tonic::{Request, Status};
 use tonic_intercept::prometheus_client::registry::Registry;
-use tonic_intercept::server::{HEALTH_FILE_DESCRIPTOR_SET, Health, HealthServices, reflection};
+use tonic_intercept::server::{Health, HealthServices, Server};
 use tonic_intercept::tonic_health::pb::health_server::HealthServer;
 use tonic_intercept::tonic_health::server::HealthService;
 use tonic_intercept::{ServerMetrics, StaticTokens};
@@ -130,12 +129,12 @@ pub async fn serve_metrics(
 ///
 /// # Errors
 ///
-/// When the transport fails, e.g. the listener stops accepting.
+/// When the server cannot be set up.
 pub async fn serve(
     listener: TcpListener,
     services: Services,
     shutdown: impl Future<Output = ()>,
-) -> Result<(), tonic::transport::Error> {
+) -> std::io::Result<()> {
     let health = services.health().await;
     serve_with_health(listener, services, health, shutdown).await
 }
@@ -146,43 +145,45 @@ pub async fn serve(
 ///
 /// # Errors
 ///
-/// When the transport fails, e.g. the listener stops accepting.
+/// When the server cannot be set up.
 pub async fn serve_with_health(
     listener: TcpListener,
     services: Services,
-    (health, health_service): (Health, HealthServer<HealthService>),
+    health: (Health, HealthServer<HealthService>),
     shutdown: impl Future<Output = ()>,
-) -> Result<(), tonic::transport::Error> {
+) -> std::io::Result<()> {
     let orders = services.orders.clone();
-    let shutdown = async move {
-        shutdown.await;
-        health.set_not_serving().await;
-        orders.feed().close();
-    };
-    let (reflection_v1, reflection_v1alpha) =
-        reflection(&[FILE_DESCRIPTOR_SET, HEALTH_FILE_DESCRIPTOR_SET])
-            .expect("the descriptor sets written by build.rs and tonic-health are consistent");
+    server(services, health)
+        .serve_with_shutdown(listener, async move {
+            shutdown.await;
+            orders.feed().close();
+        })
+        .await
+}
+
+/// The hardened [`Server`] that [`serve`] runs, ready for more settings (e.g. TLS with
+/// the runtime's `tls` feature): both services with gzip, `health`, reflection over
+/// [`FILE_DESCRIPTOR_SET`], HTTP/2 pings every 30 s (10 s to answer) and TCP keepalive
+/// after 60 s, every other setting at its hardened default. Close `orders.feed()` when
+/// shutdown begins, as [`serve_with_health`] does, so that `Subscribe` feeds end.
+pub fn server(
+    services: Services,
+    (health, health_service): (Health, HealthServer<HealthService>),
+) -> Server {
     let users = UserServiceServer::new(services.users)
         .accept_compressed(CompressionEncoding::Gzip)
         .send_compressed(CompressionEncoding::Gzip);
     let orders = OrderServiceServer::new(services.orders)
         .accept_compressed(CompressionEncoding::Gzip)
         .send_compressed(CompressionEncoding::Gzip);
-    // `Server::tcp_keepalive` only applies to listeners tonic binds itself, so the
-    // socket options go on the incoming stream instead.
-    let incoming = TcpIncoming::from(listener)
-        .with_nodelay(Some(true))
-        .with_keepalive(Some(Duration::from_secs(60)));
     Server::builder()
-        .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .http2_keepalive(Some(Duration::from_secs(30)), Duration::from_secs(10))
+        .tcp_keepalive(Some(Duration::from_secs(60)))
         .add_service(users)
         .add_service(orders)
-        .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await
+        .with_health_service(health, health_service)
+        .with_reflection(&[FILE_DESCRIPTOR_SET])
+        .expect("the descriptor sets written by build.rs and tonic-health are consistent")
 }
 
 /// Clients for both services on one connection to `addr`, sending and accepting gzip.

@@ -21,7 +21,7 @@ async fn start() -> (
     Channel,
     tonic_intercept::server::Health,
     watch::Sender<bool>,
-    tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+    tokio::task::JoinHandle<std::io::Result<()>>,
 ) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -44,10 +44,7 @@ async fn start() -> (
     (channel, health, stop, server)
 }
 
-async fn stop(
-    stop: watch::Sender<bool>,
-    server: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
-) {
+async fn stop(stop: watch::Sender<bool>, server: tokio::task::JoinHandle<std::io::Result<()>>) {
     stop.send_replace(true);
     tokio::time::timeout(Duration::from_secs(5), server)
         .await

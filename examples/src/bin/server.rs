@@ -1,5 +1,7 @@
-//! Serves both services, with gRPC health and reflection, until Ctrl-C (health turns
-//! `NOT_SERVING`), then lets in-flight calls finish; serves their metrics at
+//! Serves both services, with gRPC health and reflection, on the library's hardened
+//! `Server` (stream, connection and handshake limits) until Ctrl-C (health turns
+//! `NOT_SERVING`, clients get GOAWAY), then lets in-flight calls finish within 30 s;
+//! serves their metrics at
 //! `http://METRICS_ADDR/metrics` and logs each call to stderr.
 //!
 //! `cargo run -p tonic-intercept-examples --bin server [ADDR] [METRICS_ADDR]` (defaults

@@ -20,7 +20,7 @@ pub(crate) struct Served {
     pub(crate) users: UserServiceClient<Channel>,
     pub(crate) orders: OrderServiceClient<Channel>,
     stop: watch::Sender<bool>,
-    server: JoinHandle<Result<(), tonic::transport::Error>>,
+    server: JoinHandle<std::io::Result<()>>,
 }
 
 impl Served {

@@ -19,6 +19,11 @@ use crate::rpc::Service;
 /// gRPC probes expect. [`Health`], the handle, flips the statuses, e.g. to `NOT_SERVING`
 /// when the server starts to drain.
 ///
+/// With the library's [`Server`](crate::server::Server) it is one line,
+/// `.with_health(HealthServices::new().serving::<..>())`, and the server turns every
+/// status `NOT_SERVING` itself when shutdown begins; the example below wires it into
+/// tonic's own server by hand.
+///
 /// ```
 /// # mod pb { pub mod user_service_intercept {
 /// #     tonic_intercept::__doc_service!(Service = "users.v1.UserService" {});
@@ -95,7 +100,8 @@ impl Health {
     ///
     /// An open `Watch` is itself an in-flight call, which tonic's graceful shutdown waits
     /// for until the client closes it: bound the drain (e.g. `tokio::time::timeout`
-    /// around the server's future).
+    /// around the server's future). [`Server`](crate::server::Server) calls this when
+    /// shutdown begins and bounds the drain itself (`drain_timeout`).
     pub async fn set_not_serving(&self) {
         self.set_all(ServingStatus::NotServing).await;
     }

@@ -63,9 +63,11 @@ pub(crate) mod guard;
 mod health;
 pub(crate) mod recover;
 mod reflection;
+pub mod serve;
 pub(crate) mod stream;
 
 pub use crate::call::{Call, CallOutcome, Deadline, PolicyKind};
 pub use health::{Health, HealthServices};
 pub use reflection::{HEALTH_FILE_DESCRIPTOR_SET, reflection};
+pub use serve::Server;
 pub use stream::{Inbound, Outbound};

@@ -17,7 +17,9 @@ pub const HEALTH_FILE_DESCRIPTOR_SET: &[u8] = tonic_health::pb::FILE_DESCRIPTOR_
 /// Reflection is a tonic service of its own, outside every `#[intercept]` policy: anyone
 /// who can reach the server can read the whole API, including RPCs they may not call.
 /// Whether to serve it is your choice: serve it on internal listeners only, or not at
-/// all in production, if the schema is not public.
+/// all in production, if the schema is not public. With the library's
+/// [`Server`](crate::server::Server) it is one line, `.with_reflection(&[..])?`, off
+/// unless called.
 ///
 /// ```
 /// use tonic_intercept::server::{HEALTH_FILE_DESCRIPTOR_SET, reflection};
