@@ -21,6 +21,43 @@ pub struct Call {
     peer: Option<SocketAddr>,
     started: Instant,
     deadline: Option<Instant>,
+    counted_by_edge: bool,
+}
+
+/// What the [`Edge`](crate::server::Edge) found at a call's request headers, handed to
+/// the handler's [`Call`] through the request's extensions: one clock per call.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EdgeStart {
+    /// When the request headers arrived.
+    pub(crate) started: Instant,
+    /// The client's `grpc-timeout`, as a deadline already advanced by [`CLIENT_MARGIN`].
+    pub(crate) client_deadline: Option<Instant>,
+    /// Whether the edge counts the call's start and end in the metrics.
+    pub(crate) counted: bool,
+}
+
+/// How much earlier than the client's `grpc-timeout` the server's deadline is: tonic runs
+/// its own timer for `grpc-timeout`, started a little earlier, and answers `CANCELLED`
+/// when it fires first; one timer tick (1 ms) early, ours answers `DEADLINE_EXCEEDED`, as
+/// the client expects.
+pub(crate) const CLIENT_MARGIN: Duration = Duration::from_millis(1);
+
+/// The client's deadline for a `grpc-timeout` of `timeout` read at `started`.
+pub(crate) fn client_deadline(started: Instant, timeout: Duration) -> Instant {
+    started + timeout.saturating_sub(CLIENT_MARGIN)
+}
+
+/// The earlier of the client's deadline and the RPC's own `timeout`.
+pub(crate) fn earliest(
+    started: Instant,
+    client: Option<Instant>,
+    timeout: Option<Duration>,
+) -> Option<Instant> {
+    let own = timeout.map(|t| started + t);
+    match (client, own) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 impl Call {
@@ -31,23 +68,30 @@ impl Call {
         request: &tonic::Request<T>,
         timeout: Option<Duration>,
     ) -> Self {
-        let started = Instant::now();
-        // tonic runs its own timer for `grpc-timeout`, started a little earlier, and
-        // answers CANCELLED when it fires first; one timer tick (1 ms) early, ours answers
-        // DEADLINE_EXCEEDED, as the client expects.
-        let client =
-            grpc_timeout(request.metadata()).map(|d| d.saturating_sub(Duration::from_millis(1)));
-        let deadline = match (client, timeout) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
-        .map(|d| started + d);
+        // Behind the edge, its clock: the call started at its request headers.
+        let (started, client, counted_by_edge) = match request.extensions().get::<EdgeStart>() {
+            Some(edge) => (edge.started, edge.client_deadline, edge.counted),
+            None => {
+                let started = Instant::now();
+                let client =
+                    grpc_timeout(request.metadata()).map(|d| client_deadline(started, d));
+                (started, client, false)
+            }
+        };
         Self {
             rpc,
             peer: request.remote_addr(),
             started,
-            deadline,
+            deadline: earliest(started, client, timeout),
+            counted_by_edge,
         }
+    }
+
+    /// Whether an [`Edge`](crate::server::Edge) with metrics counts this call's start and
+    /// end (`grpc_server_started_total`, `grpc_server_handled_total`, the histogram, and
+    /// the `deadline` rejections), so the metrics hook must not count them again.
+    pub(crate) fn counted_by_edge(&self) -> bool {
+        self.counted_by_edge
     }
 
     /// The RPC being called.
@@ -106,7 +150,7 @@ impl Call {
 pub(crate) const DEADLINE_TOLERANCE: (u32, Duration) = (2, Duration::from_millis(20));
 
 /// Whether `now` is past `deadline`, or within [`DEADLINE_TOLERANCE`] of it.
-fn within_tolerance(started: Instant, deadline: Instant, now: Instant) -> bool {
+pub(crate) fn within_tolerance(started: Instant, deadline: Instant, now: Instant) -> bool {
     let (percent, floor) = DEADLINE_TOLERANCE;
     let slack = (deadline.saturating_duration_since(started) * percent / 100).max(floor);
     now + slack >= deadline
@@ -250,12 +294,24 @@ pub enum PolicyKind {
     Hook,
     /// A panic in the handler, a hook or a stream was caught: `INTERNAL`.
     Recovery,
+    /// The edge: the path names no method of the service: `UNIMPLEMENTED`.
+    UnknownMethod,
+    /// The edge: the `grpc-timeout` header is malformed: `INTERNAL`.
+    GrpcTimeout,
+    /// The edge: a request message could not be decoded before the handler saw it
+    /// (malformed protobuf, unsupported or invalid compression): tonic's `INTERNAL` or
+    /// `UNIMPLEMENTED`.
+    Decode,
 }
 
 impl PolicyKind {
-    /// Every policy, in the documented order in which they run (deadline covers the
-    /// handler; idempotency replays just before it).
+    /// Every policy, in the documented order in which they run: the edge's rules at the
+    /// request headers and while the request is read, then the handler's (deadline covers
+    /// the handler; idempotency replays just before it).
     pub const ALL: &'static [PolicyKind] = &[
+        PolicyKind::UnknownMethod,
+        PolicyKind::GrpcTimeout,
+        PolicyKind::Decode,
         PolicyKind::Recovery,
         PolicyKind::Deadline,
         PolicyKind::Auth,
@@ -270,7 +326,8 @@ impl PolicyKind {
     ];
 
     /// The label value: `auth`, `roles`, `concurrency`, `call_rate`, `limit`, `deadline`,
-    /// `idle_timeout`, `validation`, `idempotency`, `hook`, `recovery`.
+    /// `idle_timeout`, `validation`, `idempotency`, `hook`, `recovery`, and the edge's
+    /// `unknown_method`, `grpc_timeout`, `decode`.
     pub const fn as_str(self) -> &'static str {
         match self {
             PolicyKind::Auth => "auth",
@@ -284,6 +341,9 @@ impl PolicyKind {
             PolicyKind::Idempotency => "idempotency",
             PolicyKind::Hook => "hook",
             PolicyKind::Recovery => "recovery",
+            PolicyKind::UnknownMethod => "unknown_method",
+            PolicyKind::GrpcTimeout => "grpc_timeout",
+            PolicyKind::Decode => "decode",
         }
     }
 }

@@ -20,6 +20,7 @@ pub use crate::policy::hook::{Hook, Hooks};
 pub use crate::server::expand::{
     CacheOf, DocService, MetricsOf, authorize, proto_disagreement, same_roles, store_identity,
 };
+pub use crate::server::edge::{Declared, Edged};
 pub use crate::server::guard::{Guard, run};
 pub use crate::server::stream::{Inbound, Outbound};
 

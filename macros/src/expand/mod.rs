@@ -126,6 +126,7 @@ fn expand(plans: &[RpcPlan], service: &Service, mut item: ItemImpl) -> TokenStre
         agreements.extend(value_agreements);
     }
     beside.extend(proto::agreements(&agreements));
+    beside.extend(declared(plans, service, &item));
     for impl_item in &mut item.items {
         match impl_item {
             ImplItem::Fn(f) => {
@@ -156,6 +157,38 @@ fn expand(plans: &[RpcPlan], service: &Service, mut item: ItemImpl) -> TokenStre
         }
     }
     quote!(#item #beside)
+}
+
+/// `impl Declared<Service> for Self`: each RPC's effective limits (the attribute's with
+/// the `.proto`'s over them), evaluated by the compiler, for `tonic_intercept::server::Edge`.
+/// Indexed by `Rpc::INDEX`, which only the generated code knows: the table is filled by it.
+fn declared(plans: &[RpcPlan], service: &Service, item: &ItemImpl) -> TokenStream {
+    let module = &service.rpc_module;
+    let private = quote!(::tonic_intercept::__private);
+    let entries = service.rpcs.iter().map(|rpc| {
+        let name = Ident::new(&rpc.name, rpc.ident.span());
+        let ty = quote!(#module::#name);
+        let limits = match plans.iter().find(|p| p.rpc.name == rpc.name) {
+            Some(plan) => values::limits_expr(&plan.limits),
+            None => quote!(#private::Limits::new()),
+        };
+        quote! {
+            limits[<#ty as #private::Rpc>::INDEX] =
+                #limits.with_policy(&<#ty as #private::Rpc>::DESCRIPTOR.policy);
+        }
+    });
+    let (impl_generics, _, where_clause) = item.generics.split_for_impl();
+    let self_ty = &item.self_ty;
+    quote! {
+        impl #impl_generics #private::Declared<#module::Service> for #self_ty #where_clause {
+            const LIMITS: &'static [#private::Limits] = &{
+                let mut limits = [#private::Limits::new();
+                    <#module::Service as #private::Service>::RPCS.len()];
+                #(#entries)*
+                limits
+            };
+        }
+    }
 }
 
 /// Names of the items generated beside the impl.

@@ -58,6 +58,7 @@
 //! (panics) and `expand` (what only the `#[intercept]` expansion calls). The call
 //! context itself (`src/call.rs`) sits below the policies, which all read it.
 
+pub(crate) mod edge;
 pub(crate) mod expand;
 pub(crate) mod guard;
 mod health;
@@ -66,6 +67,7 @@ mod reflection;
 pub(crate) mod stream;
 
 pub use crate::call::{Call, CallOutcome, Deadline, PolicyKind};
+pub use edge::{DEFAULT_MAX_MESSAGE_BYTES, Edge, EdgeBody, EdgeFuture, EdgeResponseBody};
 pub use health::{Health, HealthServices};
 pub use reflection::{HEALTH_FILE_DESCRIPTOR_SET, reflection};
 pub use stream::{Inbound, Outbound};
