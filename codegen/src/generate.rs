@@ -77,7 +77,8 @@ fn edged(model: &ServiceModel) -> TokenStream {
             T: super::#module::#service_trait + #private::Declared<Service>,
         {
             type Service = Service;
-            const LIMITS: &'static [#private::Limits] = <T as #private::Declared<Service>>::LIMITS;
+            const LIMITS: &'static [(&'static #private::RpcDescriptor, #private::Limits)] =
+                <T as #private::Declared<Service>>::LIMITS;
         }
     }
 }

@@ -43,8 +43,8 @@ pub const DEFAULT_MAX_MESSAGE_BYTES: u64 = 4 * 1024 * 1024;
             tonic service trait for `{Self}`: `Edge` enforces the limits it declares"
 )]
 pub trait Declared<S: Service> {
-    /// One entry per RPC of `S`, indexed by `Rpc::INDEX`.
-    const LIMITS: &'static [Limits];
+    /// One entry per RPC of `S`, in the impl's order: the RPC and its effective limits.
+    const LIMITS: &'static [(&'static RpcDescriptor, Limits)];
 }
 
 /// A generated tonic server (`UserServiceServer<T>`) whose RPCs and effective limits are
@@ -60,8 +60,16 @@ pub trait Declared<S: Service> {
 pub trait Edged {
     /// The service, as the generated `<service>_intercept::Service`.
     type Service: Service;
-    /// The effective limits of each RPC, indexed by `Rpc::INDEX`.
-    const LIMITS: &'static [Limits];
+    /// The effective limits of each RPC (see [`Declared`]).
+    const LIMITS: &'static [(&'static RpcDescriptor, Limits)];
+}
+
+/// The limits `S` declares for `rpc`; the `.proto`'s alone for an RPC it does not list.
+fn declared<S: Edged>(rpc: &RpcDescriptor) -> Limits {
+    S::LIMITS
+        .iter()
+        .find(|(declared, _)| declared.path == rpc.path)
+        .map_or_else(|| Limits::new().with_policy(&rpc.policy), |&(_, limits)| limits)
 }
 
 /// What the edge enforces for one RPC.
@@ -135,13 +143,13 @@ struct Shared {
 /// #         }
 /// #         impl<T: tonic_intercept::__private::Declared<super::user_service_intercept::Service>> tonic_intercept::__private::Edged for UserServiceServer<T> {
 /// #             type Service = super::user_service_intercept::Service;
-/// #             const LIMITS: &'static [tonic_intercept::Limits] = T::LIMITS;
+/// #             const LIMITS: &'static [(&'static tonic_intercept::RpcDescriptor, tonic_intercept::Limits)] = T::LIMITS;
 /// #         }
 /// #     }
 /// # }
 /// # #[derive(Debug, Clone, Copy)] struct Users;
 /// # impl tonic_intercept::__private::Declared<pb::user_service_intercept::Service> for Users {
-/// #     const LIMITS: &'static [tonic_intercept::Limits] = &[tonic_intercept::Limits::new()];
+/// #     const LIMITS: &'static [(&'static tonic_intercept::RpcDescriptor, tonic_intercept::Limits)] = &[];
 /// # }
 /// use pb::user_service_server::UserServiceServer;
 /// use tonic_intercept::ServerMetrics;
@@ -173,7 +181,7 @@ impl<S: Edged> Edge<S> {
             .iter()
             .enumerate()
             .map(|(index, &rpc)| {
-                let limits = S::LIMITS.get(index).copied().unwrap_or_default();
+                let limits = declared::<S>(rpc);
                 Route {
                     rpc,
                     index,
@@ -210,9 +218,7 @@ impl<S: Edged> Edge<S> {
     pub fn default_max_message_bytes(mut self, n: u64) -> Self {
         let shared = Arc::make_mut(&mut self.shared);
         for route in shared.routes.iter_mut() {
-            let own = S::LIMITS
-                .get(route.index)
-                .and_then(Limits::get_max_message_bytes);
+            let own = declared::<S>(route.rpc).get_max_message_bytes();
             route.max_message_bytes = own.unwrap_or(n);
         }
         self
