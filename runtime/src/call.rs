@@ -73,8 +73,7 @@ impl Call {
             Some(edge) => (edge.started, edge.client_deadline, edge.counted),
             None => {
                 let started = Instant::now();
-                let client =
-                    grpc_timeout(request.metadata()).map(|d| client_deadline(started, d));
+                let client = grpc_timeout(request.metadata()).map(|d| client_deadline(started, d));
                 (started, client, false)
             }
         };

@@ -11,8 +11,8 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
-use tonic::{Code, Status};
 use tonic::metadata::MetadataMap;
+use tonic::{Code, Status};
 
 use crate::call::{Call, CallOutcome, PolicyKind};
 use crate::policy::hook::Hook;

@@ -17,10 +17,10 @@ pub use crate::rpc::{IdempotencyLevel, Rpc, RpcDescriptor, RpcKind, RpcOf, RpcPo
 // The server call: its lifecycle, and what the expansion checks outside it.
 pub use crate::call::{Call, CallOutcome, PolicyKind};
 pub use crate::policy::hook::{Hook, Hooks};
+pub use crate::server::edge::{Declared, Edged};
 pub use crate::server::expand::{
     CacheOf, DocService, MetricsOf, authorize, proto_disagreement, same_roles, store_identity,
 };
-pub use crate::server::edge::{Declared, Edged};
 pub use crate::server::guard::{Guard, run};
 pub use crate::server::stream::{Inbound, Outbound};
 

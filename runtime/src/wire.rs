@@ -151,9 +151,26 @@ mod tests {
         assert_eq!(parse("12x"), None);
         assert_eq!(parse("S"), None);
         assert_eq!(parse("123456789S"), None);
-        assert_eq!(parse("99999999H"), Some(Duration::from_secs(99_999_999 * 3600)));
-        for bad in ["-1S", "abc", "99999999999H", "1", "", "+1S", "1s", " 1S", "1.5S"] {
-            assert_eq!(parse_grpc_timeout(bad.as_bytes()), Err(MalformedTimeout), "{bad:?}");
+        assert_eq!(
+            parse("99999999H"),
+            Some(Duration::from_secs(99_999_999 * 3600))
+        );
+        for bad in [
+            "-1S",
+            "abc",
+            "99999999999H",
+            "1",
+            "",
+            "+1S",
+            "1s",
+            " 1S",
+            "1.5S",
+        ] {
+            assert_eq!(
+                parse_grpc_timeout(bad.as_bytes()),
+                Err(MalformedTimeout),
+                "{bad:?}"
+            );
         }
     }
 
@@ -174,7 +191,10 @@ mod tests {
         // Every split of the stream into two chunks, and byte by byte.
         for cut in 0..=stream.len() {
             let mut meter = PrefixMeter::new(10);
-            assert_eq!(meter.feed(&stream[..cut]).and(meter.feed(&stream[cut..])), Err(11));
+            assert_eq!(
+                meter.feed(&stream[..cut]).and(meter.feed(&stream[cut..])),
+                Err(11)
+            );
         }
         let mut meter = PrefixMeter::new(10);
         let fed: Result<Vec<()>, u64> = stream.iter().map(|b| meter.feed(&[*b])).collect();

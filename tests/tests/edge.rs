@@ -13,10 +13,10 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::codegen::Bytes;
 use tonic::codegen::http;
 use tonic::{Code, Request, Response, Status, Streaming};
+use tonic_intercept::metrics::ServiceMetrics;
 use tonic_intercept::metrics::render_metrics;
 use tonic_intercept::prometheus_client::registry::Registry;
 use tonic_intercept::server::Edge;
-use tonic_intercept::metrics::ServiceMetrics;
 use tonic_intercept::{ServerMetrics, intercept};
 use tonic_intercept_tests::pb;
 use tonic_intercept_tests::pb::echo_service_intercept as rpc;
@@ -125,7 +125,9 @@ impl Server {
         }
     }
 
-    async fn client(&self) -> pb::echo_service_client::EchoServiceClient<tonic::transport::Channel> {
+    async fn client(
+        &self,
+    ) -> pb::echo_service_client::EchoServiceClient<tonic::transport::Channel> {
         pb::echo_service_client::EchoServiceClient::connect(format!("http://{}", self.addr))
             .await
             .unwrap()
@@ -275,7 +277,10 @@ async fn a_body_after_the_deadline_is_deadline_exceeded_and_the_handler_never_ru
         Body::Late(Duration::from_millis(400), framed(&echo("late"))),
     )
     .await;
-    assert_eq!((code, message.as_str()), (Code::DeadlineExceeded, "Unary: deadline exceeded"));
+    assert_eq!(
+        (code, message.as_str()),
+        (Code::DeadlineExceeded, "Unary: deadline exceeded")
+    );
     tokio::time::timeout(BOUND, sender).await.unwrap().unwrap();
     assert_eq!(server.handled(), 0);
 
@@ -295,13 +300,22 @@ async fn a_body_after_the_deadline_is_deadline_exceeded_and_the_handler_never_ru
     assert_eq!(server.handled(), 0);
 
     let m = "grpc_server_handled_total";
-    assert_eq!(server.metric(m, &with_code("unary", "Unary", "DeadlineExceeded")), 1);
     assert_eq!(
-        server.metric(m, &with_code("server_stream", "ServerStream", "DeadlineExceeded")),
+        server.metric(m, &with_code("unary", "Unary", "DeadlineExceeded")),
+        1
+    );
+    assert_eq!(
+        server.metric(
+            m,
+            &with_code("server_stream", "ServerStream", "DeadlineExceeded")
+        ),
         1
     );
     let r = "grpc_server_rejected_total";
-    assert_eq!(server.metric(r, &with_policy("unary", "Unary", "deadline")), 1);
+    assert_eq!(
+        server.metric(r, &with_policy("unary", "Unary", "deadline")),
+        1
+    );
     assert_eq!(
         server.metric(r, &with_policy("server_stream", "ServerStream", "deadline")),
         1
@@ -318,10 +332,16 @@ async fn a_deadline_of_one_nanosecond_is_over_before_the_handler() {
         Body::Now(framed(&echo("hi"))),
     )
     .await;
-    assert_eq!((code, message.as_str()), (Code::DeadlineExceeded, "Unary: deadline exceeded"));
+    assert_eq!(
+        (code, message.as_str()),
+        (Code::DeadlineExceeded, "Unary: deadline exceeded")
+    );
     assert_eq!(server.handled(), 0);
     let r = "grpc_server_rejected_total";
-    assert_eq!(server.metric(r, &with_policy("unary", "Unary", "deadline")), 1);
+    assert_eq!(
+        server.metric(r, &with_policy("unary", "Unary", "deadline")),
+        1
+    );
 }
 
 #[tokio::test]
@@ -407,8 +427,14 @@ async fn oversized_messages_are_resource_exhausted_before_they_are_buffered() {
     assert_eq!(server.work.received.load(Ordering::SeqCst), 0);
 
     let m = "grpc_server_handled_total";
-    assert_eq!(server.metric(m, &with_code("unary", "Unary", "ResourceExhausted")), 2);
-    assert_eq!(server.metric(m, &with_code("unary", "Unary", "OutOfRange")), 0);
+    assert_eq!(
+        server.metric(m, &with_code("unary", "Unary", "ResourceExhausted")),
+        2
+    );
+    assert_eq!(
+        server.metric(m, &with_code("unary", "Unary", "OutOfRange")),
+        0
+    );
     assert_eq!(
         server.metric(
             m,
@@ -444,13 +470,16 @@ async fn unknown_methods_and_undecodable_messages_are_counted() {
     .await;
     assert_eq!(code, Code::Unimplemented);
     // Field 1 announced as a string of 100 bytes, with 1 byte behind it.
-    let (code, message, _) = raw(server.addr, UNARY, &[], Body::Now(framed(&[0x0a, 100, 1])))
-        .await;
+    let (code, message, _) = raw(server.addr, UNARY, &[], Body::Now(framed(&[0x0a, 100, 1]))).await;
     assert_eq!(code, Code::Internal);
-    assert!(message.starts_with("failed to decode Protobuf message"), "{message}");
+    assert!(
+        message.starts_with("failed to decode Protobuf message"),
+        "{message}"
+    );
     assert_eq!(server.handled(), 0);
 
-    let unknown = r#"grpc_type="unknown",grpc_service="echo.v1.EchoService",grpc_method="<unknown>""#;
+    let unknown =
+        r#"grpc_type="unknown",grpc_service="echo.v1.EchoService",grpc_method="<unknown>""#;
     assert_eq!(server.metric("grpc_server_started_total", unknown), 2);
     assert_eq!(
         server.metric(
@@ -514,7 +543,13 @@ async fn every_started_call_is_handled_exactly_once() {
     let (code, _, sender) = raw(addr, UNARY, &[], late).await;
     assert_eq!(code, Code::DeadlineExceeded);
     tokio::time::timeout(BOUND, sender).await.unwrap().unwrap();
-    let (code, _, _) = raw(addr, UNARY, &[("grpc-timeout", "1n")], Body::Now(framed(&[]))).await;
+    let (code, _, _) = raw(
+        addr,
+        UNARY,
+        &[("grpc-timeout", "1n")],
+        Body::Now(framed(&[])),
+    )
+    .await;
     assert_eq!(code, Code::DeadlineExceeded);
     for value in ["-1S", "abc", "99999999999H"] {
         let (code, _, _) = raw(addr, UNARY, &[("grpc-timeout", value)], Body::Now(vec![])).await;

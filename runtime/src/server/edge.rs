@@ -69,7 +69,10 @@ fn declared<S: Edged>(rpc: &RpcDescriptor) -> Limits {
     S::LIMITS
         .iter()
         .find(|(declared, _)| declared.path == rpc.path)
-        .map_or_else(|| Limits::new().with_policy(&rpc.policy), |&(_, limits)| limits)
+        .map_or_else(
+            || Limits::new().with_policy(&rpc.policy),
+            |&(_, limits)| limits,
+        )
 }
 
 /// What the edge enforces for one RPC.
@@ -796,7 +799,12 @@ mod tests {
         );
         let edge = too_large(None, 9, 8);
         assert_eq!(
-            verdict(Code::ResourceExhausted, || edge.message().to_owned(), true, false),
+            verdict(
+                Code::ResourceExhausted,
+                || edge.message().to_owned(),
+                true,
+                false
+            ),
             (Code::ResourceExhausted, Some(PolicyKind::Limit))
         );
         assert_eq!(
