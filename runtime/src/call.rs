@@ -25,15 +25,49 @@ pub struct Call {
 }
 
 /// What the [`Edge`](crate::server::Edge) found at a call's request headers, handed to
-/// the handler's [`Call`] through the request's extensions: one clock per call.
+/// the handler's [`Call`]: one clock per call.
+///
+/// The edge makes it current (a thread-local, [`EdgeStart::scope`]) while it polls the
+/// service's future, which creates the handler's guard in one of those polls; this costs
+/// a few instructions where an entry in the request's extensions costs an allocation and
+/// a hash map insertion per call.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct EdgeStart {
+    /// The HTTP/2 path of the call's RPC: a call of another RPC (a handler polled inline
+    /// by this one) does not take this start.
+    pub(crate) path: &'static str,
     /// When the request headers arrived.
     pub(crate) started: Instant,
     /// The client's `grpc-timeout`, as a deadline already advanced by [`CLIENT_MARGIN`].
     pub(crate) client_deadline: Option<Instant>,
     /// Whether the edge counts the call's start and end in the metrics.
     pub(crate) counted: bool,
+}
+
+thread_local! {
+    static EDGE_START: std::cell::Cell<Option<EdgeStart>> = const { std::cell::Cell::new(None) };
+}
+
+impl EdgeStart {
+    /// Runs `poll` with this start current, restoring the previous one after (also when
+    /// `poll` unwinds).
+    pub(crate) fn scope<T>(self, poll: impl FnOnce() -> T) -> T {
+        struct Restore(Option<EdgeStart>);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                EDGE_START.set(self.0);
+            }
+        }
+        let _restore = Restore(EDGE_START.replace(Some(self)));
+        poll()
+    }
+
+    /// The start of a call of `rpc`, if an edge is polling it.
+    fn current(rpc: &RpcDescriptor) -> Option<EdgeStart> {
+        EDGE_START
+            .get()
+            .filter(|edge| edge.path.len() == rpc.path.len() && edge.path == rpc.path)
+    }
 }
 
 /// How much earlier than the client's `grpc-timeout` the server's deadline is: tonic runs
@@ -69,7 +103,7 @@ impl Call {
         timeout: Option<Duration>,
     ) -> Self {
         // Behind the edge, its clock: the call started at its request headers.
-        let (started, client, counted_by_edge) = match request.extensions().get::<EdgeStart>() {
+        let (started, client, counted_by_edge) = match EdgeStart::current(rpc) {
             Some(edge) => (edge.started, edge.client_deadline, edge.counted),
             None => {
                 let started = Instant::now();

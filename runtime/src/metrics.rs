@@ -515,6 +515,12 @@ pub(crate) fn add(counter: &Counter, n: u64) {
 /// `started` is counted in `on_call`: attach the metrics as the first hook so a call
 /// rejected by an earlier step still counts as started (its `on_finish` always runs).
 ///
+/// Behind an [`Edge`](crate::server::Edge) with [`metrics`](crate::server::Edge::metrics),
+/// the edge counts `started`, `handled`, the histogram and the `deadline` rejections (it
+/// sees every call, also those refused before a handler runs); this hook then counts
+/// only the messages, the bytes, panics and the other policies' rejections, so each call
+/// is counted once.
+///
 /// Cloning is cheap (one `Arc`). The service type parameter makes handing one service's
 /// metrics to another a type error.
 ///

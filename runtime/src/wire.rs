@@ -104,30 +104,49 @@ impl PrefixMeter {
 
     /// Follows `chunk`; `Err(len)` with the announced length of the first message longer
     /// than the limit.
-    pub(crate) fn feed(&mut self, mut chunk: &[u8]) -> Result<(), u64> {
-        while !chunk.is_empty() {
+    #[inline]
+    pub(crate) fn feed(&mut self, chunk: &[u8]) -> Result<(), u64> {
+        let mut at = 0;
+        loop {
+            let rest = chunk.len() - at;
             if self.body_left > 0 {
-                let skip = self.body_left.min(chunk.len() as u64);
-                self.body_left -= skip;
-                chunk = &chunk[skip as usize..];
+                if self.body_left >= rest as u64 {
+                    self.body_left -= rest as u64;
+                    return Ok(());
+                }
+                at += self.body_left as usize;
+                self.body_left = 0;
                 continue;
             }
-            let need = 5 - self.have as usize;
-            let take = need.min(chunk.len());
-            self.header[self.have as usize..self.have as usize + take]
-                .copy_from_slice(&chunk[..take]);
-            self.have += take as u8;
-            chunk = &chunk[take..];
+            if rest == 0 {
+                return Ok(());
+            }
+            // A whole prefix in this chunk (the usual case): read it in place.
+            if self.have == 0
+                && let Some(&[_, a, b, c, d]) = chunk.get(at..at + 5)
+            {
+                at += 5;
+                self.announce(u32::from_be_bytes([a, b, c, d]))?;
+                continue;
+            }
+            // A prefix split across chunks.
+            self.header[usize::from(self.have)] = chunk[at];
+            self.have += 1;
+            at += 1;
             if self.have == 5 {
                 self.have = 0;
                 let [_, a, b, c, d] = self.header;
-                let len = u64::from(u32::from_be_bytes([a, b, c, d]));
-                if len > self.max {
-                    return Err(len);
-                }
-                self.body_left = len;
+                self.announce(u32::from_be_bytes([a, b, c, d]))?;
             }
         }
+    }
+
+    fn announce(&mut self, len: u32) -> Result<(), u64> {
+        let len = u64::from(len);
+        if len > self.max {
+            return Err(len);
+        }
+        self.body_left = len;
         Ok(())
     }
 }

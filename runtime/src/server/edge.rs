@@ -288,16 +288,16 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let started = Instant::now();
         let Some(route) = self.route(request.uri().path()) else {
             // Not a method of the service: tonic's own answer (`UNIMPLEMENTED`), counted
             // under the one unknown-method label.
             let tally = Tally::start(&self.shared, None, started, None);
             let request = request.map(|body| EdgeBody::new(body, None, u64::MAX));
-            return EdgeFuture::running(self.inner.call(request), None, tally, None);
+            return EdgeFuture::running(self.inner.call(request), tally, None);
         };
-        let client = match request.headers().get(GRPC_TIMEOUT) {
+        let client = match find(request.headers(), GRPC_TIMEOUT) {
             None => None,
             Some(value) => match parse_grpc_timeout(value.as_bytes()) {
                 Ok(timeout) => Some(client_deadline(started, timeout)),
@@ -319,16 +319,32 @@ where
             // `grpc-timeout: 1n`: over before it began; the handler never runs.
             return EdgeFuture::answered(deadline_exceeded(route.rpc), PolicyKind::Deadline, tally);
         }
-        request.extensions_mut().insert(EdgeStart {
+        let start = EdgeStart {
+            path: route.rpc.path,
             started,
             client_deadline: client,
             counted: self.shared.metrics.is_some(),
-        });
+        };
         let request =
             request.map(|body| EdgeBody::new(body, Some(route.rpc), route.max_message_bytes));
-        let sleep = deadline.map(tokio::time::sleep_until);
-        EdgeFuture::running(self.inner.call(request), sleep, tally, Some(route.rpc))
+        let mut future = EdgeFuture::running(self.inner.call(request), tally, Some(route.rpc));
+        future.start = Some(start);
+        future.deadline = deadline;
+        future
     }
+}
+
+/// The value of the header `name` (lower case) in `headers`. A gRPC request or response
+/// carries a handful of headers: comparing names (most differ in length) is cheaper than
+/// hashing one.
+fn find<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a HeaderValue> {
+    if headers.len() > 16 {
+        return headers.get(name);
+    }
+    headers
+        .iter()
+        .find(|(key, _)| key.as_str().len() == name.len() && key.as_str() == name)
+        .map(|(_, value)| value)
 }
 
 #[cold]
@@ -341,6 +357,7 @@ fn deadline_exceeded(rpc: &RpcDescriptor) -> Status {
 const PREFIX_REFUSAL: &str = "refused at its length prefix";
 
 #[cold]
+#[inline(never)]
 fn too_large(rpc: Option<&RpcDescriptor>, len: u64, max: u64) -> Status {
     let method = rpc.map_or("", |rpc| rpc.method);
     Status::resource_exhausted(format!(
@@ -412,7 +429,7 @@ fn settle(
     known_method: bool,
     at_deadline: impl FnOnce() -> bool,
 ) -> Option<(Code, Option<PolicyKind>)> {
-    let value = headers.get(Status::GRPC_STATUS)?;
+    let value = find(headers, "grpc-status")?;
     if value.as_bytes() == b"0" {
         return Some((Code::Ok, None));
     }
@@ -489,9 +506,13 @@ pin_project! {
     pub struct EdgeFuture<F> {
         #[pin]
         inner: Option<F>,
+        // Armed at the first poll that leaves the service pending: a call answered in
+        // one poll never registers a timer.
         #[pin]
         sleep: Option<Sleep>,
-        answer: Option<(Status, PolicyKind)>,
+        deadline: Option<Instant>,
+        start: Option<EdgeStart>,
+        answer: Option<Box<(Status, PolicyKind)>>,
         tally: Option<Tally>,
         rpc: Option<&'static RpcDescriptor>,
     }
@@ -501,31 +522,32 @@ impl<F> fmt::Debug for EdgeFuture<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EdgeFuture")
             .field("rpc", &self.rpc.map(|rpc| rpc.path))
+            .field("deadline", &self.deadline)
             .finish_non_exhaustive()
     }
 }
 
 impl<F> EdgeFuture<F> {
-    fn running(
-        inner: F,
-        sleep: Option<Sleep>,
-        tally: Option<Tally>,
-        rpc: Option<&'static RpcDescriptor>,
-    ) -> Self {
+    fn running(inner: F, tally: Option<Tally>, rpc: Option<&'static RpcDescriptor>) -> Self {
         Self {
             inner: Some(inner),
-            sleep,
+            sleep: None,
+            deadline: None,
+            start: None,
             answer: None,
             tally,
             rpc,
         }
     }
 
+    #[cold]
     fn answered(status: Status, rule: PolicyKind, tally: Option<Tally>) -> Self {
         Self {
             inner: None,
             sleep: None,
-            answer: Some((status, rule)),
+            deadline: None,
+            start: None,
+            answer: Some(Box::new((status, rule))),
             tally,
             rpc: None,
         }
@@ -540,18 +562,30 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        if let Some((status, rule)) = this.answer.take() {
+        if let Some(answer) = this.answer.take() {
+            let (status, rule) = *answer;
             return Poll::Ready(Ok(refusal(status, rule, this.tally.take())));
         }
         let Some(inner) = this.inner.as_mut().as_pin_mut() else {
             panic!("EdgeFuture polled after completion");
         };
-        // The service first: a handler whose own deadline fires at the same tick answers
-        // (and counts) for itself.
-        if let Poll::Ready(result) = inner.poll(cx) {
+        // The service first, with the edge's start current for the handler's `Call`; a
+        // handler whose own deadline fires at the same tick answers (and counts) for
+        // itself.
+        let polled = match *this.start {
+            Some(start) => start.scope(|| inner.poll(cx)),
+            None => inner.poll(cx),
+        };
+        if let Poll::Ready(result) = polled {
             let Ok(response) = result;
             this.inner.set(None);
             return Poll::Ready(Ok(respond(response, this.tally.take(), this.rpc.is_some())));
+        }
+        let Some(deadline) = *this.deadline else {
+            return Poll::Pending;
+        };
+        if this.sleep.is_none() {
+            this.sleep.set(Some(tokio::time::sleep_until(deadline)));
         }
         if let Some(sleep) = this.sleep.as_pin_mut() {
             ready!(sleep.poll(cx));
