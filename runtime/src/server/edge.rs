@@ -17,7 +17,7 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 use tonic::codegen::Service as TowerService;
-use tonic::codegen::http::{self, HeaderMap, HeaderValue};
+use tonic::codegen::http::{self, HeaderMap, HeaderName, HeaderValue};
 use tonic::codegen::{Bytes, StdError};
 use tonic::server::NamedService;
 use tonic::{Code, Status};
@@ -297,7 +297,7 @@ where
             let request = request.map(|body| EdgeBody::new(body, None, u64::MAX));
             return EdgeFuture::running(self.inner.call(request), tally, None);
         };
-        let client = match find(request.headers(), GRPC_TIMEOUT) {
+        let client = match find(request.headers(), &GRPC_TIMEOUT_NAME) {
             None => None,
             Some(value) => match parse_grpc_timeout(value.as_bytes()) {
                 Ok(timeout) => Some(client_deadline(started, timeout)),
@@ -334,16 +334,20 @@ where
     }
 }
 
-/// The value of the header `name` (lower case) in `headers`. A gRPC request or response
-/// carries a handful of headers: comparing names (most differ in length) is cheaper than
-/// hashing one.
-fn find<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a HeaderValue> {
+/// `grpc-timeout` and `grpc-status`, parsed once.
+static GRPC_TIMEOUT_NAME: HeaderName = HeaderName::from_static(GRPC_TIMEOUT);
+static GRPC_STATUS_NAME: HeaderName = HeaderName::from_static("grpc-status");
+
+/// The value of the header `name` in `headers`. A gRPC request or response carries a
+/// handful of headers, and comparing two parsed names is mostly a comparison of their
+/// kinds (standard or not) and lengths: cheaper than hashing one.
+fn find<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a HeaderValue> {
     if headers.len() > 16 {
         return headers.get(name);
     }
     headers
         .iter()
-        .find(|(key, _)| key.as_str().len() == name.len() && key.as_str() == name)
+        .find(|&(key, _)| key == name)
         .map(|(_, value)| value)
 }
 
@@ -429,7 +433,7 @@ fn settle(
     known_method: bool,
     at_deadline: impl FnOnce() -> bool,
 ) -> Option<(Code, Option<PolicyKind>)> {
-    let value = find(headers, "grpc-status")?;
+    let value = find(headers, &GRPC_STATUS_NAME)?;
     if value.as_bytes() == b"0" {
         return Some((Code::Ok, None));
     }
