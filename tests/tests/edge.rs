@@ -104,6 +104,13 @@ struct Server {
 
 impl Server {
     async fn start() -> Self {
+        Self::start_with(|server| server).await
+    }
+
+    /// With the generated server configured by `configure` (tonic's own limits).
+    async fn start_with(
+        configure: impl FnOnce(EchoServiceServer<Edged>) -> EchoServiceServer<Edged>,
+    ) -> Self {
         let mut registry = Registry::default();
         let metrics = ServerMetrics::register(&mut registry);
         let work = Arc::new(Work::default());
@@ -115,7 +122,9 @@ impl Server {
         let addr = listener.local_addr().unwrap();
         tokio::spawn(
             tonic::transport::Server::builder()
-                .add_service(Edge::new(EchoServiceServer::new(service)).metrics(&metrics))
+                .add_service(
+                    Edge::new(configure(EchoServiceServer::new(service))).metrics(&metrics),
+                )
                 .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
         );
         Self {
@@ -450,6 +459,49 @@ async fn oversized_messages_are_resource_exhausted_before_they_are_buffered() {
     );
 }
 
+/// tonic's own `OUT_OF_RANGE` for a message over the generated server's
+/// `max_decoding_message_size` (below the edge's limit here) goes out as the spec's
+/// `RESOURCE_EXHAUSTED`, counted under `limit`.
+#[tokio::test]
+async fn tonics_out_of_range_for_an_oversized_message_is_resource_exhausted() {
+    let server = Server::start_with(|server| server.max_decoding_message_size(1024)).await;
+    let mut client = server.client().await;
+    let status = tokio::time::timeout(
+        BOUND,
+        client.unary(EchoRequest {
+            text: "x".repeat(2048),
+        }),
+    )
+    .await
+    .unwrap()
+    .unwrap_err();
+    let len = echo(&"x".repeat(2048)).len();
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert_eq!(
+        status.message(),
+        format!(
+            "Error, decoded message length too large: found {len} bytes, the limit is: 1024 bytes"
+        )
+    );
+    assert_eq!(server.handled(), 0);
+    let m = "grpc_server_handled_total";
+    assert_eq!(
+        server.metric(m, &with_code("unary", "Unary", "ResourceExhausted")),
+        1
+    );
+    assert_eq!(
+        server.metric(m, &with_code("unary", "Unary", "OutOfRange")),
+        0
+    );
+    assert_eq!(
+        server.metric(
+            "grpc_server_rejected_total",
+            &with_policy("unary", "Unary", "limit")
+        ),
+        1
+    );
+}
+
 #[tokio::test]
 async fn unknown_methods_and_undecodable_messages_are_counted() {
     let server = Server::start().await;
@@ -570,6 +622,18 @@ async fn every_started_call_is_handled_exactly_once() {
         .unwrap_err();
     assert_eq!(status.code(), Code::Unimplemented);
 
+    // A client that gives up on an upload that has no deadline: `CANCELLED`, once.
+    let pending = tokio_stream::pending::<EchoRequest>();
+    let gave_up = tokio::time::timeout(Duration::from_millis(100), client.client_stream(pending));
+    assert!(gave_up.await.is_err());
+    let canceled = with_code("client_stream", "ClientStream", "Canceled");
+    let counted = async {
+        while server.metric("grpc_server_handled_total", &canceled) == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(BOUND, counted).await.unwrap();
+
     let started = server.series("grpc_server_started_total");
     let handled = server.series("grpc_server_handled_total");
     let mut sums: BTreeMap<String, u64> = BTreeMap::new();
@@ -580,7 +644,7 @@ async fn every_started_call_is_handled_exactly_once() {
     assert_eq!(started, sums);
     let expected: BTreeMap<String, u64> = [
         (labels("unary", "Unary"), 8),
-        (labels("client_stream", "ClientStream"), 2),
+        (labels("client_stream", "ClientStream"), 3),
         (labels("server_stream", "ServerStream"), 0),
         (labels("bidi_stream", "Bidi"), 1),
         (
