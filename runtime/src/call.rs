@@ -33,9 +33,9 @@ pub struct Call {
 /// a hash map insertion per call.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct EdgeStart {
-    /// The HTTP/2 path of the call's RPC: a call of another RPC (a handler polled inline
-    /// by this one) does not take this start.
-    pub(crate) path: &'static str,
+    /// The call's RPC: a call of another RPC (a handler polled inline by this one) does
+    /// not take this start.
+    pub(crate) rpc: &'static RpcDescriptor,
     /// When the request headers arrived.
     pub(crate) started: Instant,
     /// The client's `grpc-timeout`, as a deadline already advanced by [`CLIENT_MARGIN`].
@@ -64,9 +64,7 @@ impl EdgeStart {
 
     /// The start of a call of `rpc`, if an edge is polling it.
     fn current(rpc: &RpcDescriptor) -> Option<EdgeStart> {
-        EDGE_START
-            .get()
-            .filter(|edge| edge.path.len() == rpc.path.len() && edge.path == rpc.path)
+        EDGE_START.get().filter(|edge| edge.rpc.path == rpc.path)
     }
 }
 

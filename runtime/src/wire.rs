@@ -102,6 +102,11 @@ impl PrefixMeter {
         }
     }
 
+    /// The largest message it lets through.
+    pub(crate) fn max(&self) -> u64 {
+        self.max
+    }
+
     /// Follows `chunk`; `Err(len)` with the announced length of the first message longer
     /// than the limit.
     #[inline]

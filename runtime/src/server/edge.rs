@@ -295,7 +295,7 @@ where
             // under the one unknown-method label.
             let tally = Tally::start(&self.shared, None, started, None);
             let request = request.map(|body| EdgeBody::new(body, None, u64::MAX));
-            return EdgeFuture::running(self.inner.call(request), tally, None);
+            return EdgeFuture::running(self.inner.call(request), tally);
         };
         let client = match find(request.headers(), &GRPC_TIMEOUT_NAME) {
             None => None,
@@ -320,14 +320,14 @@ where
             return EdgeFuture::answered(deadline_exceeded(route.rpc), PolicyKind::Deadline, tally);
         }
         let start = EdgeStart {
-            path: route.rpc.path,
+            rpc: route.rpc,
             started,
             client_deadline: client,
             counted: self.shared.metrics.is_some(),
         };
         let request =
             request.map(|body| EdgeBody::new(body, Some(route.rpc), route.max_message_bytes));
-        let mut future = EdgeFuture::running(self.inner.call(request), tally, Some(route.rpc));
+        let mut future = EdgeFuture::running(self.inner.call(request), tally);
         future.start = Some(start);
         future.deadline = deadline;
         future
@@ -518,21 +518,20 @@ pin_project! {
         start: Option<EdgeStart>,
         answer: Option<Box<(Status, PolicyKind)>>,
         tally: Option<Tally>,
-        rpc: Option<&'static RpcDescriptor>,
     }
 }
 
 impl<F> fmt::Debug for EdgeFuture<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EdgeFuture")
-            .field("rpc", &self.rpc.map(|rpc| rpc.path))
+            .field("rpc", &self.start.map(|start| start.rpc.path))
             .field("deadline", &self.deadline)
             .finish_non_exhaustive()
     }
 }
 
 impl<F> EdgeFuture<F> {
-    fn running(inner: F, tally: Option<Tally>, rpc: Option<&'static RpcDescriptor>) -> Self {
+    fn running(inner: F, tally: Option<Tally>) -> Self {
         Self {
             inner: Some(inner),
             sleep: None,
@@ -540,7 +539,6 @@ impl<F> EdgeFuture<F> {
             start: None,
             answer: None,
             tally,
-            rpc,
         }
     }
 
@@ -553,7 +551,6 @@ impl<F> EdgeFuture<F> {
             start: None,
             answer: Some(Box::new((status, rule))),
             tally,
-            rpc: None,
         }
     }
 }
@@ -583,7 +580,9 @@ where
         if let Poll::Ready(result) = polled {
             let Ok(response) = result;
             this.inner.set(None);
-            return Poll::Ready(Ok(respond(response, this.tally.take(), this.rpc.is_some())));
+            // Only a call of a known method has a start.
+            let known_method = this.start.is_some();
+            return Poll::Ready(Ok(respond(response, this.tally.take(), known_method)));
         }
         let Some(deadline) = *this.deadline else {
             return Poll::Pending;
@@ -595,7 +594,7 @@ where
             ready!(sleep.poll(cx));
             // Drop the handler now: its work stops, its guard reports the end to hooks.
             this.inner.set(None);
-            let rpc = this.rpc.expect("a deadline only for a known RPC");
+            let rpc = this.start.expect("a deadline only for a known RPC").rpc;
             return Poll::Ready(Ok(refusal(
                 deadline_exceeded(rpc),
                 PolicyKind::Deadline,
@@ -727,7 +726,6 @@ pin_project! {
         inner: B,
         meter: PrefixMeter,
         rpc: Option<&'static RpcDescriptor>,
-        max: u64,
         refused: bool,
     }
 }
@@ -735,7 +733,7 @@ pin_project! {
 impl<B> fmt::Debug for EdgeBody<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EdgeBody")
-            .field("max", &self.max)
+            .field("max", &self.meter.max())
             .finish_non_exhaustive()
     }
 }
@@ -746,7 +744,6 @@ impl<B> EdgeBody<B> {
             inner,
             meter: PrefixMeter::new(max),
             rpc,
-            max,
             refused: false,
         }
     }
@@ -775,7 +772,7 @@ where
                 {
                     *this.refused = true;
                     // tonic's decoder downcasts the error to this `Status`.
-                    let status = too_large(*this.rpc, len, *this.max);
+                    let status = too_large(*this.rpc, len, this.meter.max());
                     return Poll::Ready(Some(Err(Box::new(status))));
                 }
                 Poll::Ready(Some(Ok(frame)))
