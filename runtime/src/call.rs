@@ -95,6 +95,9 @@ pub(crate) fn earliest(
 impl Call {
     /// Starts a call of `rpc`: reads the peer address and the client's `grpc-timeout`,
     /// and caps the deadline at `timeout` (the RPC's own limit), whichever is earlier.
+    ///
+    /// Behind an [`Edge`](crate::server::Edge), the call started at its request headers:
+    /// its start and the client's deadline are the ones the edge read there.
     pub fn start<T>(
         rpc: &'static RpcDescriptor,
         request: &tonic::Request<T>,
@@ -388,6 +391,68 @@ impl std::fmt::Display for PolicyKind {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const GET: RpcDescriptor = RpcDescriptor::new(
+        "t.v1.T",
+        "Get",
+        "/t.v1.T/Get",
+        crate::rpc::RpcKind::Unary,
+        crate::rpc::IdempotencyLevel::Unknown,
+        false,
+    );
+    const PUT: RpcDescriptor = RpcDescriptor::new(
+        "t.v1.T",
+        "Put",
+        "/t.v1.T/Put",
+        crate::rpc::RpcKind::Unary,
+        crate::rpc::IdempotencyLevel::Unknown,
+        false,
+    );
+
+    #[test]
+    fn a_call_takes_the_edges_clock_for_its_own_rpc_only() {
+        static GET_RPC: RpcDescriptor = GET;
+        static PUT_RPC: RpcDescriptor = PUT;
+        let t0 = Instant::now() - Duration::from_secs(5);
+        let edge = EdgeStart {
+            rpc: &GET_RPC,
+            started: t0,
+            client_deadline: Some(t0 + Duration::from_millis(99)),
+            counted: true,
+        };
+        let request = tonic::Request::new(());
+        let (get, put) = edge.scope(|| {
+            let get = Call::start(&GET_RPC, &request, Some(Duration::from_millis(200)));
+            let put = Call::start(&PUT_RPC, &request, None);
+            (get, put)
+        });
+        assert_eq!(get.started(), t0);
+        assert_eq!(get.deadline(), Some(t0 + Duration::from_millis(99)));
+        assert!(get.counted_by_edge());
+        // Another RPC polled inside (a handler calling another in-process) has its own.
+        assert!(put.started() > t0);
+        assert!(!put.counted_by_edge());
+        // Outside the scope, nothing is current.
+        let after = Call::start(&GET_RPC, &request, None);
+        assert!(!after.counted_by_edge());
+        assert_eq!(after.deadline(), None);
+    }
+
+    #[test]
+    fn the_own_timeout_caps_the_edges_client_deadline() {
+        static GET_RPC: RpcDescriptor = GET;
+        let t0 = Instant::now();
+        let edge = EdgeStart {
+            rpc: &GET_RPC,
+            started: t0,
+            client_deadline: Some(t0 + Duration::from_secs(10)),
+            counted: false,
+        };
+        let request = tonic::Request::new(());
+        let call = edge.scope(|| Call::start(&GET_RPC, &request, Some(Duration::from_millis(200))));
+        assert_eq!(call.deadline(), Some(t0 + Duration::from_millis(200)));
+        assert!(!call.counted_by_edge());
+    }
 
     #[test]
     fn tolerance_is_two_percent_with_a_floor_of_twenty_ms() {

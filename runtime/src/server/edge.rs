@@ -124,6 +124,10 @@ struct Shared {
 /// the start, the end and the deadline to the edge and keeps counting messages, bytes and
 /// the handler's own refusals: each call is counted once.
 ///
+/// Leave tonic's own `Server::timeout` unset: its timer runs outside the edge and answers
+/// `CANCELLED` "Timeout expired" where the edge cannot correct it; `timeout_ms` says the
+/// same per RPC and goes out as `DEADLINE_EXCEEDED`.
+///
 /// `Edge::new` takes the generated server of an impl with `#[intercept]`, which declares
 /// each RPC's limits to the edge through the types; an impl without it does not compile.
 ///
