@@ -39,8 +39,9 @@ pub const DEFAULT_MAX_MESSAGE_BYTES: u64 = 4 * 1024 * 1024;
 #[diagnostic::on_unimplemented(
     message = "`{Self}` has no `#[intercept]` for `{S}`, so its limits are unknown",
     label = "the service's impl has no `#[intercept]`",
-    note = "add `#[tonic_intercept::intercept]` (even with no arguments) above the impl of the \
-            tonic service trait for `{Self}`: `Edge` enforces the limits it declares"
+    note = "add `#[tonic_intercept::intercept(..)]` above the impl of the tonic service trait \
+            for `{Self}` (`#[intercept(public(*))]` where it has no policy): `Edge` enforces the \
+            limits it declares"
 )]
 pub trait Declared<S: Service> {
     /// One entry per RPC of `S`, in the impl's order: the RPC and its effective limits.
