@@ -502,6 +502,49 @@ async fn tonics_out_of_range_for_an_oversized_message_is_resource_exhausted() {
     );
 }
 
+/// A small compressed message that decompresses past the generated server's limit:
+/// tonic's `RESOURCE_EXHAUSTED`, counted under `limit` (the handler never sees it).
+#[tokio::test]
+async fn a_message_that_decompresses_past_the_limit_is_counted_as_limit() {
+    use tonic::codec::CompressionEncoding::Gzip;
+    let server = Server::start_with(|server| {
+        server
+            .accept_compressed(Gzip)
+            .max_decoding_message_size(1024)
+    })
+    .await;
+    let mut client = server.client().await.send_compressed(Gzip);
+    let status = tokio::time::timeout(
+        BOUND,
+        client.unary(EchoRequest {
+            text: "x".repeat(4096),
+        }),
+    )
+    .await
+    .unwrap()
+    .unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert_eq!(
+        status.message(),
+        "Error decompressing: size limit, of 1024 bytes, exceeded while decompressing message"
+    );
+    assert_eq!(server.handled(), 0);
+    assert_eq!(
+        server.metric(
+            "grpc_server_rejected_total",
+            &with_policy("unary", "Unary", "limit")
+        ),
+        1
+    );
+    assert_eq!(
+        server.metric(
+            "grpc_server_handled_total",
+            &with_code("unary", "Unary", "ResourceExhausted")
+        ),
+        1
+    );
+}
+
 #[tokio::test]
 async fn unknown_methods_and_undecodable_messages_are_counted() {
     let server = Server::start().await;

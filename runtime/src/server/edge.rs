@@ -404,7 +404,12 @@ pub(crate) fn verdict(
         Code::Cancelled if message == "Timeout expired" => {
             (Code::DeadlineExceeded, Some(PolicyKind::Deadline))
         }
-        Code::ResourceExhausted if message.ends_with(PREFIX_REFUSAL) => {
+        // The edge's own refusal, or tonic's decompression cap (the generated server's
+        // `max_decoding_message_size`) on a compressed message.
+        Code::ResourceExhausted
+            if message.ends_with(PREFIX_REFUSAL)
+                || message.starts_with("Error decompressing: size limit") =>
+        {
             (code, Some(PolicyKind::Limit))
         }
         Code::Internal | Code::Unimplemented if is_decode_failure(&message) => {
@@ -820,6 +825,21 @@ mod tests {
                 false
             ),
             (Code::ResourceExhausted, Some(PolicyKind::Limit))
+        );
+        assert_eq!(
+            verdict(
+                Code::ResourceExhausted,
+                m(
+                    "Error decompressing: size limit, of 1024 bytes, exceeded while decompressing message"
+                ),
+                true,
+                false
+            ),
+            (Code::ResourceExhausted, Some(PolicyKind::Limit))
+        );
+        assert_eq!(
+            verdict(Code::ResourceExhausted, m("quota"), true, false),
+            (Code::ResourceExhausted, None)
         );
         assert_eq!(
             verdict(Code::OutOfRange, m("page 9 of 3"), true, false),

@@ -70,7 +70,8 @@
 //! | a deadline already over (`grpc-timeout: 1n`) | `DEADLINE_EXCEEDED` | `deadline` |
 //! | no complete request (or no handler's answer) by the deadline: the earlier of `grpc-timeout` and `timeout_ms`, from the headers | `DEADLINE_EXCEEDED` "GetUser: deadline exceeded" | `deadline` |
 //! | a length prefix above `max_message_bytes` (4 MiB where the RPC sets none) | `RESOURCE_EXHAUSTED`, before any of the message is buffered | `limit` |
-//! | a compressed message that decompresses above tonic's limit | `RESOURCE_EXHAUSTED` (tonic says `OUT_OF_RANGE`) | `limit` |
+//! | a prefix above the generated server's own `max_decoding_message_size` | `RESOURCE_EXHAUSTED` (tonic says `OUT_OF_RANGE`) | `limit` |
+//! | a compressed message that decompresses above that size | tonic's `RESOURCE_EXHAUSTED` | `limit` |
 //! | malformed protobuf, unknown `grpc-encoding`, bad compressed flag | tonic's `INTERNAL` / `UNIMPLEMENTED` | `decode` |
 //!
 //! The handler's [`Call`] and [`Deadline`] are the edge's: one clock, started at the
