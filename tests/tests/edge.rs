@@ -107,9 +107,21 @@ impl Server {
         Self::start_with(|server| server).await
     }
 
+    /// An edge without metrics: the `#[intercept]` metrics hook counts as without an edge.
+    async fn start_uncounted() -> Self {
+        Self::start_edge(|server| server, false).await
+    }
+
     /// With the generated server configured by `configure` (tonic's own limits).
     async fn start_with(
         configure: impl FnOnce(EchoServiceServer<Edged>) -> EchoServiceServer<Edged>,
+    ) -> Self {
+        Self::start_edge(configure, true).await
+    }
+
+    async fn start_edge(
+        configure: impl FnOnce(EchoServiceServer<Edged>) -> EchoServiceServer<Edged>,
+        counted: bool,
     ) -> Self {
         let mut registry = Registry::default();
         let metrics = ServerMetrics::register(&mut registry);
@@ -122,9 +134,14 @@ impl Server {
         let addr = listener.local_addr().unwrap();
         tokio::spawn(
             tonic::transport::Server::builder()
-                .add_service(
-                    Edge::new(configure(EchoServiceServer::new(service))).metrics(&metrics),
-                )
+                .add_service({
+                    let edge = Edge::new(configure(EchoServiceServer::new(service)));
+                    if counted {
+                        edge.metrics(&metrics)
+                    } else {
+                        edge
+                    }
+                })
                 .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
         );
         Self {
@@ -604,6 +621,44 @@ async fn unknown_methods_and_undecodable_messages_are_counted() {
         ),
         1
     );
+}
+
+#[tokio::test]
+async fn without_edge_metrics_the_hook_counts_the_calls_it_sees() {
+    let server = Server::start_uncounted().await;
+    let mut client = server.client().await;
+    client
+        .unary(EchoRequest { text: "ok".into() })
+        .await
+        .unwrap();
+    // Refused by the edge before a handler ran: the edge does not count, the hook never
+    // saw it.
+    let (code, _, _) = raw(
+        server.addr,
+        UNARY,
+        &[("grpc-timeout", "abc")],
+        Body::Now(vec![]),
+    )
+    .await;
+    assert_eq!(code, Code::Internal);
+    let unary = labels("unary", "Unary");
+    assert_eq!(server.metric("grpc_server_started_total", &unary), 1);
+    assert_eq!(
+        server.metric(
+            "grpc_server_handled_total",
+            &with_code("unary", "Unary", "OK")
+        ),
+        1
+    );
+    assert_eq!(
+        server.metric(
+            "grpc_server_handled_total",
+            &with_code("unary", "Unary", "Internal")
+        ),
+        0
+    );
+    let started = server.series("grpc_server_started_total");
+    assert!(!started.keys().any(|labels| labels.contains("<unknown>")));
 }
 
 /// Every call of every scenario above, on one server: each `started` has exactly one
