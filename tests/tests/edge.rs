@@ -288,6 +288,16 @@ async fn raw(
     (code, message, sender)
 }
 
+/// Waits (bounded) until `done`.
+async fn until(done: impl Fn() -> bool) {
+    let wait = async {
+        while !done() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(BOUND, wait).await.expect("in time");
+}
+
 const UNARY: &str = "/echo.v1.EchoService/Unary";
 const SERVER_STREAM: &str = "/echo.v1.EchoService/ServerStream";
 const CLIENT_STREAM: &str = "/echo.v1.EchoService/ClientStream";
@@ -720,17 +730,19 @@ async fn every_started_call_is_handled_exactly_once() {
         .unwrap_err();
     assert_eq!(status.code(), Code::Unimplemented);
 
-    // A client that gives up on an upload that has no deadline: `CANCELLED`, once.
-    let pending = tokio_stream::pending::<EchoRequest>();
-    let gave_up = tokio::time::timeout(Duration::from_millis(100), client.client_stream(pending));
-    assert!(gave_up.await.is_err());
+    // A client that gives up on an upload that has no deadline, once the server has
+    // started it: `CANCELLED`, once.
+    let mut uploader = client.clone();
+    let upload = tokio::spawn(async move {
+        let _ = uploader
+            .client_stream(tokio_stream::pending::<EchoRequest>())
+            .await;
+    });
+    let client_stream = labels("client_stream", "ClientStream");
+    until(|| server.metric("grpc_server_started_total", &client_stream) == 3).await;
+    upload.abort();
     let canceled = with_code("client_stream", "ClientStream", "Canceled");
-    let counted = async {
-        while server.metric("grpc_server_handled_total", &canceled) == 0 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    };
-    tokio::time::timeout(BOUND, counted).await.unwrap();
+    until(|| server.metric("grpc_server_handled_total", &canceled) == 1).await;
 
     let started = server.series("grpc_server_started_total");
     let handled = server.series("grpc_server_handled_total");
