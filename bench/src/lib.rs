@@ -59,6 +59,10 @@ pub enum Variant {
     /// `#[intercept]` with auth, limits (deadline, sizes, stream counts and rates) and
     /// typed hooks on every message.
     InterceptFull,
+    /// [`InterceptFull`](Variant::InterceptFull) behind `tonic_intercept::server::Edge`:
+    /// the clock and deadline from the request headers, the length-prefix meter on the
+    /// request body, the final status read from the response.
+    InterceptFullEdge,
     /// `#[intercept]` with only what the per-message target names: typed hooks on every
     /// message and stream count limits.
     InterceptHooks,
@@ -69,7 +73,7 @@ pub enum Variant {
 }
 
 impl Variant {
-    pub const ALL: [Variant; 9] = [
+    pub const ALL: [Variant; 10] = [
         Variant::Bare,
         Variant::Interceptor,
         Variant::Tower,
@@ -77,6 +81,7 @@ impl Variant {
         Variant::InterceptNone,
         Variant::InterceptAuth,
         Variant::InterceptFull,
+        Variant::InterceptFullEdge,
         Variant::InterceptHooks,
         Variant::InterceptSuite,
     ];
@@ -90,6 +95,7 @@ impl Variant {
             Variant::InterceptNone => "intercept-none",
             Variant::InterceptAuth => "intercept-auth",
             Variant::InterceptFull => "intercept-full",
+            Variant::InterceptFullEdge => "intercept-full-edge",
             Variant::InterceptHooks => "intercept-hooks",
             Variant::InterceptSuite => "intercept-suite",
         }
@@ -107,7 +113,10 @@ impl Variant {
     pub fn limits_size(self) -> bool {
         matches!(
             self,
-            Variant::TowerFull | Variant::InterceptFull | Variant::InterceptSuite
+            Variant::TowerFull
+                | Variant::InterceptFull
+                | Variant::InterceptFullEdge
+                | Variant::InterceptSuite
         )
     }
 }
@@ -578,6 +587,18 @@ pub async fn serve(
                     tokens: TokenCheck,
                     counter: MessageCounter::default(),
                 }))
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await
+        }
+        Variant::InterceptFullEdge => {
+            Server::builder()
+                .add_service(tonic_intercept::server::Edge::new(BenchServer::new(
+                    InterceptFull {
+                        handled,
+                        tokens: TokenCheck,
+                        counter: MessageCounter::default(),
+                    },
+                )))
                 .serve_with_incoming_shutdown(incoming, shutdown)
                 .await
         }

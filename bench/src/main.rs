@@ -57,7 +57,7 @@ const USAGE: &str = "usage:
   bench client-callgrind [--out target/bench] [--clients a,b]   (the client measured; needs valgrind)
   bench client-allocations [--clients a,b]    (the client's allocations and bytes, no valgrind)
 clients: tonic tonic-deadline intercept-new intercept-no-ids intercept-config
-variants: bare interceptor tower tower-full intercept-none intercept-auth intercept-full intercept-hooks intercept-suite
+variants: bare interceptor tower tower-full intercept-none intercept-auth intercept-full intercept-full-edge intercept-hooks intercept-suite
 workloads: unary server-stream client-stream bidi no-token oversize";
 
 fn main() {

@@ -32,6 +32,7 @@ pub(crate) fn service(model: &ServiceModel) -> TokenStream {
         .map(|(index, rpc)| self::rpc(model, index, rpc));
     let service_doc = format!(" `{full_name}`, as a type: the `Rpc::Service` of its RPCs.");
     let client = client(model);
+    let edged = edged(model);
     quote! {
         #(#[doc = #header])*
         pub mod #module {
@@ -54,7 +55,30 @@ pub(crate) fn service(model: &ServiceModel) -> TokenStream {
 
             #client
 
+            #edged
+
             #(#rpcs)*
+        }
+    }
+}
+
+/// `impl Edged for UserServiceServer<T>` where `T` has an `#[intercept]` impl: what lets
+/// `tonic_intercept::server::Edge` wrap the server with each RPC's effective limits.
+fn edged(model: &ServiceModel) -> TokenStream {
+    let Some((module, server)) = &model.server else {
+        return TokenStream::new();
+    };
+    let service_trait = format_ident!("{}", server.strip_suffix("Server").unwrap_or(server));
+    let (module, server) = (format_ident!("{module}"), format_ident!("{server}"));
+    let private = quote!(::tonic_intercept::__private);
+    quote! {
+        impl<T> #private::Edged for super::#module::#server<T>
+        where
+            T: super::#module::#service_trait + #private::Declared<Service>,
+        {
+            type Service = Service;
+            const LIMITS: &'static [(&'static #private::RpcDescriptor, #private::Limits)] =
+                <T as #private::Declared<Service>>::LIMITS;
         }
     }
 }

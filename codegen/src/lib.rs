@@ -320,7 +320,11 @@ impl Builder {
             .service_generator();
         let mut config = prost_build::Config::new();
         config.out_dir(out_dir).service_generator(Box::new(
-            service_generator::InterceptGenerator { tonic, policies },
+            service_generator::InterceptGenerator {
+                tonic,
+                policies,
+                build_server: self.build_server,
+            },
         ));
         config.compile_fds(fds).map_err(Error::Io)
     }

@@ -15,6 +15,9 @@ pub(crate) struct ServiceModel {
     pub(crate) module: String,
     pub(crate) docs: Vec<String>,
     pub(crate) rpcs: Vec<RpcModel>,
+    /// tonic's server, when it is generated: its module and type, e.g.
+    /// `user_service_server` and `UserServiceServer`.
+    pub(crate) server: Option<(String, String)>,
 }
 
 /// One RPC of a service.
@@ -92,6 +95,7 @@ impl ServiceModel {
                 .map(|method| RpcModel::from_prost(method, policy(method)))
                 .collect(),
             full_name,
+            server: None,
         }
     }
 }

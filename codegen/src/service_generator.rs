@@ -2,6 +2,8 @@
 
 use prost_build::{Service, ServiceGenerator};
 
+use tonic_intercept_spec::naming::naive_snake_case;
+
 use crate::generate;
 use crate::model::{Policies, ServiceModel};
 
@@ -11,11 +13,20 @@ pub(crate) struct InterceptGenerator {
     /// Read from the `.proto` before generation, since prost-build's `Service` has lost
     /// the custom options.
     pub(crate) policies: Policies,
+    /// Whether tonic emits the server, which the `Edged` impl names.
+    pub(crate) build_server: bool,
 }
 
 impl ServiceGenerator for InterceptGenerator {
     fn generate(&mut self, service: Service, buf: &mut String) {
-        let model = ServiceModel::from_prost(&service, &self.policies);
+        let mut model = ServiceModel::from_prost(&service, &self.policies);
+        if self.build_server {
+            // tonic-build's names: `{snake}_server::{Name}Server`.
+            model.server = Some((
+                format!("{}_server", naive_snake_case(&service.name)),
+                format!("{}Server", service.name),
+            ));
+        }
         self.tonic.generate(service, buf);
         buf.push('\n');
         buf.push_str(&crate::format(generate::service(&model)));

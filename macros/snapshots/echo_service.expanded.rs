@@ -10,12 +10,10 @@ impl pb::echo_service_server::EchoService for Echo {
         >::new(
             &__ti_request,
             const {
-                ::tonic_intercept::__private::Limits::new()
-                    .timeout(::tonic_intercept::__private::Duration::from_millis(2000))
-                    .with_policy(
-                        &<pb::echo_service_intercept::Unary as ::tonic_intercept::__private::Rpc>::DESCRIPTOR
-                            .policy,
-                    )
+                <Self as ::tonic_intercept::__private::Declared<
+                    <pb::echo_service_intercept::Unary as ::tonic_intercept::__private::Rpc>::Service,
+                >>::LIMITS[0]
+                    .1
             },
             __EchoEchoServiceUnaryHooks(::core::clone::Clone::clone(&self.recorder)),
             false,
@@ -91,18 +89,10 @@ impl pb::echo_service_server::EchoService for Echo {
         >::new(
             &__ti_request,
             const {
-                ::tonic_intercept::__private::Limits::new()
-                    .max_messages_out(5)
-                    .messages_per_second_out(
-                        100,
-                        10,
-                        ::tonic_intercept::__private::OnRateExceeded::Delay,
-                    )
-                    .timeout(::tonic_intercept::__private::Duration::from_millis(2000))
-                    .with_policy(
-                        &<pb::echo_service_intercept::ServerStream as ::tonic_intercept::__private::Rpc>::DESCRIPTOR
-                            .policy,
-                    )
+                <Self as ::tonic_intercept::__private::Declared<
+                    <pb::echo_service_intercept::ServerStream as ::tonic_intercept::__private::Rpc>::Service,
+                >>::LIMITS[1]
+                    .1
             },
             (),
             false,
@@ -180,14 +170,10 @@ impl pb::echo_service_server::EchoService for Echo {
         >::new(
             &__ti_request,
             const {
-                ::tonic_intercept::__private::Limits::new()
-                    .max_messages_in(3)
-                    .max_message_bytes(64)
-                    .timeout(::tonic_intercept::__private::Duration::from_millis(2000))
-                    .with_policy(
-                        &<pb::echo_service_intercept::ClientStream as ::tonic_intercept::__private::Rpc>::DESCRIPTOR
-                            .policy,
-                    )
+                <Self as ::tonic_intercept::__private::Declared<
+                    <pb::echo_service_intercept::ClientStream as ::tonic_intercept::__private::Rpc>::Service,
+                >>::LIMITS[2]
+                    .1
             },
             __EchoEchoServiceClientStreamHooks(
                 ::core::clone::Clone::clone(&self.recorder),
@@ -287,12 +273,10 @@ impl pb::echo_service_server::EchoService for Echo {
         >::new(
             &__ti_request,
             const {
-                ::tonic_intercept::__private::Limits::new()
-                    .timeout(::tonic_intercept::__private::Duration::from_millis(2000))
-                    .with_policy(
-                        &<pb::echo_service_intercept::Bidi as ::tonic_intercept::__private::Rpc>::DESCRIPTOR
-                            .policy,
-                    )
+                <Self as ::tonic_intercept::__private::Declared<
+                    <pb::echo_service_intercept::Bidi as ::tonic_intercept::__private::Rpc>::Service,
+                >>::LIMITS[3]
+                    .1
             },
             (),
             false,
@@ -590,3 +574,56 @@ const _: () = {
         }
     };
 };
+impl ::tonic_intercept::__private::Declared<
+    <pb::echo_service_intercept::Unary as ::tonic_intercept::__private::Rpc>::Service,
+> for Echo {
+    const LIMITS: &'static [(
+        &'static ::tonic_intercept::__private::RpcDescriptor,
+        ::tonic_intercept::__private::Limits,
+    )] = &[
+        (
+            &<pb::echo_service_intercept::Unary as ::tonic_intercept::__private::Rpc>::DESCRIPTOR,
+            ::tonic_intercept::__private::Limits::new()
+                .timeout(::tonic_intercept::__private::Duration::from_millis(2000))
+                .with_policy(
+                    &<pb::echo_service_intercept::Unary as ::tonic_intercept::__private::Rpc>::DESCRIPTOR
+                        .policy,
+                ),
+        ),
+        (
+            &<pb::echo_service_intercept::ServerStream as ::tonic_intercept::__private::Rpc>::DESCRIPTOR,
+            ::tonic_intercept::__private::Limits::new()
+                .max_messages_out(5)
+                .messages_per_second_out(
+                    100,
+                    10,
+                    ::tonic_intercept::__private::OnRateExceeded::Delay,
+                )
+                .timeout(::tonic_intercept::__private::Duration::from_millis(2000))
+                .with_policy(
+                    &<pb::echo_service_intercept::ServerStream as ::tonic_intercept::__private::Rpc>::DESCRIPTOR
+                        .policy,
+                ),
+        ),
+        (
+            &<pb::echo_service_intercept::ClientStream as ::tonic_intercept::__private::Rpc>::DESCRIPTOR,
+            ::tonic_intercept::__private::Limits::new()
+                .max_messages_in(3)
+                .max_message_bytes(64)
+                .timeout(::tonic_intercept::__private::Duration::from_millis(2000))
+                .with_policy(
+                    &<pb::echo_service_intercept::ClientStream as ::tonic_intercept::__private::Rpc>::DESCRIPTOR
+                        .policy,
+                ),
+        ),
+        (
+            &<pb::echo_service_intercept::Bidi as ::tonic_intercept::__private::Rpc>::DESCRIPTOR,
+            ::tonic_intercept::__private::Limits::new()
+                .timeout(::tonic_intercept::__private::Duration::from_millis(2000))
+                .with_policy(
+                    &<pb::echo_service_intercept::Bidi as ::tonic_intercept::__private::Rpc>::DESCRIPTOR
+                        .policy,
+                ),
+        ),
+    ];
+}

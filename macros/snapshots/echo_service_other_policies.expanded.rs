@@ -10,11 +10,10 @@ impl pb::echo_service_server::EchoService for Echo {
         >::new(
             &__ti_request,
             const {
-                ::tonic_intercept::__private::Limits::new()
-                    .with_policy(
-                        &<pb::echo_service_intercept::Unary as ::tonic_intercept::__private::Rpc>::DESCRIPTOR
-                            .policy,
-                    )
+                <Self as ::tonic_intercept::__private::Declared<
+                    <pb::echo_service_intercept::Unary as ::tonic_intercept::__private::Rpc>::Service,
+                >>::LIMITS[0]
+                    .1
             },
             __EchoEchoServiceUnaryHooks(),
             false,
@@ -196,23 +195,10 @@ impl pb::echo_service_server::EchoService for Echo {
         >::new(
             &__ti_request,
             const {
-                ::tonic_intercept::__private::Limits::new()
-                    .messages_per_second_in(
-                        {
-                            const __TONIC_INTERCEPT_LIMIT: u32 = RATE;
-                            const _: () = ::core::assert!(
-                                __TONIC_INTERCEPT_LIMIT > 0,
-                                "`messages_per_second_in` must be at least 1: a limit of zero would refuse everything; to leave it unlimited, remove the key"
-                            );
-                            __TONIC_INTERCEPT_LIMIT
-                        },
-                        3,
-                        ::tonic_intercept::__private::OnRateExceeded::Reject,
-                    )
-                    .with_policy(
-                        &<pb::echo_service_intercept::ClientStream as ::tonic_intercept::__private::Rpc>::DESCRIPTOR
-                            .policy,
-                    )
+                <Self as ::tonic_intercept::__private::Declared<
+                    <pb::echo_service_intercept::ClientStream as ::tonic_intercept::__private::Rpc>::Service,
+                >>::LIMITS[2]
+                    .1
                     .measure_bytes()
             },
             __EchoEchoServiceClientStreamHooks(
@@ -312,11 +298,10 @@ impl pb::echo_service_server::EchoService for Echo {
         >::new(
             &__ti_request,
             const {
-                ::tonic_intercept::__private::Limits::new()
-                    .with_policy(
-                        &<pb::echo_service_intercept::Bidi as ::tonic_intercept::__private::Rpc>::DESCRIPTOR
-                            .policy,
-                    )
+                <Self as ::tonic_intercept::__private::Declared<
+                    <pb::echo_service_intercept::Bidi as ::tonic_intercept::__private::Rpc>::Service,
+                >>::LIMITS[3]
+                    .1
             },
             __EchoEchoServiceBidiHooks(::core::clone::Clone::clone(&self.trace)),
             true,
@@ -582,3 +567,56 @@ const _: () = {
         }
     };
 };
+impl ::tonic_intercept::__private::Declared<
+    <pb::echo_service_intercept::Unary as ::tonic_intercept::__private::Rpc>::Service,
+> for Echo {
+    const LIMITS: &'static [(
+        &'static ::tonic_intercept::__private::RpcDescriptor,
+        ::tonic_intercept::__private::Limits,
+    )] = &[
+        (
+            &<pb::echo_service_intercept::Unary as ::tonic_intercept::__private::Rpc>::DESCRIPTOR,
+            ::tonic_intercept::__private::Limits::new()
+                .with_policy(
+                    &<pb::echo_service_intercept::Unary as ::tonic_intercept::__private::Rpc>::DESCRIPTOR
+                        .policy,
+                ),
+        ),
+        (
+            &<pb::echo_service_intercept::ServerStream as ::tonic_intercept::__private::Rpc>::DESCRIPTOR,
+            ::tonic_intercept::__private::Limits::new()
+                .with_policy(
+                    &<pb::echo_service_intercept::ServerStream as ::tonic_intercept::__private::Rpc>::DESCRIPTOR
+                        .policy,
+                ),
+        ),
+        (
+            &<pb::echo_service_intercept::ClientStream as ::tonic_intercept::__private::Rpc>::DESCRIPTOR,
+            ::tonic_intercept::__private::Limits::new()
+                .messages_per_second_in(
+                    {
+                        const __TONIC_INTERCEPT_LIMIT: u32 = RATE;
+                        const _: () = ::core::assert!(
+                            __TONIC_INTERCEPT_LIMIT > 0,
+                            "`messages_per_second_in` must be at least 1: a limit of zero would refuse everything; to leave it unlimited, remove the key"
+                        );
+                        __TONIC_INTERCEPT_LIMIT
+                    },
+                    3,
+                    ::tonic_intercept::__private::OnRateExceeded::Reject,
+                )
+                .with_policy(
+                    &<pb::echo_service_intercept::ClientStream as ::tonic_intercept::__private::Rpc>::DESCRIPTOR
+                        .policy,
+                ),
+        ),
+        (
+            &<pb::echo_service_intercept::Bidi as ::tonic_intercept::__private::Rpc>::DESCRIPTOR,
+            ::tonic_intercept::__private::Limits::new()
+                .with_policy(
+                    &<pb::echo_service_intercept::Bidi as ::tonic_intercept::__private::Rpc>::DESCRIPTOR
+                        .policy,
+                ),
+        ),
+    ];
+}

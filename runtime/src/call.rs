@@ -21,33 +21,111 @@ pub struct Call {
     peer: Option<SocketAddr>,
     started: Instant,
     deadline: Option<Instant>,
+    counted_by_edge: bool,
+}
+
+/// What the [`Edge`](crate::server::Edge) found at a call's request headers, handed to
+/// the handler's [`Call`]: one clock per call.
+///
+/// The edge makes it current (a thread-local, [`EdgeStart::scope`]) while it polls the
+/// service's future, which creates the handler's guard in one of those polls; this costs
+/// a few instructions where an entry in the request's extensions costs an allocation and
+/// a hash map insertion per call.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EdgeStart {
+    /// The call's RPC: a call of another RPC (a handler polled inline by this one) does
+    /// not take this start.
+    pub(crate) rpc: &'static RpcDescriptor,
+    /// When the request headers arrived.
+    pub(crate) started: Instant,
+    /// The client's `grpc-timeout`, as a deadline already advanced by [`CLIENT_MARGIN`].
+    pub(crate) client_deadline: Option<Instant>,
+    /// Whether the edge counts the call's start and end in the metrics.
+    pub(crate) counted: bool,
+}
+
+thread_local! {
+    static EDGE_START: std::cell::Cell<Option<EdgeStart>> = const { std::cell::Cell::new(None) };
+}
+
+impl EdgeStart {
+    /// Runs `poll` with this start current, restoring the previous one after (also when
+    /// `poll` unwinds).
+    pub(crate) fn scope<T>(self, poll: impl FnOnce() -> T) -> T {
+        struct Restore(Option<EdgeStart>);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                EDGE_START.set(self.0);
+            }
+        }
+        let _restore = Restore(EDGE_START.replace(Some(self)));
+        poll()
+    }
+
+    /// The start of a call of `rpc`, if an edge is polling it.
+    fn current(rpc: &RpcDescriptor) -> Option<EdgeStart> {
+        EDGE_START.get().filter(|edge| edge.rpc.path == rpc.path)
+    }
+}
+
+/// How much earlier than the client's `grpc-timeout` the server's deadline is: tonic runs
+/// its own timer for `grpc-timeout`, started a little earlier, and answers `CANCELLED`
+/// when it fires first; one timer tick (1 ms) early, ours answers `DEADLINE_EXCEEDED`, as
+/// the client expects.
+pub(crate) const CLIENT_MARGIN: Duration = Duration::from_millis(1);
+
+/// The client's deadline for a `grpc-timeout` of `timeout` read at `started`.
+pub(crate) fn client_deadline(started: Instant, timeout: Duration) -> Instant {
+    started + timeout.saturating_sub(CLIENT_MARGIN)
+}
+
+/// The earlier of the client's deadline and the RPC's own `timeout`.
+pub(crate) fn earliest(
+    started: Instant,
+    client: Option<Instant>,
+    timeout: Option<Duration>,
+) -> Option<Instant> {
+    let own = timeout.map(|t| started + t);
+    match (client, own) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 impl Call {
     /// Starts a call of `rpc`: reads the peer address and the client's `grpc-timeout`,
     /// and caps the deadline at `timeout` (the RPC's own limit), whichever is earlier.
+    ///
+    /// Behind an [`Edge`](crate::server::Edge), the call started at its request headers:
+    /// its start and the client's deadline are the ones the edge read there.
     pub fn start<T>(
         rpc: &'static RpcDescriptor,
         request: &tonic::Request<T>,
         timeout: Option<Duration>,
     ) -> Self {
-        let started = Instant::now();
-        // tonic runs its own timer for `grpc-timeout`, started a little earlier, and
-        // answers CANCELLED when it fires first; one timer tick (1 ms) early, ours answers
-        // DEADLINE_EXCEEDED, as the client expects.
-        let client =
-            grpc_timeout(request.metadata()).map(|d| d.saturating_sub(Duration::from_millis(1)));
-        let deadline = match (client, timeout) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
-        .map(|d| started + d);
+        // Behind the edge, its clock: the call started at its request headers.
+        let (started, client, counted_by_edge) = match EdgeStart::current(rpc) {
+            Some(edge) => (edge.started, edge.client_deadline, edge.counted),
+            None => {
+                let started = Instant::now();
+                let client = grpc_timeout(request.metadata()).map(|d| client_deadline(started, d));
+                (started, client, false)
+            }
+        };
         Self {
             rpc,
             peer: request.remote_addr(),
             started,
-            deadline,
+            deadline: earliest(started, client, timeout),
+            counted_by_edge,
         }
+    }
+
+    /// Whether an [`Edge`](crate::server::Edge) with metrics counts this call's start and
+    /// end (`grpc_server_started_total`, `grpc_server_handled_total`, the histogram, and
+    /// the `deadline` rejections), so the metrics hook must not count them again.
+    pub(crate) fn counted_by_edge(&self) -> bool {
+        self.counted_by_edge
     }
 
     /// The RPC being called.
@@ -106,7 +184,7 @@ impl Call {
 pub(crate) const DEADLINE_TOLERANCE: (u32, Duration) = (2, Duration::from_millis(20));
 
 /// Whether `now` is past `deadline`, or within [`DEADLINE_TOLERANCE`] of it.
-fn within_tolerance(started: Instant, deadline: Instant, now: Instant) -> bool {
+pub(crate) fn within_tolerance(started: Instant, deadline: Instant, now: Instant) -> bool {
     let (percent, floor) = DEADLINE_TOLERANCE;
     let slack = (deadline.saturating_duration_since(started) * percent / 100).max(floor);
     now + slack >= deadline
@@ -250,12 +328,24 @@ pub enum PolicyKind {
     Hook,
     /// A panic in the handler, a hook or a stream was caught: `INTERNAL`.
     Recovery,
+    /// The edge: the path names no method of the service: `UNIMPLEMENTED`.
+    UnknownMethod,
+    /// The edge: the `grpc-timeout` header is malformed: `INTERNAL`.
+    GrpcTimeout,
+    /// The edge: a request message could not be decoded before the handler saw it
+    /// (malformed protobuf, unsupported or invalid compression): tonic's `INTERNAL` or
+    /// `UNIMPLEMENTED`.
+    Decode,
 }
 
 impl PolicyKind {
-    /// Every policy, in the documented order in which they run (deadline covers the
-    /// handler; idempotency replays just before it).
+    /// Every policy, in the documented order in which they run: the edge's rules at the
+    /// request headers and while the request is read, then the handler's (deadline covers
+    /// the handler; idempotency replays just before it).
     pub const ALL: &'static [PolicyKind] = &[
+        PolicyKind::UnknownMethod,
+        PolicyKind::GrpcTimeout,
+        PolicyKind::Decode,
         PolicyKind::Recovery,
         PolicyKind::Deadline,
         PolicyKind::Auth,
@@ -270,7 +360,8 @@ impl PolicyKind {
     ];
 
     /// The label value: `auth`, `roles`, `concurrency`, `call_rate`, `limit`, `deadline`,
-    /// `idle_timeout`, `validation`, `idempotency`, `hook`, `recovery`.
+    /// `idle_timeout`, `validation`, `idempotency`, `hook`, `recovery`, and the edge's
+    /// `unknown_method`, `grpc_timeout`, `decode`.
     pub const fn as_str(self) -> &'static str {
         match self {
             PolicyKind::Auth => "auth",
@@ -284,6 +375,9 @@ impl PolicyKind {
             PolicyKind::Idempotency => "idempotency",
             PolicyKind::Hook => "hook",
             PolicyKind::Recovery => "recovery",
+            PolicyKind::UnknownMethod => "unknown_method",
+            PolicyKind::GrpcTimeout => "grpc_timeout",
+            PolicyKind::Decode => "decode",
         }
     }
 }
@@ -297,6 +391,68 @@ impl std::fmt::Display for PolicyKind {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const GET: RpcDescriptor = RpcDescriptor::new(
+        "t.v1.T",
+        "Get",
+        "/t.v1.T/Get",
+        crate::rpc::RpcKind::Unary,
+        crate::rpc::IdempotencyLevel::Unknown,
+        false,
+    );
+    const PUT: RpcDescriptor = RpcDescriptor::new(
+        "t.v1.T",
+        "Put",
+        "/t.v1.T/Put",
+        crate::rpc::RpcKind::Unary,
+        crate::rpc::IdempotencyLevel::Unknown,
+        false,
+    );
+
+    #[test]
+    fn a_call_takes_the_edges_clock_for_its_own_rpc_only() {
+        static GET_RPC: RpcDescriptor = GET;
+        static PUT_RPC: RpcDescriptor = PUT;
+        let t0 = Instant::now() - Duration::from_secs(5);
+        let edge = EdgeStart {
+            rpc: &GET_RPC,
+            started: t0,
+            client_deadline: Some(t0 + Duration::from_millis(99)),
+            counted: true,
+        };
+        let request = tonic::Request::new(());
+        let (get, put) = edge.scope(|| {
+            let get = Call::start(&GET_RPC, &request, Some(Duration::from_millis(200)));
+            let put = Call::start(&PUT_RPC, &request, None);
+            (get, put)
+        });
+        assert_eq!(get.started(), t0);
+        assert_eq!(get.deadline(), Some(t0 + Duration::from_millis(99)));
+        assert!(get.counted_by_edge());
+        // Another RPC polled inside (a handler calling another in-process) has its own.
+        assert!(put.started() > t0);
+        assert!(!put.counted_by_edge());
+        // Outside the scope, nothing is current.
+        let after = Call::start(&GET_RPC, &request, None);
+        assert!(!after.counted_by_edge());
+        assert_eq!(after.deadline(), None);
+    }
+
+    #[test]
+    fn the_own_timeout_caps_the_edges_client_deadline() {
+        static GET_RPC: RpcDescriptor = GET;
+        let t0 = Instant::now();
+        let edge = EdgeStart {
+            rpc: &GET_RPC,
+            started: t0,
+            client_deadline: Some(t0 + Duration::from_secs(10)),
+            counted: false,
+        };
+        let request = tonic::Request::new(());
+        let call = edge.scope(|| Call::start(&GET_RPC, &request, Some(Duration::from_millis(200))));
+        assert_eq!(call.deadline(), Some(t0 + Duration::from_millis(200)));
+        assert!(!call.counted_by_edge());
+    }
 
     #[test]
     fn tolerance_is_two_percent_with_a_floor_of_twenty_ms() {

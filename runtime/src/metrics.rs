@@ -4,14 +4,15 @@
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
+use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
-use tonic::Status;
 use tonic::metadata::MetadataMap;
+use tonic::{Code, Status};
 
 use crate::call::{Call, CallOutcome, PolicyKind};
 use crate::policy::hook::Hook;
@@ -320,6 +321,29 @@ impl ServerMetrics {
         }
     }
 
+    /// The series an edge in front of the service `S` counts in (see [`EdgeMetrics`]).
+    pub(crate) fn edge<S: Service>(&self) -> EdgeMetrics {
+        let labels = RpcLabels {
+            grpc_type: UNKNOWN_TYPE_LABEL,
+            grpc_service: S::NAME,
+            grpc_method: UNKNOWN_METHOD_LABEL,
+        };
+        EdgeMetrics {
+            series: S::RPCS.iter().map(|rpc| self.rpc_series(rpc)).collect(),
+            unknown: UnknownSeries {
+                started: self.started.get_or_create_owned(&labels),
+                handled: labels.by_code(&self.handled),
+                handling: self.handling.get_or_create_owned(&labels),
+                rejected: self.rejected.get_or_create_owned(&PolicyLabels {
+                    grpc_type: labels.grpc_type,
+                    grpc_service: labels.grpc_service,
+                    grpc_method: labels.grpc_method,
+                    policy: PolicyKind::UnknownMethod.as_str(),
+                }),
+            },
+        }
+    }
+
     fn rpc_series(&self, rpc: &'static RpcDescriptor) -> RpcSeries {
         let labels = RpcLabels::of(rpc);
         let handled = labels.by_code(&self.handled);
@@ -330,6 +354,9 @@ impl ServerMetrics {
             .iter()
             .map(|&policy| match policy {
                 PolicyKind::Recovery => panics.clone(),
+                // Only the edge's one unknown-method series counts it: a detached counter
+                // keeps the slots aligned without exporting a series that stays at zero.
+                PolicyKind::UnknownMethod => Counter::default(),
                 _ => self.rejected.get_or_create_owned(&PolicyLabels {
                     grpc_type: labels.grpc_type,
                     grpc_service: labels.grpc_service,
@@ -367,19 +394,100 @@ struct RpcSeries {
 
 impl RpcSeries {
     fn finish(&self, call: &Call, outcome: &CallOutcome) {
-        // `Code` is a fieldless enum numbered as on the wire (0..=16).
-        if let Some(counter) = self.handled.get(outcome.code as usize) {
-            counter.inc();
+        // Behind an edge with metrics, the edge counts the end and the deadline (one
+        // clock, one count); the messages and the handler's refusals stay here.
+        let by_edge = call.counted_by_edge();
+        if !by_edge {
+            self.handled(outcome.code, call.elapsed());
         }
-        self.handling.observe(call.elapsed().as_secs_f64());
         add(&self.msg_received, outcome.messages_in);
         add(&self.msg_sent, outcome.messages_out);
         add(&self.bytes_received, outcome.bytes_in);
         add(&self.bytes_sent, outcome.bytes_out);
-        if let Some(policy) = outcome.ended_by
-            && let Some(slot) = PolicyKind::ALL.iter().position(|&p| p == policy)
-        {
+        match outcome.ended_by {
+            Some(PolicyKind::Deadline) if by_edge => {}
+            Some(policy) => self.rejected(policy),
+            None => {}
+        }
+    }
+
+    fn handled(&self, code: Code, elapsed: Duration) {
+        // `Code` is a fieldless enum numbered as on the wire (0..=16).
+        if let Some(counter) = self.handled.get(code as usize) {
+            counter.inc();
+        }
+        self.handling.observe(elapsed.as_secs_f64());
+    }
+
+    fn rejected(&self, policy: PolicyKind) {
+        if let Some(slot) = PolicyKind::ALL.iter().position(|&p| p == policy) {
             self.ended_by[slot].inc();
+        }
+    }
+}
+
+/// The `grpc_method` label of the calls whose path names no method of the service: one
+/// fixed value, so a client cannot create series by inventing paths. `<` and `>` cannot
+/// appear in a `.proto` method name, so it never collides with a real method.
+pub const UNKNOWN_METHOD_LABEL: &str = "<unknown>";
+
+/// The `grpc_type` label of those calls: their kind is not known.
+pub const UNKNOWN_TYPE_LABEL: &str = "unknown";
+
+/// The series an [`Edge`](crate::server::Edge) counts in: those of the service's RPCs
+/// (shared with [`ServiceMetrics`]) and one for unknown methods.
+#[derive(Debug)]
+pub(crate) struct EdgeMetrics {
+    /// Indexed by `Rpc::INDEX`.
+    series: Box<[RpcSeries]>,
+    unknown: UnknownSeries,
+}
+
+/// `started`, `handled` by code, the histogram and `rejected{policy="unknown_method"}`
+/// of the unknown-method label.
+#[derive(Debug)]
+struct UnknownSeries {
+    started: Counter,
+    handled: [Counter; 17],
+    handling: Histogram,
+    rejected: Counter,
+}
+
+impl EdgeMetrics {
+    /// The call of RPC `index` (`None`: an unknown method) started.
+    pub(crate) fn started(&self, index: Option<usize>) {
+        match index.and_then(|i| self.series.get(i)) {
+            Some(series) => series.started.inc(),
+            None => self.unknown.started.inc(),
+        };
+    }
+
+    /// The call of RPC `index` ended with `code` after `elapsed`; `policy` when an edge
+    /// rule (or the deadline) ended it.
+    pub(crate) fn finished(
+        &self,
+        index: Option<usize>,
+        code: Code,
+        elapsed: Duration,
+        policy: Option<PolicyKind>,
+    ) {
+        match index.and_then(|i| self.series.get(i)) {
+            Some(series) => {
+                series.handled(code, elapsed);
+                if let Some(policy) = policy {
+                    series.rejected(policy);
+                }
+            }
+            None => {
+                let unknown = &self.unknown;
+                if let Some(counter) = unknown.handled.get(code as usize) {
+                    counter.inc();
+                }
+                unknown.handling.observe(elapsed.as_secs_f64());
+                if policy == Some(PolicyKind::UnknownMethod) {
+                    unknown.rejected.inc();
+                }
+            }
         }
     }
 }
@@ -406,6 +514,12 @@ pub(crate) fn add(counter: &Counter, n: u64) {
 ///
 /// `started` is counted in `on_call`: attach the metrics as the first hook so a call
 /// rejected by an earlier step still counts as started (its `on_finish` always runs).
+///
+/// Behind an [`Edge`](crate::server::Edge) with [`metrics`](crate::server::Edge::metrics),
+/// the edge counts `started`, `handled`, the histogram and the `deadline` rejections (it
+/// sees every call, also those refused before a handler runs); this hook then counts
+/// only the messages, the bytes, panics and the other policies' rejections, so each call
+/// is counted once.
 ///
 /// Cloning is cheap (one `Arc`). The service type parameter makes handing one service's
 /// metrics to another a type error.
@@ -457,10 +571,12 @@ impl<S: Service> fmt::Debug for ServiceMetrics<S> {
 impl<S: Service, R: Rpc<Service = S>> Hook<R> for ServiceMetrics<S> {
     fn on_call(
         &self,
-        _call: &Call,
+        call: &Call,
         _metadata: &MetadataMap,
     ) -> impl Future<Output = Result<(), Status>> + Send {
-        if let Some(series) = self.series.get(R::INDEX) {
+        if !call.counted_by_edge()
+            && let Some(series) = self.series.get(R::INDEX)
+        {
             series.started.inc();
         }
         std::future::ready(Ok(()))

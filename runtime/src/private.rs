@@ -17,6 +17,7 @@ pub use crate::rpc::{IdempotencyLevel, Rpc, RpcDescriptor, RpcKind, RpcOf, RpcPo
 // The server call: its lifecycle, and what the expansion checks outside it.
 pub use crate::call::{Call, CallOutcome, PolicyKind};
 pub use crate::policy::hook::{Hook, Hooks};
+pub use crate::server::edge::{Declared, Edged};
 pub use crate::server::expand::{
     CacheOf, DocService, MetricsOf, authorize, proto_disagreement, same_roles, store_identity,
 };

@@ -36,6 +36,23 @@ impl door::Rpc for Ping {
 
 impl door::RpcOf<Echo> for Ping {}
 
+/// What `#[intercept]` declares for the edge, and what the generated server passes on.
+struct Handler;
+
+impl door::Declared<Echo> for Handler {
+    const LIMITS: &'static [(&'static door::RpcDescriptor, door::Limits)] = &[(
+        &<Ping as door::Rpc>::DESCRIPTOR,
+        door::Limits::new().max_message_bytes(64),
+    )];
+}
+
+struct Server<T>(T);
+
+impl<T: door::Declared<Echo>> door::Edged for Server<T> {
+    type Service = Echo;
+    const LIMITS: &'static [(&'static door::RpcDescriptor, door::Limits)] = T::LIMITS;
+}
+
 /// The generated client's bound, by its documented name.
 fn takes_transport<T: tonic_intercept::client::Transport>(_: &T) {}
 
@@ -65,6 +82,8 @@ fn generated_code_paths_compile_through_the_door() {
     let _: Option<door::Outbound<Ping, Replies, ()>> = None;
     let _: fn(&door::DocService) = |_| {};
     let _ = takes_transport::<tonic::transport::Channel>;
+    let declared = <Server<Handler> as door::Edged>::LIMITS;
+    assert_eq!(declared[0].1.get_max_message_bytes(), Some(64));
 
     let call = door::Call::start(
         &<Ping as door::Rpc>::DESCRIPTOR,

@@ -72,7 +72,10 @@ const CODES: [&str; 17] = [
     "Unauthenticated",
 ];
 
-const REJECT_POLICIES: [&str; 10] = [
+const REJECT_POLICIES: [&str; 12] = [
+    // The edge's rules that apply to a known RPC (`unknown_method` has its own label).
+    "grpc_timeout",
+    "decode",
     "auth",
     "roles",
     "concurrency",
@@ -188,9 +191,10 @@ fn every_series_exists_at_zero() {
     ));
     // A panic is not a rejection: `recovery` has its own family.
     assert!(!body.contains(r#"policy="recovery""#));
-    // 3 RPCs x (7 counters/summaries + 17 codes + 10 policies + 12 buckets + sum) series.
+    // 3 RPCs x (7 counters/summaries + 17 codes + 12 policies + 12 buckets + sum) series.
     let samples = body.lines().filter(|l| !l.starts_with('#')).count();
-    assert_eq!(samples, 3 * (7 + 17 + 10 + 12 + 1), "{body}");
+    assert_eq!(samples, 3 * (7 + 17 + 12 + 12 + 1), "{body}");
+    assert!(!body.contains(r#"policy="unknown_method""#));
     assert!(body.ends_with("# EOF\n"));
 
     for header in [

@@ -737,6 +737,18 @@ pub mod catalog_service_intercept {
             self.core.bidi::<WatchItems, _>(request.into_streaming_request()).await
         }
     }
+    impl<T> ::tonic_intercept::__private::Edged
+    for super::catalog_service_server::CatalogServiceServer<T>
+    where
+        T: super::catalog_service_server::CatalogService
+            + ::tonic_intercept::__private::Declared<Service>,
+    {
+        type Service = Service;
+        const LIMITS: &'static [(
+            &'static ::tonic_intercept::__private::RpcDescriptor,
+            ::tonic_intercept::__private::Limits,
+        )] = <T as ::tonic_intercept::__private::Declared<Service>>::LIMITS;
+    }
     /// `rpc GetItem(GetItemRequest) returns (Item)`
     ///
     /// Anyone may read an item.

@@ -736,6 +736,18 @@ pub mod echo_service_intercept {
             self.core.bidi::<Bidi, _>(request.into_streaming_request()).await
         }
     }
+    impl<T> ::tonic_intercept::__private::Edged
+    for super::echo_service_server::EchoServiceServer<T>
+    where
+        T: super::echo_service_server::EchoService
+            + ::tonic_intercept::__private::Declared<Service>,
+    {
+        type Service = Service;
+        const LIMITS: &'static [(
+            &'static ::tonic_intercept::__private::RpcDescriptor,
+            ::tonic_intercept::__private::Limits,
+        )] = <T as ::tonic_intercept::__private::Declared<Service>>::LIMITS;
+    }
     /// `rpc Unary(EchoRequest) returns (EchoReply)`
     ///
     /// Returns the text it is given.

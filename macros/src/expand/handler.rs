@@ -9,7 +9,7 @@ use syn::visit_mut::VisitMut;
 use syn::{Block, FnArg, Ident, ImplItemFn, Pat, ReturnType, Type};
 
 use super::hooks::{Member, has_adapter, members};
-use super::values::{admission_expr, limits_expr};
+use super::values::admission_expr;
 use super::{Names, Shape, hooks_type, rpc_path, shape};
 use crate::check::{Access, RpcPlan};
 use crate::resolve::Service;
@@ -75,6 +75,9 @@ struct Steps<'a> {
     rpc: TokenStream,
     /// What its `.proto` declares.
     policy: TokenStream,
+    /// Its effective limits, from the impl's `Declared` table (`mod.rs`): one constant
+    /// for the guard and the edge, so each value is checked once.
+    declared: TokenStream,
     members: Vec<Member>,
     /// Where the steps find the call, and how they end it: an auth-only RPC has no guard.
     call_ref: TokenStream,
@@ -91,6 +94,16 @@ impl<'a> Steps<'a> {
         let local = Locals::new();
         let rpc = rpc_path(service, plan);
         let policy = quote!(<#rpc as ::tonic_intercept::__private::Rpc>::DESCRIPTOR.policy);
+        let position = service
+            .rpcs
+            .iter()
+            .position(|r| r.name == plan.rpc.name)
+            .unwrap_or_default();
+        let position = proc_macro2::Literal::usize_unsuffixed(position);
+        let declared_service = super::declared_service(service, plan.rpc);
+        let declared = quote!(
+            <Self as ::tonic_intercept::__private::Declared<#declared_service>>::LIMITS[#position].1
+        );
         let Locals {
             guard, error, call, ..
         } = &local;
@@ -103,6 +116,7 @@ impl<'a> Steps<'a> {
             plan,
             rpc,
             policy,
+            declared,
             members: members(service, plan),
             call_ref,
             reject,
@@ -410,11 +424,10 @@ impl<'a> Steps<'a> {
         }}
     }
 
-    /// The message limits: the attribute's, then the `.proto`'s over them.
+    /// The message limits: the attribute's, then the `.proto`'s over them, as the impl
+    /// declares them to the edge.
     fn limits(&self) -> TokenStream {
-        let policy = &self.policy;
-        let mut limits = limits_expr(&self.plan.limits);
-        limits.extend(quote!(.with_policy(&#policy)));
+        let mut limits = self.declared.clone();
         if self.plan.metrics.is_some() {
             limits.extend(quote!(.measure_bytes()));
         }

@@ -126,6 +126,7 @@ fn expand(plans: &[RpcPlan], service: &Service, mut item: ItemImpl) -> TokenStre
         agreements.extend(value_agreements);
     }
     beside.extend(proto::agreements(&agreements));
+    beside.extend(declared(plans, service, &item));
     for impl_item in &mut item.items {
         match impl_item {
             ImplItem::Fn(f) => {
@@ -156,6 +157,52 @@ fn expand(plans: &[RpcPlan], service: &Service, mut item: ItemImpl) -> TokenStre
         }
     }
     quote!(#item #beside)
+}
+
+/// `impl Declared<Service> for Self`: each RPC's effective limits (the attribute's with
+/// the `.proto`'s over them), evaluated by the compiler, in the impl's order, for the
+/// guards (see `Steps::declared`) and `tonic_intercept::server::Edge`.
+fn declared(plans: &[RpcPlan], service: &Service, item: &ItemImpl) -> TokenStream {
+    let private = quote!(::tonic_intercept::__private);
+    let Some(first) = service.rpcs.first() else {
+        return TokenStream::new();
+    };
+    let service_type = declared_service(service, first);
+    let entries = service.rpcs.iter().map(|rpc| {
+        let ty = rpc_type(service, rpc);
+        let limits = match plans.iter().find(|p| p.rpc.name == rpc.name) {
+            Some(plan) => values::limits_expr(&plan.limits),
+            None => quote!(#private::Limits::new()),
+        };
+        quote! {
+            (
+                &<#ty as #private::Rpc>::DESCRIPTOR,
+                #limits.with_policy(&<#ty as #private::Rpc>::DESCRIPTOR.policy),
+            )
+        }
+    });
+    let (impl_generics, _, where_clause) = item.generics.split_for_impl();
+    let self_ty = &item.self_ty;
+    quote! {
+        impl #impl_generics #private::Declared<#service_type> for #self_ty #where_clause {
+            const LIMITS: &'static [(&'static #private::RpcDescriptor, #private::Limits)] = &[
+                #(#entries),*
+            ];
+        }
+    }
+}
+
+/// The service type `Declared` is implemented for: the `Rpc::Service` of the impl's RPCs.
+fn declared_service(service: &Service, first: &resolve::RpcMethod) -> TokenStream {
+    let ty = rpc_type(service, first);
+    quote!(<#ty as ::tonic_intercept::__private::Rpc>::Service)
+}
+
+/// `pb::user_service_intercept::GetUser`
+fn rpc_type(service: &Service, rpc: &resolve::RpcMethod) -> TokenStream {
+    let module = &service.rpc_module;
+    let name = Ident::new(&rpc.name, rpc.ident.span());
+    quote!(#module::#name)
 }
 
 /// Names of the items generated beside the impl.

@@ -8,6 +8,9 @@
 //! wraps the request stream of a client-streaming or bidi handler, [`Outbound`] the
 //! response stream of a server-streaming or bidi one.
 //!
+//! [`Edge`] goes in front of a generated tonic server, so that each call is owned from its
+//! request headers (see [The edge](#the-edge)).
+//!
 //! Next to your services, the server serves two of tonic's own, outside every
 //! `#[intercept]` policy: health ([`HealthServices`], [`Health`]) and reflection
 //! ([`reflection`]).
@@ -53,11 +56,42 @@
 //! # }
 //! ```
 //!
+//! # The edge
+//!
+//! Without an [`Edge`], a call's policies begin where tonic hands the decoded request to
+//! the handler: reading and decoding the request, and tonic's own limits, are outside
+//! them and outside the metrics. `Edge::new(UserServiceServer::new(users))` takes over
+//! from the request headers:
+//!
+//! | what arrives | answer | counted as `policy` |
+//! | --- | --- | --- |
+//! | a path that names no method of the service | tonic's `UNIMPLEMENTED` | `unknown_method` (method label `<unknown>`) |
+//! | `grpc-timeout` that is not 1 to 8 digits and a unit (`-1S`, `abc`, `99999999999H`) | `INTERNAL` "malformed grpc-timeout: -1S" | `grpc_timeout` |
+//! | a deadline already over (`grpc-timeout: 1n`) | `DEADLINE_EXCEEDED` | `deadline` |
+//! | no complete request (or no handler's answer) by the deadline: the earlier of `grpc-timeout` and `timeout_ms`, from the headers | `DEADLINE_EXCEEDED` "GetUser: deadline exceeded" | `deadline` |
+//! | a length prefix above `max_message_bytes` (4 MiB where the RPC sets none) | `RESOURCE_EXHAUSTED`, before any of the message is buffered | `limit` |
+//! | a prefix above the generated server's own `max_decoding_message_size` | `RESOURCE_EXHAUSTED` (tonic says `OUT_OF_RANGE`) | `limit` |
+//! | a compressed message that decompresses above that size | tonic's `RESOURCE_EXHAUSTED` | `limit` |
+//! | malformed protobuf, unknown `grpc-encoding`, bad compressed flag | tonic's `INTERNAL` / `UNIMPLEMENTED` | `decode` |
+//!
+//! The handler's [`Call`] and [`Deadline`] are the edge's: one clock, started at the
+//! headers. The server's deadline is 1 ms ahead of the client's `grpc-timeout`, so that
+//! its `DEADLINE_EXCEEDED` goes out before tonic's own `grpc-timeout` timer (which would
+//! answer `CANCELLED`) fires.
+//!
+//! With [`Edge::metrics`], the edge counts each call once: `grpc_server_started_total`
+//! at the headers and `grpc_server_handled_total` with the status that went out (read
+//! from the trailers), so every started call has its handled one, by code, also those
+//! refused before a handler ran. The `#[intercept(metrics(..))]` hook then counts only
+//! messages, bytes and the handler's own refusals.
+//!
 //! Inside, the folder holds the call's lifecycle, above the policies it runs: `guard` (a
 //! call's policies from its start to its end), `stream` (the wrappers), `recover`
-//! (panics) and `expand` (what only the `#[intercept]` expansion calls). The call
+//! (panics), `edge` (the service in front of tonic's) and `expand` (what only the
+//! `#[intercept]` expansion calls). The call
 //! context itself (`src/call.rs`) sits below the policies, which all read it.
 
+pub(crate) mod edge;
 pub(crate) mod expand;
 pub(crate) mod guard;
 mod health;
@@ -67,6 +101,7 @@ pub mod serve;
 pub(crate) mod stream;
 
 pub use crate::call::{Call, CallOutcome, Deadline, PolicyKind};
+pub use edge::{DEFAULT_MAX_MESSAGE_BYTES, Edge, EdgeBody, EdgeFuture, EdgeResponseBody};
 pub use health::{Health, HealthServices};
 pub use reflection::{HEALTH_FILE_DESCRIPTOR_SET, reflection};
 pub use serve::Server;
