@@ -21,17 +21,18 @@ use tonic_intercept::tonic_health::pb::HealthCheckRequest;
 use tonic_intercept::tonic_health::pb::health_check_response::ServingStatus;
 use tonic_intercept::tonic_health::pb::health_client::HealthClient;
 use tonic_intercept_tests::pb::echo_service_client::EchoServiceClient;
-use tonic_intercept_tests::pb::echo_service_server::{EchoService, EchoServiceServer};
+use tonic_intercept_tests::pb::echo_service_server::EchoServiceServer;
 use tonic_intercept_tests::pb::{EchoReply, EchoRequest, StreamRequest, Summary};
 
-/// `EchoService` without any policy; `Unary` answers the peer it saw.
+/// `EchoService` without any policy but its edge; `Unary` answers the peer it saw.
 #[derive(Debug, Default, Clone)]
 pub struct Plain;
 
 type Empty = tokio_stream::Empty<Result<EchoReply, Status>>;
 
+#[tonic_intercept::intercept(public(*))]
 #[tonic::async_trait]
-impl EchoService for Plain {
+impl tonic_intercept_tests::pb::echo_service_server::EchoService for Plain {
     async fn unary(&self, request: Request<EchoRequest>) -> Result<Response<EchoReply>, Status> {
         let peer = request.remote_addr().map(|a| a.to_string());
         let certs = request.peer_certs().map_or(0, |certs| certs.len());

@@ -16,6 +16,8 @@ use tonic_health::pb::health_server::HealthServer;
 use tonic_health::server::HealthService;
 
 use super::accept;
+use crate::metrics::ServerMetrics;
+use crate::server::edge::{Edge, EdgeBody, Edged};
 use crate::server::health::{Health, HealthServices};
 use crate::server::reflection::{HEALTH_FILE_DESCRIPTOR_SET, reflection};
 
@@ -45,11 +47,23 @@ use crate::server::reflection::{HEALTH_FILE_DESCRIPTOR_SET, reflection};
 #[must_use = "a Server does nothing until `serve` is awaited"]
 pub struct Server {
     routes: Routes,
+    intercepted: Vec<AddIntercepted>,
+    metrics: Option<ServerMetrics>,
     pub(super) settings: Settings,
     health: Option<HealthSource>,
     reflection: Option<Vec<&'static [u8]>>,
     #[cfg(feature = "tls")]
     pub(super) tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+}
+
+/// Adds one `#[intercept]` service behind its edge, once the metrics are known.
+#[derive(Clone)]
+struct AddIntercepted(Arc<dyn Fn(Routes, Option<&ServerMetrics>) -> Routes + Send + Sync>);
+
+impl std::fmt::Debug for AddIntercepted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AddIntercepted")
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -157,6 +171,8 @@ impl Server {
     pub fn builder() -> Self {
         Self {
             routes: Routes::default(),
+            intercepted: Vec::new(),
+            metrics: None,
             settings: Settings::default(),
             health: None,
             reflection: None,
@@ -165,9 +181,41 @@ impl Server {
         }
     }
 
-    /// Adds a tonic service, like `tonic::transport::Server::add_service`: a generated
-    /// `XServer`, possibly wrapped (compression, interceptors, an edge layer).
-    pub fn add_service<S>(mut self, service: S) -> Self
+    /// Adds the generated server of an `#[intercept]` impl (`UserServiceServer::new(users)`,
+    /// with its compression settings) behind its [`Edge`]: each call is owned from its
+    /// request headers (one clock and deadline, `grpc-timeout` checked, messages capped at
+    /// their length prefix) and, with [`metrics`](Self::metrics), counted, including the
+    /// calls refused before a handler runs.
+    pub fn add_service<S, F>(mut self, service: S) -> Self
+    where
+        S: Edged
+            + Service<
+                Request<EdgeBody<Body>>,
+                Response = Response<Body>,
+                Error = Infallible,
+                Future = F,
+            > + NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        F: Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
+    {
+        self.intercepted
+            .push(AddIntercepted(Arc::new(move |routes, metrics| {
+                let edge = Edge::new(service.clone());
+                routes.add_service(match metrics {
+                    Some(metrics) => edge.metrics(metrics),
+                    None => edge,
+                })
+            })));
+        self
+    }
+
+    /// Adds a tonic service as it is, without an edge, like
+    /// `tonic::transport::Server::add_service`: a service without `#[intercept]`, or an
+    /// [`Edge`] you configured yourself. Its calls are not in the edge's metrics.
+    pub fn add_tonic_service<S>(mut self, service: S) -> Self
     where
         S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>
             + NamedService
@@ -178,6 +226,14 @@ impl Server {
         S::Future: Send + 'static,
     {
         self.routes = self.routes.add_service(service);
+        self
+    }
+
+    /// Counts every call of the services added with [`add_service`](Self::add_service)
+    /// in `metrics`, at their edge (see [`Edge::metrics`]); the order of the calls does
+    /// not matter.
+    pub fn metrics(mut self, metrics: &ServerMetrics) -> Self {
+        self.metrics = Some(metrics.clone());
         self
     }
 
@@ -356,6 +412,9 @@ impl Server {
         signal: impl Future<Output = ()>,
     ) -> io::Result<()> {
         let mut routes = self.routes;
+        for add in &self.intercepted {
+            routes = (add.0)(routes, self.metrics.as_ref());
+        }
         let health = match self.health {
             None => None,
             Some(HealthSource::Builder(builder)) => {
