@@ -2,7 +2,9 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
+use std::sync::{Arc, OnceLock, Weak};
+
+use parking_lot::{Mutex, MutexGuard};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 
@@ -371,10 +373,10 @@ pub(crate) struct Tail<H> {
     pub(crate) admitted: Option<Admitted>,
 }
 
-/// Locks a watched body; a panic that poisoned the lock (without `recover`) left it
-/// in a state that is still safe to finish or drop.
+/// Locks a watched body. parking_lot's lock has no poisoning: a panic in a poll
+/// (without `recover`) leaves the body in a state that is still safe to finish or drop.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
+    m.lock()
 }
 
 impl<R, S, H> Outbound<R, S, H>
@@ -507,14 +509,18 @@ where
     type Item = Result<R::Response, Status>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        match self.project().cell.project() {
-            CellProj::Local { body } => body.poll_body(cx),
+        // One copy of the per-message path for both cells: the guard (if any) is held
+        // here for the poll.
+        let mut guard;
+        let body = match self.project().cell.project() {
+            CellProj::Local { body } => body,
             CellProj::Watched { body, .. } => {
-                let mut guard = lock(body);
+                guard = lock(body);
                 // SAFETY: as in `watchdog`: pinned in its `Arc`, never moved out.
-                unsafe { Pin::new_unchecked(&mut *guard) }.poll_body(cx)
+                unsafe { Pin::new_unchecked(&mut *guard) }
             }
-        }
+        };
+        body.poll_body(cx)
     }
 }
 
@@ -590,9 +596,13 @@ where
                 return Poll::Pending;
             }
             let (message, bytes) = this.st.pending.take().expect("checked");
-            if let Err((policy, status)) =
-                pass_response(&mut this.st.meter, &this.st.call, &this.st.hooks, &message, bytes)
-            {
+            if let Err((policy, status)) = pass_response(
+                &mut this.st.meter,
+                &this.st.call,
+                &this.st.hooks,
+                &message,
+                bytes,
+            ) {
                 break Some((Some(policy), status));
             }
             if let Some(idle) = this.st.idle.as_mut() {
