@@ -239,10 +239,7 @@ async fn a_paced_server_stream_cancelled_after_three_counts_three() {
     drop(stream);
 
     let ends = env.ends(1).await;
-    assert_eq!(
-        ends,
-        [end("ServerStream", Code::Cancelled, None, 1, 3)]
-    );
+    assert_eq!(ends, [end("ServerStream", Code::Cancelled, None, 1, 3)]);
     assert_eq!(env.seen.responses.load(Ordering::SeqCst), 3);
     assert_eq!(env.metric("grpc_server_msg_sent_total", SERVER_STREAM), "3");
 }
@@ -273,10 +270,7 @@ async fn a_paced_client_stream_cancelled_after_three_counts_three() {
 
 /// A bidi call whose client sends `grpc-timeout`, closes its side at once (so that
 /// dropping the response stream resets the HTTP/2 stream) and reads the one reply.
-async fn bidi_with_timeout(
-    env: &Env,
-    timeout: Duration,
-) -> (Instant, Streaming<EchoReply>) {
+async fn bidi_with_timeout(env: &Env, timeout: Duration) -> (Instant, Streaming<EchoReply>) {
     let mut client = client(env.addr).await;
     let started = Instant::now();
     let mut request = Request::new(tokio_stream::iter(Vec::<EchoRequest>::new()));
@@ -297,7 +291,13 @@ async fn a_client_that_resets_at_its_deadline_first_is_recorded_deadline_exceede
     let ends = env.ends(1).await;
     assert_eq!(
         ends,
-        [end("Bidi", Code::DeadlineExceeded, Some(PolicyKind::Deadline), 0, 1)]
+        [end(
+            "Bidi",
+            Code::DeadlineExceeded,
+            Some(PolicyKind::Deadline),
+            0,
+            1
+        )]
     );
 }
 
@@ -311,7 +311,13 @@ async fn the_servers_timer_first_is_recorded_deadline_exceeded_and_sent() {
     let ends = env.ends(1).await;
     assert_eq!(
         ends,
-        [end("Bidi", Code::DeadlineExceeded, Some(PolicyKind::Deadline), 0, 1)]
+        [end(
+            "Bidi",
+            Code::DeadlineExceeded,
+            Some(PolicyKind::Deadline),
+            0,
+            1
+        )]
     );
 }
 
@@ -331,15 +337,18 @@ async fn a_unary_client_that_resets_at_its_deadline_is_recorded_deadline_exceede
     let started = Instant::now();
     let mut request = Request::new(EchoRequest::default());
     request.set_timeout(Duration::from_millis(1010));
-    let outcome = tokio::time::timeout_at(
-        started + Duration::from_millis(1000),
-        client.unary(request),
-    )
-    .await;
+    let outcome =
+        tokio::time::timeout_at(started + Duration::from_millis(1000), client.unary(request)).await;
     assert!(outcome.is_err(), "the handler never answers");
     let ends = env.ends(1).await;
     assert_eq!(
         ends,
-        [end("Unary", Code::DeadlineExceeded, Some(PolicyKind::Deadline), 1, 0)]
+        [end(
+            "Unary",
+            Code::DeadlineExceeded,
+            Some(PolicyKind::Deadline),
+            1,
+            0
+        )]
     );
 }

@@ -19,12 +19,15 @@ use tonic_intercept_tests::pb::echo_service_intercept as rpc;
 use tonic_intercept_tests::pb::{EchoReply, EchoRequest, StreamRequest, Summary};
 use tonic_intercept_tests::serve;
 
-/// How each call ended, as the hooks see it: `(method, code, ended_by)`.
+/// How a call ended, as the hooks see it: `(method, code, ended_by)`.
+type End = (&'static str, Code, Option<PolicyKind>);
+
+/// Every call's end.
 #[derive(Clone, Default)]
-struct Ends(Arc<std::sync::Mutex<Vec<(&'static str, Code, Option<PolicyKind>)>>>);
+struct Ends(Arc<std::sync::Mutex<Vec<End>>>);
 
 impl Ends {
-    fn get(&self) -> Vec<(&'static str, Code, Option<PolicyKind>)> {
+    fn get(&self) -> Vec<End> {
         self.0.lock().unwrap().clone()
     }
 }
@@ -239,9 +242,21 @@ async fn an_unread_server_stream_ends_at_its_deadline_and_frees_its_slot() {
     assert_eq!(
         env.ends.get(),
         [
-            ("ServerStream", Code::ResourceExhausted, Some(PolicyKind::Concurrency)),
-            ("ServerStream", Code::DeadlineExceeded, Some(PolicyKind::Deadline)),
-            ("ServerStream", Code::DeadlineExceeded, Some(PolicyKind::Deadline)),
+            (
+                "ServerStream",
+                Code::ResourceExhausted,
+                Some(PolicyKind::Concurrency)
+            ),
+            (
+                "ServerStream",
+                Code::DeadlineExceeded,
+                Some(PolicyKind::Deadline)
+            ),
+            (
+                "ServerStream",
+                Code::DeadlineExceeded,
+                Some(PolicyKind::Deadline)
+            ),
         ]
     );
 
@@ -270,13 +285,25 @@ async fn an_unread_server_stream_ends_at_its_deadline_and_frees_its_slot() {
     assert_eq!(ends.len(), 4);
     assert_eq!(ends[3], ("ServerStream", Code::Ok, None));
     assert_eq!(env.metric("grpc_server_started_total", SERVER_STREAM), "4");
-    for (code, n) in [("OK", "1"), ("DeadlineExceeded", "2"), ("ResourceExhausted", "1")] {
+    for (code, n) in [
+        ("OK", "1"),
+        ("DeadlineExceeded", "2"),
+        ("ResourceExhausted", "1"),
+    ] {
         let labels = format!(r#"{SERVER_STREAM},grpc_code="{code}""#);
-        assert_eq!(env.metric("grpc_server_handled_total", &labels), n, "{code}");
+        assert_eq!(
+            env.metric("grpc_server_handled_total", &labels),
+            n,
+            "{code}"
+        );
     }
     for (policy, n) in [("deadline", "2"), ("concurrency", "1")] {
         let labels = format!(r#"{SERVER_STREAM},policy="{policy}""#);
-        assert_eq!(env.metric("grpc_server_rejected_total", &labels), n, "{policy}");
+        assert_eq!(
+            env.metric("grpc_server_rejected_total", &labels),
+            n,
+            "{policy}"
+        );
     }
 }
 
@@ -321,9 +348,21 @@ async fn a_bidi_stream_read_twice_then_not_ends_at_its_idle_timeout() {
     assert_eq!(
         env.ends.get(),
         [
-            ("Bidi", Code::ResourceExhausted, Some(PolicyKind::Concurrency)),
-            ("Bidi", Code::DeadlineExceeded, Some(PolicyKind::IdleTimeout)),
-            ("Bidi", Code::DeadlineExceeded, Some(PolicyKind::IdleTimeout)),
+            (
+                "Bidi",
+                Code::ResourceExhausted,
+                Some(PolicyKind::Concurrency)
+            ),
+            (
+                "Bidi",
+                Code::DeadlineExceeded,
+                Some(PolicyKind::IdleTimeout)
+            ),
+            (
+                "Bidi",
+                Code::DeadlineExceeded,
+                Some(PolicyKind::IdleTimeout)
+            ),
         ]
     );
 
@@ -341,12 +380,23 @@ async fn a_bidi_stream_read_twice_then_not_ends_at_its_idle_timeout() {
     let (_client, _tx, stream) = unread.pop().unwrap();
     let (_, status) = drain(stream).await;
     assert_eq!(status.code(), Code::DeadlineExceeded);
-    assert_eq!(status.message(), "Bidi: no message for 300 ms (idle timeout)");
+    assert_eq!(
+        status.message(),
+        "Bidi: no message for 300 ms (idle timeout)"
+    );
 
     assert_eq!(env.metric("grpc_server_started_total", BIDI), "4");
-    for (code, n) in [("OK", "1"), ("DeadlineExceeded", "2"), ("ResourceExhausted", "1")] {
+    for (code, n) in [
+        ("OK", "1"),
+        ("DeadlineExceeded", "2"),
+        ("ResourceExhausted", "1"),
+    ] {
         let labels = format!(r#"{BIDI},grpc_code="{code}""#);
-        assert_eq!(env.metric("grpc_server_handled_total", &labels), n, "{code}");
+        assert_eq!(
+            env.metric("grpc_server_handled_total", &labels),
+            n,
+            "{code}"
+        );
     }
     let labels = format!(r#"{BIDI},policy="idle_timeout""#);
     assert_eq!(env.metric("grpc_server_rejected_total", &labels), "2");
