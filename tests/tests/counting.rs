@@ -101,7 +101,7 @@ type Replies =
     hook(self.seen: Seen),
     metrics(self.metrics),
     limit(ServerStream, messages_per_second_out = 10),
-    limit(ClientStream, messages_per_second_in = 10),
+    limit(ClientStream, messages_per_second_in = 10, timeout_ms = 2000),
 )]
 #[tonic::async_trait]
 impl tonic_intercept_tests::pb::echo_service_server::EchoService for Counted {
@@ -345,6 +345,32 @@ async fn a_unary_client_that_resets_at_its_deadline_is_recorded_deadline_exceede
         ends,
         [end(
             "Unary",
+            Code::DeadlineExceeded,
+            Some(PolicyKind::Deadline),
+            1,
+            0
+        )]
+    );
+}
+
+#[tokio::test]
+async fn a_client_stream_handler_waiting_forever_for_a_message_ends_at_the_deadline() {
+    let env = Env::start().await;
+    let mut client = client(env.addr).await;
+    // One message, then the client keeps its side open and sends nothing more; the
+    // RPC's `timeout_ms` (2 s) covers the handler's wait for the next one. (With only
+    // the client's `grpc-timeout`, tonic's own timer can still answer first: the edge's
+    // part of issue 11.)
+    let requests =
+        tokio_stream::iter([EchoRequest { text: "0".into() }]).chain(tokio_stream::pending());
+    let status = client.client_stream(requests).await.unwrap_err();
+    assert_eq!(status.code(), Code::DeadlineExceeded);
+    assert_eq!(status.message(), "ClientStream: deadline exceeded");
+    let ends = env.ends(1).await;
+    assert_eq!(
+        ends,
+        [end(
+            "ClientStream",
             Code::DeadlineExceeded,
             Some(PolicyKind::Deadline),
             1,
