@@ -480,7 +480,10 @@ impl<R: Rpc, S, H: Hooks<R>> Body<R, S, H> {
         };
         let span = this.st.span.clone();
         let _entered = span.enter();
-        this.st.ended = finish(&mut this, ended);
+        // The status is kept for the next poll before the hooks run, so that a hook
+        // that panics here (in the watchdog's task) cannot turn it into an `OK` end.
+        this.st.ended = ended.as_ref().map(|(_, status)| status.clone());
+        finish(&mut this, ended);
         None
     }
 }
