@@ -133,14 +133,12 @@ impl pb::echo_service_server::EchoService for Echo {
     type ServerStreamStream = ReceiverStream<Result<EchoReply, Status>>;
     async fn server_stream(
         &self,
-        __ti_request: Request<StreamRequest>,
+        mut __ti_request: Request<StreamRequest>,
     ) -> Result<Response<Self::ServerStreamStream>, Status> {
-        let __ti_call = ::tonic_intercept::__private::Call::start(
+        let __ti_call = ::tonic_intercept::__private::Call::unbounded(
             &<pb::echo_service_intercept::ServerStream as ::tonic_intercept::__private::Rpc>::DESCRIPTOR,
             &__ti_request,
-            ::core::option::Option::None,
         );
-        let mut __ti_request = __ti_request;
         if !<pb::echo_service_intercept::ServerStream as ::tonic_intercept::__private::Rpc>::DESCRIPTOR
             .policy
             .public

@@ -128,6 +128,21 @@ impl Call {
         self.counted_by_edge
     }
 
+    /// Starts a call that has no deadline of the library's: like [`Call::start`], but
+    /// without reading `grpc-timeout`, so [`Call::deadline`] is `None`. `#[intercept]`
+    /// uses it for an auth-only RPC, which it leaves as tonic serves it: nothing there
+    /// enforces or passes on a deadline (tonic's own `grpc-timeout` timer still runs), so
+    /// its verifier is not made to pay for parsing one.
+    pub fn unbounded<T>(rpc: &'static RpcDescriptor, request: &tonic::Request<T>) -> Self {
+        Self {
+            rpc,
+            peer: request.remote_addr(),
+            started: Instant::now(),
+            deadline: None,
+            counted_by_edge: false,
+        }
+    }
+
     /// The RPC being called.
     pub fn rpc(&self) -> &'static RpcDescriptor {
         self.rpc
@@ -149,7 +164,8 @@ impl Call {
         self.started.elapsed()
     }
 
-    /// The earlier of the client's `grpc-timeout` and the RPC's `timeout_ms`, if any.
+    /// The earlier of the client's `grpc-timeout` and the RPC's `timeout_ms`, if any;
+    /// always `None` in the verifier of an auth-only RPC ([`Call::unbounded`]).
     pub fn deadline(&self) -> Option<Instant> {
         self.deadline
     }

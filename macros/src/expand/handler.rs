@@ -32,7 +32,15 @@ pub(super) fn rewrite_handler(
         return;
     };
     let request = &steps.local.request;
-    let user_pat = std::mem::replace(&mut *arg.pat, syn::parse_quote!(#request));
+    // An auth-only RPC stores the identity in the request: its parameter is `mut`
+    // rather than moved into a second `mut` local, which would take another slot in the
+    // handler's future (and so in async-trait's box).
+    let new_pat: Pat = if !guarded && matches!(plan.access, Access::Auth { .. }) {
+        syn::parse_quote!(mut #request)
+    } else {
+        syn::parse_quote!(#request)
+    };
+    let user_pat = std::mem::replace(&mut *arg.pat, new_pat);
     if guarded {
         let (output, body) = unwrap_user_stream(f, plan, stream);
         f.block = steps.guarded_body(names, &user_pat, &output, &body);
@@ -341,18 +349,19 @@ impl<'a> Steps<'a> {
         let Locals { request, call, .. } = &self.local;
         let rpc = &self.rpc;
         let auth = self.auth();
-        let rebind = if auth.is_empty() {
-            quote!()
-        } else {
-            quote!(let mut #request = #request;)
-        };
+        if auth.is_empty() {
+            return syn::parse_quote! {{
+                let #user_pat = #request;
+                #body
+            }};
+        }
+        // The call, for the verifier: no deadline is read, as nothing in an auth-only
+        // RPC enforces or passes one on (see `Call::unbounded`).
         syn::parse_quote! {{
-            let #call = ::tonic_intercept::__private::Call::start(
+            let #call = ::tonic_intercept::__private::Call::unbounded(
                 &<#rpc as ::tonic_intercept::__private::Rpc>::DESCRIPTOR,
                 &#request,
-                ::core::option::Option::None,
             );
-            #rebind
             #auth
             let #user_pat = #request;
             #body

@@ -176,6 +176,7 @@ impl<R: Rpc, H: Hooks<R>> Guard<R, H> {
         handler: F,
     ) -> Result<Response<Outbound<R, S, H>>, Status>
     where
+        S: Send + 'static,
         F: Future<Output = Result<Response<S>, Status>>,
     {
         let inbound = InCounts::Fixed {
@@ -189,6 +190,7 @@ impl<R: Rpc, H: Hooks<R>> Guard<R, H> {
     /// counts are shared with its [`Inbound`] stream.
     pub async fn bidi<S, F>(&mut self, handler: F) -> Result<Response<Outbound<R, S, H>>, Status>
     where
+        S: Send + 'static,
         F: Future<Output = Result<Response<S>, Status>>,
     {
         let inbound = InCounts::Shared(self.shared_counts());
@@ -201,6 +203,7 @@ impl<R: Rpc, H: Hooks<R>> Guard<R, H> {
         inbound: InCounts,
     ) -> Result<Response<Outbound<R, S, H>>, Status>
     where
+        S: Send + 'static,
         F: Future<Output = Result<Response<S>, Status>>,
     {
         match self.deadline(handler).await {

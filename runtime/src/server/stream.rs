@@ -2,8 +2,9 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock, Weak};
+
+use parking_lot::{Mutex, MutexGuard};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 
@@ -33,10 +34,32 @@ pub(crate) fn check_request<R: Rpc, H: Hooks<R>>(
     hooks: &H,
     message: &R::Request,
 ) -> Result<(), (PolicyKind, Status)> {
-    let bytes = meter
+    let bytes = measure_request(meter, call, message)?;
+    pass_request(meter, call, hooks, message, bytes)
+}
+
+/// The stream limits of a request message (count, size, total); its size.
+#[inline(always)]
+fn measure_request<M: prost::Message>(
+    meter: &Meter,
+    call: &Call,
+    message: &M,
+) -> Result<u64, (PolicyKind, Status)> {
+    meter
         .check(call.rpc(), message)
         .and_then(|len| meter.check_total(call.rpc(), len))
-        .map_err(|s| (PolicyKind::Limit, s))?;
+        .map_err(|s| (PolicyKind::Limit, s))
+}
+
+/// A request message measured at `bytes` is handed on: validation, hooks, counted.
+#[inline(always)]
+fn pass_request<R: Rpc, H: Hooks<R>>(
+    meter: &mut Meter,
+    call: &Call,
+    hooks: &H,
+    message: &R::Request,
+    bytes: u64,
+) -> Result<(), (PolicyKind, Status)> {
     hooks
         .validate(call, message)
         .map_err(|s| (PolicyKind::Validation, s))?;
@@ -58,6 +81,18 @@ pub(crate) fn check_response<R: Rpc, H: Hooks<R>>(
     let bytes = meter
         .check(call.rpc(), message)
         .map_err(|s| (PolicyKind::Limit, s))?;
+    pass_response(meter, call, hooks, message, bytes)
+}
+
+/// A response message measured at `bytes` is handed on: hooks, then counted.
+#[inline(always)]
+fn pass_response<R: Rpc, H: Hooks<R>>(
+    meter: &mut Meter,
+    call: &Call,
+    hooks: &H,
+    message: &R::Response,
+    bytes: u64,
+) -> Result<(), (PolicyKind, Status)> {
     hooks
         .on_response(call, message)
         .map_err(|s| (PolicyKind::Hook, s))?;
@@ -112,14 +147,19 @@ impl Idle {
         }
     }
 
-    /// Called when the side would wait: whether it has been idle too long (else the
-    /// timer is armed, so the task wakes when it would be).
-    fn expired(&mut self, cx: &mut Context<'_>, shared: Option<&InboundShared>) -> bool {
+    /// When this side is idle for too long: the last move either way plus the timeout.
+    fn due(&self, shared: Option<&InboundShared>) -> Instant {
         let last = match shared.and_then(InboundShared::last_moved) {
             Some(other) if other > self.last => other,
             _ => self.last,
         };
-        let at = last + self.after;
+        last + self.after
+    }
+
+    /// Called when the side would wait: whether it has been idle too long (else the
+    /// timer is armed, so the task wakes when it would be).
+    fn expired(&mut self, cx: &mut Context<'_>, shared: Option<&InboundShared>) -> bool {
+        let at = self.due(shared);
         arm(&mut self.timer, at);
         let timer = self.timer.as_mut().expect("armed");
         timer.as_mut().poll(cx).is_ready()
@@ -207,10 +247,60 @@ pin_project! {
     /// producer stops. When the client goes away, tonic drops this wrapper and with it
     /// your stream, and the hooks see `CANCELLED`.
     ///
-    /// No allocation per message: counters are integers and the timers are reused.
+    /// A message is counted, measured and shown to the hooks when it is handed on to
+    /// tonic, not while `messages_per_second_out` holds it back: a call that ends while
+    /// the pacer holds a message does not count that message.
+    ///
+    /// # Deadlines that do not wait for the client
+    ///
+    /// hyper polls a response body only while the client's HTTP/2 flow-control window
+    /// has room, so a client that stops reading would never let a timer that runs inside
+    /// `poll_next` fire. When the call has a deadline (`timeout_ms` or the client's
+    /// `grpc-timeout`) or an `idle_timeout_ms`, a watchdog task (one per such call,
+    /// spawned when the handler returns its stream) ends the call at the deadline or
+    /// once no message has been handed on for the idle timeout, whether or not the
+    /// stream is polled: the hooks and metrics see `DEADLINE_EXCEEDED` (ended by
+    /// `Deadline` or `IdleTimeout`) once, your stream is dropped (a `ReceiverStream`'s
+    /// producer sees its `send` fail) and the `max_in_flight` slot is freed. Time spent
+    /// blocked on the client's window counts as idle.
+    ///
+    /// What the client sees on the wire: the status is the next item this stream yields,
+    /// so tonic sends it as trailers as soon as hyper polls the body again. While the
+    /// client's window stays closed that does not happen, and even then h2 queues
+    /// trailers behind the stream's unsent DATA (h2's `send_trailers` puts them on the
+    /// stream's `pending_send` queue), so they could not overtake it anyway; grpc-go does
+    /// the same (its loopy writer queues the trailing HEADERS behind the stream's data,
+    /// followed by `RST_STREAM(NO_ERROR)`). A response body cannot reset its own HTTP/2
+    /// stream through tonic and hyper, so the stream stays open on the wire, holding
+    /// only h2's buffered DATA (at most one encoded chunk beyond the window), until the
+    /// client reads (it then receives the data already sent and `DEADLINE_EXCEEDED`),
+    /// resets the stream, or the connection closes. The call's work, producer and slot
+    /// are gone at the deadline either way.
+    ///
+    /// No allocation per message: counters are integers and the timers are reused. A
+    /// call with a deadline or an idle timeout allocates its shared state and the
+    /// watchdog task once, and pays an uncontended lock per poll.
     #[must_use = "streams do nothing unless polled"]
-    #[project = OutboundProj]
     pub struct Outbound<R: Rpc, S, H: Hooks<R>> {
+        #[pin]
+        cell: Cell<R, S, H>,
+        call: Call,
+    }
+}
+
+pin_project! {
+    /// Where an [`Outbound`]'s state lives: inline, or shared with its watchdog.
+    #[project = CellProj]
+    enum Cell<R: Rpc, S, H: Hooks<R>> {
+        Local { #[pin] body: Body<R, S, H> },
+        Watched { body: Arc<Mutex<Body<R, S, H>>>, watchdog: AbortOnDrop },
+    }
+}
+
+pin_project! {
+    /// The state of a response stream: the handler's stream and everything else.
+    #[project = BodyProj]
+    struct Body<R: Rpc, S, H: Hooks<R>> {
         #[pin]
         inner: Option<S>,
         // Everything else in one unpinned part, so that projecting (at every poll) is
@@ -218,7 +308,7 @@ pin_project! {
         st: OutboundState<R, H>,
     }
 
-    impl<R: Rpc, S, H: Hooks<R>> PinnedDrop for Outbound<R, S, H> {
+    impl<R: Rpc, S, H: Hooks<R>> PinnedDrop for Body<R, S, H> {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
             if !this.st.finished {
@@ -243,6 +333,16 @@ pin_project! {
     }
 }
 
+/// Aborts the watchdog when the stream goes (it holds only a weak reference, so this
+/// just stops its timer early).
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// The unpinned part of an [`Outbound`].
 pub(crate) struct OutboundState<R: Rpc, H: Hooks<R>> {
     call: Call,
@@ -252,11 +352,14 @@ pub(crate) struct OutboundState<R: Rpc, H: Hooks<R>> {
     deadline: Option<Pin<Box<Sleep>>>,
     idle: Option<Idle>,
     pacing: Option<Pin<Box<Sleep>>>,
-    pending: Option<R::Response>,
+    /// A message the pacer holds, with its size: counted when it is handed on.
+    pending: Option<(R::Response, u64)>,
     span: Span,
     recover: bool,
     admitted: Option<Admitted>,
     finished: bool,
+    /// The status of a call the watchdog ended, for the next poll.
+    ended: Option<Status>,
 }
 
 /// What a guard hands to the response stream when the handler returns it.
@@ -270,7 +373,18 @@ pub(crate) struct Tail<H> {
     pub(crate) admitted: Option<Admitted>,
 }
 
-impl<R: Rpc, S, H: Hooks<R>> Outbound<R, S, H> {
+/// Locks a watched body. parking_lot's lock has no poisoning: a panic in a poll
+/// (without `recover`) leaves the body in a state that is still safe to finish or drop.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock()
+}
+
+impl<R, S, H> Outbound<R, S, H>
+where
+    R: Rpc,
+    S: Send + 'static,
+    H: Hooks<R>,
+{
     pub(crate) fn new(inner: S, tail: Tail<H>) -> Self {
         let Tail {
             call,
@@ -281,13 +395,15 @@ impl<R: Rpc, S, H: Hooks<R>> Outbound<R, S, H> {
             recover,
             admitted,
         } = tail;
-        Self {
+        let idle = Idle::new(limits.get_idle_timeout(), Instant::now());
+        let watched = call.deadline().is_some() || idle.is_some();
+        let body = Body {
             inner: Some(inner),
             st: OutboundState {
                 deadline: call
                     .deadline()
                     .map(|d| Box::pin(tokio::time::sleep_until(d))),
-                idle: Idle::new(limits.get_idle_timeout(), Instant::now()),
+                idle,
                 call,
                 meter: Meter::new(Dir::Out, &limits),
                 hooks,
@@ -298,23 +414,92 @@ impl<R: Rpc, S, H: Hooks<R>> Outbound<R, S, H> {
                 recover,
                 admitted,
                 finished: false,
+                ended: None,
             },
-        }
+        };
+        let cell = if watched {
+            let body = Arc::new(Mutex::new(body));
+            let watchdog = tokio::spawn(watchdog(Arc::downgrade(&body))).abort_handle();
+            Cell::Watched {
+                body,
+                watchdog: AbortOnDrop(watchdog),
+            }
+        } else {
+            Cell::Local { body }
+        };
+        Self { cell, call }
     }
+}
 
+/// Ends a watched call at its deadline or idle timeout, whether or not it is polled.
+async fn watchdog<R, S, H>(body: Weak<Mutex<Body<R, S, H>>>)
+where
+    R: Rpc,
+    S: Send + 'static,
+    H: Hooks<R>,
+{
+    loop {
+        let wake = {
+            let Some(body) = body.upgrade() else { return };
+            let mut guard = lock(&body);
+            // SAFETY: the body lives in the `Arc` until it is dropped in place and is
+            // never moved out of the mutex.
+            let pinned = unsafe { Pin::new_unchecked(&mut *guard) };
+            match pinned.expire(Instant::now()) {
+                Some(at) => at,
+                None => return,
+            }
+        };
+        tokio::time::sleep_until(wake).await;
+    }
+}
+
+impl<R: Rpc, S, H: Hooks<R>> Body<R, S, H> {
+    /// The watchdog's check at `now`: ends the call if its deadline or idle timeout
+    /// has passed; else when to look again (`None`: the call is over).
+    fn expire(self: Pin<&mut Self>, now: Instant) -> Option<Instant> {
+        let mut this = self.project();
+        if this.st.finished {
+            return None;
+        }
+        let deadline = this.st.call.deadline();
+        let ended = if deadline.is_some_and(|d| d <= now) {
+            Some((Some(PolicyKind::Deadline), deadline_exceeded(&this.st.call)))
+        } else {
+            match this.st.idle.as_ref() {
+                Some(idle) if idle.due(this.st.inbound.shared()) <= now => Some((
+                    Some(PolicyKind::IdleTimeout),
+                    idle_timeout(&this.st.call, idle.after),
+                )),
+                Some(idle) => {
+                    let due = idle.due(this.st.inbound.shared());
+                    return Some(deadline.map_or(due, |d| d.min(due)));
+                }
+                None => return deadline,
+            }
+        };
+        let span = this.st.span.clone();
+        let _entered = span.enter();
+        // The status is kept for the next poll before the hooks run, so that a hook
+        // that panics here (in the watchdog's task) cannot turn it into an `OK` end.
+        this.st.ended = ended.as_ref().map(|(_, status)| status.clone());
+        finish(&mut this, ended);
+        None
+    }
+}
+
+impl<R: Rpc, S, H: Hooks<R>> Outbound<R, S, H> {
     /// The call this stream belongs to.
     pub fn call(&self) -> &Call {
-        &self.st.call
+        &self.call
     }
 
-    /// The handler's stream, unless the call already ended.
-    pub fn get_ref(&self) -> Option<&S> {
-        self.inner.as_ref()
-    }
-
-    /// Response messages that passed so far.
+    /// Response messages handed on so far.
     pub fn messages_sent(&self) -> u64 {
-        self.st.meter.messages
+        match &self.cell {
+            Cell::Local { body } => body.st.meter.messages,
+            Cell::Watched { body, .. } => lock(body).st.meter.messages,
+        }
     }
 }
 
@@ -327,9 +512,36 @@ where
     type Item = Result<R::Response, Status>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        // One copy of the per-message path for both cells: the guard (if any) is held
+        // here for the poll.
+        let mut guard;
+        let body = match self.project().cell.project() {
+            CellProj::Local { body } => body,
+            CellProj::Watched { body, .. } => {
+                guard = lock(body);
+                // SAFETY: as in `watchdog`: pinned in its `Arc`, never moved out.
+                unsafe { Pin::new_unchecked(&mut *guard) }
+            }
+        };
+        body.poll_body(cx)
+    }
+}
+
+impl<R, S, H> Body<R, S, H>
+where
+    R: Rpc,
+    S: Stream<Item = Result<R::Response, Status>>,
+    H: Hooks<R>,
+{
+    #[inline(always)]
+    fn poll_body(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<R::Response, Status>>> {
         let mut this = self.project();
         if this.st.finished {
-            return Poll::Ready(None);
+            // The watchdog's status goes out first, then the end.
+            return Poll::Ready(this.st.ended.take().map(Err));
         }
         // Entered through a clone, because the projection is borrowed whole below; without
         // `trace` the span is `Span::none()` and neither is done.
@@ -352,7 +564,7 @@ where
     }
 }
 
-type Projected<'a, R, S, H> = OutboundProj<'a, R, S, H>;
+type Projected<'a, R, S, H> = BodyProj<'a, R, S, H>;
 
 /// One poll of the response side; ends the call itself when it ends.
 ///
@@ -386,10 +598,20 @@ where
                 }
                 return Poll::Pending;
             }
+            let (message, bytes) = this.st.pending.take().expect("checked");
+            if let Err((policy, status)) = pass_response(
+                &mut this.st.meter,
+                &this.st.call,
+                &this.st.hooks,
+                &message,
+                bytes,
+            ) {
+                break Some((Some(policy), status));
+            }
             if let Some(idle) = this.st.idle.as_mut() {
                 idle.moved(this.st.inbound.shared());
             }
-            return Poll::Ready(this.st.pending.take().map(Ok));
+            return Poll::Ready(Some(Ok(message)));
         }
         let Some(inner) = this.inner.as_mut().as_pin_mut() else {
             return Poll::Ready(None);
@@ -435,13 +657,21 @@ where
             },
             Poll::Ready(Some(Ok(message))) => message,
         };
-        if let Err((policy, status)) =
-            check_response(&mut this.st.meter, &this.st.call, &this.st.hooks, &message)
-        {
-            break Some((Some(policy), status));
-        }
+        let bytes = match this.st.meter.check(this.st.call.rpc(), &message) {
+            Ok(bytes) => bytes,
+            Err(status) => break Some((Some(PolicyKind::Limit), status)),
+        };
         match this.st.meter.admit(this.st.call.rpc()) {
             Ok(Admit::Now) => {
+                if let Err((policy, status)) = pass_response(
+                    &mut this.st.meter,
+                    &this.st.call,
+                    &this.st.hooks,
+                    &message,
+                    bytes,
+                ) {
+                    break Some((Some(policy), status));
+                }
                 if let Some(idle) = this.st.idle.as_mut() {
                     idle.moved(this.st.inbound.shared());
                 }
@@ -449,7 +679,7 @@ where
             }
             Ok(Admit::At(at)) => {
                 arm(&mut this.st.pacing, at);
-                this.st.pending = Some(message);
+                this.st.pending = Some((message, bytes));
             }
             Err(status) => break Some((Some(PolicyKind::Limit), status)),
         }
@@ -505,7 +735,8 @@ pub struct Inbound<R: Rpc, H: Hooks<R>> {
     shared: Arc<InboundShared>,
     idle: Option<Idle>,
     pacing: Option<Pin<Box<Sleep>>>,
-    pending: Option<R::Request>,
+    /// A message the pacer holds, with its size: counted when it is handed on.
+    pending: Option<(R::Request, u64)>,
     done: bool,
 }
 
@@ -525,9 +756,8 @@ impl<R: Rpc, H: Hooks<R>> std::fmt::Debug for Inbound<R, H> {
 impl<R: Rpc, S, H: Hooks<R>> std::fmt::Debug for Outbound<R, S, H> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Outbound")
-            .field("rpc", &self.st.call.rpc().path)
-            .field("messages", &self.st.meter.messages)
-            .field("finished", &self.st.finished)
+            .field("rpc", &self.call.rpc().path)
+            .field("watched", &matches!(self.cell, Cell::Watched { .. }))
             .finish_non_exhaustive()
     }
 }
@@ -586,10 +816,26 @@ impl<R: Rpc, H: Hooks<R>> Inbound<R, H> {
         Poll::Ready(Some(Err(status)))
     }
 
-    fn moved(&mut self) {
+    /// The message goes to the handler: validation and hooks see it, and it is counted.
+    #[inline(always)]
+    fn hand_on(
+        &mut self,
+        message: R::Request,
+        bytes: u64,
+    ) -> Poll<Option<Result<R::Request, Status>>> {
+        if let Err((policy, status)) =
+            pass_request(&mut self.meter, &self.call, &self.hooks, &message, bytes)
+        {
+            return self.fail(policy, status);
+        }
+        self.shared
+            .messages
+            .store(self.meter.messages, Ordering::Relaxed);
+        self.shared.bytes.store(self.meter.bytes, Ordering::Relaxed);
         if let Some(idle) = self.idle.as_mut() {
             idle.moved(Some(&self.shared));
         }
+        Poll::Ready(Some(Ok(message)))
     }
 }
 
@@ -605,8 +851,8 @@ impl<R: Rpc, H: Hooks<R>> Stream for Inbound<R, H> {
             if this.pending.is_some() {
                 let pacing = this.pacing.as_mut().expect("armed with pending");
                 ready!(pacing.as_mut().poll(cx));
-                this.moved();
-                return Poll::Ready(this.pending.take().map(Ok));
+                let (message, bytes) = this.pending.take().expect("checked");
+                return this.hand_on(message, bytes);
             }
             let message = match Pin::new(&mut this.inner).poll_next(cx) {
                 Poll::Pending => {
@@ -628,23 +874,15 @@ impl<R: Rpc, H: Hooks<R>> Stream for Inbound<R, H> {
                 }
                 Poll::Ready(Some(Ok(message))) => message,
             };
-            if let Err((policy, status)) =
-                check_request(&mut this.meter, &this.call, &this.hooks, &message)
-            {
-                return this.fail(policy, status);
-            }
-            this.shared
-                .messages
-                .store(this.meter.messages, Ordering::Relaxed);
-            this.shared.bytes.store(this.meter.bytes, Ordering::Relaxed);
+            let bytes = match measure_request(&this.meter, &this.call, &message) {
+                Ok(bytes) => bytes,
+                Err((policy, status)) => return this.fail(policy, status),
+            };
             match this.meter.admit(this.call.rpc()) {
-                Ok(Admit::Now) => {
-                    this.moved();
-                    return Poll::Ready(Some(Ok(message)));
-                }
+                Ok(Admit::Now) => return this.hand_on(message, bytes),
                 Ok(Admit::At(at)) => {
                     arm(&mut this.pacing, at);
-                    this.pending = Some(message);
+                    this.pending = Some((message, bytes));
                 }
                 Err(status) => return this.fail(PolicyKind::Limit, status),
             }
