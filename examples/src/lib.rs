@@ -62,6 +62,9 @@ pub struct Services {
     pub orders: Orders,
     /// The `grpc_server_*` metrics of both services; serve it with [`serve_metrics`].
     pub registry: Arc<Registry>,
+    /// The same metrics, for the server's edge ([`Server::metrics`]): it counts every
+    /// call from its request headers, also those refused before a handler runs.
+    pub metrics: ServerMetrics,
 }
 
 impl Services {
@@ -73,6 +76,7 @@ impl Services {
             users: Users::new(tokens.clone(), metrics.service()),
             orders: Orders::new(tokens, metrics.service()),
             registry: Arc::new(registry),
+            metrics,
         }
     }
 
@@ -177,6 +181,7 @@ pub fn server(
         .accept_compressed(CompressionEncoding::Gzip)
         .send_compressed(CompressionEncoding::Gzip);
     Server::builder()
+        .metrics(&services.metrics)
         .http2_keepalive(Some(Duration::from_secs(30)), Duration::from_secs(10))
         .tcp_keepalive(Some(Duration::from_secs(60)))
         .add_service(users)
