@@ -26,7 +26,9 @@ use crate::call::{EdgeStart, PolicyKind, client_deadline, earliest, within_toler
 use crate::limits::Limits;
 use crate::metrics::{EdgeMetrics, ServerMetrics};
 use crate::rpc::{RpcDescriptor, Service};
-use crate::wire::{GRPC_TIMEOUT, PrefixMeter, parse_grpc_timeout};
+use crate::wire::{
+    CLIENT_CANCELLED, GRPC_TIMEOUT, PrefixMeter, client_cancelled, parse_grpc_timeout,
+};
 
 /// The size of a request message an RPC without its own `max_message_bytes` may send:
 /// tonic's default `max_decoding_message_size`, 4 MiB.
@@ -299,7 +301,7 @@ where
             // Not a method of the service: tonic's own answer (`UNIMPLEMENTED`), counted
             // under the one unknown-method label.
             let tally = Tally::start(&self.shared, None, started, None);
-            let request = request.map(|body| EdgeBody::new(body, None, u64::MAX));
+            let request = request.map(|body| EdgeBody::new(body, None, u64::MAX, None));
             return EdgeFuture::running(self.inner.call(request), tally);
         };
         let client = match find(request.headers(), &GRPC_TIMEOUT_NAME) {
@@ -330,8 +332,10 @@ where
             client_deadline: client,
             counted: self.shared.metrics.is_some(),
         };
-        let request =
-            request.map(|body| EdgeBody::new(body, Some(route.rpc), route.max_message_bytes));
+        let request = request.map(|body| {
+            let deadline = deadline.map(|deadline| (started, deadline));
+            EdgeBody::new(body, Some(route.rpc), route.max_message_bytes, deadline)
+        });
         let mut future = EdgeFuture::running(self.inner.call(request), tally);
         future.start = Some(start);
         future.deadline = deadline;
@@ -391,6 +395,7 @@ pub(crate) fn verdict(
         Code::DeadlineExceeded => return (code, at_deadline.then_some(PolicyKind::Deadline)),
         Code::OutOfRange
         | Code::Cancelled
+        | Code::Aborted
         | Code::ResourceExhausted
         | Code::Internal
         | Code::Unimplemented => {}
@@ -404,6 +409,8 @@ pub(crate) fn verdict(
         Code::Cancelled if message == "Timeout expired" => {
             (Code::DeadlineExceeded, Some(PolicyKind::Deadline))
         }
+        // The client's reset, as the edge's request body handed it on (see `EdgeBody`).
+        Code::Aborted if message.ends_with(CLIENT_CANCELLED) => (Code::Cancelled, None),
         // The edge's own refusal, or tonic's decompression cap (the generated server's
         // `max_decoding_message_size`) on a compressed message.
         Code::ResourceExhausted
@@ -736,6 +743,8 @@ pin_project! {
         inner: B,
         meter: PrefixMeter,
         rpc: Option<&'static RpcDescriptor>,
+        // The call's start and deadline, to tell a client's reset at its deadline.
+        deadline: Option<(Instant, Instant)>,
         refused: bool,
     }
 }
@@ -749,11 +758,17 @@ impl<B> fmt::Debug for EdgeBody<B> {
 }
 
 impl<B> EdgeBody<B> {
-    fn new(inner: B, rpc: Option<&'static RpcDescriptor>, max: u64) -> Self {
+    fn new(
+        inner: B,
+        rpc: Option<&'static RpcDescriptor>,
+        max: u64,
+        deadline: Option<(Instant, Instant)>,
+    ) -> Self {
         Self {
             inner,
             meter: PrefixMeter::new(max),
             rpc,
+            deadline,
             refused: false,
         }
     }
@@ -787,7 +802,28 @@ where
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Some(Err(error)) => Poll::Ready(Some(Err(error.into()))),
+            Some(Err(error)) => {
+                // tonic's decoder ends a request stream quietly, as if the client had
+                // finished it, when the body fails with `CANCELLED` (the client's
+                // `RST_STREAM(CANCEL)`), so a handler would store half an upload and
+                // answer `OK`. The client's reset goes on as a status tonic passes to the
+                // handler: `DEADLINE_EXCEEDED` at the deadline, else `ABORTED` "…: the
+                // client cancelled the call" (the intercepted `Inbound` hands it on as
+                // `CANCELLED`; the edge counts it as `Canceled`).
+                let status = Status::from_error(error.into());
+                let status = match (status.code(), *this.rpc) {
+                    (Code::Cancelled, Some(rpc)) => match *this.deadline {
+                        Some((started, deadline))
+                            if within_tolerance(started, deadline, Instant::now()) =>
+                        {
+                            deadline_exceeded(rpc)
+                        }
+                        _ => client_cancelled(rpc.method),
+                    },
+                    _ => status,
+                };
+                Poll::Ready(Some(Err(Box::new(status))))
+            }
             None => Poll::Ready(None),
         }
     }
@@ -813,6 +849,17 @@ mod tests {
     fn verdicts() {
         let m = |s: &'static str| move || s.to_owned();
         assert_eq!(verdict(Code::Ok, none, true, true), (Code::Ok, None));
+        // A client's reset, handed on by the request body: counted as the client's cancel.
+        let reset = crate::wire::client_cancelled("Upload");
+        assert!(crate::wire::is_client_cancelled(&reset));
+        assert_eq!(
+            verdict(Code::Aborted, || reset.message().to_owned(), true, false),
+            (Code::Cancelled, None)
+        );
+        assert_eq!(
+            verdict(Code::Aborted, m("Upload: lost a race"), true, false),
+            (Code::Aborted, None)
+        );
         assert_eq!(
             verdict(Code::Unimplemented, none, false, false),
             (Code::Unimplemented, Some(PolicyKind::UnknownMethod))

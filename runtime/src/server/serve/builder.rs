@@ -58,7 +58,10 @@ pub struct Server {
 
 /// Adds one `#[intercept]` service behind its edge, once the metrics are known.
 #[derive(Clone)]
-struct AddIntercepted(Arc<dyn Fn(Routes, Option<&ServerMetrics>) -> Routes + Send + Sync>);
+struct AddIntercepted(Arc<AddToRoutes>);
+
+/// Adds a service to the routes, with the server's metrics if it has some.
+type AddToRoutes = dyn Fn(Routes, Option<&ServerMetrics>) -> Routes + Send + Sync;
 
 impl std::fmt::Debug for AddIntercepted {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
