@@ -135,32 +135,7 @@ struct Shared {
 /// each RPC's limits to the edge through the types; an impl without it does not compile.
 ///
 /// ```
-/// # mod pb {
-/// #     pub mod user_service_intercept {
-/// #         tonic_intercept::__doc_service!(Service = "users.v1.UserService" { 0 => GetUser: Unary });
-/// #     }
-/// #     pub mod user_service_server {
-/// #         #[derive(Debug, Clone)]
-/// #         pub struct UserServiceServer<T>(pub T);
-/// #         impl<T> UserServiceServer<T> { pub fn new(t: T) -> Self { Self(t) } }
-/// #         impl<T> tonic::server::NamedService for UserServiceServer<T> { const NAME: &'static str = "users.v1.UserService"; }
-/// #         impl<T: Send + 'static, B: Send + 'static> tonic::codegen::Service<tonic::codegen::http::Request<B>> for UserServiceServer<T> {
-/// #             type Response = tonic::codegen::http::Response<tonic::body::Body>;
-/// #             type Error = std::convert::Infallible;
-/// #             type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
-/// #             fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> { std::task::Poll::Ready(Ok(())) }
-/// #             fn call(&mut self, _: tonic::codegen::http::Request<B>) -> Self::Future { std::future::ready(Ok(tonic::Status::unimplemented("").into_http())) }
-/// #         }
-/// #         impl<T: tonic_intercept::__private::Declared<super::user_service_intercept::Service>> tonic_intercept::__private::Edged for UserServiceServer<T> {
-/// #             type Service = super::user_service_intercept::Service;
-/// #             const LIMITS: &'static [(&'static tonic_intercept::RpcDescriptor, tonic_intercept::Limits)] = T::LIMITS;
-/// #         }
-/// #     }
-/// # }
-/// # #[derive(Debug, Clone, Copy)] struct Users;
-/// # impl tonic_intercept::__private::Declared<pb::user_service_intercept::Service> for Users {
-/// #     const LIMITS: &'static [(&'static tonic_intercept::RpcDescriptor, tonic_intercept::Limits)] = &[];
-/// # }
+/// # tonic_intercept::__doc_server!();
 /// use pb::user_service_server::UserServiceServer;
 /// use tonic_intercept::ServerMetrics;
 /// use tonic_intercept::prometheus_client::registry::Registry;
@@ -835,6 +810,61 @@ where
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
     }
+}
+
+/// Defines, for doc examples, a stand-in for the generated code of a `UserService` with
+/// one RPC (`pb::user_service_intercept`, `pb::user_service_server::UserServiceServer`,
+/// `Edged` as the generator emits it) and a `Users` impl with `Declared` as
+/// `#[intercept]` emits it.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __doc_server {
+    () => {
+        mod pb {
+            pub mod user_service_intercept {
+                $crate::__doc_service!(Service = "users.v1.UserService" { 0 => GetUser: Unary });
+            }
+            pub mod user_service_server {
+                use $crate::__private::{Declared, Edged, Limits, RpcDescriptor};
+                use tonic::codegen::http::{Request, Response};
+                #[derive(Debug, Clone)]
+                pub struct UserServiceServer<T>(pub T);
+                impl<T> UserServiceServer<T> {
+                    pub fn new(t: T) -> Self {
+                        Self(t)
+                    }
+                }
+                impl<T> tonic::server::NamedService for UserServiceServer<T> {
+                    const NAME: &'static str = "users.v1.UserService";
+                }
+                impl<T: Send + 'static, B: Send + 'static> tonic::codegen::Service<Request<B>>
+                    for UserServiceServer<T>
+                {
+                    type Response = Response<tonic::body::Body>;
+                    type Error = std::convert::Infallible;
+                    type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+                    fn poll_ready(
+                        &mut self,
+                        _: &mut std::task::Context<'_>,
+                    ) -> std::task::Poll<Result<(), Self::Error>> {
+                        std::task::Poll::Ready(Ok(()))
+                    }
+                    fn call(&mut self, _: Request<B>) -> Self::Future {
+                        std::future::ready(Ok(tonic::Status::unimplemented("").into_http()))
+                    }
+                }
+                impl<T: Declared<super::user_service_intercept::Service>> Edged for UserServiceServer<T> {
+                    type Service = super::user_service_intercept::Service;
+                    const LIMITS: &'static [(&'static RpcDescriptor, Limits)] = T::LIMITS;
+                }
+            }
+        }
+        #[derive(Debug, Clone, Copy)]
+        struct Users;
+        impl $crate::__private::Declared<pb::user_service_intercept::Service> for Users {
+            const LIMITS: &'static [(&'static $crate::__private::RpcDescriptor, $crate::__private::Limits)] = &[];
+        }
+    };
 }
 
 #[cfg(test)]
