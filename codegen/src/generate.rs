@@ -79,6 +79,9 @@ fn edged(model: &ServiceModel) -> TokenStream {
             type Service = Service;
             const LIMITS: &'static [(&'static #private::RpcDescriptor, #private::Limits)] =
                 <T as #private::Declared<Service>>::LIMITS;
+            fn cap_decoding(self, limit: usize) -> Self {
+                self.max_decoding_message_size(limit)
+            }
         }
     }
 }

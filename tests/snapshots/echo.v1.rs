@@ -747,6 +747,9 @@ pub mod echo_service_intercept {
             &'static ::tonic_intercept::__private::RpcDescriptor,
             ::tonic_intercept::__private::Limits,
         )] = <T as ::tonic_intercept::__private::Declared<Service>>::LIMITS;
+        fn cap_decoding(self, limit: usize) -> Self {
+            self.max_decoding_message_size(limit)
+        }
     }
     /// `rpc Unary(EchoRequest) returns (EchoReply)`
     ///

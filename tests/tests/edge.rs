@@ -825,3 +825,83 @@ async fn an_upload_its_client_resets_ends_cancelled_not_finished() {
         2
     );
 }
+
+/// `EchoService` with every RPC capped at 1 KiB.
+#[derive(Debug)]
+struct AllCapped;
+
+#[intercept(public(*), limit(max_message_bytes = 1024))]
+#[tonic::async_trait]
+impl pb::echo_service_server::EchoService for AllCapped {
+    async fn unary(&self, request: Request<EchoRequest>) -> Result<Response<EchoReply>, Status> {
+        let text = request.into_inner().text;
+        Ok(Response::new(EchoReply { text, seq: 0 }))
+    }
+
+    type ServerStreamStream = Replies;
+
+    async fn server_stream(
+        &self,
+        _request: Request<StreamRequest>,
+    ) -> Result<Response<Self::ServerStreamStream>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
+
+    async fn client_stream(
+        &self,
+        _request: Request<Streaming<EchoRequest>>,
+    ) -> Result<Response<Summary>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
+
+    type BidiStream = Replies;
+
+    async fn bidi(
+        &self,
+        _request: Request<Streaming<EchoRequest>>,
+    ) -> Result<Response<Self::BidiStream>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
+}
+
+/// A compressed message's prefix is its compressed size; when every RPC of the service
+/// declares `max_message_bytes`, the edge caps tonic's decompression at the largest, so a
+/// small gzip message that inflates past it is refused while it decompresses, not after.
+#[tokio::test]
+async fn the_edge_caps_decompression_at_the_services_largest_limit() {
+    use tonic::codec::CompressionEncoding::Gzip;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(Edge::new(
+                EchoServiceServer::new(AllCapped).accept_compressed(Gzip),
+            ))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let mut client = pb::echo_service_client::EchoServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap()
+        .send_compressed(Gzip);
+    let small = client
+        .unary(EchoRequest {
+            text: "y".repeat(900),
+        })
+        .await
+        .unwrap();
+    assert_eq!(small.get_ref().text.len(), 900);
+    let status = tokio::time::timeout(
+        BOUND,
+        client.unary(EchoRequest {
+            text: "x".repeat(4096),
+        }),
+    )
+    .await
+    .unwrap()
+    .unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert_eq!(
+        status.message(),
+        "Error decompressing: size limit, of 1024 bytes, exceeded while decompressing message"
+    );
+}

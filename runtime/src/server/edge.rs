@@ -65,6 +65,11 @@ pub trait Edged {
     type Service: Service;
     /// The effective limits of each RPC (see [`Declared`]).
     const LIMITS: &'static [(&'static RpcDescriptor, Limits)];
+    /// The server with tonic's `max_decoding_message_size` set to `limit`: the bound on
+    /// a decompressed message, which the length prefix (the compressed size) does not
+    /// give.
+    #[must_use]
+    fn cap_decoding(self, limit: usize) -> Self;
 }
 
 /// The limits `S` declares for `rpc`; the `.proto`'s alone for an RPC it does not list.
@@ -110,7 +115,10 @@ struct Shared {
 ///   answers `DEADLINE_EXCEEDED` ("GetUser: deadline exceeded") and drops the handler;
 /// - follows the 5-byte length prefixes of the request stream and refuses a message
 ///   longer than the RPC's `max_message_bytes` (or [`DEFAULT_MAX_MESSAGE_BYTES`]) with
-///   `RESOURCE_EXHAUSTED` before tonic buffers any of it, and turns tonic's own
+///   `RESOURCE_EXHAUSTED` before tonic buffers any of it (a compressed message's prefix
+///   is its compressed size: when every RPC declares `max_message_bytes`, the edge sets
+///   the generated server's `max_decoding_message_size` to the largest, which bounds
+///   decompression), and turns tonic's own
 ///   `OUT_OF_RANGE` "decoded message length too large" into `RESOURCE_EXHAUSTED`, as the
 ///   gRPC spec says;
 /// - with [`metrics`](Self::metrics), counts every call that reaches the service:
@@ -176,7 +184,20 @@ impl<S: Edged> Edge<S> {
                         .unwrap_or(DEFAULT_MAX_MESSAGE_BYTES),
                 }
             })
-            .collect();
+            .collect::<Box<[Route]>>();
+        // A compressed message's prefix gives its compressed size: what bounds its
+        // decompression is tonic's `max_decoding_message_size`, per service. When every
+        // RPC declares `max_message_bytes`, the largest of them is that bound; else it
+        // stays the server's own (4 MiB unless set).
+        let declared_by_all = rpcs
+            .iter()
+            .all(|&rpc| declared::<S>(rpc).get_max_message_bytes().is_some());
+        let server = match routes.iter().map(|route| route.max_message_bytes).max() {
+            Some(largest) if declared_by_all => {
+                server.cap_decoding(usize::try_from(largest).unwrap_or(usize::MAX))
+            }
+            _ => server,
+        };
         Self {
             inner: server,
             shared: Arc::new(Shared {
@@ -856,6 +877,9 @@ macro_rules! __doc_server {
                 impl<T: Declared<super::user_service_intercept::Service>> Edged for UserServiceServer<T> {
                     type Service = super::user_service_intercept::Service;
                     const LIMITS: &'static [(&'static RpcDescriptor, Limits)] = T::LIMITS;
+                    fn cap_decoding(self, _limit: usize) -> Self {
+                        self
+                    }
                 }
             }
         }
