@@ -51,6 +51,9 @@ struct Server<T>(T);
 impl<T: door::Declared<Echo>> door::Edged for Server<T> {
     type Service = Echo;
     const LIMITS: &'static [(&'static door::RpcDescriptor, door::Limits)] = T::LIMITS;
+    fn cap_decoding(self, _limit: usize) -> Self {
+        self
+    }
 }
 
 /// The generated client's bound, by its documented name.
