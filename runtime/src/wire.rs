@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use tonic::Status;
 use tonic::codegen::http::HeaderName;
 use tonic::metadata::MetadataMap;
 
@@ -154,6 +155,21 @@ impl PrefixMeter {
         self.body_left = len;
         Ok(())
     }
+}
+
+/// The end of the message a request stream yields when its client reset it: tonic would
+/// end the stream as if the client had finished it (see `server::edge::EdgeBody`).
+pub(crate) const CLIENT_CANCELLED: &str = "the client cancelled the call";
+
+/// What a request stream yields when its client reset it (`RST_STREAM(CANCEL)`) before
+/// its deadline: `ABORTED`, since tonic's decoder swallows a `CANCELLED` from the body.
+pub(crate) fn client_cancelled(method: &str) -> Status {
+    Status::aborted(format!("{method}: {CLIENT_CANCELLED}"))
+}
+
+/// Whether `status` is [`client_cancelled`]'s.
+pub(crate) fn is_client_cancelled(status: &Status) -> bool {
+    status.code() == tonic::Code::Aborted && status.message().ends_with(CLIENT_CANCELLED)
 }
 
 #[cfg(test)]

@@ -32,6 +32,9 @@ struct Work {
     handled: AtomicU64,
     /// Request messages the client-streaming handler received.
     received: AtomicU64,
+    /// How the client-streaming handler's request stream ended: `Ok` when the client
+    /// finished it, else the code it yielded.
+    upload_ended: std::sync::Mutex<Option<Code>>,
 }
 
 #[derive(Debug)]
@@ -78,11 +81,14 @@ impl pb::echo_service_server::EchoService for Edged {
         let mut requests = request.into_inner();
         let mut summary = Summary::default();
         while let Some(message) = requests.next().await {
-            let message = message?;
+            let message = message.inspect_err(|status| {
+                *self.work.upload_ended.lock().unwrap() = Some(status.code());
+            })?;
             self.work.received.fetch_add(1, Ordering::SeqCst);
             summary.received += 1;
             summary.texts.push(message.text);
         }
+        *self.work.upload_ended.lock().unwrap() = Some(Code::Ok);
         Ok(Response::new(summary))
     }
 
@@ -775,6 +781,42 @@ async fn every_started_call_is_handled_exactly_once() {
         1
     );
     // Messages stay the handler's count: the two of the successful upload.
+    assert_eq!(
+        server.metric(
+            "grpc_server_msg_received_total",
+            &labels("client_stream", "ClientStream")
+        ),
+        2
+    );
+}
+
+/// tonic's decoder ends a request stream as if the client had finished it when the
+/// client resets it (`RST_STREAM(CANCEL)`); behind the edge the handler sees `CANCELLED`
+/// instead, so it does not take half an upload for a whole one, and the call is counted
+/// `Canceled`, not `OK`.
+#[tokio::test]
+async fn an_upload_its_client_resets_ends_cancelled_not_finished() {
+    let server = Server::start().await;
+    let mut client = server.client().await;
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let upload = tokio::spawn(async move {
+        let _ = client.client_stream(ReceiverStream::new(rx)).await;
+    });
+    for text in ["a", "b"] {
+        tx.send(EchoRequest { text: text.into() }).await.unwrap();
+    }
+    until(|| server.work.received.load(Ordering::SeqCst) == 2).await;
+    // The client gives up: its call future is dropped, which resets the stream.
+    upload.abort();
+    until(|| server.work.upload_ended.lock().unwrap().is_some()).await;
+    assert_eq!(
+        *server.work.upload_ended.lock().unwrap(),
+        Some(Code::Cancelled)
+    );
+    assert_eq!(server.work.received.load(Ordering::SeqCst), 2);
+    let canceled = with_code("client_stream", "ClientStream", "Canceled");
+    until(|| server.metric("grpc_server_handled_total", &canceled) == 1).await;
+    assert_eq!(server.handled(), 1);
     assert_eq!(
         server.metric(
             "grpc_server_msg_received_total",

@@ -26,7 +26,9 @@ use crate::call::{EdgeStart, PolicyKind, client_deadline, earliest, within_toler
 use crate::limits::Limits;
 use crate::metrics::{EdgeMetrics, ServerMetrics};
 use crate::rpc::{RpcDescriptor, Service};
-use crate::wire::{GRPC_TIMEOUT, PrefixMeter, parse_grpc_timeout};
+use crate::wire::{
+    CLIENT_CANCELLED, GRPC_TIMEOUT, PrefixMeter, client_cancelled, parse_grpc_timeout,
+};
 
 /// The size of a request message an RPC without its own `max_message_bytes` may send:
 /// tonic's default `max_decoding_message_size`, 4 MiB.
@@ -133,32 +135,7 @@ struct Shared {
 /// each RPC's limits to the edge through the types; an impl without it does not compile.
 ///
 /// ```
-/// # mod pb {
-/// #     pub mod user_service_intercept {
-/// #         tonic_intercept::__doc_service!(Service = "users.v1.UserService" { 0 => GetUser: Unary });
-/// #     }
-/// #     pub mod user_service_server {
-/// #         #[derive(Debug, Clone)]
-/// #         pub struct UserServiceServer<T>(pub T);
-/// #         impl<T> UserServiceServer<T> { pub fn new(t: T) -> Self { Self(t) } }
-/// #         impl<T> tonic::server::NamedService for UserServiceServer<T> { const NAME: &'static str = "users.v1.UserService"; }
-/// #         impl<T: Send + 'static, B: Send + 'static> tonic::codegen::Service<tonic::codegen::http::Request<B>> for UserServiceServer<T> {
-/// #             type Response = tonic::codegen::http::Response<tonic::body::Body>;
-/// #             type Error = std::convert::Infallible;
-/// #             type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
-/// #             fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> { std::task::Poll::Ready(Ok(())) }
-/// #             fn call(&mut self, _: tonic::codegen::http::Request<B>) -> Self::Future { std::future::ready(Ok(tonic::Status::unimplemented("").into_http())) }
-/// #         }
-/// #         impl<T: tonic_intercept::__private::Declared<super::user_service_intercept::Service>> tonic_intercept::__private::Edged for UserServiceServer<T> {
-/// #             type Service = super::user_service_intercept::Service;
-/// #             const LIMITS: &'static [(&'static tonic_intercept::RpcDescriptor, tonic_intercept::Limits)] = T::LIMITS;
-/// #         }
-/// #     }
-/// # }
-/// # #[derive(Debug, Clone, Copy)] struct Users;
-/// # impl tonic_intercept::__private::Declared<pb::user_service_intercept::Service> for Users {
-/// #     const LIMITS: &'static [(&'static tonic_intercept::RpcDescriptor, tonic_intercept::Limits)] = &[];
-/// # }
+/// # tonic_intercept::__doc_server!();
 /// use pb::user_service_server::UserServiceServer;
 /// use tonic_intercept::ServerMetrics;
 /// use tonic_intercept::prometheus_client::registry::Registry;
@@ -299,7 +276,7 @@ where
             // Not a method of the service: tonic's own answer (`UNIMPLEMENTED`), counted
             // under the one unknown-method label.
             let tally = Tally::start(&self.shared, None, started, None);
-            let request = request.map(|body| EdgeBody::new(body, None, u64::MAX));
+            let request = request.map(|body| EdgeBody::new(body, None, u64::MAX, None));
             return EdgeFuture::running(self.inner.call(request), tally);
         };
         let client = match find(request.headers(), &GRPC_TIMEOUT_NAME) {
@@ -330,8 +307,10 @@ where
             client_deadline: client,
             counted: self.shared.metrics.is_some(),
         };
-        let request =
-            request.map(|body| EdgeBody::new(body, Some(route.rpc), route.max_message_bytes));
+        let request = request.map(|body| {
+            let deadline = deadline.map(|deadline| (started, deadline));
+            EdgeBody::new(body, Some(route.rpc), route.max_message_bytes, deadline)
+        });
         let mut future = EdgeFuture::running(self.inner.call(request), tally);
         future.start = Some(start);
         future.deadline = deadline;
@@ -391,6 +370,7 @@ pub(crate) fn verdict(
         Code::DeadlineExceeded => return (code, at_deadline.then_some(PolicyKind::Deadline)),
         Code::OutOfRange
         | Code::Cancelled
+        | Code::Aborted
         | Code::ResourceExhausted
         | Code::Internal
         | Code::Unimplemented => {}
@@ -404,6 +384,8 @@ pub(crate) fn verdict(
         Code::Cancelled if message == "Timeout expired" => {
             (Code::DeadlineExceeded, Some(PolicyKind::Deadline))
         }
+        // The client's reset, as the edge's request body handed it on (see `EdgeBody`).
+        Code::Aborted if message.ends_with(CLIENT_CANCELLED) => (Code::Cancelled, None),
         // The edge's own refusal, or tonic's decompression cap (the generated server's
         // `max_decoding_message_size`) on a compressed message.
         Code::ResourceExhausted
@@ -736,6 +718,8 @@ pin_project! {
         inner: B,
         meter: PrefixMeter,
         rpc: Option<&'static RpcDescriptor>,
+        // The call's start and deadline, to tell a client's reset at its deadline.
+        deadline: Option<(Instant, Instant)>,
         refused: bool,
     }
 }
@@ -749,11 +733,17 @@ impl<B> fmt::Debug for EdgeBody<B> {
 }
 
 impl<B> EdgeBody<B> {
-    fn new(inner: B, rpc: Option<&'static RpcDescriptor>, max: u64) -> Self {
+    fn new(
+        inner: B,
+        rpc: Option<&'static RpcDescriptor>,
+        max: u64,
+        deadline: Option<(Instant, Instant)>,
+    ) -> Self {
         Self {
             inner,
             meter: PrefixMeter::new(max),
             rpc,
+            deadline,
             refused: false,
         }
     }
@@ -787,7 +777,28 @@ where
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Some(Err(error)) => Poll::Ready(Some(Err(error.into()))),
+            Some(Err(error)) => {
+                // tonic's decoder ends a request stream quietly, as if the client had
+                // finished it, when the body fails with `CANCELLED` (the client's
+                // `RST_STREAM(CANCEL)`), so a handler would store half an upload and
+                // answer `OK`. The client's reset goes on as a status tonic passes to the
+                // handler: `DEADLINE_EXCEEDED` at the deadline, else `ABORTED` "…: the
+                // client cancelled the call" (the intercepted `Inbound` hands it on as
+                // `CANCELLED`; the edge counts it as `Canceled`).
+                let status = Status::from_error(error.into());
+                let status = match (status.code(), *this.rpc) {
+                    (Code::Cancelled, Some(rpc)) => match *this.deadline {
+                        Some((started, deadline))
+                            if within_tolerance(started, deadline, Instant::now()) =>
+                        {
+                            deadline_exceeded(rpc)
+                        }
+                        _ => client_cancelled(rpc.method),
+                    },
+                    _ => status,
+                };
+                Poll::Ready(Some(Err(Box::new(status))))
+            }
             None => Poll::Ready(None),
         }
     }
@@ -799,6 +810,61 @@ where
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
     }
+}
+
+/// Defines, for doc examples, a stand-in for the generated code of a `UserService` with
+/// one RPC (`pb::user_service_intercept`, `pb::user_service_server::UserServiceServer`,
+/// `Edged` as the generator emits it) and a `Users` impl with `Declared` as
+/// `#[intercept]` emits it.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __doc_server {
+    () => {
+        mod pb {
+            pub mod user_service_intercept {
+                $crate::__doc_service!(Service = "users.v1.UserService" { 0 => GetUser: Unary });
+            }
+            pub mod user_service_server {
+                use $crate::__private::{Declared, Edged, Limits, RpcDescriptor};
+                use tonic::codegen::http::{Request, Response};
+                #[derive(Debug, Clone)]
+                pub struct UserServiceServer<T>(pub T);
+                impl<T> UserServiceServer<T> {
+                    pub fn new(t: T) -> Self {
+                        Self(t)
+                    }
+                }
+                impl<T> tonic::server::NamedService for UserServiceServer<T> {
+                    const NAME: &'static str = "users.v1.UserService";
+                }
+                impl<T: Send + 'static, B: Send + 'static> tonic::codegen::Service<Request<B>>
+                    for UserServiceServer<T>
+                {
+                    type Response = Response<tonic::body::Body>;
+                    type Error = std::convert::Infallible;
+                    type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+                    fn poll_ready(
+                        &mut self,
+                        _: &mut std::task::Context<'_>,
+                    ) -> std::task::Poll<Result<(), Self::Error>> {
+                        std::task::Poll::Ready(Ok(()))
+                    }
+                    fn call(&mut self, _: Request<B>) -> Self::Future {
+                        std::future::ready(Ok(tonic::Status::unimplemented("").into_http()))
+                    }
+                }
+                impl<T: Declared<super::user_service_intercept::Service>> Edged for UserServiceServer<T> {
+                    type Service = super::user_service_intercept::Service;
+                    const LIMITS: &'static [(&'static RpcDescriptor, Limits)] = T::LIMITS;
+                }
+            }
+        }
+        #[derive(Debug, Clone, Copy)]
+        struct Users;
+        impl $crate::__private::Declared<pb::user_service_intercept::Service> for Users {
+            const LIMITS: &'static [(&'static $crate::__private::RpcDescriptor, $crate::__private::Limits)] = &[];
+        }
+    };
 }
 
 #[cfg(test)]
@@ -813,6 +879,17 @@ mod tests {
     fn verdicts() {
         let m = |s: &'static str| move || s.to_owned();
         assert_eq!(verdict(Code::Ok, none, true, true), (Code::Ok, None));
+        // A client's reset, handed on by the request body: counted as the client's cancel.
+        let reset = crate::wire::client_cancelled("Upload");
+        assert!(crate::wire::is_client_cancelled(&reset));
+        assert_eq!(
+            verdict(Code::Aborted, || reset.message().to_owned(), true, false),
+            (Code::Cancelled, None)
+        );
+        assert_eq!(
+            verdict(Code::Aborted, m("Upload: lost a race"), true, false),
+            (Code::Aborted, None)
+        );
         assert_eq!(
             verdict(Code::Unimplemented, none, false, false),
             (Code::Unimplemented, Some(PolicyKind::UnknownMethod))

@@ -8,53 +8,43 @@
 //! wraps the request stream of a client-streaming or bidi handler, [`Outbound`] the
 //! response stream of a server-streaming or bidi one.
 //!
-//! [`Edge`] goes in front of a generated tonic server, so that each call is owned from its
-//! request headers (see [The edge](#the-edge)).
-//!
-//! Next to your services, the server serves two of tonic's own, outside every
-//! `#[intercept]` policy: health ([`HealthServices`], [`Health`]) and reflection
-//! ([`reflection`]).
+//! [`Server`] serves them: the library's own accept loop and HTTP/2 settings, with
+//! defaults a security review can sign ([`serve`] has the table), each service behind its
+//! [`Edge`], so that each call is owned from its request headers (see
+//! [The edge](#the-edge)).
 //!
 //! # Health and reflection
 //!
-//! `grpc.health.v1.Health` answers `SERVING` for the whole server (the empty name) and
-//! for each service you name, and `NOT_FOUND` for any other name; [`Health`] flips them
-//! to `NOT_SERVING` when the server drains. It needs no authentication and no limit
-//! refuses it: probes and load balancers call it without credentials.
+//! One line each on the [`Server`]: [`Server::with_health`] serves
+//! `grpc.health.v1.Health`, `SERVING` for the whole server (the empty name) and for each
+//! service you name, `NOT_FOUND` for any other name, and `NOT_SERVING` as soon as the
+//! server drains. It needs no authentication and no limit refuses it: probes and load
+//! balancers call it without credentials. [`Server::with_reflection`] serves reflection
+//! v1 and v1alpha from the descriptor set that tonic-intercept-build writes, so `grpcurl`
+//! and Postman discover the API. It too is outside auth, so it shows the whole schema to
+//! whoever reaches the server: it is off unless you call it. Neither runs the call
+//! lifecycle below: their calls are not in the `grpc_server_*` metrics.
 //!
-//! Reflection (v1 and v1alpha) lets `grpcurl` and Postman discover the API from the
-//! descriptor set that tonic-intercept-build writes. It too is outside auth, so it shows
-//! the whole schema to whoever reaches the server: serve it where that is acceptable.
+//! ```no_run
+//! # tonic_intercept::__doc_server!();
+//! # pub const FILE_DESCRIPTOR_SET: &[u8] = tonic_intercept::server::HEALTH_FILE_DESCRIPTOR_SET;
+//! use pb::user_service_server::UserServiceServer;
+//! use tonic_intercept::server::{HealthServices, Server};
 //!
-//! Neither runs the call lifecycle below: their calls are not in the `grpc_server_*`
-//! metrics nor traced as calls.
-//!
-//! ```
-//! # mod pb { pub mod user_service_intercept {
-//! #     tonic_intercept::__doc_service!(Service = "users.v1.UserService" {});
-//! # }
-//! # pub const FILE_DESCRIPTOR_SET: &[u8] = tonic_intercept::server::HEALTH_FILE_DESCRIPTOR_SET; }
-//! use tonic_intercept::server::{HEALTH_FILE_DESCRIPTOR_SET, HealthServices, reflection};
-//!
-//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let (health, health_service) = HealthServices::new()
-//!     .serving::<pb::user_service_intercept::Service>()
-//!     .build()
-//!     .await;
-//! let (reflection_v1, reflection_v1alpha) =
-//!     reflection(&[pb::FILE_DESCRIPTOR_SET, HEALTH_FILE_DESCRIPTOR_SET])?;
-//! let router = tonic::transport::Server::builder()
-//!     .add_service(health_service)
-//!     .add_service(reflection_v1)
-//!     .add_service(reflection_v1alpha);
-//! // .add_service(UserServiceServer::new(..)).serve_with_shutdown(addr, async {
-//! //     stop.await;
-//! //     health.set_not_serving().await;
-//! // })
-//! # drop((router, health));
+//! # async fn run(users: Users, listener: tokio::net::TcpListener) -> Result<(), Box<dyn std::error::Error>> {
+//! Server::builder()
+//!     .add_service(UserServiceServer::new(users))
+//!     .with_health(HealthServices::new().serving::<pb::user_service_intercept::Service>())
+//!     .with_reflection(&[FILE_DESCRIPTOR_SET])?
+//!     .serve(listener)
+//!     .await?;
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! With tonic's own `transport::Server`, the same blocks work by hand:
+//! [`HealthServices::build`] returns the [`Health`] handle and tonic-health's service,
+//! [`reflection`] the two reflection services.
 //!
 //! # The edge
 //!

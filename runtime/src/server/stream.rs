@@ -24,6 +24,7 @@ use crate::policy::admission::Admitted;
 use crate::policy::hook::Hooks;
 use crate::rpc::Rpc;
 use crate::server::recover::panicked;
+use crate::wire::is_client_cancelled;
 
 /// The per-message policies of a request, in their documented order: stream limits,
 /// validation, hooks. The error names the policy that refused.
@@ -870,6 +871,11 @@ impl<R: Rpc, H: Hooks<R>> Stream for Inbound<R, H> {
                 }
                 Poll::Ready(Some(Err(status))) => {
                     this.done = true;
+                    // The client reset the stream (the edge says so with `ABORTED`, which
+                    // tonic passes on): the handler sees what happened, `CANCELLED`.
+                    if is_client_cancelled(&status) {
+                        return Poll::Ready(Some(Err(Status::cancelled(status.message()))));
+                    }
                     return Poll::Ready(Some(Err(status)));
                 }
                 Poll::Ready(Some(Ok(message))) => message,

@@ -91,12 +91,15 @@ pub struct Running {
 
 /// Serves [`Plain`] and health with `server`'s settings on 127.0.0.1.
 pub async fn start(server: Server) -> Running {
+    start_echo(server.add_service(EchoServiceServer::new(Plain))).await
+}
+
+/// Serves `server`, which has an `EchoService` added, and health on 127.0.0.1.
+pub async fn start_echo(server: Server) -> Running {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
-    let server = server
-        .add_service(EchoServiceServer::new(Plain))
-        .with_health(HealthServices::new().serving_named("echo.v1.EchoService"));
+    let server = server.with_health(HealthServices::new().serving_named("echo.v1.EchoService"));
     let task = tokio::spawn(server.serve_with_shutdown(listener, async {
         let _ = stopped.await;
     }));
@@ -161,6 +164,30 @@ pub async fn victim_is_served(addr: SocketAddr) {
 /// Open file descriptors of this process (client and server ends alike).
 pub fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+/// A field of `/proc/self/status` in bytes (`VmRSS`, the resident set now; `VmHWM`, its
+/// peak).
+pub fn vm_bytes(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status
+        .lines()
+        .find(|line| line.starts_with(&format!("{field}:")))
+        .unwrap_or_else(|| panic!("no {field} in /proc/self/status"));
+    let kib: u64 = line[field.len() + 1..]
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .unwrap();
+    kib * 1024
+}
+
+/// Resets `VmHWM` to the current `VmRSS` (writing 5 to `/proc/self/clear_refs`, Linux
+/// 4.0+), so that the peak measured next is this test's; `false` where the kernel does not
+/// let it.
+pub fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
 }
 
 // ----- raw HTTP/2 -----

@@ -26,15 +26,20 @@ use crate::server::reflection::{HEALTH_FILE_DESCRIPTOR_SET, reflection};
 /// [module docs](crate::server::serve) for the defaults and where each comes from.
 ///
 /// ```no_run
-/// # mod pb { pub mod user_service_intercept {
-/// #     tonic_intercept::__doc_service!(Service = "users.v1.UserService" {});
-/// # } }
+/// # tonic_intercept::__doc_server!();
+/// use pb::user_service_server::UserServiceServer;
+/// use tonic_intercept::ServerMetrics;
+/// use tonic_intercept::prometheus_client::registry::Registry;
 /// use tonic_intercept::server::{HealthServices, Server};
 ///
-/// # async fn run(users: tonic_health::pb::health_server::HealthServer<tonic_health::server::HealthService>) -> Result<(), Box<dyn std::error::Error>> {
+/// # async fn run(users: Users) -> Result<(), Box<dyn std::error::Error>> {
+/// let mut registry = Registry::default();
+/// let metrics = ServerMetrics::register(&mut registry);
 /// let listener = tokio::net::TcpListener::bind("127.0.0.1:50051").await?;
+/// // `Users` implements `UserService` under `#[intercept(..)]`.
 /// Server::builder()
-///     .add_service(users) // e.g. UserServiceServer::new(..)
+///     .metrics(&metrics)
+///     .add_service(UserServiceServer::new(users))
 ///     .with_health(HealthServices::new().serving::<pb::user_service_intercept::Service>())
 ///     .serve_with_shutdown(listener, async {
 ///         let _ = tokio::signal::ctrl_c().await;
@@ -58,7 +63,10 @@ pub struct Server {
 
 /// Adds one `#[intercept]` service behind its edge, once the metrics are known.
 #[derive(Clone)]
-struct AddIntercepted(Arc<dyn Fn(Routes, Option<&ServerMetrics>) -> Routes + Send + Sync>);
+struct AddIntercepted(Arc<AddToRoutes>);
+
+/// Adds a service to the routes, with the server's metrics if it has some.
+type AddToRoutes = dyn Fn(Routes, Option<&ServerMetrics>) -> Routes + Send + Sync;
 
 impl std::fmt::Debug for AddIntercepted {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
