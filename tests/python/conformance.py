@@ -1406,8 +1406,8 @@ def known_paced_deadline_tie_count(run: Run) -> str:
     went on the wire.
 
     Subscribe with timeout=1.0 and 2.0 (an order every 100 ms, one due at the deadline),
-    read through a WireTap: 5 runs in 10 (after merging main's client-reset fix; 7 in
-    10 before it) the server counted one or two orders more than the wire carried and
+    read through a WireTap: 5 runs in 10 after merging main's client-reset fix (before
+    it: 2 in 10, then 5 in 10, and once the client got INTERNAL) the server counted one or two orders more than the wire carried and
     the client read, e.g. 31 sent for 30 on the wire (server log: DeadlineExceeded at
     1003 ms with messages_out=11, 10 on the wire). The order handed on at the deadline
     is counted, then dropped by h2 with the reset stream: counted, never on the wire.
