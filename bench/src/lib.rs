@@ -66,6 +66,12 @@ pub enum Variant {
     /// `#[intercept]` with only what the per-message target names: typed hooks on every
     /// message and stream count limits.
     InterceptHooks,
+    /// Plain tonic served by `tonic_intercept::server::Server` (the hardened accept loop
+    /// and hyper settings) instead of tonic's `transport::Server`: the server's own cost.
+    BareHardened,
+    /// [`InterceptFull`](Variant::InterceptFull) served by `tonic_intercept::server::Server`,
+    /// which puts it behind its edge: how a user serves it.
+    InterceptFullHardened,
     /// [`InterceptFull`](Variant::InterceptFull) plus the server policy suite: Prometheus
     /// metrics, panic recovery, a span per call (no subscriber installed), validation of
     /// every request message, and `max_in_flight` on the unary RPC.
@@ -73,7 +79,7 @@ pub enum Variant {
 }
 
 impl Variant {
-    pub const ALL: [Variant; 10] = [
+    pub const ALL: [Variant; 12] = [
         Variant::Bare,
         Variant::Interceptor,
         Variant::Tower,
@@ -82,6 +88,8 @@ impl Variant {
         Variant::InterceptAuth,
         Variant::InterceptFull,
         Variant::InterceptFullEdge,
+        Variant::BareHardened,
+        Variant::InterceptFullHardened,
         Variant::InterceptHooks,
         Variant::InterceptSuite,
     ];
@@ -96,6 +104,8 @@ impl Variant {
             Variant::InterceptAuth => "intercept-auth",
             Variant::InterceptFull => "intercept-full",
             Variant::InterceptFullEdge => "intercept-full-edge",
+            Variant::BareHardened => "bare-hardened",
+            Variant::InterceptFullHardened => "intercept-full-hardened",
             Variant::InterceptHooks => "intercept-hooks",
             Variant::InterceptSuite => "intercept-suite",
         }
@@ -105,7 +115,10 @@ impl Variant {
     pub fn authenticates(self) -> bool {
         !matches!(
             self,
-            Variant::Bare | Variant::InterceptNone | Variant::InterceptHooks
+            Variant::Bare
+                | Variant::BareHardened
+                | Variant::InterceptNone
+                | Variant::InterceptHooks
         )
     }
 
@@ -116,6 +129,7 @@ impl Variant {
             Variant::TowerFull
                 | Variant::InterceptFull
                 | Variant::InterceptFullEdge
+                | Variant::InterceptFullHardened
                 | Variant::InterceptSuite
         )
     }
@@ -521,13 +535,29 @@ pub async fn serve(
     listener: TcpListener,
     handled: Arc<Handled>,
     shutdown: impl Future<Output = ()> + Send,
-) -> Result<(), tonic::transport::Error> {
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     use tonic::transport::Server;
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    use tonic_intercept::server::Server as Hardened;
     let plain = Plain {
         handled: handled.clone(),
     };
     match variant {
+        Variant::BareHardened => {
+            let server = Hardened::builder().add_tonic_service(BenchServer::new(plain));
+            return Ok(server.serve_with_shutdown(listener, shutdown).await?);
+        }
+        Variant::InterceptFullHardened => {
+            let server = Hardened::builder().add_service(BenchServer::new(InterceptFull {
+                handled,
+                tokens: TokenCheck,
+                counter: MessageCounter::default(),
+            }));
+            return Ok(server.serve_with_shutdown(listener, shutdown).await?);
+        }
+        _ => {}
+    }
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let served = match variant {
         Variant::Bare => {
             Server::builder()
                 .add_service(BenchServer::new(plain))
@@ -626,7 +656,9 @@ pub async fn serve(
                 .serve_with_incoming_shutdown(incoming, shutdown)
                 .await
         }
-    }
+        Variant::BareHardened | Variant::InterceptFullHardened => unreachable!("served above"),
+    };
+    Ok(served?)
 }
 
 /// What the load generator does.

@@ -5,6 +5,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -60,11 +61,11 @@ pub(super) enum ConnectInfo {
 /// drains.
 pub(super) async fn serve(io: Io, info: ConnectInfo, shared: &Shared, mut signals: Signals) {
     let settings = &shared.settings;
-    let (streams_tx, mut streams) = watch::channel(0usize);
+    let activity = Arc::new(Activity::new());
     let service = ConnService {
         routes: shared.routes.clone(),
         info,
-        streams: Arc::new(streams_tx),
+        activity: activity.clone(),
     };
     let mut conn = pin!(shared.http2.serve_connection(TokioIo::new(io), service));
 
@@ -99,15 +100,24 @@ pub(super) async fn serve(io: Io, info: ConnectInfo, shared: &Shared, mut signal
                 draining = true;
                 conn.as_mut().graceful_shutdown();
             }
-            changed = streams.changed() => {
-                if changed.is_err() {
-                    return;
-                }
-                let open = *streams.borrow_and_update();
-                let deadline = if open == 0 { idle_at(Instant::now()) } else { far() };
-                idle.as_mut().reset(deadline);
-            }
             () = &mut idle, if !draining => {
+                // The streams count themselves (two atomic operations per call, no
+                // wake-up of this task); the timer looks when it fires.
+                let Some(idle_for) = settings.max_connection_idle else {
+                    idle.as_mut().reset(far());
+                    continue;
+                };
+                match activity.idle_since() {
+                    None => {
+                        idle.as_mut().reset(Instant::now() + idle_for);
+                        continue;
+                    }
+                    Some(since) if since + idle_for > Instant::now() => {
+                        idle.as_mut().reset(since + idle_for);
+                        continue;
+                    }
+                    Some(_) => {}
+                }
                 // A client that never answers the graceful shutdown's PING would keep
                 // the connection: it too is closed after the grace.
                 tracing::debug!("max connection idle: GOAWAY");
@@ -139,7 +149,36 @@ pub(super) async fn serve(io: Io, info: ConnectInfo, shared: &Shared, mut signal
 struct ConnService {
     routes: Routes,
     info: ConnectInfo,
-    streams: Arc<watch::Sender<usize>>,
+    activity: Arc<Activity>,
+}
+
+/// A connection's open streams, and since when it has had none, for max connection idle.
+#[derive(Debug)]
+struct Activity {
+    /// What `idle_since` counts from.
+    base: Instant,
+    open: AtomicUsize,
+    /// Nanoseconds from `base` to the end of the last stream (0: the connection's start).
+    idle_since: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            base: Instant::now(),
+            open: AtomicUsize::new(0),
+            idle_since: AtomicU64::new(0),
+        }
+    }
+
+    /// Since when the connection has had no open stream; `None` while one is open.
+    fn idle_since(&self) -> Option<Instant> {
+        if self.open.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        let nanos = self.idle_since.load(Ordering::Acquire);
+        Some(self.base + Duration::from_nanos(nanos))
+    }
 }
 
 impl hyper::service::Service<Request<Incoming>> for ConnService {
@@ -159,7 +198,7 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
                 req.extensions_mut().insert(tls.clone());
             }
         }
-        let guard = StreamGuard::new(self.streams.clone());
+        let guard = StreamGuard::new(self.activity.clone());
         let mut routes = self.routes.clone();
         // `Routes` (an axum router) is always ready.
         let inner = tonic::codegen::Service::call(&mut routes, req);
@@ -170,20 +209,25 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
     }
 }
 
-/// Counts one open stream until dropped.
+/// Counts one open stream until dropped; the last one to close notes the time.
 #[derive(Debug)]
-struct StreamGuard(Arc<watch::Sender<usize>>);
+struct StreamGuard(Arc<Activity>);
 
 impl StreamGuard {
-    fn new(streams: Arc<watch::Sender<usize>>) -> Self {
-        streams.send_modify(|open| *open += 1);
-        Self(streams)
+    fn new(activity: Arc<Activity>) -> Self {
+        activity.open.fetch_add(1, Ordering::AcqRel);
+        Self(activity)
     }
 }
 
 impl Drop for StreamGuard {
     fn drop(&mut self) {
-        self.0.send_modify(|open| *open -= 1);
+        let activity = &self.0;
+        if activity.open.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let since = activity.base.elapsed().as_nanos();
+            let since = u64::try_from(since).unwrap_or(u64::MAX);
+            activity.idle_since.fetch_max(since, Ordering::AcqRel);
+        }
     }
 }
 
