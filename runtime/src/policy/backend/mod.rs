@@ -4,7 +4,7 @@
 //! process, so with six replicas a caller allowed 5 calls a second gets 30. A shared
 //! backend keeps the state of a limit outside the process, where every replica sees it.
 //! This module holds the seam ([`RateBackend`]) and its types, free of tonic types; the
-//! Redis implementation, [`RedisGcra`], is behind the runtime's `redis` feature.
+//! Redis implementation, `RedisGcra`, is behind the runtime's `redis` feature.
 //!
 //! # GCRA
 //!
