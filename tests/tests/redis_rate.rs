@@ -178,13 +178,38 @@ async fn redis_killed_then_restarted() {
     // Each decision taken without Redis is counted, exactly.
     assert_eq!(open.errors(), 5);
     assert_eq!(closed.errors(), 5);
+    assert!(matches!(
+        check(&closed, &key, many).await,
+        Err(BackendError::Failed(_) | BackendError::Timeout(_))
+    ));
+    assert_eq!(closed.errors(), 6);
+
+    // FallbackLocal: an in-process bucket of the same rate decides, and counts.
+    let local = RedisGcra::new(redis.url(), impatient(FailurePolicy::FallbackLocal)).unwrap();
+    let mut admitted = 0;
+    let mut refused = Vec::new();
+    for _ in 0..7 {
+        match check(&local, &key, FIVE_A_MINUTE).await.unwrap() {
+            Decision::Unchecked => admitted += 1,
+            Decision::Denied { retry_after, .. } => refused.push(retry_after),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(admitted, 5);
+    assert_eq!(refused.len(), 2);
+    assert!(
+        refused
+            .iter()
+            .all(|r| *r > Duration::ZERO && *r <= Duration::from_secs(12))
+    );
+    assert_eq!(local.errors(), 7);
 
     // The same instances recover once Redis is back on its port.
     redis.restart();
     let open_meanwhile = until_allowed(&open, &key, many).await;
     let closed_meanwhile = until_allowed(&closed, &key, many).await;
     assert_eq!(open.errors(), 5 + open_meanwhile);
-    assert_eq!(closed.errors(), 5 + closed_meanwhile);
+    assert_eq!(closed.errors(), 6 + closed_meanwhile);
     assert!(matches!(
         check(&open, &key, many).await,
         Ok(Decision::Allowed { .. })

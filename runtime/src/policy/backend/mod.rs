@@ -32,7 +32,8 @@
 //! it, the [`FailurePolicy`] decides: [`FailurePolicy::FailOpen`] (the default, as
 //! Envoy's rate limit filter) admits the call as [`Decision::Unchecked`];
 //! [`FailurePolicy::FailClosed`] returns a [`BackendError`], which a server maps to
-//! `UNAVAILABLE`. Either way the decision is counted (`errors()` of the backend) and
+//! `UNAVAILABLE`; [`FailurePolicy::FallbackLocal`] decides with an in-process bucket of
+//! the same rate (per replica). Every way the decision is counted (`errors()` of the backend) and
 //! traced with `tracing::warn!`, at most once a second per backend.
 
 use std::fmt;
@@ -182,7 +183,8 @@ pub enum Decision {
         reset_after: Duration,
     },
     /// Admitted without the backend: it failed or was slower than the budget, and the
-    /// failure policy is [`FailurePolicy::FailOpen`]. Counted by the backend's `errors()`.
+    /// failure policy is [`FailurePolicy::FailOpen`] (or [`FailurePolicy::FallbackLocal`]
+    /// and the local bucket admitted the call). Counted by the backend's `errors()`.
     Unchecked,
 }
 
@@ -203,6 +205,12 @@ pub enum FailurePolicy {
     FailOpen,
     /// Refuse the call with a [`BackendError`]; a server answers `UNAVAILABLE`.
     FailClosed,
+    /// Decide with an in-process bucket of the same rate per key (GCRA, like the local
+    /// buckets): admitted calls are [`Decision::Unchecked`], refused ones
+    /// [`Decision::Denied`]. Each replica then enforces the whole limit by itself, so
+    /// with `n` replicas a caller may get up to `n` times its rate while the backend is
+    /// down: coarse, but bounded.
+    FallbackLocal,
 }
 
 /// Why a check was refused without the backend's answer (under

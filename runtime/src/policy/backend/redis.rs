@@ -150,6 +150,8 @@ pub struct RedisGcra {
     script: Script,
     config: RedisGcraConfig,
     denials: Mutex<HashMap<RateKey, CachedDenial>>,
+    /// The TATs of [`FailurePolicy::FallbackLocal`]'s in-process buckets.
+    fallback: Mutex<HashMap<RateKey, Instant>>,
     errors: AtomicU64,
     round_trips: AtomicU64,
     /// Milliseconds since `born` of the last warning (`u64::MAX`: none yet).
@@ -187,6 +189,7 @@ impl RedisGcra {
             script: Script::new(GCRA_LUA),
             config,
             denials: Mutex::new(HashMap::new()),
+            fallback: Mutex::new(HashMap::new()),
             errors: AtomicU64::new(0),
             round_trips: AtomicU64::new(0),
             last_warning: AtomicU64::new(u64::MAX),
@@ -244,6 +247,7 @@ impl RedisGcra {
     fn without_backend(
         &self,
         key: &RateKey,
+        limit: RateLimit,
         error: BackendError,
     ) -> Result<Decision, BackendError> {
         self.errors.fetch_add(1, Ordering::Relaxed);
@@ -265,7 +269,34 @@ impl RedisGcra {
         match self.config.failure_policy {
             FailurePolicy::FailOpen => Ok(Decision::Unchecked),
             FailurePolicy::FailClosed => Err(error),
+            FailurePolicy::FallbackLocal => Ok(self.local(key, limit)),
         }
+    }
+
+    /// GCRA in process, for [`FailurePolicy::FallbackLocal`]. Bounded like the deny
+    /// cache: when full, buckets that are full again are forgotten (nothing is lost); if
+    /// none is, the call is admitted without a bucket.
+    fn local(&self, key: &RateKey, limit: RateLimit) -> Decision {
+        let now = Instant::now();
+        let interval = limit.emission_interval();
+        let burst = interval.saturating_mul(limit.burst);
+        let mut buckets = self.fallback.lock().unwrap_or_else(PoisonError::into_inner);
+        if buckets.len() >= self.config.deny_cache_capacity && !buckets.contains_key(key) {
+            buckets.retain(|_, tat| *tat > now);
+            if buckets.len() >= self.config.deny_cache_capacity {
+                return Decision::Unchecked;
+            }
+        }
+        let tat = buckets.get(key).map_or(now, |&tat| tat.max(now));
+        let new_tat = tat + interval;
+        if now + burst < new_tat {
+            return Decision::Denied {
+                retry_after: new_tat - (now + burst),
+                reset_after: tat - now,
+            };
+        }
+        buckets.insert(key.clone(), new_tat);
+        Decision::Unchecked
     }
 
     /// One script call, bounded by the budget.
@@ -309,7 +340,7 @@ impl RateBackend for RedisGcra {
                     reset_after,
                 })
             }
-            Err(error) => self.without_backend(key, error),
+            Err(error) => self.without_backend(key, limit, error),
         }
     }
 }
