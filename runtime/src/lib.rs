@@ -159,7 +159,7 @@ pub mod trace;
 mod util;
 pub mod wire;
 
-pub use policy::{auth, idempotency, limits, validate};
+pub use policy::{auth, backend, idempotency, limits, validate};
 
 #[doc(hidden)]
 #[path = "private.rs"]

@@ -5,6 +5,7 @@
 
 pub(crate) mod admission;
 pub mod auth;
+pub mod backend;
 pub(crate) mod hook;
 pub mod idempotency;
 pub mod limits;
