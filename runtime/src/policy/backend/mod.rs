@@ -33,8 +33,9 @@
 //! Envoy's rate limit filter) admits the call as [`Decision::Unchecked`];
 //! [`FailurePolicy::FailClosed`] returns a [`BackendError`], which a server maps to
 //! `UNAVAILABLE`; [`FailurePolicy::FallbackLocal`] decides with an in-process bucket of
-//! the same rate (per replica). Every way the decision is counted (`errors()` of the backend) and
-//! traced with `tracing::warn!`, at most once a second per backend.
+//! the same rate (per replica). Each decision taken without the backend is counted (the
+//! backend's `errors()`) and traced with `tracing::warn!`, at most once a second per
+//! backend.
 
 use std::fmt;
 use std::future::Future;
