@@ -574,6 +574,7 @@ const _: () = {
         }
     };
 };
+#[diagnostic::do_not_recommend]
 impl ::tonic_intercept::__private::Declared<
     <pb::echo_service_intercept::Unary as ::tonic_intercept::__private::Rpc>::Service,
 > for Echo {

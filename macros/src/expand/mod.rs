@@ -184,6 +184,9 @@ fn declared(plans: &[RpcPlan], service: &Service, item: &ItemImpl) -> TokenStrea
     let (impl_generics, _, where_clause) = item.generics.split_for_impl();
     let self_ty = &item.self_ty;
     quote! {
+        // Not listed among "other types" when an `Edge` is built around an impl without
+        // `#[intercept]`: the message says what to do.
+        #[diagnostic::do_not_recommend]
         impl #impl_generics #private::Declared<#service_type> for #self_ty #where_clause {
             const LIMITS: &'static [(&'static #private::RpcDescriptor, #private::Limits)] = &[
                 #(#entries),*
