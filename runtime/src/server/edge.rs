@@ -169,34 +169,31 @@ impl<S: Edged> Edge<S> {
     /// Puts the edge in front of `server`, a generated tonic server of an `#[intercept]`
     /// impl. Reads each RPC's effective limits once.
     pub fn new(server: S) -> Self {
-        let rpcs = <S::Service as Service>::RPCS;
-        let routes = rpcs
+        let declared = <S::Service as Service>::RPCS
             .iter()
+            .map(|&rpc| (rpc, declared::<S>(rpc)));
+        let routes: Box<[Route]> = declared
+            .clone()
             .enumerate()
-            .map(|(index, &rpc)| {
-                let limits = declared::<S>(rpc);
-                Route {
-                    rpc,
-                    index,
-                    timeout: limits.get_timeout(),
-                    max_message_bytes: limits
-                        .get_max_message_bytes()
-                        .unwrap_or(DEFAULT_MAX_MESSAGE_BYTES),
-                }
+            .map(|(index, (rpc, limits))| Route {
+                rpc,
+                index,
+                timeout: limits.get_timeout(),
+                max_message_bytes: limits
+                    .get_max_message_bytes()
+                    .unwrap_or(DEFAULT_MAX_MESSAGE_BYTES),
             })
-            .collect::<Box<[Route]>>();
+            .collect();
         // A compressed message's prefix gives its compressed size: what bounds its
         // decompression is tonic's `max_decoding_message_size`, per service. When every
         // RPC declares `max_message_bytes`, the largest of them is that bound; else it
         // stays the server's own (4 MiB unless set).
-        let declared_by_all = rpcs
-            .iter()
-            .all(|&rpc| declared::<S>(rpc).get_max_message_bytes().is_some());
-        let server = match routes.iter().map(|route| route.max_message_bytes).max() {
-            Some(largest) if declared_by_all => {
-                server.cap_decoding(usize::try_from(largest).unwrap_or(usize::MAX))
-            }
-            _ => server,
+        let declared_by_all: Option<Vec<u64>> = declared
+            .map(|(_, limits)| limits.get_max_message_bytes())
+            .collect();
+        let server = match declared_by_all.and_then(|own| own.into_iter().max()) {
+            Some(largest) => server.cap_decoding(usize::try_from(largest).unwrap_or(usize::MAX)),
+            None => server,
         };
         Self {
             inner: server,
