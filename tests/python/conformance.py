@@ -280,7 +280,6 @@ class Ledger:
 
     def __init__(self) -> None:
         self.deltas: collections.Counter = collections.Counter()
-        self.skipped: set[tuple[str, str, str]] = set()
 
     def call(
         self,
@@ -335,19 +334,9 @@ class Ledger:
         ):
             self.deltas[(family, tuple(sorted(base + tuple(extra))))] += 1
 
-    def unchecked(self, rpc: str, *families: str, because: str) -> None:
-        """Leaves `families` of `rpc` out of the comparison, for a known failing
-        behaviour (`because`, a function in KNOWN_FAILING) that checks them itself."""
-        service, method = rpc.split("/")
-        assert because in {f.__name__ for f in KNOWN_FAILING}, because
-        self.skipped.update((family, service, method) for family in families)
-
     def compare(self, before: dict[Key, float], after: dict[Key, float]) -> list[str]:
         problems = []
         for key in sorted(set(before) | set(after) | set(self.deltas)):
-            labels = dict(key[1])
-            if (key[0], labels.get("grpc_service"), labels.get("grpc_method")) in self.skipped:
-                continue
             got = after.get(key, 0) - before.get(key, 0)
             want = self.deltas.get(key, 0)
             if key not in after:
@@ -1534,7 +1523,6 @@ def main() -> int:
 
         def account(ledger: Ledger) -> None:
             total.deltas.update(ledger.deltas)
-            total.skipped.update(ledger.skipped)
 
         for check in CHECKS:
             summary, problems = run_check(run, check)
