@@ -61,45 +61,66 @@ pub const KEY_PREFIX: &str = "ti:";
 ///
 /// let key = RateKey::per_identity("users.v1.UserService/GetUser", "alice");
 /// assert_eq!(key.as_str(), "ti:{users.v1.UserService/GetUser}:id:alice");
-/// assert_eq!(RateKey::per_rpc("/users.v1.UserService/GetUser").as_str(),
-///            "ti:{users.v1.UserService/GetUser}:rpc");
+/// assert_eq!((key.rpc(), key.identity()), ("users.v1.UserService/GetUser", Some("alice")));
+/// let key = RateKey::per_rpc("/users.v1.UserService/GetUser");
+/// assert_eq!(key.as_str(), "ti:{users.v1.UserService/GetUser}:rpc");
+/// assert_eq!(key.identity(), None);
 /// ```
 #[derive(Clone, PartialEq, Eq, Hash)]
-pub struct RateKey(Box<str>);
+pub struct RateKey {
+    text: Box<str>,
+    /// Where the identity starts in `text`, for a per-identity key.
+    identity_at: Option<usize>,
+}
 
 impl RateKey {
     /// The bucket of the RPC `rpc` (`package.Service/Method`, a leading `/` is dropped),
     /// shared by all callers.
     pub fn per_rpc(rpc: &str) -> Self {
-        Self(format!("{KEY_PREFIX}{{{}}}:rpc", rpc.trim_start_matches('/')).into())
+        Self {
+            text: format!("{KEY_PREFIX}{{{}}}:rpc", rpc.trim_start_matches('/')).into(),
+            identity_at: None,
+        }
     }
 
     /// The bucket of one caller (`identity`, as authentication named it) of the RPC `rpc`.
     pub fn per_identity(rpc: &str, identity: &str) -> Self {
-        Self(
-            format!(
-                "{KEY_PREFIX}{{{}}}:id:{identity}",
-                rpc.trim_start_matches('/')
-            )
-            .into(),
-        )
+        let text = format!(
+            "{KEY_PREFIX}{{{}}}:id:{identity}",
+            rpc.trim_start_matches('/')
+        );
+        Self {
+            identity_at: Some(text.len() - identity.len()),
+            text: text.into(),
+        }
     }
 
     /// The key's text, as stored in the backend.
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.text
+    }
+
+    /// The RPC, `package.Service/Method`.
+    pub fn rpc(&self) -> &str {
+        let rest = &self.text[KEY_PREFIX.len() + 1..];
+        &rest[..rest.find("}:").unwrap_or(rest.len())]
+    }
+
+    /// The caller, for a per-identity key.
+    pub fn identity(&self) -> Option<&str> {
+        self.identity_at.map(|at| &self.text[at..])
     }
 }
 
 impl fmt::Debug for RateKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&*self.0, f)
+        fmt::Debug::fmt(&*self.text, f)
     }
 }
 
 impl fmt::Display for RateKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.text)
     }
 }
 
@@ -244,6 +265,9 @@ impl std::error::Error for BackendError {}
 /// An implementation applies its [`FailurePolicy`] itself: it returns `Err` only when the
 /// policy is to refuse, and never takes longer than its budget.
 pub trait RateBackend: Send + Sync + 'static {
+    /// The backend's name, the `backend` label of its metrics: `redis`, `envoy_rls`.
+    fn name(&self) -> &'static str;
+
     /// Takes one token of `key`'s bucket.
     fn check(
         &self,

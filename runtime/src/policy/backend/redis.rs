@@ -322,6 +322,10 @@ fn micros(us: i64) -> Duration {
 }
 
 impl RateBackend for RedisGcra {
+    fn name(&self) -> &'static str {
+        "redis"
+    }
+
     async fn check(&self, key: &RateKey, limit: RateLimit) -> Result<Decision, BackendError> {
         let now = Instant::now();
         if let Some(denied) = self.cached(key, now) {
