@@ -38,6 +38,14 @@ impl Caller {
     }
 }
 
+/// The caller's name: how a shared backend keys the caller's call rate
+/// (`limit(.., shared = ..)` with a per-identity rate), the same on every replica.
+impl std::fmt::Display for Caller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
 impl Roles for Caller {
     fn has_role(&self, role: &str) -> bool {
         self.roles.iter().any(|r| r == role)

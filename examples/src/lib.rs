@@ -26,6 +26,7 @@ use tonic_intercept::tonic_health::server::HealthService;
 use tonic_intercept::{ServerMetrics, StaticTokens};
 
 mod callers;
+pub mod fleet;
 pub mod orders;
 pub mod users;
 
@@ -43,6 +44,11 @@ pub mod pb {
 /// Messages, client, server and RPC types of `coffee.v1`.
 pub mod coffee {
     tonic::include_proto!("coffee.v1");
+}
+
+/// Messages, client, server and RPC types of `fleet.v1` (the replicas of [`fleet`]).
+pub mod checkout {
+    tonic::include_proto!("fleet.v1");
 }
 
 use coffee::order_service_client::OrderServiceClient;

@@ -91,11 +91,19 @@ pub(crate) struct Auth {
 }
 
 /// `limit(key = value, ..)` (every RPC it fits) or `limit(ListUsers, key = value, ..)`;
-/// a value is a number, a constant's path, or `none` (no such limit for these RPCs)
+/// a value is a number, a constant's path, or `none` (no such limit for these RPCs);
+/// `shared = self.rates` keeps the entry's call rates in that backend
 pub(crate) struct Limit {
     pub kw: Ident,
     pub rpcs: Vec<Ident>,
     pub keys: Vec<LimitKey>,
+    pub shared: Option<Shared>,
+}
+
+/// `shared = self.rates` in a `limit(..)`: the backend its call rates live in
+pub(crate) struct Shared {
+    pub kw: Ident,
+    pub backend: Expr,
 }
 
 /// `hook(Audit)` (a unit struct), `hook(self.audit: Audit)`, either followed by RPC names
@@ -275,9 +283,20 @@ fn parse_limit(input: ParseStream) -> syn::Result<Limit> {
     let content = parenthesized(input, &kw)?;
     let mut rpcs = Vec::new();
     let mut keys = Vec::new();
+    let mut shared: Option<Shared> = None;
     while !content.is_empty() {
         let name: Ident = content.parse()?;
-        if content.peek(Token![=]) {
+        if name == "shared" && content.peek(Token![=]) {
+            content.parse::<Token![=]>()?;
+            let backend = content.parse()?;
+            if shared.is_some() {
+                return Err(syn::Error::new(
+                    name.span(),
+                    "`shared` is set twice in this `limit(..)`",
+                ));
+            }
+            shared = Some(Shared { kw: name, backend });
+        } else if content.peek(Token![=]) {
             content.parse::<Token![=]>()?;
             let value = content.parse()?;
             keys.push(LimitKey { name, value });
@@ -296,7 +315,12 @@ fn parse_limit(input: ParseStream) -> syn::Result<Limit> {
         }
         content.parse::<Token![,]>()?;
     }
-    Ok(Limit { kw, rpcs, keys })
+    Ok(Limit {
+        kw,
+        rpcs,
+        keys,
+        shared,
+    })
 }
 
 // 10_000 | LIST_USERS_MAX | crate::limits::MAX | none | delay | reject

@@ -300,6 +300,11 @@ pub struct CallOutcome {
     /// token, `Some(PolicyKind::Recovery)` for a caught panic; `None` when the handler (or
     /// the client) decided the status.
     pub ended_by: Option<PolicyKind>,
+    /// The shared call-rate backend (`redis`, `envoy_rls`) that could not be asked in
+    /// time for this call, if one could not: its failure policy decided instead (the call
+    /// ran unchecked, a local bucket decided, or it was refused `UNAVAILABLE`). Counted in
+    /// `grpc_server_limit_backend_errors_total`.
+    pub decided_without: Option<&'static str>,
 }
 
 impl CallOutcome {
@@ -312,6 +317,7 @@ impl CallOutcome {
             bytes_in: 0,
             bytes_out: 0,
             ended_by: None,
+            decided_without: None,
         }
     }
 }

@@ -144,6 +144,14 @@ struct PolicyLabels {
     policy: &'static str,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct BackendLabels {
+    grpc_type: &'static str,
+    grpc_service: &'static str,
+    grpc_method: &'static str,
+    backend: &'static str,
+}
+
 pub(crate) type Counters<L> = Family<L, Counter>;
 pub(crate) type Histograms = Family<RpcLabels, Histogram, fn() -> Histogram>;
 
@@ -165,6 +173,7 @@ pub(crate) fn handling_histogram() -> Histogram {
 /// | `grpc_server_msg_sent_bytes_total` | | encoded bytes of response messages |
 /// | `grpc_server_rejected_total` | `policy` | calls ended by a policy ([`PolicyKind::as_str`]) |
 /// | `grpc_server_panics_total` | | panics caught ([`PolicyKind::Recovery`]) |
+/// | `grpc_server_limit_backend_errors_total` | `backend` | calls decided without their shared call-rate backend ([`CallOutcome::decided_without`]); a series appears at its first error |
 ///
 /// Every series carries `grpc_type` (`unary`, `client_stream`, `server_stream`,
 /// `bidi_stream`), `grpc_service` (`users.v1.UserService`) and `grpc_method` (`GetUser`).
@@ -210,6 +219,7 @@ pub struct ServerMetrics {
     bytes_sent: Counters<RpcLabels>,
     rejected: Counters<PolicyLabels>,
     panics: Counters<RpcLabels>,
+    backend_errors: Counters<BackendLabels>,
 }
 
 impl fmt::Debug for ServerMetrics {
@@ -241,6 +251,7 @@ impl ServerMetrics {
             bytes_sent: Family::default(),
             rejected: Family::default(),
             panics: Family::default(),
+            backend_errors: Family::default(),
         };
         // The encoder adds `_total` to counters, the unit (`_seconds`, `_bytes`) to names,
         // and a final `.` to help texts.
@@ -292,6 +303,12 @@ impl ServerMetrics {
             "grpc_server_panics",
             "Total number of panics caught in RPC handlers, hooks and streams",
             metrics.panics.clone(),
+        );
+        registry.register(
+            "grpc_server_limit_backend_errors",
+            "Total number of RPCs whose shared call-rate backend could not be asked in time, \
+             decided by its failure policy instead",
+            metrics.backend_errors.clone(),
         );
         metrics
     }
@@ -366,6 +383,8 @@ impl ServerMetrics {
             })
             .collect();
         RpcSeries {
+            backend_errors: self.backend_errors.clone(),
+            labels: labels.clone(),
             started: self.started.get_or_create_owned(&labels),
             handled,
             handling: self.handling.get_or_create_owned(&labels),
@@ -390,6 +409,9 @@ struct RpcSeries {
     bytes_sent: Counter,
     /// Aligned with [`PolicyKind::ALL`].
     ended_by: Box<[Counter]>,
+    /// The family, as a backend's name is known only at its first error.
+    backend_errors: Counters<BackendLabels>,
+    labels: RpcLabels,
 }
 
 impl RpcSeries {
@@ -404,6 +426,16 @@ impl RpcSeries {
         add(&self.msg_sent, outcome.messages_out);
         add(&self.bytes_received, outcome.bytes_in);
         add(&self.bytes_sent, outcome.bytes_out);
+        if let Some(backend) = outcome.decided_without {
+            self.backend_errors
+                .get_or_create(&BackendLabels {
+                    grpc_type: self.labels.grpc_type,
+                    grpc_service: self.labels.grpc_service,
+                    grpc_method: self.labels.grpc_method,
+                    backend,
+                })
+                .inc();
+        }
         match outcome.ended_by {
             Some(PolicyKind::Deadline) if by_edge => {}
             Some(policy) => self.rejected(policy),

@@ -21,6 +21,14 @@ pub const TRACEPARENT: &str = "traceparent";
 /// The response trailer that tells a client when to retry (gRFC A6), in milliseconds.
 pub const RETRY_PUSHBACK: &str = "grpc-retry-pushback-ms";
 
+/// On a call refused by a shared call rate: how many more calls its bucket admits now
+/// (`0`), as Envoy's rate limit filter writes it.
+pub const RATELIMIT_REMAINING: &str = "x-ratelimit-remaining";
+
+/// On a call refused by a shared call rate: seconds until its bucket is full again, as
+/// Envoy's rate limit filter writes it.
+pub const RATELIMIT_RESET: &str = "x-ratelimit-reset";
+
 /// The request metadata that carries a call's idempotency key.
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 

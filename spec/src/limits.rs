@@ -30,6 +30,14 @@ pub struct LimitKey {
     pub shapes: &'static [&'static str],
     /// Needs a verified identity: it acts only on RPCs covered by `auth(..)`.
     pub needs_identity: bool,
+    /// May live in a backend shared by the replicas of the service
+    /// (`limit(.., shared = self.rates)`): the call rates. Every other key protects one
+    /// replica's own resources (its call slots, its streams, its sockets) and stays local.
+    pub shared: bool,
+    /// Another key that sets the same limit in other units (`calls_per_minute` for
+    /// `calls_per_second`): at most one of the two in a `limit(..)`, and a `limit(..)`
+    /// naming an RPC replaces the rival a `limit(..)` for every RPC set.
+    pub rival: Option<&'static str>,
     /// What it limits, in one line.
     pub doc: &'static str,
 }
@@ -183,6 +191,8 @@ pub const LIMIT_KEYS: &[LimitKey] = &[
         proto_default: None,
         shapes: &[],
         needs_identity: false,
+        shared: false,
+        rival: None,
         doc: "Request messages per stream.",
     },
     LimitKey {
@@ -195,6 +205,8 @@ pub const LIMIT_KEYS: &[LimitKey] = &[
         proto_default: None,
         shapes: &[],
         needs_identity: false,
+        shared: false,
+        rival: None,
         doc: "Response messages per stream.",
     },
     LimitKey {
@@ -207,6 +219,8 @@ pub const LIMIT_KEYS: &[LimitKey] = &[
         proto_default: None,
         shapes: &[],
         needs_identity: false,
+        shared: false,
+        rival: None,
         doc: "Encoded bytes per message, either way.",
     },
     LimitKey {
@@ -219,6 +233,8 @@ pub const LIMIT_KEYS: &[LimitKey] = &[
         proto_default: None,
         shapes: &[],
         needs_identity: false,
+        shared: false,
+        rival: None,
         doc: "Encoded bytes of all request messages of one call: a whole upload.",
     },
     LimitKey {
@@ -231,6 +247,8 @@ pub const LIMIT_KEYS: &[LimitKey] = &[
         proto_default: Some("messages_per_second"),
         shapes: &[],
         needs_identity: false,
+        shared: false,
+        rival: None,
         doc: "Sustained rate of request messages.",
     },
     LimitKey {
@@ -243,6 +261,8 @@ pub const LIMIT_KEYS: &[LimitKey] = &[
         proto_default: Some("messages_per_second"),
         shapes: &[],
         needs_identity: false,
+        shared: false,
+        rival: None,
         doc: "Sustained rate of response messages.",
     },
     LimitKey {
@@ -255,6 +275,8 @@ pub const LIMIT_KEYS: &[LimitKey] = &[
         proto_default: None,
         shapes: &[],
         needs_identity: false,
+        shared: false,
+        rival: None,
         doc: "Sustained rate on the streaming side(s); the `_in` / `_out` keys win over it.",
     },
     LimitKey {
@@ -267,6 +289,8 @@ pub const LIMIT_KEYS: &[LimitKey] = &[
         proto_default: None,
         shapes: &[],
         needs_identity: false,
+        shared: false,
+        rival: None,
         doc: "Messages that may pass back to back before a message rate paces them (default 1).",
     },
     LimitKey {
@@ -279,6 +303,8 @@ pub const LIMIT_KEYS: &[LimitKey] = &[
         proto_default: None,
         shapes: &[],
         needs_identity: false,
+        shared: false,
+        rival: None,
         doc: "`delay` (backpressure, the default) or `reject` (RESOURCE_EXHAUSTED) a message that comes too fast.",
     },
     LimitKey {
@@ -291,6 +317,8 @@ pub const LIMIT_KEYS: &[LimitKey] = &[
         proto_default: None,
         shapes: &[],
         needs_identity: false,
+        shared: false,
+        rival: None,
         doc: "Server-side cap on the call's whole duration, in milliseconds.",
     },
     LimitKey {
@@ -303,6 +331,8 @@ pub const LIMIT_KEYS: &[LimitKey] = &[
         proto_default: None,
         shapes: &[],
         needs_identity: false,
+        shared: false,
+        rival: None,
         doc: "Longest wait for a stream's next message, either way, in milliseconds.",
     },
     LimitKey {
@@ -315,6 +345,8 @@ pub const LIMIT_KEYS: &[LimitKey] = &[
         proto_default: None,
         shapes: &[],
         needs_identity: false,
+        shared: false,
+        rival: None,
         doc: "Calls of the RPC running at once.",
     },
     LimitKey {
@@ -327,7 +359,23 @@ pub const LIMIT_KEYS: &[LimitKey] = &[
         proto_default: None,
         shapes: &[],
         needs_identity: false,
+        shared: true,
+        rival: Some("calls_per_minute"),
         doc: "Sustained rate of calls of the RPC, from all callers.",
+    },
+    LimitKey {
+        name: "calls_per_minute",
+        fits: Fits::AnyRpc,
+        value: ValueType::U32,
+        proto_field: None,
+        in_attribute: true,
+        setter: Setter::Admission("calls_per_minute"),
+        proto_default: None,
+        shapes: &[],
+        needs_identity: false,
+        shared: true,
+        rival: Some("calls_per_second"),
+        doc: "Sustained rate of calls of the RPC per minute, from all callers.",
     },
     LimitKey {
         name: "call_burst",
@@ -337,9 +385,11 @@ pub const LIMIT_KEYS: &[LimitKey] = &[
         in_attribute: true,
         setter: Setter::Admission("call_burst"),
         proto_default: None,
-        shapes: &["calls_per_second"],
+        shapes: &["calls_per_second", "calls_per_minute"],
         needs_identity: false,
-        doc: "Calls that may start back to back before `calls_per_second` paces them.",
+        shared: true,
+        rival: None,
+        doc: "Calls that may start back to back before `calls_per_second` or `calls_per_minute` paces them.",
     },
     LimitKey {
         name: "calls_per_second_per_peer",
@@ -351,6 +401,8 @@ pub const LIMIT_KEYS: &[LimitKey] = &[
         proto_default: None,
         shapes: &[],
         needs_identity: false,
+        shared: false,
+        rival: None,
         doc: "Sustained rate of calls of the RPC from one peer IP address (IPv6: one /64).",
     },
     LimitKey {
@@ -363,7 +415,23 @@ pub const LIMIT_KEYS: &[LimitKey] = &[
         proto_default: None,
         shapes: &[],
         needs_identity: true,
+        shared: true,
+        rival: Some("calls_per_minute_per_identity"),
         doc: "Sustained rate of calls of the RPC from one verified identity.",
+    },
+    LimitKey {
+        name: "calls_per_minute_per_identity",
+        fits: Fits::AnyRpc,
+        value: ValueType::U32,
+        proto_field: None,
+        in_attribute: true,
+        setter: Setter::Admission("calls_per_minute_per_identity"),
+        proto_default: None,
+        shapes: &[],
+        needs_identity: true,
+        shared: true,
+        rival: Some("calls_per_second_per_identity"),
+        doc: "Sustained rate of calls of the RPC per minute from one verified identity.",
     },
     LimitKey {
         name: "queue",
@@ -376,10 +444,14 @@ pub const LIMIT_KEYS: &[LimitKey] = &[
         shapes: &[
             "max_in_flight",
             "calls_per_second",
+            "calls_per_minute",
             "calls_per_second_per_peer",
             "calls_per_second_per_identity",
+            "calls_per_minute_per_identity",
         ],
         needs_identity: false,
+        shared: false,
+        rival: None,
         doc: "Calls that wait for admission instead of being refused at once.",
     },
 ];
@@ -496,7 +568,8 @@ mod tests {
             keys.join(", "),
             "max_messages_in, max_messages_out, max_message_bytes, max_total_bytes_in, \
              messages_per_second_in, messages_per_second_out, burst, on_rate_exceeded, timeout_ms, idle_timeout_ms, \
-             max_in_flight, calls_per_second, call_burst, calls_per_second_per_peer, calls_per_second_per_identity, queue"
+             max_in_flight, calls_per_second, calls_per_minute, call_burst, calls_per_second_per_peer, \
+             calls_per_second_per_identity, calls_per_minute_per_identity, queue"
         );
     }
 
@@ -549,6 +622,32 @@ mod tests {
             // What lands on the descriptor is a value of its `Limits`, read by a getter.
             if key.on_descriptor() {
                 assert!(key.getter().is_some(), "{}", key.name);
+            }
+        }
+    }
+
+    #[test]
+    fn shared_keys_are_the_call_rates_and_rivals_name_each_other() {
+        let shared: Vec<_> = LIMIT_KEYS
+            .iter()
+            .filter(|k| k.shared)
+            .map(|k| k.name)
+            .collect();
+        assert_eq!(
+            shared,
+            [
+                "calls_per_second",
+                "calls_per_minute",
+                "call_burst",
+                "calls_per_second_per_identity",
+                "calls_per_minute_per_identity",
+            ]
+        );
+        for key in LIMIT_KEYS {
+            if let Some(rival) = key.rival {
+                let rival = limit_key(rival).expect("a rival is a key");
+                assert_eq!(rival.rival, Some(key.name));
+                assert_eq!((rival.shared, rival.needs_identity), (key.shared, key.needs_identity));
             }
         }
     }

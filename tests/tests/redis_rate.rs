@@ -191,7 +191,7 @@ async fn redis_killed_then_restarted() {
     for _ in 0..7 {
         match check(&local, &key, FIVE_A_MINUTE).await.unwrap() {
             Decision::Unchecked => admitted += 1,
-            Decision::Denied { retry_after, .. } => refused.push(retry_after),
+            Decision::UncheckedDenied { retry_after } => refused.push(retry_after),
             other => panic!("{other:?}"),
         }
     }

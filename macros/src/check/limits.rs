@@ -21,12 +21,15 @@ use crate::resolve::{RpcId, RpcMethod, Service};
 #[derive(Clone)]
 pub(crate) struct Limits {
     values: Vec<Option<LimitValue>>,
+    /// Whether each value came from a `limit(.., shared = ..)`.
+    shared: Vec<bool>,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             values: vec![None; LIMIT_KEYS.len()],
+            shared: vec![false; LIMIT_KEYS.len()],
         }
     }
 }
@@ -40,11 +43,33 @@ impl Limits {
             .filter_map(|(key, value)| Some((key, value.as_ref()?)))
     }
 
-    /// Sets a key; `none` clears it.
-    pub(crate) fn set(&mut self, key: &LimitKey, value: &LimitValue) {
-        if let Some(i) = LIMIT_KEYS.iter().position(|k| k.name == key.name) {
+    /// The keys set, with whether each lives in a shared backend.
+    pub(crate) fn iter_sharing(
+        &self,
+    ) -> impl Iterator<Item = (&'static LimitKey, &LimitValue, bool)> {
+        LIMIT_KEYS
+            .iter()
+            .zip(self.values.iter().zip(&self.shared))
+            .filter_map(|(key, (value, shared))| Some((key, value.as_ref()?, *shared)))
+    }
+
+    /// Sets a key, in a shared backend or not; `none` clears it. Setting a key clears its
+    /// rival: `calls_per_minute` for one RPC replaces the `calls_per_second` a
+    /// `limit(..)` for every RPC gave it.
+    pub(crate) fn set(&mut self, key: &LimitKey, value: &LimitValue, shared: bool) {
+        let position = |name: &str| LIMIT_KEYS.iter().position(|k| k.name == name);
+        if let Some(i) = position(key.name) {
             self.values[i] = (!is_none(value)).then(|| value.clone());
+            self.shared[i] = shared;
         }
+        if let Some(i) = key.rival.and_then(position) {
+            self.values[i] = None;
+        }
+    }
+
+    /// Whether any key set lives in a shared backend.
+    pub(crate) fn any_shared(&self) -> bool {
+        self.iter_sharing().any(|(_, _, shared)| shared)
     }
 
     /// Whether the key named `name` is set.
@@ -57,10 +82,11 @@ impl Limits {
         self.iter().all(|(key, _)| shapes_another(key))
     }
 
-    /// Whether anything limits calls (rather than messages).
+    /// Whether anything limits calls (rather than messages) in this replica.
     pub(crate) fn admits(&self) -> bool {
-        self.iter()
-            .any(|(key, _)| matches!(key.setter, Setter::Admission(_)) && !shapes_another(key))
+        self.iter_sharing().any(|(key, _, shared)| {
+            !shared && matches!(key.setter, Setter::Admission(_)) && !shapes_another(key)
+        })
     }
 }
 
@@ -120,6 +146,11 @@ impl<'a> LimitEntries<'a> {
             value_fits_key(cx, limit, key, spec);
         }
         shaping_keys_have_subject(cx, limit);
+        rivals_apart(cx, limit);
+        if let Some(shared) = &limit.shared {
+            shared_keys_are_call_rates(cx, limit);
+            shared_shares_a_rate(cx, limit, shared);
+        }
         if limit.rpcs.is_empty() {
             self.general_once(cx, limit);
             general_keys_apply_somewhere(cx, limit, self.service);
@@ -268,6 +299,66 @@ fn shaping_keys_have_subject(cx: &Ctxt, limit: &Limit) {
         if !spec.shapes.is_empty() && !spec.shapes.iter().any(|s| has(s)) {
             cx.error_at(key.name.span(), shapes_nothing(spec));
         }
+    }
+}
+
+// `calls_per_second` and `calls_per_minute` are one limit in two units: both in one
+// `limit(..)` would leave two rates for the same calls.
+fn rivals_apart(cx: &Ctxt, limit: &Limit) {
+    for (i, key) in limit.keys.iter().enumerate() {
+        let Some(rival) = spec_of(key).and_then(|s| s.rival) else {
+            continue;
+        };
+        if limit.keys[..i].iter().any(|k| k.name == rival) {
+            let message = format!(
+                "`{}` and `{rival}` are the same limit in two units; keep one",
+                key.name
+            );
+            cx.error_at(key.name.span(), message);
+        }
+    }
+}
+
+/// The keys `shared = ..` may carry, as its errors list them.
+fn shareable_keys() -> String {
+    let keys: Vec<String> = LIMIT_KEYS
+        .iter()
+        .filter(|k| k.shared)
+        .map(|k| format!("`{}`", k.name))
+        .collect();
+    keys.join(", ")
+}
+
+// Only call rates mean one thing across replicas. `max_in_flight`, the per-peer rate,
+// `queue` and every stream limit protect one replica's own slots, sockets and memory:
+// shared, they would let one replica's load refuse calls on another.
+fn shared_keys_are_call_rates(cx: &Ctxt, limit: &Limit) {
+    for key in &limit.keys {
+        let Some(spec) = spec_of(key).filter(|s| !s.shared) else {
+            continue;
+        };
+        let message = format!(
+            "`{}` protects this replica's own resources and stays local: move it to a `limit(..)` without `shared`; `shared` keeps {} in the backend",
+            spec.name,
+            shareable_keys()
+        );
+        cx.error_at(key.name.span(), message);
+    }
+}
+
+// `shared = ..` without a call rate would share nothing.
+fn shared_shares_a_rate(cx: &Ctxt, limit: &Limit, shared: &parse::Shared) {
+    let shares = limit
+        .keys
+        .iter()
+        .filter_map(spec_of)
+        .any(|s| s.shared && !shapes_another(s));
+    if !shares {
+        let message = format!(
+            "`shared` needs a call rate to keep in the backend: add one of {} to this `limit(..)`",
+            shareable_keys()
+        );
+        cx.error_at(shared.kw.span(), message);
     }
 }
 

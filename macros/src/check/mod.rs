@@ -43,6 +43,8 @@ pub(crate) struct RpcPlan<'a> {
     /// Where `validate` names this RPC (or the keyword, for every RPC).
     pub validate: Option<proc_macro2::Span>,
     pub idempotency: Option<&'a Expr>,
+    /// The backend of the RPC's shared call rates (`limit(.., shared = self.rates)`).
+    pub shared: Option<&'a Expr>,
 }
 
 /// Who may call an RPC.

@@ -6,7 +6,8 @@ use syn::Ident;
 use super::limits::spec_of;
 use super::{Access, Limits, RpcPlan};
 use crate::ctxt::Ctxt;
-use crate::parse::{Args, Entry, Limit};
+use crate::parse::{self, Args, Entry, Limit};
+use quote::ToTokens;
 use crate::resolve::{EntryRpcs, RpcId, RpcMethod};
 use tonic_intercept_spec::limit_key;
 
@@ -31,6 +32,7 @@ pub(super) fn rpc_plan<'a>(
         recover: false,
         validate: None,
         idempotency: None,
+        shared: None,
     };
     let (mut general, mut specific) = (Vec::new(), Vec::new());
     for (entry, ids) in args.entries.iter().zip(ids) {
@@ -47,7 +49,7 @@ pub(super) fn rpc_plan<'a>(
             _ => cover(cx, &mut plan, entry, names_it),
         }
     }
-    merge_limits(&mut plan, &general, &specific);
+    merge_limits(cx, &mut plan, &general, &specific);
     per_identity_rate_has_identity(cx, &plan);
     plan
 }
@@ -109,23 +111,58 @@ fn cover<'a>(cx: &Ctxt, plan: &mut RpcPlan<'a>, entry: &'a Entry, names_it: bool
 
 // A `limit` naming the RPC wins over one for every RPC, whatever their order. A general
 // key applies where it fits: stream keys where that side streams, a per-identity rate
-// where there is an identity.
-fn merge_limits<'a>(plan: &mut RpcPlan<'a>, general: &[&'a Limit], specific: &[&'a Limit]) {
+// where there is an identity. The keys of a `limit(.., shared = ..)` live in its backend.
+fn merge_limits<'a>(
+    cx: &Ctxt,
+    plan: &mut RpcPlan<'a>,
+    general: &[&'a Limit],
+    specific: &[&'a Limit],
+) {
     let identified = matches!(plan.access, Access::Auth { .. });
-    for key in general.iter().flat_map(|l| &l.keys) {
-        let Some(spec) = spec_of(key) else { continue };
-        if spec.needs_identity && !identified {
-            continue;
-        }
-        if spec.fits(plan.rpc.kind) {
-            plan.limits.set(spec, &key.value);
+    for limit in general {
+        let shared = limit.shared.is_some();
+        for key in &limit.keys {
+            let Some(spec) = spec_of(key) else { continue };
+            if spec.needs_identity && !identified {
+                continue;
+            }
+            if spec.fits(plan.rpc.kind) {
+                plan.limits.set(spec, &key.value, shared);
+            }
         }
     }
-    for key in specific.iter().flat_map(|l| &l.keys) {
-        if let Some(spec) = spec_of(key) {
-            plan.limits.set(spec, &key.value);
+    for limit in specific {
+        for key in &limit.keys {
+            if let Some(spec) = spec_of(key) {
+                plan.limits.set(spec, &key.value, limit.shared.is_some());
+            }
+            plan.specific.push(key);
         }
-        plan.specific.push(key);
+    }
+    if !plan.limits.any_shared() {
+        return;
+    }
+    // The backend of the shared keys that remain: a general one, then a specific one.
+    for limit in general.iter().chain(specific) {
+        let Some(shared) = &limit.shared else { continue };
+        one_backend_per_rpc(cx, plan, shared);
+        plan.shared = Some(&shared.backend);
+    }
+}
+
+// An RPC's shared rates are asked of one backend in one step; two backends for one RPC
+// would be two stores whose refusals the server cannot order.
+fn one_backend_per_rpc(cx: &Ctxt, plan: &RpcPlan, shared: &parse::Shared) {
+    let Some(before) = plan.shared else { return };
+    let text = |e: &syn::Expr| e.to_token_stream().to_string().replace(' ', "");
+    if text(before) != text(&shared.backend) {
+        let message = format!(
+            "`{}`'s shared call rates name two backends, `{}` and `{}`; keep its rates in one",
+            plan.rpc.name,
+            text(before),
+            text(&shared.backend)
+        );
+        cx.error_at(shared.kw.span(), message);
     }
 }
 

@@ -57,6 +57,8 @@ struct Locals {
     error: Ident,
     ret: Ident,
     key: Ident,
+    /// The caller's name in a shared backend.
+    shared_name: Ident,
     call: Ident,
 }
 
@@ -70,6 +72,7 @@ impl Locals {
             error: local("__ti_error"),
             ret: local("__ti_ret"),
             key: local("__ti_key"),
+            shared_name: local("__ti_shared_name"),
             call: local("__ti_call"),
         }
     }
@@ -90,8 +93,10 @@ struct Steps<'a> {
     /// Where the steps find the call, and how they end it: an auth-only RPC has no guard.
     call_ref: TokenStream,
     reject: TokenStream,
-    /// A per-identity call rate keys admission by the caller's identity.
+    /// A per-identity call rate of this replica keys admission by the caller's identity.
     per_identity: bool,
+    /// A per-identity call rate in a shared backend names the caller there.
+    shared_identity: bool,
     /// Idempotency keys are scoped to the caller: one client cannot replay another's
     /// response by guessing its key.
     scoped: bool,
@@ -128,9 +133,14 @@ impl<'a> Steps<'a> {
             members: members(service, plan),
             call_ref,
             reject,
-            per_identity: tonic_intercept_spec::LIMIT_KEYS
-                .iter()
-                .any(|k| k.needs_identity && plan.limits.is_set(k.name)),
+            per_identity: plan
+                .limits
+                .iter_sharing()
+                .any(|(k, _, shared)| k.needs_identity && !shared),
+            shared_identity: plan
+                .limits
+                .iter_sharing()
+                .any(|(k, _, shared)| k.needs_identity && shared),
             scoped: plan.idempotency.is_some() && matches!(plan.access, Access::Auth { .. }),
             local,
         }
@@ -200,11 +210,23 @@ impl<'a> Steps<'a> {
         let keep_key = self.keyed().then(|| {
             quote!(#key = ::core::option::Option::Some(::tonic_intercept::__private::identity_key(&#identity));)
         });
+        // Spanned at `shared = ..`'s backend: an identity without `Display` is reported
+        // there.
+        let keep_name = match (self.shared_identity, self.plan.shared) {
+            (true, Some(backend)) => {
+                let name = &self.local.shared_name;
+                Some(quote_spanned! {backend.span()=>
+                    #name = ::core::option::Option::Some(::tonic_intercept::__private::shared_identity(&#identity));
+                })
+            }
+            _ => None,
+        };
         let step = quote! {
             match #check.await {
                 ::core::result::Result::Ok(#identity) => {
                     #roles
                     #keep_key
+                    #keep_name
                     ::tonic_intercept::__private::store_identity(&mut #request, #identity);
                 }
                 ::core::result::Result::Err(#status) => {
@@ -247,16 +269,18 @@ impl<'a> Steps<'a> {
         })
     }
 
-    /// Concurrency and call rate, from one `static` per RPC.
+    /// Concurrency and call rate, from one `static` per RPC; then the call rates kept in
+    /// a shared backend.
     fn admission(&self) -> TokenStream {
+        let shared = self.shared_admission();
         if !self.plan.limits.admits() {
-            return quote!();
+            return shared;
         }
         let Locals {
             guard, error, key, ..
         } = &self.local;
         let reject = &self.reject;
-        let config = admission_expr(&self.plan.limits);
+        let config = admission_expr(&self.plan.limits, false);
         let identity = if self.per_identity {
             quote!(#key)
         } else {
@@ -266,6 +290,39 @@ impl<'a> Steps<'a> {
             static __TONIC_INTERCEPT_ADMISSION: ::tonic_intercept::__private::Admission =
                 ::tonic_intercept::__private::Admission::new(#config);
             if let ::core::result::Result::Err(#error) = #guard.admit(&__TONIC_INTERCEPT_ADMISSION, #identity).await {
+                return ::core::result::Result::Err(#reject);
+            }
+            #shared
+        }
+    }
+
+    /// The call rates of `limit(.., shared = backend)`: one `static` of rates per RPC, the
+    /// backend the user's value. The backend is borrowed at its own span, so a value
+    /// that is not a `RateBackend` is reported there.
+    fn shared_admission(&self) -> TokenStream {
+        let Some(backend) = self.plan.shared else {
+            return quote!();
+        };
+        let Locals {
+            guard,
+            error,
+            shared_name,
+            ..
+        } = &self.local;
+        let reject = &self.reject;
+        let config = admission_expr(&self.plan.limits, true);
+        let name = if self.shared_identity {
+            quote!(#shared_name.as_deref())
+        } else {
+            quote!(::core::option::Option::None)
+        };
+        let admit = quote_spanned! {backend.span()=>
+            #guard.admit_shared(&#backend, &__TONIC_INTERCEPT_SHARED_RATES, #name).await
+        };
+        quote! {
+            static __TONIC_INTERCEPT_SHARED_RATES: ::tonic_intercept::__private::SharedRates =
+                ::tonic_intercept::__private::SharedRates::new(#config);
+            if let ::core::result::Result::Err(#error) = #admit {
                 return ::core::result::Result::Err(#reject);
             }
         }
@@ -392,6 +449,10 @@ impl<'a> Steps<'a> {
         let key_slot = self.keyed().then(
             || quote!(let mut #key: ::core::option::Option<u64> = ::core::option::Option::None;),
         );
+        let shared_name = &self.local.shared_name;
+        let name_slot = self.shared_identity.then(|| {
+            quote!(let mut #shared_name: ::core::option::Option<::std::string::String> = ::core::option::Option::None;)
+        });
         let (auth, admission, admit) = (self.auth(), self.admission(), self.admit_request());
         let run_handler = self.run_handler(quote! {
             async move {
@@ -419,6 +480,7 @@ impl<'a> Steps<'a> {
                 let mut #request = #request;
                 #(#observe)*
                 #key_slot
+                #name_slot
                 #auth
                 #admission
                 #(#user_hooks)*

@@ -64,10 +64,11 @@ fn rate_shape(limits: &Limits) -> (TokenStream, TokenStream) {
     (burst, quote!(#mode))
 }
 
-/// The call-admission settings of one RPC (concurrency, call rate), for its `static`.
-pub(super) fn admission_expr(limits: &Limits) -> TokenStream {
+/// The call-admission settings of one RPC (concurrency, call rate), for its `static`:
+/// those of this replica (`shared` false) or those kept in a shared backend.
+pub(super) fn admission_expr(limits: &Limits, shared: bool) -> TokenStream {
     let mut out = quote!(::tonic_intercept::__private::AdmissionConfig::new());
-    for (key, value) in limits.iter() {
+    for (key, value, _) in limits.iter_sharing().filter(|(_, _, s)| *s == shared) {
         if let Setter::Admission(builder) = key.setter {
             let builder = format_ident!("{builder}");
             let value = limit_value(key, value);

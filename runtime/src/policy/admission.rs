@@ -7,6 +7,7 @@ use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock, PoisonError};
+use std::time::Duration;
 
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio::time::Instant;
@@ -14,8 +15,9 @@ use tonic::Status;
 use tonic::metadata::{MetadataMap, MetadataValue};
 
 use crate::call::{Call, PolicyKind};
+use crate::policy::backend::{Decision, RateBackend, RateKey, RateLimit};
 use crate::util::secret;
-use crate::wire::RETRY_PUSHBACK;
+use crate::wire::{RATELIMIT_REMAINING, RATELIMIT_RESET, RETRY_PUSHBACK};
 
 /// How many callers an [`Admission`] tracks per-identity rates for, unless
 /// [`AdmissionConfig::max_identities`] says otherwise.
@@ -26,8 +28,9 @@ pub(crate) const DEFAULT_MAX_IDENTITIES: u32 = 10_000;
 pub(crate) const DEFAULT_MAX_PEERS: u32 = DEFAULT_MAX_IDENTITIES;
 
 /// The admission limits of one RPC, as `#[intercept(limit(...))]` declared them
-/// (`max_in_flight`, `calls_per_second`, `call_burst`, `calls_per_second_per_peer`,
-/// `calls_per_second_per_identity`, `queue`).
+/// (`max_in_flight`, `calls_per_second` or `calls_per_minute`, `call_burst`,
+/// `calls_per_second_per_peer`, `calls_per_second_per_identity` or
+/// `calls_per_minute_per_identity`, `queue`).
 ///
 /// Built in a `const` with the setters; every limit is optional.
 ///
@@ -50,8 +53,11 @@ pub struct AdmissionConfig {
     pub max_in_flight: Option<u32>,
     /// Sustained calls per second of the RPC, from all callers (`PolicyKind::CallRate`).
     pub calls_per_second: Option<u32>,
-    /// How many calls may start back to back before `calls_per_second` paces them;
-    /// `calls_per_second` when not set.
+    /// Sustained calls per minute of the RPC, from all callers: `calls_per_second` in
+    /// other units (at most one of the two).
+    pub calls_per_minute: Option<u32>,
+    /// How many calls may start back to back before the RPC's rate paces them; the rate's
+    /// own number when not set.
     pub call_burst: Option<u32>,
     /// Sustained calls per second of the RPC from one peer address (an IPv6 peer by its
     /// /64), with a burst of the same number (`PolicyKind::CallRate`). A call without a
@@ -60,6 +66,9 @@ pub struct AdmissionConfig {
     /// Sustained calls per second of the RPC from one identity, with a burst of the same
     /// number (`PolicyKind::CallRate`).
     pub calls_per_second_per_identity: Option<u32>,
+    /// Sustained calls per minute of the RPC from one identity, with a burst of the same
+    /// number: `calls_per_second_per_identity` in other units (at most one of the two).
+    pub calls_per_minute_per_identity: Option<u32>,
     /// How many calls may wait for a slot or a token instead of being rejected at once;
     /// 0 rejects at once.
     pub queue: u32,
@@ -75,9 +84,11 @@ impl AdmissionConfig {
         Self {
             max_in_flight: None,
             calls_per_second: None,
+            calls_per_minute: None,
             call_burst: None,
             calls_per_second_per_peer: None,
             calls_per_second_per_identity: None,
+            calls_per_minute_per_identity: None,
             queue: 0,
             max_identities: DEFAULT_MAX_IDENTITIES,
             max_peers: DEFAULT_MAX_PEERS,
@@ -93,7 +104,12 @@ impl AdmissionConfig {
         self.calls_per_second = Some(n);
         self
     }
-    /// Bursts of up to `n` calls (with `calls_per_second`).
+    /// At most `n` calls per minute, sustained.
+    pub const fn calls_per_minute(mut self, n: u32) -> Self {
+        self.calls_per_minute = Some(n);
+        self
+    }
+    /// Bursts of up to `n` calls (with `calls_per_second` or `calls_per_minute`).
     pub const fn call_burst(mut self, n: u32) -> Self {
         self.call_burst = Some(n);
         self
@@ -106,6 +122,11 @@ impl AdmissionConfig {
     /// At most `n` calls per second from one identity, in bursts of up to `n`.
     pub const fn calls_per_second_per_identity(mut self, n: u32) -> Self {
         self.calls_per_second_per_identity = Some(n);
+        self
+    }
+    /// At most `n` calls per minute from one identity, in bursts of up to `n`.
+    pub const fn calls_per_minute_per_identity(mut self, n: u32) -> Self {
+        self.calls_per_minute_per_identity = Some(n);
         self
     }
     /// Up to `n` calls wait instead of being rejected.
@@ -217,28 +238,28 @@ impl Admission {
     ///
     /// (At compile time in a `static`) when a limit is zero.
     pub const fn new(config: AdmissionConfig) -> Admission {
-        let rate = match config.calls_per_second {
-            Some(per_second) => {
+        let rate = match config.rpc_rate() {
+            Some((count, unit)) => {
                 let burst = match config.call_burst {
                     Some(b) => b,
-                    None => per_second,
+                    None => count,
                 };
-                Some(Gcra::new(per_second, burst))
+                Some(Gcra::new(count, unit, burst))
             }
             None => {
                 assert!(
                     config.call_burst.is_none(),
-                    "call_burst needs calls_per_second"
+                    "call_burst needs calls_per_second or calls_per_minute"
                 );
                 None
             }
         };
         let peer_rate = match config.calls_per_second_per_peer {
-            Some(per_second) => Some(Gcra::new(per_second, per_second)),
+            Some(per_second) => Some(Gcra::new(per_second, RateUnit::Second, per_second)),
             None => None,
         };
-        let identity_rate = match config.calls_per_second_per_identity {
-            Some(per_second) => Some(Gcra::new(per_second, per_second)),
+        let identity_rate = match config.identity_rate() {
+            Some((count, unit)) => Some(Gcra::new(count, unit, count)),
             None => None,
         };
         let permits = match config.max_in_flight {
@@ -514,18 +535,17 @@ impl Admission {
         now: u64,
     ) -> (PolicyKind, Status) {
         let method = call.rpc().method;
+        let (count, unit) = (rate.count, rate.unit.as_str());
         let limit = match per {
-            Per::Identity => format!(
-                "{} calls per second per caller (calls_per_second_per_identity)",
-                rate.per_second
-            ),
-            Per::Peer => format!(
-                "{} calls per second per peer address (calls_per_second_per_peer)",
-                rate.per_second
-            ),
+            Per::Identity => {
+                format!("{count} calls per {unit} per caller (calls_per_{unit}_per_identity)")
+            }
+            Per::Peer => {
+                format!("{count} calls per {unit} per peer address (calls_per_{unit}_per_peer)")
+            }
             Per::Rpc => format!(
-                "{} calls per second (calls_per_second, call_burst = {})",
-                rate.per_second, rate.burst
+                "{count} calls per {unit} (calls_per_{unit}, call_burst = {})",
+                rate.burst
             ),
         };
         match refusal {
@@ -638,13 +658,72 @@ fn nanos_since(epoch: Instant, t: Instant) -> u64 {
 
 const NANOS: u64 = 1_000_000_000;
 
+/// The period a call rate counts over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateUnit {
+    /// `calls_per_second..`
+    Second,
+    /// `calls_per_minute..`
+    Minute,
+}
+
+impl RateUnit {
+    /// The period in nanoseconds.
+    pub const fn nanos(self) -> u64 {
+        match self {
+            RateUnit::Second => NANOS,
+            RateUnit::Minute => 60 * NANOS,
+        }
+    }
+
+    /// `second`, `minute`: as in the keys' names.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            RateUnit::Second => "second",
+            RateUnit::Minute => "minute",
+        }
+    }
+}
+
+impl AdmissionConfig {
+    /// The RPC's rate, `(calls, per)`, from `calls_per_second` or `calls_per_minute`.
+    ///
+    /// # Panics
+    /// When both are set.
+    pub const fn rpc_rate(&self) -> Option<(u32, RateUnit)> {
+        rate_of(self.calls_per_second, self.calls_per_minute)
+    }
+
+    /// A caller's rate, `(calls, per)`, from `calls_per_second_per_identity` or
+    /// `calls_per_minute_per_identity`.
+    ///
+    /// # Panics
+    /// When both are set.
+    pub const fn identity_rate(&self) -> Option<(u32, RateUnit)> {
+        rate_of(
+            self.calls_per_second_per_identity,
+            self.calls_per_minute_per_identity,
+        )
+    }
+}
+
+const fn rate_of(per_second: Option<u32>, per_minute: Option<u32>) -> Option<(u32, RateUnit)> {
+    match (per_second, per_minute) {
+        (Some(n), None) => Some((n, RateUnit::Second)),
+        (None, Some(n)) => Some((n, RateUnit::Minute)),
+        (None, None) => None,
+        (Some(_), Some(_)) => panic!("a rate per second and per minute for the same calls"),
+    }
+}
+
 /// A token bucket in integer nanoseconds, as in `limits`, in the form that fits one atomic
 /// word (the generic cell rate algorithm): `tat`, the theoretical arrival time, is when
 /// the bucket will be full again. A call at `now` may pass if `tat - tolerance <= now`,
 /// and moves `tat` one interval later.
 #[derive(Debug, Clone, Copy)]
 struct Gcra {
-    per_second: u32,
+    count: u32,
+    unit: RateUnit,
     burst: u32,
     /// Nanoseconds per token (rounded up: never faster than the rate).
     interval: u64,
@@ -653,12 +732,13 @@ struct Gcra {
 }
 
 impl Gcra {
-    const fn new(per_second: u32, burst: u32) -> Self {
-        assert!(per_second > 0, "a call rate must be at least 1 per second");
+    const fn new(count: u32, unit: RateUnit, burst: u32) -> Self {
+        assert!(count > 0, "a call rate must be at least 1 call per period");
         assert!(burst > 0, "a call burst must be at least 1");
-        let interval = NANOS.div_ceil(per_second as u64);
+        let interval = unit.nanos().div_ceil(count as u64);
         Gcra {
-            per_second,
+            count,
+            unit,
             burst,
             interval,
             tolerance: (burst as u64 - 1) * interval,
@@ -789,6 +869,187 @@ impl Hasher for KeyHasher {
     fn write_u64(&mut self, n: u64) {
         self.0 = n;
     }
+}
+
+/// The call rates of one RPC kept in a shared backend, as
+/// `#[intercept(limit(.., shared = self.rates))]` declared them: the RPC's rate
+/// (`calls_per_second` or `calls_per_minute`, `call_burst`) and a caller's
+/// (`calls_per_second_per_identity` or `calls_per_minute_per_identity`). Lives in a
+/// `static`, one per RPC; the backend itself is the user's value.
+///
+/// [`admit`](Self::admit) asks the caller's bucket first, then the RPC's, so a caller
+/// over its own limit does not use up everyone's (a backend cannot give a token back).
+///
+/// ```
+/// use tonic_intercept::__private::{AdmissionConfig, SharedRates};
+///
+/// static PLACE_ORDER: SharedRates =
+///     SharedRates::new(AdmissionConfig::new().calls_per_minute_per_identity(5));
+/// let limit = PLACE_ORDER.per_identity().unwrap();
+/// assert_eq!((limit.per_period, limit.period.as_secs(), limit.burst), (5, 60, 5));
+/// assert!(PLACE_ORDER.per_rpc().is_none());
+/// ```
+#[derive(Debug)]
+pub struct SharedRates {
+    per_rpc: Option<(RateLimit, RateUnit)>,
+    per_identity: Option<(RateLimit, RateUnit)>,
+    /// The RPC bucket's key, made at its first call.
+    rpc_key: OnceLock<RateKey>,
+}
+
+impl SharedRates {
+    /// The shared rates of `config`.
+    ///
+    /// # Panics
+    ///
+    /// (At compile time in a `static`) when `config` sets a limit that stays local
+    /// (`max_in_flight`, `calls_per_second_per_peer`, `queue`), or a rate of zero.
+    pub const fn new(config: AdmissionConfig) -> Self {
+        assert!(
+            config.max_in_flight.is_none()
+                && config.calls_per_second_per_peer.is_none()
+                && config.queue == 0,
+            "only call rates are shared; max_in_flight, calls_per_second_per_peer and queue stay local"
+        );
+        let per_rpc = match config.rpc_rate() {
+            Some((count, unit)) => {
+                let burst = match config.call_burst {
+                    Some(b) => b,
+                    None => count,
+                };
+                Some((rate_limit(count, unit, burst), unit))
+            }
+            None => None,
+        };
+        let per_identity = match config.identity_rate() {
+            Some((count, unit)) => Some((rate_limit(count, unit, count), unit)),
+            None => None,
+        };
+        SharedRates {
+            per_rpc,
+            per_identity,
+            rpc_key: OnceLock::new(),
+        }
+    }
+
+    /// The RPC's rate, from all callers.
+    pub fn per_rpc(&self) -> Option<RateLimit> {
+        self.per_rpc.map(|(limit, _)| limit)
+    }
+
+    /// One caller's rate.
+    pub fn per_identity(&self) -> Option<RateLimit> {
+        self.per_identity.map(|(limit, _)| limit)
+    }
+
+    /// Asks `backend` for the call's tokens: the caller's (`identity`, its
+    /// [`Display`](fmt::Display) form, when the RPC has a per-identity rate), then the
+    /// RPC's. Returns the decision and, when the backend could not be asked in time
+    /// (its failure policy decided), the backend's name.
+    ///
+    /// A refusal is `RESOURCE_EXHAUSTED` ([`PolicyKind::CallRate`]) with the backend's
+    /// exact wait as `grpc-retry-pushback-ms`, `x-ratelimit-remaining: 0` and
+    /// `x-ratelimit-reset`; a backend that fails closed answers `UNAVAILABLE`.
+    pub async fn admit<B: RateBackend>(
+        &'static self,
+        backend: &B,
+        call: &Call,
+        identity: Option<&str>,
+    ) -> (Result<(), (PolicyKind, Status)>, Option<&'static str>) {
+        let mut without = None;
+        if let (Some((limit, unit)), Some(identity)) = (self.per_identity, identity) {
+            let key = RateKey::per_identity(call.rpc().path, identity);
+            let decided = shared_decision(backend, &key, limit, unit, Per::Identity, call).await;
+            without = decided.1;
+            if decided.0.is_err() {
+                return decided;
+            }
+        }
+        if let Some((limit, unit)) = self.per_rpc {
+            let key = self.rpc_key.get_or_init(|| RateKey::per_rpc(call.rpc().path));
+            let decided = shared_decision(backend, key, limit, unit, Per::Rpc, call).await;
+            return (decided.0, decided.1.or(without));
+        }
+        (Ok(()), without)
+    }
+}
+
+/// A caller's name in a shared backend's keys: its identity's
+/// [`Display`](fmt::Display) form, the same on every replica (unlike [`identity_key`],
+/// which is keyed per process).
+pub fn shared_identity<I: fmt::Display + ?Sized>(identity: &I) -> String {
+    identity.to_string()
+}
+
+const fn rate_limit(count: u32, unit: RateUnit, burst: u32) -> RateLimit {
+    RateLimit::new(count, Duration::from_nanos(unit.nanos())).burst(burst)
+}
+
+/// One shared bucket's answer, as the call's result.
+async fn shared_decision<B: RateBackend>(
+    backend: &B,
+    key: &RateKey,
+    limit: RateLimit,
+    unit: RateUnit,
+    per: Per,
+    call: &Call,
+) -> (Result<(), (PolicyKind, Status)>, Option<&'static str>) {
+    match backend.check(key, limit).await {
+        Ok(Decision::Allowed { .. }) => (Ok(()), None),
+        Ok(Decision::Unchecked) => (Ok(()), Some(backend.name())),
+        Ok(Decision::Denied {
+            retry_after,
+            reset_after,
+        }) => (
+            Err(shared_refusal(call, limit, unit, per, retry_after, reset_after)),
+            None,
+        ),
+        Ok(Decision::UncheckedDenied { retry_after }) => (
+            Err(shared_refusal(call, limit, unit, per, retry_after, retry_after)),
+            Some(backend.name()),
+        ),
+        Err(error) => {
+            let message = format!(
+                "{}: the call-rate backend `{}` is unavailable ({error}); retry later",
+                call.rpc().method,
+                backend.name()
+            );
+            (
+                Err((PolicyKind::CallRate, Status::unavailable(message))),
+                Some(backend.name()),
+            )
+        }
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn shared_refusal(
+    call: &Call,
+    limit: RateLimit,
+    unit: RateUnit,
+    per: Per,
+    retry_after: Duration,
+    reset_after: Duration,
+) -> (PolicyKind, Status) {
+    let (count, unit) = (limit.per_period, unit.as_str());
+    let whose = match per {
+        Per::Identity => format!(" per caller (calls_per_{unit}_per_identity, shared)"),
+        _ => format!(" (calls_per_{unit}, call_burst = {}, shared)", limit.burst),
+    };
+    let ms = u64::try_from(retry_after.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX);
+    let message = format!(
+        "{}: more than {count} calls per {unit}{whose}; retry in {ms} ms",
+        call.rpc().method
+    );
+    let mut status = with_pushback(message, ms);
+    let metadata = status.metadata_mut();
+    metadata.insert(RATELIMIT_REMAINING, MetadataValue::from(0u32));
+    metadata.insert(
+        RATELIMIT_RESET,
+        MetadataValue::from(reset_after.as_millis().div_ceil(1000) as u64),
+    );
+    (PolicyKind::CallRate, status)
 }
 
 #[cold]

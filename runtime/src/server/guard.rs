@@ -15,7 +15,8 @@ use tracing::Span;
 
 use crate::call::{Call, CallOutcome, Incoming, PolicyKind};
 use crate::limits::{Dir, Limits, Meter};
-use crate::policy::admission::{Admission, Admitted};
+use crate::policy::admission::{Admission, Admitted, SharedRates};
+use crate::policy::backend::RateBackend;
 use crate::policy::hook::Hooks;
 use crate::rpc::Rpc;
 use crate::server::recover::{Run, panicked};
@@ -47,6 +48,8 @@ pub struct Guard<R: Rpc, H: Hooks<R>> {
     span: Span,
     recover: bool,
     admitted: Option<Admitted>,
+    /// The shared backend its failure policy stood in for, if it did.
+    decided_without: Option<&'static str>,
     finished: bool,
     incoming: Incoming,
     _rpc: PhantomData<fn() -> R>,
@@ -67,6 +70,7 @@ impl<R: Rpc, H: Hooks<R>> Guard<R, H> {
             span: Span::none(),
             recover,
             admitted: None,
+            decided_without: None,
             finished: false,
             _rpc: PhantomData,
         }
@@ -116,6 +120,20 @@ impl<R: Rpc, H: Hooks<R>> Guard<R, H> {
     ) -> Result<(), (PolicyKind, Status)> {
         self.admitted = Some(admission.admit(&self.call, identity).await?);
         Ok(())
+    }
+
+    /// The call rates kept in a shared backend (`limit(.., shared = backend)`), after the
+    /// local admission: refuses with the backend's wait, or `UNAVAILABLE` when it fails
+    /// closed.
+    pub async fn admit_shared<B: RateBackend>(
+        &mut self,
+        backend: &B,
+        rates: &'static SharedRates,
+        identity: Option<&str>,
+    ) -> Result<(), (PolicyKind, Status)> {
+        let (admitted, without) = rates.admit(backend, &self.call, identity).await;
+        self.decided_without = without;
+        admitted
     }
 
     /// Passes the single request message of a unary or server-streaming call through
@@ -218,6 +236,7 @@ impl<R: Rpc, H: Hooks<R>> Guard<R, H> {
                     span: self.span.clone(),
                     recover: self.recover,
                     admitted: self.admitted.take(),
+                    decided_without: self.decided_without,
                 };
                 Ok(response.map(|s| Outbound::new(s, tail)))
             }
@@ -289,6 +308,7 @@ impl<R: Rpc, H: Hooks<R>> Guard<R, H> {
                 bytes_in,
                 bytes_out: self.meter_out.bytes,
                 ended_by,
+                decided_without: self.decided_without,
             },
         );
     }

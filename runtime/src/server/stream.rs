@@ -328,6 +328,7 @@ pin_project! {
                     bytes_in,
                     bytes_out: this.st.meter.bytes,
                     ended_by,
+                    decided_without: this.st.decided_without,
                 });
             }
         }
@@ -358,6 +359,7 @@ pub(crate) struct OutboundState<R: Rpc, H: Hooks<R>> {
     span: Span,
     recover: bool,
     admitted: Option<Admitted>,
+    decided_without: Option<&'static str>,
     finished: bool,
     /// The status of a call the watchdog ended, for the next poll.
     ended: Option<Status>,
@@ -372,6 +374,7 @@ pub(crate) struct Tail<H> {
     pub(crate) span: Span,
     pub(crate) recover: bool,
     pub(crate) admitted: Option<Admitted>,
+    pub(crate) decided_without: Option<&'static str>,
 }
 
 /// Locks a watched body. parking_lot's lock has no poisoning: a panic in a poll
@@ -395,6 +398,7 @@ where
             span,
             recover,
             admitted,
+            decided_without,
         } = tail;
         let idle = Idle::new(limits.get_idle_timeout(), Instant::now());
         let watched = call.deadline().is_some() || idle.is_some();
@@ -414,6 +418,7 @@ where
                 span,
                 recover,
                 admitted,
+                decided_without,
                 finished: false,
                 ended: None,
             },
@@ -712,6 +717,7 @@ fn finish<R: Rpc, S, H: Hooks<R>>(
             bytes_in,
             bytes_out: this.st.meter.bytes,
             ended_by,
+            decided_without: this.st.decided_without,
         },
     );
     status

@@ -208,12 +208,22 @@ pub enum Decision {
     /// failure policy is [`FailurePolicy::FailOpen`] (or [`FailurePolicy::FallbackLocal`]
     /// and the local bucket admitted the call). Counted by the backend's `errors()`.
     Unchecked,
+    /// Refused without the backend: it failed or was slower than the budget, and
+    /// [`FailurePolicy::FallbackLocal`]'s in-process bucket refused the call. Counted by
+    /// the backend's `errors()`.
+    UncheckedDenied {
+        /// The wait until the local bucket would admit a call of this key.
+        retry_after: Duration,
+    },
 }
 
 impl Decision {
     /// Whether the call may start ([`Decision::Allowed`] or [`Decision::Unchecked`]).
     pub const fn admits(&self) -> bool {
-        !matches!(self, Decision::Denied { .. })
+        !matches!(
+            self,
+            Decision::Denied { .. } | Decision::UncheckedDenied { .. }
+        )
     }
 }
 
@@ -229,7 +239,7 @@ pub enum FailurePolicy {
     FailClosed,
     /// Decide with an in-process bucket of the same rate per key (GCRA, like the local
     /// buckets): admitted calls are [`Decision::Unchecked`], refused ones
-    /// [`Decision::Denied`]. Each replica then enforces the whole limit by itself, so
+    /// [`Decision::UncheckedDenied`]. Each replica then enforces the whole limit by itself, so
     /// with `n` replicas a caller may get up to `n` times its rate while the backend is
     /// down: coarse, but bounded.
     FallbackLocal,
@@ -264,6 +274,11 @@ impl std::error::Error for BackendError {}
 /// `check` takes one token from `key`'s bucket of rate `limit` or says how long to wait.
 /// An implementation applies its [`FailurePolicy`] itself: it returns `Err` only when the
 /// policy is to refuse, and never takes longer than its budget.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a shared call-rate backend",
+    label = "named by `shared = ..` in `limit(..)`",
+    note = "`shared = ..` takes a backend such as `tonic_intercept::backend::RedisGcra`, or a type of yours that implements `tonic_intercept::backend::RateBackend`"
+)]
 pub trait RateBackend: Send + Sync + 'static {
     /// The backend's name, the `backend` label of its metrics: `redis`, `envoy_rls`.
     fn name(&self) -> &'static str;
@@ -274,4 +289,19 @@ pub trait RateBackend: Send + Sync + 'static {
         key: &RateKey,
         limit: RateLimit,
     ) -> impl Future<Output = Result<Decision, BackendError>> + Send;
+}
+
+/// A backend behind an `Arc`, as a service that is cloned per connection holds it.
+impl<B: RateBackend> RateBackend for std::sync::Arc<B> {
+    fn name(&self) -> &'static str {
+        (**self).name()
+    }
+
+    fn check(
+        &self,
+        key: &RateKey,
+        limit: RateLimit,
+    ) -> impl Future<Output = Result<Decision, BackendError>> + Send {
+        (**self).check(key, limit)
+    }
 }

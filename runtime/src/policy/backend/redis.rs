@@ -290,9 +290,8 @@ impl RedisGcra {
         let tat = buckets.get(key).map_or(now, |&tat| tat.max(now));
         let new_tat = tat + interval;
         if now + burst < new_tat {
-            return Decision::Denied {
+            return Decision::UncheckedDenied {
                 retry_after: new_tat - (now + burst),
-                reset_after: tat - now,
             };
         }
         buckets.insert(key.clone(), new_tat);
@@ -310,7 +309,13 @@ impl RedisGcra {
             tokio::time::timeout(self.config.budget, invocation.invoke_async(&mut connection))
                 .await
                 .map_err(|_| BackendError::Timeout(self.config.budget))?
-                .map_err(|e| BackendError::Failed(e.to_string()))?;
+                .map_err(|e| {
+                    if e.is_timeout() {
+                        BackendError::Timeout(self.config.response_timeout)
+                    } else {
+                        BackendError::Failed(e.to_string())
+                    }
+                })?;
         <[i64; 4]>::try_from(reply)
             .map_err(|r| BackendError::Failed(format!("unexpected reply from the script: {r:?}")))
     }
