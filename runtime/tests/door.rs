@@ -75,6 +75,11 @@ fn generated_code_paths_compile_through_the_door() {
     const _: bool = door::proto_disagreement::<8>(["a", "b", "c"], 3, 5).1 == 5
         && door::same_roles(&["a"], &["a"]);
     let _ = door::identity_key("alice");
+    assert_eq!(door::shared_identity(&7), "7");
+    static SHARED: door::SharedRates =
+        door::SharedRates::new(door::AdmissionConfig::new().calls_per_minute(5));
+    assert_eq!(SHARED.per_rpc().map(|l| l.per_period), Some(5));
+    fn _admits_shared<B: door::AdmitShared>(_: &B) {}
     fn _roles<I: door::Roles>(_: &I) {}
     fn _authenticates<A: door::Authenticate>(_: &A) {}
     fn _hooks<R: door::Rpc, H: door::Hooks<R> + door::Hook<R>>(_: &H) {}

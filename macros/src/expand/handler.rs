@@ -215,8 +215,11 @@ impl<'a> Steps<'a> {
         let keep_name = match (self.shared_identity, self.plan.shared) {
             (true, Some(backend)) => {
                 let name = &self.local.shared_name;
+                // Bound to a name spanned at the backend, as `roles` does with its holder.
+                let caller = Ident::new("caller_in_shared_backend", backend.span());
                 Some(quote_spanned! {backend.span()=>
-                    #name = ::core::option::Option::Some(::tonic_intercept::__private::shared_identity(&#identity));
+                    let #caller = &#identity;
+                    #name = ::core::option::Option::Some(::tonic_intercept::__private::shared_identity(#caller));
                 })
             }
             _ => None,
@@ -297,8 +300,8 @@ impl<'a> Steps<'a> {
     }
 
     /// The call rates of `limit(.., shared = backend)`: one `static` of rates per RPC, the
-    /// backend the user's value. The backend is borrowed at its own span, so a value
-    /// that is not a `RateBackend` is reported there.
+    /// backend the user's value, asked through a trait method called on it, so a value
+    /// that is not a `RateBackend` is one error, at that value.
     fn shared_admission(&self) -> TokenStream {
         let Some(backend) = self.plan.shared else {
             return quote!();
@@ -316,13 +319,14 @@ impl<'a> Steps<'a> {
         } else {
             quote!(::core::option::Option::None)
         };
-        let admit = quote_spanned! {backend.span()=>
-            #guard.admit_shared(&#backend, &__TONIC_INTERCEPT_SHARED_RATES, #name).await
+        let ask = quote_spanned! {backend.span()=>
+            ::tonic_intercept::__private::AdmitShared::admit_shared(&#backend, &__TONIC_INTERCEPT_SHARED_RATES, #guard.call(), #name).await
         };
         quote! {
             static __TONIC_INTERCEPT_SHARED_RATES: ::tonic_intercept::__private::SharedRates =
                 ::tonic_intercept::__private::SharedRates::new(#config);
-            if let ::core::result::Result::Err(#error) = #admit {
+            let #error = #ask;
+            if let ::core::result::Result::Err(#error) = #guard.settle_shared(#error) {
                 return ::core::result::Result::Err(#reject);
             }
         }

@@ -6,6 +6,7 @@ use std::fmt;
 use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::future::Future;
 use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
@@ -971,6 +972,37 @@ impl SharedRates {
             return (decided.0, decided.1.or(without));
         }
         (Ok(()), without)
+    }
+}
+
+/// What the expansion of `limit(.., shared = backend)` calls on the user's backend: a
+/// trait method on the user's expression, so a value that is not a [`RateBackend`] is
+/// one error, at that expression.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a shared call-rate backend",
+    label = "named by `shared = ..` in `limit(..)`",
+    note = "`shared = ..` takes a backend such as `tonic_intercept::backend::RedisGcra`, or a type of yours that implements `tonic_intercept::backend::RateBackend`"
+)]
+pub trait AdmitShared {
+    /// [`SharedRates::admit`] with this backend.
+    fn admit_shared<'a>(
+        &'a self,
+        rates: &'static SharedRates,
+        call: &'a Call,
+        identity: Option<&'a str>,
+    ) -> impl Future<Output = (Result<(), (PolicyKind, Status)>, Option<&'static str>)> + Send + 'a;
+}
+
+#[diagnostic::do_not_recommend]
+impl<B: RateBackend> AdmitShared for B {
+    fn admit_shared<'a>(
+        &'a self,
+        rates: &'static SharedRates,
+        call: &'a Call,
+        identity: Option<&'a str>,
+    ) -> impl Future<Output = (Result<(), (PolicyKind, Status)>, Option<&'static str>)> + Send + 'a
+    {
+        rates.admit(self, call, identity)
     }
 }
 

@@ -15,8 +15,7 @@ use tracing::Span;
 
 use crate::call::{Call, CallOutcome, Incoming, PolicyKind};
 use crate::limits::{Dir, Limits, Meter};
-use crate::policy::admission::{Admission, Admitted, SharedRates};
-use crate::policy::backend::RateBackend;
+use crate::policy::admission::{Admission, Admitted};
 use crate::policy::hook::Hooks;
 use crate::rpc::Rpc;
 use crate::server::recover::{Run, panicked};
@@ -122,16 +121,14 @@ impl<R: Rpc, H: Hooks<R>> Guard<R, H> {
         Ok(())
     }
 
-    /// The call rates kept in a shared backend (`limit(.., shared = backend)`), after the
-    /// local admission: refuses with the backend's wait, or `UNAVAILABLE` when it fails
-    /// closed.
-    pub async fn admit_shared<B: RateBackend>(
+    /// Takes the answer of the call rates kept in a shared backend
+    /// (`limit(.., shared = backend)`, asked with [`AdmitShared`](crate::__private::AdmitShared)
+    /// after the local admission): the refusal, and the backend its failure policy stood
+    /// in for, for the call's outcome.
+    pub fn settle_shared(
         &mut self,
-        backend: &B,
-        rates: &'static SharedRates,
-        identity: Option<&str>,
+        (admitted, without): (Result<(), (PolicyKind, Status)>, Option<&'static str>),
     ) -> Result<(), (PolicyKind, Status)> {
-        let (admitted, without) = rates.admit(backend, &self.call, identity).await;
         self.decided_without = without;
         admitted
     }

@@ -276,7 +276,7 @@ impl std::error::Error for BackendError {}
 /// policy is to refuse, and never takes longer than its budget.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a shared call-rate backend",
-    label = "named by `shared = ..` in `limit(..)`",
+    label = "not a `tonic_intercept::backend::RateBackend`",
     note = "`shared = ..` takes a backend such as `tonic_intercept::backend::RedisGcra`, or a type of yours that implements `tonic_intercept::backend::RateBackend`"
 )]
 pub trait RateBackend: Send + Sync + 'static {
