@@ -16,14 +16,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tonic::{Request, Response, Status};
 use tonic_intercept::backend::RedisGcra;
-use tonic_intercept::prometheus_client::registry::Registry;
 use tonic_intercept::metrics::ServiceMetrics;
+use tonic_intercept::prometheus_client::registry::Registry;
 use tonic_intercept::{ServerMetrics, StaticTokens, intercept};
 
 use crate::Caller;
 use crate::checkout::{
-    BrowseRequest, Catalogue, PayRequest, Price, QuoteRequest, Receipt, ReplicaStats,
-    StatsRequest,
+    BrowseRequest, Catalogue, PayRequest, Price, QuoteRequest, Receipt, ReplicaStats, StatsRequest,
 };
 
 /// One replica of `fleet.v1.Checkout`.

@@ -33,7 +33,9 @@ fn three_replicas_share_call_rates_through_redis() {
     assert!(output.status.success(), "{report}\n{errors}");
     let checked = |prefix: &str| {
         assert!(
-            report.lines().any(|l| l.starts_with(&format!("✔ {prefix}"))),
+            report
+                .lines()
+                .any(|l| l.starts_with(&format!("✔ {prefix}"))),
             "no `{prefix}` in:\n{report}"
         );
     };
@@ -44,7 +46,9 @@ fn three_replicas_share_call_rates_through_redis() {
     checked("payments taken by r1, r2, r3: [3, 3, 2], 8 in all");
     checked("Redis paused (SIGSTOP): bob's Pay on r1 Some((Unavailable,");
     checked("Redis stopped: bob's Pay 3 of 3 UNAVAILABLE (fail closed); his Quote 3 of 3 OK");
-    checked("grpc_server_limit_backend_errors_total{backend=\"redis\"} of r1, r2, r3 as (Pay, Quote): [(2, 1), (1, 2), (1, 1)]");
+    checked(
+        "grpc_server_limit_backend_errors_total{backend=\"redis\"} of r1, r2, r3 as (Pay, Quote): [(2, 1), (1, 2), (1, 1)]",
+    );
     checked("Redis restarted (empty): bob's Pay decided by Redis again");
     assert_eq!(report.lines().filter(|l| l.starts_with('✔')).count(), 9);
     assert!(report.ends_with("all processes stopped\n"), "{report}");

@@ -30,8 +30,7 @@ pub use crate::idempotency::{Begin, Ticket, begin as idempotency_begin};
 pub use crate::limits::{Limits, OnRateExceeded};
 pub use crate::metrics::ServiceMetrics;
 pub use crate::policy::admission::{
-    Admission, AdmissionConfig, AdmitShared, Admitted, SharedRates, identity_key,
-    shared_identity,
+    Admission, AdmissionConfig, AdmitShared, Admitted, SharedRates, identity_key, shared_identity,
 };
 pub use crate::trace::{TraceCalls, call_span};
 pub use crate::validate::check as validate;

@@ -647,7 +647,10 @@ mod tests {
             if let Some(rival) = key.rival {
                 let rival = limit_key(rival).expect("a rival is a key");
                 assert_eq!(rival.rival, Some(key.name));
-                assert_eq!((rival.shared, rival.needs_identity), (key.shared, key.needs_identity));
+                assert_eq!(
+                    (rival.shared, rival.needs_identity),
+                    (key.shared, key.needs_identity)
+                );
             }
         }
     }

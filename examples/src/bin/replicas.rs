@@ -134,9 +134,7 @@ async fn run_fleet() -> Result<()> {
         slow.as_ref().is_some_and(|(code, message)| {
             *code == Code::Unavailable && message.contains("did not answer within")
         }) && slow_quote.is_ok(),
-        format!(
-            "Redis paused (SIGSTOP): bob's Pay on r1 {slow:?}; his Quote on r2 OK, unchecked"
-        ),
+        format!("Redis paused (SIGSTOP): bob's Pay on r1 {slow:?}; his Quote on r2 OK, unchecked"),
     )?;
 
     // Redis goes away: Pay fails closed, Quote fails open, both counted.
@@ -266,7 +264,9 @@ async fn call(
                 .await?;
         }
         Rpc::Quote => {
-            client.quote(authorized(QuoteRequest { basket }, token)).await?;
+            client
+                .quote(authorized(QuoteRequest { basket }, token))
+                .await?;
         }
         Rpc::Browse => {
             client.browse(authorized(BrowseRequest {}, token)).await?;

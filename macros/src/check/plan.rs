@@ -7,8 +7,8 @@ use super::limits::spec_of;
 use super::{Access, Limits, RpcPlan};
 use crate::ctxt::Ctxt;
 use crate::parse::{self, Args, Entry, Limit};
-use quote::ToTokens;
 use crate::resolve::{EntryRpcs, RpcId, RpcMethod};
+use quote::ToTokens;
 use tonic_intercept_spec::limit_key;
 
 pub(super) fn rpc_plan<'a>(
@@ -144,7 +144,9 @@ fn merge_limits<'a>(
     }
     // The backend of the shared keys that remain: a general one, then a specific one.
     for limit in general.iter().chain(specific) {
-        let Some(shared) = &limit.shared else { continue };
+        let Some(shared) = &limit.shared else {
+            continue;
+        };
         one_backend_per_rpc(cx, plan, shared);
         plan.shared = Some(&shared.backend);
     }

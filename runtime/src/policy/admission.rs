@@ -3,10 +3,10 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::future::Future;
 use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::future::Future;
 use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
@@ -967,7 +967,9 @@ impl SharedRates {
             }
         }
         if let Some((limit, unit)) = self.per_rpc {
-            let key = self.rpc_key.get_or_init(|| RateKey::per_rpc(call.rpc().path));
+            let key = self
+                .rpc_key
+                .get_or_init(|| RateKey::per_rpc(call.rpc().path));
             let decided = shared_decision(backend, key, limit, unit, Per::Rpc, call).await;
             return (decided.0, decided.1.or(without));
         }
@@ -1033,11 +1035,25 @@ async fn shared_decision<B: RateBackend>(
             retry_after,
             reset_after,
         }) => (
-            Err(shared_refusal(call, limit, unit, per, retry_after, reset_after)),
+            Err(shared_refusal(
+                call,
+                limit,
+                unit,
+                per,
+                retry_after,
+                reset_after,
+            )),
             None,
         ),
         Ok(Decision::UncheckedDenied { retry_after }) => (
-            Err(shared_refusal(call, limit, unit, per, retry_after, retry_after)),
+            Err(shared_refusal(
+                call,
+                limit,
+                unit,
+                per,
+                retry_after,
+                retry_after,
+            )),
             Some(backend.name()),
         ),
         Err(error) => {

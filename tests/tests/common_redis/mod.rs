@@ -2,6 +2,8 @@
 //!
 //! When `redis-server` is not on PATH, [`RedisServer::start`] prints why and returns `None`
 //! (the test skips), unless `TONIC_INTERCEPT_REQUIRE_REDIS=1` (CI), where it panics.
+// Each test file uses the part it needs.
+#![allow(dead_code)]
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
