@@ -333,8 +333,9 @@ pub fn default_code_level(code: Code) -> Level {
 ///
 /// `TraceCalls` records the rest when the call ends: `rpc.grpc.status_code` (the numeric
 /// code, as OpenTelemetry specifies), `duration_ms`, `messages_in`, `messages_out`,
-/// `bytes_in`, `bytes_out` and `ended_by` (the [`PolicyKind`](crate::PolicyKind) that ended the
-/// call, if one did).
+/// `bytes_in`, `bytes_out`, `ended_by` (the [`PolicyKind`](crate::PolicyKind) that ended the
+/// call, if one did) and `decided_without` (the shared call-rate backend its failure policy
+/// stood in for, if one did: `redis`).
 ///
 /// # Events
 ///
@@ -496,6 +497,9 @@ where
             if let Some(policy) = outcome.ended_by {
                 span.record("ended_by", policy.as_str());
             }
+            if let Some(backend) = outcome.decided_without {
+                span.record("decided_without", backend);
+            }
         }
         event_at!(
             level,
@@ -533,6 +537,7 @@ macro_rules! __rpc_span {
             bytes_in = $crate::__private::tracing::field::Empty,
             bytes_out = $crate::__private::tracing::field::Empty,
             ended_by = $crate::__private::tracing::field::Empty,
+            decided_without = $crate::__private::tracing::field::Empty,
         )
     }};
 }
