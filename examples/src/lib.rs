@@ -28,6 +28,7 @@ use tonic_intercept::{ServerMetrics, StaticTokens};
 mod callers;
 pub mod fleet;
 pub mod orders;
+pub mod redis_process;
 pub mod users;
 
 pub use callers::{ADA_TOKEN, BARISTA, BOB_TOKEN, Caller, demo_tokens};

@@ -11,10 +11,10 @@
 //! `listening on ADDR`.
 
 use std::error::Error;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener as StdListener, TcpStream};
+use std::io::{BufRead, BufReader, Write};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::process::{Child, ChildStdout, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tonic::transport::Channel;
@@ -27,6 +27,7 @@ use tonic_intercept_examples::checkout::{
     BrowseRequest, PayRequest, QuoteRequest, ReplicaStats, StatsRequest,
 };
 use tonic_intercept_examples::fleet::Replica;
+use tonic_intercept_examples::redis_process::RedisProcess;
 use tonic_intercept_examples::{ADA_TOKEN, BOB_TOKEN, demo_tokens};
 
 type Result<T, E = Box<dyn Error>> = std::result::Result<T, E>;
@@ -61,7 +62,7 @@ async fn serve_replica(name: &str, redis: &str) -> Result<()> {
 
 /// What the report says; each line is checked before it is printed.
 async fn run_fleet() -> Result<()> {
-    let mut redis = RedisChild::start()?;
+    let mut redis = RedisProcess::start()?;
     let mut replicas = Vec::new();
     for name in ["r1", "r2", "r3"] {
         replicas.push(ReplicaChild::start(name, &redis.url())?);
@@ -75,8 +76,8 @@ async fn run_fleet() -> Result<()> {
     }
     println!(
         "redis-server on 127.0.0.1:{} (pid {}); replicas r1, r2, r3 (pids {})",
-        redis.port,
-        redis.child.id(),
+        redis.port(),
+        redis.pid().unwrap_or_default(),
         replicas
             .iter()
             .map(|r| r.child.id().to_string())
@@ -123,12 +124,12 @@ async fn run_fleet() -> Result<()> {
 
     // Redis stops answering (the process paused): no call waits past the backend's
     // timeouts (50 ms for an answer, 100 ms in all).
-    redis.signal("-STOP")?;
+    redis.signal("STOP")?;
     let mut pay = clients[0].clone();
     let slow = call(&mut pay, BOB_TOKEN, Rpc::Pay, 0).await;
     let mut quote = clients[1].clone();
     let slow_quote = call(&mut quote, BOB_TOKEN, Rpc::Quote, 0).await;
-    redis.signal("-CONT")?;
+    redis.signal("CONT")?;
     let slow = slow.err().map(|s| (s.code(), s.message().to_owned()));
     expect(
         slow.as_ref().is_some_and(|(code, message)| {
@@ -138,7 +139,7 @@ async fn run_fleet() -> Result<()> {
     )?;
 
     // Redis goes away: Pay fails closed, Quote fails open, both counted.
-    redis.stop();
+    redis.kill();
     let closed = spread(&mut clients, 3, BOB_TOKEN, Rpc::Pay).await;
     let open = spread(&mut clients, 3, BOB_TOKEN, Rpc::Quote).await;
     expect(
@@ -158,7 +159,7 @@ async fn run_fleet() -> Result<()> {
     )?;
 
     // Redis comes back on its port: the replicas reconnect by themselves.
-    redis.start_again()?;
+    redis.restart()?;
     let mut tries = 0;
     let recovered = loop {
         tries += 1;
@@ -180,7 +181,7 @@ async fn run_fleet() -> Result<()> {
     for replica in &mut replicas {
         replica.stop();
     }
-    redis.stop();
+    redis.kill();
     println!("all processes stopped");
     Ok(())
 }
@@ -346,82 +347,4 @@ impl Drop for ReplicaChild {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-/// A `redis-server` from PATH on a free loopback port, without persistence.
-struct RedisChild {
-    child: Child,
-    port: u16,
-}
-
-impl RedisChild {
-    fn start() -> Result<Self> {
-        let port = StdListener::bind((Ipv4Addr::LOCALHOST, 0))?
-            .local_addr()?
-            .port();
-        let child = Self::spawn(port)?;
-        Ok(Self { child, port })
-    }
-
-    fn spawn(port: u16) -> Result<Child> {
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| {
-                format!("redis-server not found on PATH ({e}); install it (apt-get install redis-server)")
-            })?;
-        let until = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < until {
-            if ping(port) {
-                return Ok(child);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Err(format!("redis-server did not answer PING on port {port} within 10 s").into())
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// Sends `signal` (`-STOP`, `-CONT`) to the server, by PID.
-    fn signal(&self, signal: &str) -> Result<()> {
-        let status = Command::new("kill")
-            .args([signal, &self.child.id().to_string()])
-            .status()?;
-        if !status.success() {
-            return Err(format!("kill {signal} {} failed", self.child.id()).into());
-        }
-        Ok(())
-    }
-
-    fn start_again(&mut self) -> Result<()> {
-        self.child = Self::spawn(self.port)?;
-        Ok(())
-    }
-}
-
-impl Drop for RedisChild {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn ping(port: u16) -> bool {
-    let Ok(mut stream) = TcpStream::connect((Ipv4Addr::LOCALHOST, port)) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
-    let mut reply = [0u8; 7];
-    stream.write_all(b"PING\r\n").is_ok()
-        && stream.read_exact(&mut reply).is_ok()
-        && &reply == b"+PONG\r\n"
 }
