@@ -525,6 +525,55 @@ async fn calls_per_second_on_a_public_rpc_is_shared_by_every_caller() {
 }
 
 echo_service!(
+    /// Two calls a minute per caller, three from everyone: the rates in minutes, kept
+    /// in this process.
+    PerMinute(self) =>
+        auth(self.tokens),
+        limit(Unary, calls_per_minute = 3, calls_per_minute_per_identity = 2),
+);
+
+#[tokio::test(start_paused = true)]
+async fn calls_per_minute_pace_callers_and_the_rpc_in_minutes() {
+    let env = Env::open();
+    let mut client = client(serve(PerMinute(env.clone())).await).await;
+    for _ in 0..2 {
+        client.unary(with_token(echo("x"), A)).await.unwrap();
+    }
+    let status = client.unary(with_token(echo("x"), A)).await.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    // Her next token: one interval (30 s) after the first of her two.
+    let pushback = pushback_ms(&status);
+    assert!(
+        (29_000..=30_000).contains(&pushback),
+        "pushback {pushback} ms"
+    );
+    assert_eq!(
+        status.message(),
+        format!(
+            "Unary: more than 2 calls per minute per caller \
+             (calls_per_minute_per_identity); retry in {pushback} ms"
+        )
+    );
+    // Bob takes the RPC's third token, then the RPC's bucket is empty for him too.
+    client.unary(with_token(echo("x"), B)).await.unwrap();
+    let status = client.unary(with_token(echo("x"), B)).await.unwrap_err();
+    let pushback = pushback_ms(&status);
+    assert_eq!(
+        status.message(),
+        format!(
+            "Unary: more than 3 calls per minute (calls_per_minute, call_burst = 3); \
+             retry in {pushback} ms"
+        )
+    );
+    assert_eq!(env.work.handled(), 3);
+
+    // A minute later both buckets have refilled.
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    client.unary(with_token(echo("y"), A)).await.unwrap();
+    assert_eq!(env.work.handled(), 4);
+}
+
+echo_service!(
     /// Two calls a second per peer address, on a public RPC.
     PerPeer(self) =>
         public(*),

@@ -114,7 +114,7 @@ async fn run_fleet() -> Result<()> {
     let bob = spread(&mut clients, 3, BOB_TOKEN, Rpc::Pay).await;
     expect(
         bob.ok == 3,
-        format!("Pay: bob, meanwhile, 3 of 3 OK: his own bucket"),
+        "Pay: bob, meanwhile, 3 of 3 OK: his own bucket".to_string(),
     )?;
     let taken = payments(&mut clients).await?;
     expect(

@@ -67,11 +67,6 @@ impl Limits {
         }
     }
 
-    /// Whether any key set lives in a shared backend.
-    pub(crate) fn any_shared(&self) -> bool {
-        self.iter_sharing().any(|(_, _, shared)| shared)
-    }
-
     /// Whether the key named `name` is set.
     pub(crate) fn is_set(&self, name: &str) -> bool {
         self.iter().any(|(key, _)| key.name == name)
@@ -126,12 +121,13 @@ pub(crate) fn spec_of(key: &parse::LimitKey) -> Option<&'static LimitKey> {
 pub(super) struct LimitEntries<'a> {
     service: &'a Service,
     general: bool,
-    specific: Vec<bool>,
+    /// Per RPC: named by a local `limit(..)`, by a `limit(.., shared = ..)`.
+    specific: Vec<[bool; 2]>,
 }
 
 impl<'a> LimitEntries<'a> {
     pub(super) fn new(service: &'a Service) -> Self {
-        let specific = vec![false; service.rpcs.len()];
+        let specific = vec![[false; 2]; service.rpcs.len()];
         LimitEntries {
             service,
             general: false,
@@ -157,13 +153,15 @@ impl<'a> LimitEntries<'a> {
         }
         for (ident, id) in limit.rpcs.iter().zip(ids) {
             let Some(id) = *id else { continue };
-            self.specific_once(cx, ident, id);
+            self.specific_once(cx, ident, id, limit.shared.is_some());
             keys_fit_rpc(cx, limit, &self.service.rpcs[id]);
         }
     }
 
     // Two `limit(..)` for every RPC, or two naming one RPC, would make the result depend
-    // on which key wins; merging them says it once.
+    // on which key wins; merging them says it once. An RPC may have one local `limit(..)`
+    // and one `shared` (what lives in this replica and what the fleet shares); a key in
+    // both is refused where the RPC's limits are merged.
     fn general_once(&mut self, cx: &Ctxt, limit: &Limit) {
         if self.general {
             cx.error_at(limit.kw.span(), "`limit(..)` for every RPC is configured twice; merge the keys into one `limit(..)`");
@@ -171,14 +169,21 @@ impl<'a> LimitEntries<'a> {
         self.general = true;
     }
 
-    fn specific_once(&mut self, cx: &Ctxt, ident: &Ident, id: RpcId) {
-        if self.specific[id] {
-            let message = format!(
-                "`{ident}` is configured twice: merge its keys into one `limit({ident}, ..)`"
-            );
+    fn specific_once(&mut self, cx: &Ctxt, ident: &Ident, id: RpcId, shared: bool) {
+        let seen = &mut self.specific[id][usize::from(shared)];
+        if *seen {
+            let message = if shared {
+                format!(
+                    "`{ident}` has two shared `limit(..)`: merge its keys into one `limit({ident}, .., shared = ..)`"
+                )
+            } else {
+                format!(
+                    "`{ident}` is configured twice: merge its keys into one `limit({ident}, ..)`"
+                )
+            };
             cx.error_at(ident.span(), message);
         }
-        self.specific[id] = true;
+        *seen = true;
     }
 }
 

@@ -9,7 +9,7 @@ use crate::ctxt::Ctxt;
 use crate::parse::{self, Args, Entry, Limit};
 use crate::resolve::{EntryRpcs, RpcId, RpcMethod};
 use quote::ToTokens;
-use tonic_intercept_spec::limit_key;
+use tonic_intercept_spec::{LIMIT_KEYS, LimitKey, limit_key};
 
 pub(super) fn rpc_plan<'a>(
     cx: &Ctxt,
@@ -119,53 +119,101 @@ fn merge_limits<'a>(
     specific: &[&'a Limit],
 ) {
     let identified = matches!(plan.access, Access::Auth { .. });
+    // The `shared = ..` each key was set under, by its place in the table.
+    let mut backends: Vec<Option<&'a parse::Shared>> = vec![None; LIMIT_KEYS.len()];
+    let mut set =
+        |plan: &mut RpcPlan<'a>, spec: &LimitKey, key: &parse::LimitKey, limit: &'a Limit| {
+            plan.limits.set(spec, &key.value, limit.shared.is_some());
+            let place = |name: &str| LIMIT_KEYS.iter().position(|k| k.name == name);
+            if let Some(i) = place(spec.name) {
+                backends[i] = limit.shared.as_ref();
+            }
+        };
     for limit in general {
-        let shared = limit.shared.is_some();
         for key in &limit.keys {
             let Some(spec) = spec_of(key) else { continue };
             if spec.needs_identity && !identified {
                 continue;
             }
             if spec.fits(plan.rpc.kind) {
-                plan.limits.set(spec, &key.value, shared);
+                set(plan, spec, key, limit);
             }
         }
     }
     for limit in specific {
+        let earlier = plan.specific.len();
         for key in &limit.keys {
             if let Some(spec) = spec_of(key) {
-                plan.limits.set(spec, &key.value, limit.shared.is_some());
+                once_across_local_and_shared(cx, plan, earlier, key, spec);
+                set(plan, spec, key, limit);
             }
             plan.specific.push(key);
         }
     }
-    if !plan.limits.any_shared() {
-        return;
-    }
-    // The backend of the shared keys that remain: a general one, then a specific one.
-    for limit in general.iter().chain(specific) {
-        let Some(shared) = &limit.shared else {
+    // The backend of the shared keys that remain (a key replaced by the RPC's own
+    // `limit(..)` takes its entry's backend with it).
+    for (key, _, shared) in plan.limits.iter_sharing() {
+        let place = LIMIT_KEYS.iter().position(|k| k.name == key.name);
+        let Some(backend) = place.and_then(|i| backends[i]).filter(|_| shared) else {
             continue;
         };
-        one_backend_per_rpc(cx, plan, shared);
-        plan.shared = Some(&shared.backend);
+        if !one_backend_per_rpc(cx, plan.rpc, plan.shared, backend) {
+            return;
+        }
+        plan.shared = Some(&backend.backend);
+    }
+}
+
+// An RPC's local `limit(..)` and its shared one each set their own keys: a rate in both
+// (or in both units, one in each) would leave two buckets for the same calls.
+fn once_across_local_and_shared(
+    cx: &Ctxt,
+    plan: &RpcPlan,
+    earlier: usize,
+    key: &parse::LimitKey,
+    spec: &tonic_intercept_spec::LimitKey,
+) {
+    let earlier = plan.specific[..earlier]
+        .iter()
+        .filter_map(|k| spec_of(k))
+        .find(|k| k.name == spec.name || Some(k.name) == spec.rival);
+    if let Some(earlier) = earlier {
+        let message = if earlier.name == spec.name {
+            format!(
+                "`{}` is set for `{}` in two `limit(..)`; keep it in one",
+                spec.name, plan.rpc.name
+            )
+        } else {
+            format!(
+                "`{}` and `{}` are the same limit in two units, set for `{}` in two `limit(..)`; keep one",
+                spec.name, earlier.name, plan.rpc.name
+            )
+        };
+        cx.error_at(key.name.span(), message);
     }
 }
 
 // An RPC's shared rates are asked of one backend in one step; two backends for one RPC
 // would be two stores whose refusals the server cannot order.
-fn one_backend_per_rpc(cx: &Ctxt, plan: &RpcPlan, shared: &parse::Shared) {
-    let Some(before) = plan.shared else { return };
+fn one_backend_per_rpc(
+    cx: &Ctxt,
+    rpc: &RpcMethod,
+    before: Option<&syn::Expr>,
+    shared: &parse::Shared,
+) -> bool {
+    let Some(before) = before else { return true };
     let text = |e: &syn::Expr| e.to_token_stream().to_string().replace(' ', "");
     if text(before) != text(&shared.backend) {
         let message = format!(
             "`{}`'s shared call rates name two backends, `{}` and `{}`; keep its rates in one",
-            plan.rpc.name,
+            rpc.name,
             text(before),
             text(&shared.backend)
         );
         cx.error_at(shared.kw.span(), message);
+        return false;
     }
+    true
 }
 
 // A per-identity rate keys its buckets by the verified identity; without `auth(..)`

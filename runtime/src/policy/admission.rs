@@ -1116,7 +1116,7 @@ mod tests {
 
     #[test]
     fn bucket_allows_the_burst_then_paces() {
-        let g = Gcra::new(10, 3);
+        let g = Gcra::new(10, RateUnit::Second, 3);
         let mut tat = 0;
         for _ in 0..3 {
             let (r, t) = g.decide(tat, 0, 0);
@@ -1144,7 +1144,7 @@ mod tests {
 
     #[test]
     fn sustains_the_rate_exactly() {
-        let g = Gcra::new(1_000, 1);
+        let g = Gcra::new(1_000, RateUnit::Second, 1);
         let tat = AtomicU64::new(0);
         let mut admitted = 0;
         for ms in 0..1_000u64 {
@@ -1160,7 +1160,7 @@ mod tests {
 
     #[test]
     fn give_back_returns_the_token() {
-        let g = Gcra::new(1, 1);
+        let g = Gcra::new(1, RateUnit::Second, 1);
         let tat = AtomicU64::new(0);
         assert!(g.take_atomic(&tat, 0, 0).is_ok());
         assert!(g.take_atomic(&tat, 0, 0).is_err());

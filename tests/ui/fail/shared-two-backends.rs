@@ -1,5 +1,5 @@
-// One RPC's shared rates are asked of one backend: a general `limit(.., shared = ..)`
-// and one naming the RPC may not name two.
+// One RPC's shared rates are asked of one backend: the RPC's rate from a general
+// `limit(.., shared = ..)` and its callers' rate from its own may not name two.
 
 use pb::{EchoReply, EchoRequest, StreamRequest, Summary};
 use tokio_stream::wrappers::ReceiverStream;
@@ -7,14 +7,15 @@ use tonic::{Request, Response, Status, Streaming};
 use tonic_intercept_tests::pb;
 
 struct Echo {
+    tokens: tonic_intercept::StaticTokens<String>,
     fleet: std::sync::Arc<tonic_intercept::backend::RedisGcra>,
     payments: std::sync::Arc<tonic_intercept::backend::RedisGcra>,
 }
 
 #[tonic_intercept::intercept(
-    public(*),
+    auth(self.tokens),
     limit(calls_per_second = 100, shared = self.fleet),
-    limit(Unary, calls_per_minute = 5, shared = self.payments)
+    limit(Unary, calls_per_minute_per_identity = 5, shared = self.payments)
 )]
 #[tonic::async_trait]
 impl pb::echo_service_server::EchoService for Echo {
