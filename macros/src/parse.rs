@@ -286,7 +286,13 @@ fn parse_limit(input: ParseStream) -> syn::Result<Limit> {
     let mut shared: Option<Shared> = None;
     while !content.is_empty() {
         let name: Ident = content.parse()?;
-        if name == "shared" && content.peek(Token![=]) {
+        if name == "shared" && !content.peek(Token![=]) {
+            return Err(syn::Error::new(
+                name.span(),
+                "`shared` names the backend that keeps this `limit(..)`'s call rates: `shared = self.rates`",
+            ));
+        }
+        if name == "shared" {
             content.parse::<Token![=]>()?;
             let backend = content.parse()?;
             if shared.is_some() {
