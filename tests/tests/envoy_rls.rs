@@ -36,7 +36,11 @@ fn impatient(policy: FailurePolicy) -> EnvoyRlsConfig {
 }
 
 /// A check that must complete: generously bounded (5x the budget), no timing asserted.
-async fn check(backend: &EnvoyRls, key: &RateKey, limit: RateLimit) -> Result<Decision, BackendError> {
+async fn check(
+    backend: &EnvoyRls,
+    key: &RateKey,
+    limit: RateLimit,
+) -> Result<Decision, BackendError> {
     let bound = backend.config().budget * 5;
     tokio::time::timeout(bound, backend.check(key, limit))
         .await
@@ -61,7 +65,10 @@ fn denied_within_a_minute(decision: Decision) -> Duration {
                 retry_after > Duration::ZERO && retry_after <= Duration::from_secs(60),
                 "retry_after {retry_after:?} is within the 60 s window"
             );
-            assert_eq!(reset_after, retry_after, "a fixed window resets when it admits");
+            assert_eq!(
+                reset_after, retry_after,
+                "a fixed window resets when it admits"
+            );
             retry_after
         }
         other => panic!("expected Denied, got {other:?}"),
@@ -138,16 +145,25 @@ async fn three_replicas_share_the_service_counter() {
 #[tokio::test]
 async fn the_request_carries_domain_entries_hits_and_override() {
     let rls = Rls::start(
-        [per_identity(DOMAIN, RPC, 5, 60), per_rpc(DOMAIN, LIST, 2, 60)],
+        [
+            per_identity(DOMAIN, RPC, 5, 60),
+            per_rpc(DOMAIN, LIST, 2, 60),
+        ],
         Mode::Limitador,
     )
     .await;
-    let config = patient().entry("cluster", "eu-west-1").entry("tier", "gold");
+    let config = patient()
+        .entry("cluster", "eu-west-1")
+        .entry("tier", "gold");
     let backend = EnvoyRls::new(rls.uri(), config).unwrap();
 
-    check(&backend, &RateKey::per_identity(RPC, "alice"), FIVE_A_MINUTE)
-        .await
-        .unwrap();
+    check(
+        &backend,
+        &RateKey::per_identity(RPC, "alice"),
+        FIVE_A_MINUTE,
+    )
+    .await
+    .unwrap();
     // Per RPC, with a period Envoy has no unit for: no identity entry, no override.
     let thirty_seconds = RateLimit::new(2, Duration::from_secs(30));
     let list = RateKey::per_rpc(LIST);
@@ -186,12 +202,19 @@ async fn the_request_carries_domain_entries_hits_and_override() {
         assert_eq!(request.descriptors.len(), 1);
         assert_eq!(request.descriptors[0].hits_addend, None);
     }
-    let limit = requests[0].descriptors[0].limit.expect("5 a minute is expressible");
+    let limit = requests[0].descriptors[0]
+        .limit
+        .expect("5 a minute is expressible");
     assert_eq!((limit.requests_per_unit, limit.unit), (5, 2 /* MINUTE */));
     assert_eq!(requests[1].descriptors[0].limit, None);
 
     // The per-RPC limit counts all callers together: 2, then refused.
-    assert!(check(&backend, &list, thirty_seconds).await.unwrap().admits());
+    assert!(
+        check(&backend, &list, thirty_seconds)
+            .await
+            .unwrap()
+            .admits()
+    );
     denied_within_a_minute(check(&backend, &list, thirty_seconds).await.unwrap());
 
     // With the override off, none is sent.
@@ -287,9 +310,13 @@ async fn a_stopped_service_falls_back_to_the_local_rate() {
     }
     // Another caller has its own local bucket.
     assert_eq!(
-        check(&backend, &RateKey::per_identity(RPC, "grace"), FIVE_A_MINUTE)
-            .await
-            .unwrap(),
+        check(
+            &backend,
+            &RateKey::per_identity(RPC, "grace"),
+            FIVE_A_MINUTE
+        )
+        .await
+        .unwrap(),
         Decision::Unchecked
     );
     assert_eq!((backend.errors(), backend.round_trips()), (7, 7));
@@ -319,14 +346,21 @@ async fn a_slow_service_is_cut_at_the_budget() {
 #[tokio::test]
 async fn an_unknown_answer_goes_to_the_failure_policy() {
     let rls = Rls::start([], Mode::Unknown).await;
-    let closed = EnvoyRls::new(rls.uri(), patient().failure_policy(FailurePolicy::FailClosed)).unwrap();
+    let closed = EnvoyRls::new(
+        rls.uri(),
+        patient().failure_policy(FailurePolicy::FailClosed),
+    )
+    .unwrap();
     let key = RateKey::per_rpc(RPC);
     match check(&closed, &key, FIVE_A_MINUTE).await {
         Err(BackendError::Failed(why)) => assert!(why.contains("overall_code 0"), "{why}"),
         other => panic!("expected Err(Failed), got {other:?}"),
     }
     let open = EnvoyRls::new(rls.uri(), patient()).unwrap();
-    assert_eq!(check(&open, &key, FIVE_A_MINUTE).await, Ok(Decision::Unchecked));
+    assert_eq!(
+        check(&open, &key, FIVE_A_MINUTE).await,
+        Ok(Decision::Unchecked)
+    );
     assert_eq!((closed.errors(), open.errors(), rls.calls()), (1, 1, 2));
     rls.stop().await;
 }
@@ -373,8 +407,7 @@ fn generated(dir: &Path) -> Vec<(String, String)> {
 fn checked_in_client_is_what_the_generator_emits() {
     let runtime = Path::new(env!("CARGO_MANIFEST_DIR")).join("../runtime");
     let checked_in = runtime.join("src/policy/backend/envoy_rls/generated");
-    let out: PathBuf =
-        std::env::temp_dir().join(format!("ti-envoy-rls-{}", std::process::id()));
+    let out: PathBuf = std::env::temp_dir().join(format!("ti-envoy-rls-{}", std::process::id()));
     std::fs::create_dir_all(&out).unwrap();
     tonic_intercept_build::configure()
         .build_server(false)

@@ -302,7 +302,11 @@ pub(crate) fn per_identity(domain: &str, rpc: &str, max: u64, seconds: u64) -> L
                 .try_into()
                 .expect("a CEL predicate"),
         ],
-        vec!["descriptors[0].identity".try_into().expect("a CEL expression")],
+        vec![
+            "descriptors[0].identity"
+                .try_into()
+                .expect("a CEL expression"),
+        ],
     )
 }
 

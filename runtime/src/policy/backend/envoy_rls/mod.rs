@@ -1,63 +1,6 @@
 //! [`EnvoyRls`]: call rates kept by an Envoy rate limit service (envoyproxy/ratelimit,
 //! Kuadrant's Limitador, or any server of `envoy.service.ratelimit.v3.RateLimitService`),
-//! asked over tonic with `ShouldRateLimit`.
-//!
-//! # What is sent
-//!
-//! One `RateLimitRequest` per check: the configured `domain`, `hits_addend = 1` and one
-//! descriptor whose entries are, in this order:
-//!
-//! 1. `("rpc", "<package.Service/Method>")`, the RPC ([`RateKey::rpc`]);
-//! 2. `("identity", "<caller>")`, only for a per-identity key ([`RateKey::identity`]);
-//! 3. the static entries of the configuration ([`EnvoyRlsConfig::entry`]), in the order
-//!    they were added (a cluster, a tenant, a tier...).
-//!
-//! The service matches the entries against its own configuration (a domain's descriptors
-//! in envoyproxy/ratelimit, CEL conditions on `descriptors[0]` in Limitador).
-//!
-//! The rate declared in the code goes along as the descriptor's `limit` override
-//! (`requests_per_unit` = [`RateLimit::per_period`], `unit` from [`RateLimit::period`])
-//! when the period is exactly a second, a minute, an hour or a day, and
-//! [`EnvoyRlsConfig::limit_override`] is on (the default). envoyproxy/ratelimit then uses
-//! it instead of the limit of its configuration (the descriptor must still match one of
-//! its keys); Limitador ignores overrides and always applies its own limits. Both count
-//! in fixed windows: the burst of a [`RateLimit`] has no equivalent and is not sent.
-//!
-//! # What comes back
-//!
-//! - `OK` -> [`Decision::Allowed`] with `remaining` = the descriptor's `limit_remaining`
-//!   and `reset_after` = its `duration_until_reset`. A service that sends no descriptor
-//!   status (Limitador's) is read through the `x-ratelimit-remaining` and
-//!   `x-ratelimit-reset` entries of `response_headers_to_add` when it sends them; with
-//!   neither, `remaining` is `u32::MAX` (no limit is known) and `reset_after` zero.
-//! - `OVER_LIMIT` -> [`Decision::Denied`] with `retry_after` (the refusal's
-//!   `grpc-retry-pushback-ms`) and `reset_after` = the `duration_until_reset` of the
-//!   over-limit descriptor: in a fixed window, the first instant a call can pass. Without
-//!   it, `x-ratelimit-reset` (seconds), and failing that the declared [`RateLimit::period`]
-//!   (the longest a window of that rate can last).
-//! - `UNKNOWN`, a gRPC error, an unreachable service or no answer within
-//!   [`EnvoyRlsConfig::budget`] -> the [`FailurePolicy`], counted by
-//!   [`EnvoyRls::errors`].
-//!
-//! # What is shared and what is local
-//!
-//! Shared (in the service): the counters, hence the number of calls a caller may start
-//! across all replicas, and the limits themselves when the service's configuration sets
-//! them. Local (in each replica): the connection, the cache of refusals (a refused key is
-//! refused again without a round trip until its `retry_after`: a fixed window cannot
-//! admit it earlier, so nothing is lost), the failure policy with its fallback buckets,
-//! and the counters [`EnvoyRls::errors`] and [`EnvoyRls::round_trips`].
-//!
-//! # When the service fails
-//!
-//! As Envoy's rate limit filter (`failure_mode_deny: false`): fail open by default, each
-//! call admitted as [`Decision::Unchecked`]. [`FailurePolicy::FailClosed`] refuses with a
-//! [`BackendError`] (a server answers `UNAVAILABLE`); [`FailurePolicy::FallbackLocal`]
-//! decides with an in-process GCRA bucket of the declared rate (per replica). Every
-//! decision taken without the service is counted ([`EnvoyRls::errors`]) and traced with
-//! `tracing::warn!`, at most once a second. A check never takes longer than the budget
-//! (default 20 ms, Envoy's own default for its rate limit service calls); the connection
-//! is made lazily and, once started, goes on in the background past a check's budget.
+//! asked over tonic with `ShouldRateLimit`. The behaviour is documented on [`EnvoyRls`].
 
 mod pb;
 
@@ -74,10 +17,10 @@ use self::pb::envoy::extensions::common::ratelimit::v3::RateLimitDescriptor;
 use self::pb::envoy::extensions::common::ratelimit::v3::rate_limit_descriptor::{
     Entry, RateLimitOverride,
 };
-use self::pb::envoy::r#type::v3::RateLimitUnit;
 use self::pb::envoy::service::ratelimit::v3::rate_limit_response::{Code, DescriptorStatus};
 use self::pb::envoy::service::ratelimit::v3::rate_limit_service_client::RateLimitServiceClient;
 use self::pb::envoy::service::ratelimit::v3::{RateLimitRequest, RateLimitResponse};
+use self::pb::envoy::r#type::v3::RateLimitUnit;
 use super::local::{DenyCache, Failures, LocalGcra};
 use super::{BackendError, Decision, FailurePolicy, RateBackend, RateKey, RateLimit};
 
@@ -182,14 +125,69 @@ impl EnvoyRlsConfig {
 }
 
 /// Call rates kept by an Envoy rate limit service: one `ShouldRateLimit` per admitted
-/// call, over a tonic [`Channel`]. See the [module docs](self) for what is sent, how the
-/// answer is read, and what is shared.
+/// call, over a tonic [`Channel`].
 ///
 /// Each replica builds its own `EnvoyRls`; all replicas pointed at one service share its
-/// counters. A refused key is refused locally, without a round trip, until its
-/// `retry_after`. A check never takes longer than [`EnvoyRlsConfig::budget`]; on an error,
-/// an `UNKNOWN` answer or a timeout the [`FailurePolicy`] decides and
-/// [`errors`](Self::errors) counts it.
+/// counters.
+///
+/// # What is sent
+///
+/// One `RateLimitRequest` per check: the configured `domain`, `hits_addend = 1` and one
+/// descriptor whose entries are, in this order:
+///
+/// 1. `("rpc", "<package.Service/Method>")`, the RPC ([`RateKey::rpc`]);
+/// 2. `("identity", "<caller>")`, only for a per-identity key ([`RateKey::identity`]);
+/// 3. the static entries of the configuration ([`EnvoyRlsConfig::entry`]), in the order
+///    they were added (a cluster, a tenant, a tier...).
+///
+/// The service matches the entries against its own configuration (a domain's descriptors
+/// in envoyproxy/ratelimit, CEL conditions on `descriptors[0]` in Limitador).
+///
+/// The rate declared in the code goes along as the descriptor's `limit` override
+/// (`requests_per_unit` = [`RateLimit::per_period`], `unit` from [`RateLimit::period`])
+/// when the period is exactly a second, a minute, an hour or a day, and
+/// [`EnvoyRlsConfig::limit_override`] is on (the default). envoyproxy/ratelimit then uses
+/// it instead of the limit of its configuration (the descriptor must still match one of
+/// its keys); Limitador ignores overrides and always applies its own limits. Both count
+/// in fixed windows: the burst of a [`RateLimit`] has no equivalent and is not sent.
+///
+/// # What comes back
+///
+/// - `OK` -> [`Decision::Allowed`] with `remaining` = the descriptor's `limit_remaining`
+///   and `reset_after` = its `duration_until_reset`. A service that sends no descriptor
+///   status (Limitador's) is read through the `x-ratelimit-remaining` and
+///   `x-ratelimit-reset` entries of `response_headers_to_add` when it sends them; with
+///   neither, `remaining` is `u32::MAX` (no limit is known) and `reset_after` zero.
+/// - `OVER_LIMIT` -> [`Decision::Denied`] with `retry_after` (the refusal's
+///   `grpc-retry-pushback-ms`) and `reset_after` = the `duration_until_reset` of the
+///   over-limit descriptor: in a fixed window, the first instant a call can pass. Without
+///   it, `x-ratelimit-reset` (seconds), and failing that the declared [`RateLimit::period`]
+///   (the longest a window of that rate can last).
+/// - `UNKNOWN`, a gRPC error, an unreachable service or no answer within
+///   [`EnvoyRlsConfig::budget`] -> the [`FailurePolicy`], counted by
+///   [`EnvoyRls::errors`].
+///
+/// # What is shared and what is local
+///
+/// Shared (in the service): the counters, hence the number of calls a caller may start
+/// across all replicas, and the limits themselves when the service's configuration sets
+/// them. Local (in each replica): the connection, the cache of refusals (a refused key is
+/// refused again without a round trip until its `retry_after`: a fixed window cannot
+/// admit it earlier, so nothing is lost), the failure policy with its fallback buckets,
+/// and the counters [`EnvoyRls::errors`] and [`EnvoyRls::round_trips`].
+///
+/// # When the service fails
+///
+/// As Envoy's rate limit filter (`failure_mode_deny: false`): fail open by default, each
+/// call admitted as [`Decision::Unchecked`]. [`FailurePolicy::FailClosed`] refuses with a
+/// [`BackendError`] (a server answers `UNAVAILABLE`); [`FailurePolicy::FallbackLocal`]
+/// decides with an in-process GCRA bucket of the declared rate (per replica). Every
+/// decision taken without the service is counted ([`EnvoyRls::errors`]) and traced with
+/// `tracing::warn!`, at most once a second. A check never takes longer than the budget
+/// (default 20 ms, Envoy's own default for its rate limit service calls); the connection
+/// is made lazily and, once started, goes on in the background past a check's budget.
+///
+/// # Example
 ///
 /// ```no_run
 /// use std::time::Duration;
@@ -323,7 +321,11 @@ impl EnvoyRls {
     }
 
     /// One `ShouldRateLimit`, bounded by the budget.
-    async fn ask(&self, key: &RateKey, limit: RateLimit) -> Result<RateLimitResponse, BackendError> {
+    async fn ask(
+        &self,
+        key: &RateKey,
+        limit: RateLimit,
+    ) -> Result<RateLimitResponse, BackendError> {
         let request = self.request(key, limit);
         let mut client = self.client.clone();
         self.round_trips.fetch_add(1, Ordering::Relaxed);
@@ -501,7 +503,10 @@ mod tests {
             limit_override(RateLimit::new(1, Duration::from_secs(86_400))).map(|o| o.unit),
             Some(RateLimitUnit::Day as i32)
         );
-        assert_eq!(limit_override(RateLimit::new(5, Duration::from_secs(30))), None);
+        assert_eq!(
+            limit_override(RateLimit::new(5, Duration::from_secs(30))),
+            None
+        );
         assert_eq!(
             limit_override(RateLimit::new(5, Duration::from_millis(1_500))),
             None
