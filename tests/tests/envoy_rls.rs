@@ -117,6 +117,39 @@ async fn five_a_minute_per_identity_then_refused_locally() {
     rls.stop().await;
 }
 
+/// Limitador's own server sends no descriptor status: the counts come from its
+/// `X-RateLimit-Remaining` and `X-RateLimit-Reset` headers.
+#[tokio::test]
+async fn a_service_without_statuses_is_read_through_its_headers() {
+    let rls = Rls::start([per_identity(DOMAIN, RPC, 5, 60)], Mode::HeadersOnly).await;
+    let backend = EnvoyRls::new(rls.uri(), patient()).unwrap();
+    let judy = RateKey::per_identity(RPC, "judy");
+    for remaining in (0..5).rev() {
+        match check(&backend, &judy, FIVE_A_MINUTE).await.unwrap() {
+            Decision::Allowed {
+                remaining: r,
+                reset_after,
+            } => {
+                assert_eq!(r, remaining, "X-RateLimit-Remaining");
+                assert!(reset_after <= Duration::from_secs(60), "X-RateLimit-Reset");
+            }
+            other => panic!("call {} of 5: {other:?}", 5 - remaining),
+        }
+    }
+    let retry_after = denied_within_a_minute(check(&backend, &judy, FIVE_A_MINUTE).await.unwrap());
+    assert_eq!(
+        retry_after.subsec_nanos(),
+        0,
+        "whole seconds, from the header"
+    );
+    denied_within_a_minute(check(&backend, &judy, FIVE_A_MINUTE).await.unwrap());
+    assert_eq!(
+        (backend.round_trips(), rls.calls(), backend.errors()),
+        (6, 6, 0)
+    );
+    rls.stop().await;
+}
+
 #[tokio::test]
 async fn three_replicas_share_the_service_counter() {
     let rls = Rls::start([per_identity(DOMAIN, RPC, 5, 60)], Mode::Limitador).await;
@@ -280,7 +313,9 @@ async fn a_stopped_service_fails_open_and_counts() {
 
 #[tokio::test]
 async fn a_stopped_service_fails_closed() {
-    let backend = EnvoyRls::new(closed_port(), impatient(FailurePolicy::FailClosed)).unwrap();
+    // Nothing listens: refused at once, so a patient budget changes nothing but flakiness.
+    let config = patient().failure_policy(FailurePolicy::FailClosed);
+    let backend = EnvoyRls::new(closed_port(), config).unwrap();
     let erin = RateKey::per_identity(RPC, "erin");
     for _ in 0..3 {
         match check(&backend, &erin, FIVE_A_MINUTE).await {
@@ -293,7 +328,8 @@ async fn a_stopped_service_fails_closed() {
 
 #[tokio::test]
 async fn a_stopped_service_falls_back_to_the_local_rate() {
-    let backend = EnvoyRls::new(closed_port(), impatient(FailurePolicy::FallbackLocal)).unwrap();
+    let config = patient().failure_policy(FailurePolicy::FallbackLocal);
+    let backend = EnvoyRls::new(closed_port(), config).unwrap();
     let frank = RateKey::per_identity(RPC, "frank");
     for _ in 0..5 {
         assert_eq!(

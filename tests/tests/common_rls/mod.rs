@@ -71,8 +71,12 @@ use pb::envoy::service::ratelimit::v3::{RateLimitRequest, RateLimitResponse};
 /// How the server answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Mode {
-    /// Limitador decides.
+    /// Limitador decides; each descriptor's status is filled in.
     Limitador,
+    /// Limitador decides, answered as Limitador's own server does (with its draft-03
+    /// rate limit headers on): `overall_code` and the `X-RateLimit-*` headers, no
+    /// descriptor statuses.
+    HeadersOnly,
     /// Sleeps this long before Limitador decides: a slow or paused service.
     Slow(Duration),
     /// Answers `overall_code: UNKNOWN`, as a service that could not decide.
@@ -174,6 +178,11 @@ impl RateLimitService for Service {
         self.requests.lock().unwrap().push(request.clone());
         match self.mode {
             Mode::Limitador => {}
+            Mode::HeadersOnly => {
+                let mut response = self.decide(&request)?;
+                response.statuses.clear();
+                return Ok(Response::new(response));
+            }
             Mode::Slow(delay) => tokio::time::sleep(delay).await,
             Mode::Unknown => {
                 return Ok(Response::new(RateLimitResponse {

@@ -161,8 +161,9 @@ impl EnvoyRlsConfig {
 /// - `OVER_LIMIT` -> [`Decision::Denied`] with `retry_after` (the refusal's
 ///   `grpc-retry-pushback-ms`) and `reset_after` = the `duration_until_reset` of the
 ///   over-limit descriptor: in a fixed window, the first instant a call can pass. Without
-///   it, `x-ratelimit-reset` (seconds), and failing that the declared [`RateLimit::period`]
-///   (the longest a window of that rate can last).
+///   it (Limitador's server sends none), `x-ratelimit-reset` (whole seconds, at least 1),
+///   and failing that the declared [`RateLimit::period`] (the longest a window of that
+///   rate can last).
 /// - `UNKNOWN`, a gRPC error, an unreachable service or no answer within
 ///   [`EnvoyRlsConfig::budget`] -> the [`FailurePolicy`], counted by
 ///   [`EnvoyRls::errors`].
@@ -373,7 +374,8 @@ impl EnvoyRls {
                     .iter()
                     .find(|s| s.code == over)
                     .and_then(until_reset)
-                    .or_else(|| reset_header(response))
+                    // Whole seconds: a window in its last second still refuses for one.
+                    .or_else(|| Some(reset_header(response)?.max(Duration::from_secs(1))))
                     .unwrap_or(limit.period);
                 if !retry_after.is_zero() {
                     self.denials.remember(key, now, retry_after, retry_after);
