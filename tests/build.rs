@@ -9,7 +9,7 @@ fn main() -> Result<(), tonic_intercept_build::Error> {
         ],
         &["proto"],
     )?;
-    // Envoy's rate limit service, server side, for the test RLS server (tests/common_rls):
+    // Envoy's rate limit service, server side, for the test RLS server (tests/tests/common_rls):
     // the runtime's vendored protos, plain prost + tonic (no `_intercept` types), in a
     // folder of their own (tests/generated.rs lists what OUT_DIR holds).
     let out =

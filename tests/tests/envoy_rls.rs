@@ -476,4 +476,55 @@ fn checked_in_client_is_what_the_generator_emits() {
         );
     }
     assert_eq!(names(&fresh).len(), 4);
+    // `intercept_types(false)`: plain prost + tonic, nothing that names the runtime.
+    for (name, text) in &fresh {
+        assert!(
+            !text.contains("tonic_intercept"),
+            "{name} names tonic_intercept"
+        );
+    }
+}
+
+/// Wall-clock cost of one check over loopback (debug build unless run with `--release`),
+/// printed, not asserted: `cargo test -p tonic-intercept-tests --test envoy_rls -- --ignored
+/// --nocapture latency`.
+#[tokio::test]
+#[ignore = "a measurement, not a test"]
+async fn latency() {
+    let rls = Rls::start([per_identity(DOMAIN, RPC, 1_000_000, 60)], Mode::Limitador).await;
+    let backend = EnvoyRls::new(rls.uri(), patient()).unwrap();
+    let key = RateKey::per_identity(RPC, "kim");
+    check(&backend, &key, FIVE_A_MINUTE).await.unwrap();
+    let mut samples = Vec::with_capacity(5_000);
+    for _ in 0..5_000 {
+        let start = std::time::Instant::now();
+        assert!(check(&backend, &key, FIVE_A_MINUTE).await.unwrap().admits());
+        samples.push(start.elapsed());
+    }
+    samples.sort();
+    let denied = RateKey::per_identity(RPC, "lee");
+    let tight = Rls::start([per_identity(DOMAIN, RPC, 1, 60)], Mode::Limitador).await;
+    let cached = EnvoyRls::new(tight.uri(), patient()).unwrap();
+    check(&cached, &denied, FIVE_A_MINUTE).await.unwrap();
+    check(&cached, &denied, FIVE_A_MINUTE).await.unwrap();
+    let start = std::time::Instant::now();
+    for _ in 0..5_000 {
+        assert!(
+            !check(&cached, &denied, FIVE_A_MINUTE)
+                .await
+                .unwrap()
+                .admits()
+        );
+    }
+    let per_cached = start.elapsed() / 5_000;
+    println!(
+        "EnvoyRls over loopback, 5000 admitted checks: p50 {:?}, p99 {:?}, max {:?}; \
+         a denial from the local cache: {per_cached:?} ({} round trips for 5002 checks)",
+        samples[2_500],
+        samples[4_950],
+        samples[4_999],
+        cached.round_trips()
+    );
+    rls.stop().await;
+    tight.stop().await;
 }
