@@ -8,5 +8,20 @@ fn main() -> Result<(), tonic_intercept_build::Error> {
             "proto/flaky/v1/flaky.proto",
         ],
         &["proto"],
-    )
+    )?;
+    // Envoy's rate limit service, server side, for the test RLS server (tests/tests/common_rls):
+    // the runtime's vendored protos, plain prost + tonic (no `_intercept` types), in a
+    // folder of their own (tests/generated.rs lists what OUT_DIR holds).
+    let out =
+        std::path::PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR")).join("envoy_rls");
+    std::fs::create_dir_all(&out).expect("creating OUT_DIR/envoy_rls");
+    tonic_intercept_build::configure()
+        .build_client(false)
+        .intercept_types(false)
+        .out_dir(&out)
+        .file_descriptor_set_path(out.join("envoy_rls.bin"))
+        .compile_protos(
+            &["../runtime/proto/envoy/service/ratelimit/v3/rls.proto"],
+            &["../runtime/proto"],
+        )
 }

@@ -160,6 +160,7 @@ pub fn configure() -> Builder {
         out_dir: None,
         emit_rerun_if_changed: true,
         file_descriptor_set_path: None,
+        intercept_types: true,
     }
 }
 
@@ -173,6 +174,7 @@ pub struct Builder {
     out_dir: Option<PathBuf>,
     emit_rerun_if_changed: bool,
     file_descriptor_set_path: Option<PathBuf>,
+    intercept_types: bool,
 }
 
 impl Builder {
@@ -199,6 +201,15 @@ impl Builder {
     /// the same name. See [Server reflection](crate#server-reflection).
     pub fn file_descriptor_set_path(mut self, path: impl AsRef<Path>) -> Self {
         self.file_descriptor_set_path = Some(path.as_ref().to_owned());
+        self
+    }
+
+    /// Emit the `<service>_intercept` module of typed RPC types next to tonic's client and
+    /// server (default `true`). Off, the output is plain prost messages and tonic code that
+    /// does not name `tonic_intercept`: what the runtime itself checks in for the services it
+    /// calls (Envoy's rate limit service).
+    pub fn intercept_types(mut self, enable: bool) -> Self {
+        self.intercept_types = enable;
         self
     }
 
@@ -324,6 +335,7 @@ impl Builder {
                 tonic,
                 policies,
                 build_server: self.build_server,
+                intercept_types: self.intercept_types,
             },
         ));
         config.compile_fds(fds).map_err(Error::Io)

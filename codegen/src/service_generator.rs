@@ -15,10 +15,16 @@ pub(crate) struct InterceptGenerator {
     pub(crate) policies: Policies,
     /// Whether tonic emits the server, which the `Edged` impl names.
     pub(crate) build_server: bool,
+    /// Whether to emit the `<service>_intercept` module at all.
+    pub(crate) intercept_types: bool,
 }
 
 impl ServiceGenerator for InterceptGenerator {
     fn generate(&mut self, service: Service, buf: &mut String) {
+        if !self.intercept_types {
+            self.tonic.generate(service, buf);
+            return;
+        }
         let mut model = ServiceModel::from_prost(&service, &self.policies);
         if self.build_server {
             // tonic-build's names: `{snake}_server::{Name}Server`.

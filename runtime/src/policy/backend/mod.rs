@@ -4,7 +4,18 @@
 //! process, so with six replicas a caller allowed 5 calls a second gets 30. A shared
 //! backend keeps the state of a limit outside the process, where every replica sees it.
 //! This module holds the seam ([`RateBackend`]) and its types, free of tonic types; the
-//! Redis implementation, `RedisGcra`, is behind the runtime's `redis` feature.
+//! Redis implementation, `RedisGcra`, is behind the runtime's `redis` feature, and
+//! `EnvoyRls`, a client of Envoy's rate limit service (envoyproxy/ratelimit, Limitador),
+//! behind its `envoy-rls` feature.
+//!
+//! The two differ in where the limit is defined. `RedisGcra` runs GCRA with the rate
+//! declared in the code (`RateLimit`), so the burst and the exact `retry_after` are
+//! this crate's. `EnvoyRls` asks a service that owns its limits: it sends the RPC, the
+//! identity and user-chosen entries as a descriptor, and the service's configuration
+//! (fixed windows, in both engines) decides; the declared rate goes along as the
+//! descriptor's `limit` override, which envoyproxy/ratelimit honours and Limitador
+//! ignores. Both keep the same things local (the deny cache, the failure policy and its
+//! fallback buckets, one implementation shared by both).
 //!
 //! # GCRA
 //!
@@ -41,8 +52,14 @@ use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 
+#[cfg(feature = "envoy-rls")]
+mod envoy_rls;
+#[cfg(any(feature = "redis", feature = "envoy-rls"))]
+mod local;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(feature = "envoy-rls")]
+pub use self::envoy_rls::{EnvoyRls, EnvoyRlsConfig};
 #[cfg(feature = "redis")]
 pub use self::redis::{RedisGcra, RedisGcraConfig};
 

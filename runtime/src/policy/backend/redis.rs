@@ -1,16 +1,15 @@
 //! [`RedisGcra`]: GCRA in one Lua script on Redis (or Valkey), after go-redis's
 //! `redis_rate`, with integer microseconds and the clock read inside Redis.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::{Client, IntoConnectionInfo, RedisError, Script};
 use tokio::time::Instant;
 
+use super::local::{DenyCache, Failures, LocalGcra};
 use super::{BackendError, Decision, FailurePolicy, RateBackend, RateKey, RateLimit};
 
 /// GCRA in one round trip. KEYS[1]: the bucket; ARGV[1]: the emission interval in µs;
@@ -117,13 +116,6 @@ impl RedisGcraConfig {
     }
 }
 
-/// A denial remembered until its retry time.
-#[derive(Debug, Clone, Copy)]
-struct CachedDenial {
-    retry_at: Instant,
-    reset_at: Instant,
-}
-
 /// Call rates shared across replicas through Redis: GCRA in one Lua script
 /// (`EVALSHA`, loaded again on `NOSCRIPT`), one round trip per admitted call.
 ///
@@ -149,14 +141,11 @@ pub struct RedisGcra {
     connection: ConnectionManager,
     script: Script,
     config: RedisGcraConfig,
-    denials: Mutex<HashMap<RateKey, CachedDenial>>,
-    /// The TATs of [`FailurePolicy::FallbackLocal`]'s in-process buckets.
-    fallback: Mutex<HashMap<RateKey, Instant>>,
-    errors: AtomicU64,
+    denials: DenyCache,
+    /// [`FailurePolicy::FallbackLocal`]'s in-process buckets.
+    fallback: LocalGcra,
+    failures: Failures,
     round_trips: AtomicU64,
-    /// Milliseconds since `born` of the last warning (`u64::MAX`: none yet).
-    last_warning: AtomicU64,
-    born: Instant,
 }
 
 impl fmt::Debug for RedisGcra {
@@ -188,12 +177,10 @@ impl RedisGcra {
             connection,
             script: Script::new(GCRA_LUA),
             config,
-            denials: Mutex::new(HashMap::new()),
-            fallback: Mutex::new(HashMap::new()),
-            errors: AtomicU64::new(0),
+            denials: DenyCache::new(config.deny_cache_capacity),
+            fallback: LocalGcra::new(config.deny_cache_capacity),
+            failures: Failures::new(),
             round_trips: AtomicU64::new(0),
-            last_warning: AtomicU64::new(u64::MAX),
-            born: Instant::now(),
         })
     }
 
@@ -205,42 +192,13 @@ impl RedisGcra {
     /// How many decisions were taken without Redis (an error or a timeout), under either
     /// failure policy.
     pub fn errors(&self) -> u64 {
-        self.errors.load(Ordering::Relaxed)
+        self.failures.count()
     }
 
     /// How many checks went to Redis (one script call each; a denial served from the
     /// local cache is not one).
     pub fn round_trips(&self) -> u64 {
         self.round_trips.load(Ordering::Relaxed)
-    }
-
-    /// The cached denial of `key`, if it still holds at `now`.
-    fn cached(&self, key: &RateKey, now: Instant) -> Option<Decision> {
-        let denials = self.denials.lock().unwrap_or_else(PoisonError::into_inner);
-        let denial = denials.get(key)?;
-        (denial.retry_at > now).then(|| Decision::Denied {
-            retry_after: denial.retry_at - now,
-            reset_after: denial.reset_at.saturating_duration_since(now),
-        })
-    }
-
-    /// Remembers a denial; when the cache is full, expired entries go first, and if none
-    /// has expired the denial is not cached (the next check asks Redis again).
-    fn remember(&self, key: &RateKey, now: Instant, retry_after: Duration, reset_after: Duration) {
-        let mut denials = self.denials.lock().unwrap_or_else(PoisonError::into_inner);
-        if denials.len() >= self.config.deny_cache_capacity && !denials.contains_key(key) {
-            denials.retain(|_, d| d.retry_at > now);
-            if denials.len() >= self.config.deny_cache_capacity {
-                return;
-            }
-        }
-        denials.insert(
-            key.clone(),
-            CachedDenial {
-                retry_at: now + retry_after,
-                reset_at: now + reset_after,
-            },
-        );
     }
 
     /// Applies the failure policy, counts the decision and warns at most once a second.
@@ -250,15 +208,7 @@ impl RedisGcra {
         limit: RateLimit,
         error: BackendError,
     ) -> Result<Decision, BackendError> {
-        self.errors.fetch_add(1, Ordering::Relaxed);
-        let now_ms = u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
-        let last = self.last_warning.load(Ordering::Relaxed);
-        if (last == u64::MAX || now_ms.saturating_sub(last) >= 1000)
-            && self
-                .last_warning
-                .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
+        if self.failures.record() {
             tracing::warn!(
                 key = %key,
                 policy = ?self.config.failure_policy,
@@ -269,33 +219,8 @@ impl RedisGcra {
         match self.config.failure_policy {
             FailurePolicy::FailOpen => Ok(Decision::Unchecked),
             FailurePolicy::FailClosed => Err(error),
-            FailurePolicy::FallbackLocal => Ok(self.local(key, limit)),
+            FailurePolicy::FallbackLocal => Ok(self.fallback.check(key, limit)),
         }
-    }
-
-    /// GCRA in process, for [`FailurePolicy::FallbackLocal`]. Bounded like the deny
-    /// cache: when full, buckets that are full again are forgotten (nothing is lost); if
-    /// none is, the call is admitted without a bucket.
-    fn local(&self, key: &RateKey, limit: RateLimit) -> Decision {
-        let now = Instant::now();
-        let interval = limit.emission_interval();
-        let burst = interval.saturating_mul(limit.burst);
-        let mut buckets = self.fallback.lock().unwrap_or_else(PoisonError::into_inner);
-        if buckets.len() >= self.config.deny_cache_capacity && !buckets.contains_key(key) {
-            buckets.retain(|_, tat| *tat > now);
-            if buckets.len() >= self.config.deny_cache_capacity {
-                return Decision::Unchecked;
-            }
-        }
-        let tat = buckets.get(key).map_or(now, |&tat| tat.max(now));
-        let new_tat = tat + interval;
-        if now + burst < new_tat {
-            return Decision::UncheckedDenied {
-                retry_after: new_tat - (now + burst),
-            };
-        }
-        buckets.insert(key.clone(), new_tat);
-        Decision::Unchecked
     }
 
     /// One script call, bounded by the budget.
@@ -333,7 +258,7 @@ impl RateBackend for RedisGcra {
 
     async fn check(&self, key: &RateKey, limit: RateLimit) -> Result<Decision, BackendError> {
         let now = Instant::now();
-        if let Some(denied) = self.cached(key, now) {
+        if let Some(denied) = self.denials.cached(key, now) {
             return Ok(denied);
         }
         match self.ask(key, limit).await {
@@ -343,7 +268,7 @@ impl RateBackend for RedisGcra {
             }),
             Ok([_, _, retry_after, reset_after]) => {
                 let (retry_after, reset_after) = (micros(retry_after), micros(reset_after));
-                self.remember(key, now, retry_after, reset_after);
+                self.denials.remember(key, now, retry_after, reset_after);
                 Ok(Decision::Denied {
                     retry_after,
                     reset_after,
