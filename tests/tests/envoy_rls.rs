@@ -528,3 +528,192 @@ async fn latency() {
     rls.stop().await;
     tight.stop().await;
 }
+
+// ---- through `#[intercept(limit(.., shared = ..))]` and a real server ----
+
+mod through_intercept {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use tokio_stream::wrappers::ReceiverStream;
+    use tonic::transport::Channel;
+    use tonic::{Code, Request, Response, Status, Streaming};
+    use tonic_intercept::StaticTokens;
+    use tonic_intercept::backend::{EnvoyRls, FailurePolicy};
+    use tonic_intercept::metrics::{ServerMetrics, ServiceMetrics, render_metrics};
+    use tonic_intercept::prometheus_client::registry::Registry;
+    use tonic_intercept::server::Server;
+    use tonic_intercept_tests::pb::echo_service_client::EchoServiceClient;
+    use tonic_intercept_tests::pb::echo_service_server::EchoServiceServer;
+    use tonic_intercept_tests::pb::{EchoReply, EchoRequest, StreamRequest, Summary};
+
+    use super::common_rls::{Mode, Rls, per_identity};
+    use super::{DOMAIN, impatient, patient};
+
+    const UNARY: &str = "echo.v1.EchoService/Unary";
+    const SERIES: &str =
+        r#"grpc_type="unary",grpc_service="echo.v1.EchoService",grpc_method="Unary""#;
+
+    #[derive(Clone)]
+    struct Echo {
+        tokens: StaticTokens<String>,
+        rates: Arc<EnvoyRls>,
+        metrics: ServiceMetrics<tonic_intercept_tests::pb::echo_service_intercept::Service>,
+    }
+
+    type Replies = ReceiverStream<Result<EchoReply, Status>>;
+
+    #[tonic_intercept::intercept(
+        auth(self.tokens),
+        limit(Unary, calls_per_minute_per_identity = 3, shared = self.rates),
+        metrics(self.metrics),
+    )]
+    #[tonic::async_trait]
+    impl tonic_intercept_tests::pb::echo_service_server::EchoService for Echo {
+        async fn unary(
+            &self,
+            request: Request<EchoRequest>,
+        ) -> Result<Response<EchoReply>, Status> {
+            Ok(Response::new(EchoReply {
+                text: request.into_inner().text,
+                seq: 0,
+            }))
+        }
+
+        type ServerStreamStream = Replies;
+
+        async fn server_stream(
+            &self,
+            _: Request<StreamRequest>,
+        ) -> Result<Response<Self::ServerStreamStream>, Status> {
+            Err(Status::unimplemented("not in this test"))
+        }
+
+        async fn client_stream(
+            &self,
+            _: Request<Streaming<EchoRequest>>,
+        ) -> Result<Response<Summary>, Status> {
+            Err(Status::unimplemented("not in this test"))
+        }
+
+        type BidiStream = Replies;
+
+        async fn bidi(
+            &self,
+            _: Request<Streaming<EchoRequest>>,
+        ) -> Result<Response<Self::BidiStream>, Status> {
+            Err(Status::unimplemented("not in this test"))
+        }
+    }
+
+    async fn serve(rates: EnvoyRls) -> (EchoServiceClient<Channel>, Arc<EnvoyRls>, Registry) {
+        let mut registry = Registry::default();
+        let metrics = ServerMetrics::register(&mut registry);
+        let rates = Arc::new(rates);
+        let echo = Echo {
+            tokens: StaticTokens::new([
+                ("alice-token", "alice".into()),
+                ("bob-token", "bob".into()),
+            ]),
+            rates: rates.clone(),
+            metrics: metrics.service(),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(
+            Server::builder()
+                .add_service(EchoServiceServer::new(echo))
+                .serve(listener),
+        );
+        let channel = Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        (EchoServiceClient::new(channel), rates, registry)
+    }
+
+    async fn call(client: &mut EchoServiceClient<Channel>, token: &str) -> Result<(), Status> {
+        let mut request = Request::new(EchoRequest { text: "hi".into() });
+        let value = format!("Bearer {token}").parse().unwrap();
+        request.metadata_mut().insert("authorization", value);
+        request.set_timeout(Duration::from_secs(10));
+        client.unary(request).await.map(drop)
+    }
+
+    fn metric(registry: &Registry, series: &str) -> u64 {
+        let body = render_metrics(registry);
+        body.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in\n{body}"))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn limitador_keeps_each_callers_rate_and_refusals_carry_its_wait() {
+        let rls = Rls::start([per_identity(DOMAIN, UNARY, 3, 60)], Mode::Limitador).await;
+        let (mut client, rates, registry) =
+            serve(EnvoyRls::new(rls.uri(), patient()).unwrap()).await;
+        for _ in 0..3 {
+            call(&mut client, "alice-token").await.unwrap();
+        }
+        let refused = call(&mut client, "alice-token").await.unwrap_err();
+        assert_eq!(refused.code(), Code::ResourceExhausted);
+        let pushback: u64 = refused
+            .metadata()
+            .get("grpc-retry-pushback-ms")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(pushback > 0 && pushback <= 60_000, "{pushback}");
+        // Refused again from the cache: no request reaches Limitador.
+        assert_eq!(
+            call(&mut client, "alice-token").await.unwrap_err().code(),
+            Code::ResourceExhausted
+        );
+        assert_eq!((rls.calls(), rates.round_trips()), (4, 4));
+        // bob has his own counter.
+        call(&mut client, "bob-token").await.unwrap();
+        assert_eq!(rls.calls(), 5);
+        assert_eq!(
+            metric(
+                &registry,
+                &format!(r#"grpc_server_rejected_total{{{SERIES},policy="call_rate"}}"#)
+            ),
+            2
+        );
+        // Each request named the RPC and the caller, in that order.
+        let request = &rls.requests()[0];
+        assert_eq!(request.domain, DOMAIN);
+        let entries: Vec<(&str, &str)> = request.descriptors[0]
+            .entries
+            .iter()
+            .map(|e| (e.key.as_str(), e.value.as_str()))
+            .collect();
+        assert_eq!(entries, [("rpc", UNARY), ("identity", "alice")]);
+        rls.stop().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stopped_rate_limit_service_fails_open_and_every_call_is_counted() {
+        let rls = Rls::start([per_identity(DOMAIN, UNARY, 3, 60)], Mode::Limitador).await;
+        let (mut client, rates, registry) =
+            serve(EnvoyRls::new(rls.uri(), impatient(FailurePolicy::FailOpen)).unwrap()).await;
+        call(&mut client, "alice-token").await.unwrap();
+        rls.stop().await;
+        for _ in 0..4 {
+            call(&mut client, "alice-token").await.unwrap();
+        }
+        assert_eq!(rates.errors(), 4);
+        assert_eq!(
+            metric(
+                &registry,
+                &format!(
+                    r#"grpc_server_limit_backend_errors_total{{{SERIES},backend="envoy_rls"}}"#
+                )
+            ),
+            4
+        );
+    }
+}
