@@ -7,8 +7,11 @@
 //! - [`IdempotencyCache`], in the process: the default, no I/O; a retry that lands on
 //!   another replica is not recognised;
 //! - `RedisIdempotency` (feature `redis`), shared by every replica pointed at one Redis:
-//!   a retry is replayed by whichever replica it reaches (see its module, [`redis`], for
+//!   a retry is replayed by whichever replica it reaches (its module, `redis`, states
 //!   what it guarantees and what a Redis failover can lose).
+//!
+//! Which one an RPC uses is the type of the field named in `idempotency(..)`; the
+//! attribute is the same.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -54,6 +57,37 @@ pub const MAX_KEY_LEN: usize = 255;
 /// "idempotency key reused with a different request") and a key whose first call is
 /// still running (`ABORTED`), store only successes, and free the key of a call that
 /// failed, was cancelled or panicked (its ticket dropped without `complete`).
+///
+/// Driven by hand, as the expansion drives it:
+///
+/// ```
+/// use std::time::Duration;
+/// use tonic::{Request, Response};
+/// use tonic_intercept::idempotency::{Begin, Scope};
+/// use tonic_intercept::{Call, IdempotencyCache, IdempotencyStore, IdempotencyTicket, Rpc};
+/// # #[derive(Clone, PartialEq, prost::Message)]
+/// # pub struct PayRequest { #[prost(uint64, tag = "1")] pub cents: u64 }
+/// # #[derive(Clone, PartialEq, prost::Message)]
+/// # pub struct Payment { #[prost(uint64, tag = "1")] pub id: u64 }
+/// # tonic_intercept::__doc_rpc!(Pay, "pay.v1.Payments", "Pay", Unary, PayRequest, Payment);
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+/// let store = IdempotencyCache::<Pay>::new(Duration::from_secs(600), 10_000);
+/// let call = Call::start(&Pay::DESCRIPTOR, &Request::new(()), None);
+/// let (request, alice) = (PayRequest { cents: 500 }, "alice");
+///
+/// // The first call with the key runs; its success is stored.
+/// let begin = store.begin(&call, "3f2a9c1e", Scope::of(&alice), &request).await;
+/// let Ok(Begin::Run(ticket)) = begin else { panic!() };
+/// IdempotencyTicket::complete(ticket, &Ok(Response::new(Payment { id: 7 }))).await;
+///
+/// // Alice's retry is replayed; the same key is another call for someone else.
+/// let retry = store.begin(&call, "3f2a9c1e", Scope::of(&alice), &request).await;
+/// assert!(matches!(retry, Ok(Begin::Replay(r)) if r.get_ref().id == 7));
+/// let bob = store.begin(&call, "3f2a9c1e", Scope::of(&"bob"), &request).await;
+/// assert!(matches!(bob, Ok(Begin::Run(_))));
+/// # });
+/// ```
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not an idempotency store for the RPC `{R}`",
     label = "a store for another RPC",
