@@ -73,7 +73,12 @@ impl tonic_intercept_tests::pb::echo_service_server::EchoService for Replica {
             return Err(Status::unavailable("failed on purpose"));
         }
         if text == "hold" {
-            self.work.gate.acquire().await.expect("never closed").forget();
+            self.work
+                .gate
+                .acquire()
+                .await
+                .expect("never closed")
+                .forget();
         }
         let mut response = Response::new(EchoReply {
             text: format!("{text} for {who}"),
@@ -141,10 +146,7 @@ async fn replica(
 ) -> (Client, RedisIdempotency<rpc::Unary>) {
     let store = RedisIdempotency::new(redis.url(), config).unwrap();
     let service = Replica {
-        tokens: StaticTokens::new([
-            ("a", Principal::new("ada")),
-            ("b", Principal::new("bob")),
-        ]),
+        tokens: StaticTokens::new([("a", Principal::new("ada")), ("b", Principal::new("bob"))]),
         store: store.clone(),
         work: work.clone(),
     };
@@ -171,7 +173,12 @@ fn replayed<T>(response: &Response<T>) -> Option<&str> {
 fn receipt<T>(response: &Response<T>) -> (String, Vec<u8>) {
     let metadata = response.metadata();
     (
-        metadata.get("x-order").unwrap().to_str().unwrap().to_string(),
+        metadata
+            .get("x-order")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_string(),
         metadata
             .get_bin("x-receipt-bin")
             .unwrap()

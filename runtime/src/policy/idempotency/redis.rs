@@ -77,8 +77,8 @@ use prost::Message;
 use ring::digest;
 use tokio::time::Instant;
 use tonic::metadata::{
-    AsciiMetadataKey, AsciiMetadataValue, BinaryMetadataKey, BinaryMetadataValue,
-    KeyAndValueRef, MetadataMap, MetadataValue,
+    AsciiMetadataKey, AsciiMetadataValue, BinaryMetadataKey, BinaryMetadataValue, KeyAndValueRef,
+    MetadataMap, MetadataValue,
 };
 use tonic::{Response, Status};
 
@@ -318,8 +318,7 @@ where
         key: &str,
         scope: Scope<'_>,
         request: &R::Request,
-    ) -> impl Future<Output = Result<Begin<R, RedisTicket<R>>, (PolicyKind, Status)>> + Send
-    {
+    ) -> impl Future<Output = Result<Begin<R, RedisTicket<R>>, (PolicyKind, Status)>> + Send {
         // Everything borrowed from the call is read before the first `await`.
         let method = call.rpc().method;
         let key = redis_key(call.rpc().path, scope, key);
@@ -486,7 +485,12 @@ impl fmt::Display for StoreError {
 
 impl Shared {
     /// One script call (`EVALSHA`, loaded again on `NOSCRIPT`), bounded by the budget.
-    async fn invoke(&self, script: &Script, key: &str, args: &[&[u8]]) -> Result<Value, StoreError> {
+    async fn invoke(
+        &self,
+        script: &Script,
+        key: &str,
+        args: &[&[u8]],
+    ) -> Result<Value, StoreError> {
         let mut connection = self.connection.clone();
         let mut invocation = script.key(key);
         for arg in args {
@@ -583,7 +587,11 @@ where
         }
     }
     metadata.insert(IDEMPOTENCY_REPLAYED, MetadataValue::from_static("true"));
-    Ok(Response::from_parts(metadata, message, tonic::Extensions::new()))
+    Ok(Response::from_parts(
+        metadata,
+        message,
+        tonic::Extensions::new(),
+    ))
 }
 
 /// The record of a completed call: its request's fingerprint, response and metadata.
@@ -716,7 +724,9 @@ fn owner_token() -> [u8; 16] {
 
 /// Whole milliseconds, at least 1 (`PX 0` is an error).
 fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX).max(1)
+    u64::try_from(duration.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1)
 }
 
 #[cold]
