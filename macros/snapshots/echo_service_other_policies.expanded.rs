@@ -76,25 +76,48 @@ impl pb::echo_service_server::EchoService for Echo {
                             __ti_guard.reject(__ti_error),
                         );
                     }
-                    let __ti_ticket = match ::tonic_intercept::__private::idempotency_begin(
-                        ::tonic_intercept::__private::CacheOf::<
-                            pb::echo_service_intercept::Unary,
-                        >::cache(&self.cache),
+                    let __ti_ticket = match ::tonic_intercept::__private::idempotency_key(
                         __ti_guard.call(),
                         __ti_request.metadata(),
-                        __ti_request.get_ref(),
-                        __ti_key.unwrap_or(0),
                     ) {
+                        ::core::result::Result::Ok(::core::option::Option::None) => {
+                            ::core::option::Option::None
+                        }
                         ::core::result::Result::Ok(
-                            ::tonic_intercept::__private::Begin::Bypass,
-                        ) => ::core::option::Option::None,
-                        ::core::result::Result::Ok(
-                            ::tonic_intercept::__private::Begin::Run(__ti_ticket),
-                        ) => ::core::option::Option::Some(__ti_ticket),
-                        ::core::result::Result::Ok(
-                            ::tonic_intercept::__private::Begin::Replay(__ti_ret),
+                            ::core::option::Option::Some(__ti_idempotency_key),
                         ) => {
-                            return __ti_guard.replay(__ti_ret);
+                            match ::tonic_intercept::__private::IdempotencyStore::<
+                                pb::echo_service_intercept::Unary,
+                            >::begin(
+                                    &self.cache,
+                                    __ti_guard.call(),
+                                    __ti_idempotency_key,
+                                    ::tonic_intercept::__private::IdempotencyScope::of_caller(
+                                        &self.tokens,
+                                        &__ti_request,
+                                        __ti_key,
+                                    ),
+                                    __ti_request.get_ref(),
+                                )
+                                .await
+                            {
+                                ::core::result::Result::Ok(
+                                    ::tonic_intercept::__private::Begin::Bypass,
+                                ) => ::core::option::Option::None,
+                                ::core::result::Result::Ok(
+                                    ::tonic_intercept::__private::Begin::Run(__ti_ticket),
+                                ) => ::core::option::Option::Some(__ti_ticket),
+                                ::core::result::Result::Ok(
+                                    ::tonic_intercept::__private::Begin::Replay(__ti_ret),
+                                ) => {
+                                    return __ti_guard.replay(__ti_ret);
+                                }
+                                ::core::result::Result::Err(__ti_error) => {
+                                    return ::core::result::Result::Err(
+                                        __ti_guard.reject(__ti_error),
+                                    );
+                                }
+                            }
                         }
                         ::core::result::Result::Err(__ti_error) => {
                             return ::core::result::Result::Err(
@@ -117,7 +140,10 @@ impl pb::echo_service_server::EchoService for Echo {
                         })
                         .await;
                     if let ::core::option::Option::Some(__ti_ticket) = __ti_ticket {
-                        __ti_ticket.complete(&__ti_result);
+                        ::tonic_intercept::__private::IdempotencyTicket::<
+                            pb::echo_service_intercept::Unary,
+                        >::complete(__ti_ticket, &__ti_result)
+                            .await;
                     }
                     __ti_result
                 },

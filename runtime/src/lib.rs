@@ -171,7 +171,7 @@ pub use tonic_intercept_macros::intercept;
 pub use auth::{Authenticate, Roles, StaticTokens};
 pub use call::{Call, CallOutcome, Deadline, PolicyKind};
 pub use client::{ClientConfig, ClientHook, ClientPolicy};
-pub use idempotency::IdempotencyCache;
+pub use idempotency::{IdempotencyCache, IdempotencyStore, IdempotencyTicket};
 pub use limits::Limits;
 pub use metrics::ServerMetrics;
 pub use policy::hook::{Hook, Hooks};

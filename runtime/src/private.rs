@@ -19,14 +19,17 @@ pub use crate::call::{Call, CallOutcome, PolicyKind};
 pub use crate::policy::hook::{Hook, Hooks};
 pub use crate::server::edge::{Declared, Edged};
 pub use crate::server::expand::{
-    CacheOf, DocService, MetricsOf, authorize, proto_disagreement, same_roles, store_identity,
+    DocService, MetricsOf, authorize, proto_disagreement, same_roles, store_identity,
 };
 pub use crate::server::guard::{Guard, run};
 pub use crate::server::stream::{Inbound, Outbound};
 
 // The server policies' steps.
 pub use crate::auth::{Authenticate, Roles};
-pub use crate::idempotency::{Begin, Ticket, begin as idempotency_begin};
+pub use crate::idempotency::{
+    Begin, IdempotencyStore, IdempotencyTicket, Scope as IdempotencyScope, Ticket,
+    begin as idempotency_begin, read_key as idempotency_key,
+};
 pub use crate::limits::{Limits, OnRateExceeded};
 pub use crate::metrics::ServiceMetrics;
 pub use crate::policy::admission::{

@@ -104,6 +104,32 @@ fn generated_code_paths_compile_through_the_door() {
         door::idempotency_begin(&cache, &call, &metadata, &(), 0),
         Ok(door::Begin::Bypass)
     ));
+    // The expansion's path: the key read and checked, then the store and its ticket.
+    assert!(matches!(door::idempotency_key(&call, &metadata), Ok(None)));
+    let request = tonic::Request::new(());
+    let verifier = tonic_intercept::StaticTokens::new([("t", ())]);
+    let scope = door::IdempotencyScope::of_caller(&verifier, &request, Some(1));
+    assert_eq!(scope.local(), 1);
+    assert!(door::IdempotencyScope::GLOBAL.is_global());
+    let begin = door::IdempotencyStore::<Ping>::begin(&cache, &call, "k", scope, &());
+    let Some(Ok(door::Begin::Run(ticket))) = now(begin) else {
+        panic!("the first call with a key runs");
+    };
+    let _: &door::Ticket<Ping> = &ticket;
+    let result = Ok(door::Response::new(()));
+    let done = door::IdempotencyTicket::<Ping>::complete(ticket, &result);
+    assert_eq!(now(done), Some(()));
+    let again = door::IdempotencyStore::<Ping>::begin(&cache, &call, "k", scope, &());
+    assert!(matches!(now(again), Some(Ok(door::Begin::Replay(_)))));
+}
+
+/// The output of a future that is ready at its first poll (the in-process cache's).
+fn now<F: std::future::Future>(future: F) -> Option<F::Output> {
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    match std::pin::pin!(future).poll(&mut context) {
+        std::task::Poll::Ready(output) => Some(output),
+        std::task::Poll::Pending => None,
+    }
 }
 
 #[test]

@@ -356,7 +356,9 @@ impl<'a> Steps<'a> {
     }
 
     /// The handler through the guard's method for the RPC's kind; with idempotency, a
-    /// stored response replayed instead, or this one stored.
+    /// stored response replayed instead, or this one stored: the call's key is read and
+    /// checked, then the store (any `IdempotencyStore` of the RPC) is awaited before the
+    /// handler and its ticket after it.
     fn run_handler(&self, handler: TokenStream) -> TokenStream {
         let Locals {
             guard,
@@ -369,36 +371,47 @@ impl<'a> Steps<'a> {
         let (rpc, reject) = (&self.rpc, &self.reject);
         // The guard's method that runs the handler and what follows it.
         let method = format_ident!("{}", self.plan.rpc.kind.call_method());
-        let Some(cache) = self.plan.idempotency else {
+        let Some(store) = self.plan.idempotency else {
             return quote!(#guard.#method(#handler).await);
         };
         let ticket = Ident::new("__ti_ticket", Span::mixed_site());
         let result = Ident::new("__ti_result", Span::mixed_site());
-        let scope = if self.scoped {
-            quote!(#key.unwrap_or(0))
-        } else {
-            quote!(0)
+        let idempotency_key = Ident::new("__ti_idempotency_key", Span::mixed_site());
+        // Under `auth(..)` keys belong to the caller: its `identity_key` for a store in
+        // the process, and its identity itself (from the request's extensions; the
+        // verifier is borrowed again only to name its type) for a store shared by
+        // replicas, where a per-process hash would differ from replica to replica.
+        let scope = match &self.plan.access {
+            Access::Auth { verifier, .. } if self.scoped => quote! {
+                ::tonic_intercept::__private::IdempotencyScope::of_caller(&#verifier, &#request, #key)
+            },
+            _ => quote!(::tonic_intercept::__private::IdempotencyScope::GLOBAL),
         };
-        let begin = quote_spanned! {cache.span()=>
-            ::tonic_intercept::__private::idempotency_begin(
-                ::tonic_intercept::__private::CacheOf::<#rpc>::cache(&#cache),
-                #guard.call(), #request.metadata(), #request.get_ref(), #scope,
+        let begin = quote_spanned! {store.span()=>
+            ::tonic_intercept::__private::IdempotencyStore::<#rpc>::begin(
+                &#store, #guard.call(), #idempotency_key, #scope, #request.get_ref(),
             )
         };
         quote! {
-            let #ticket = match #begin {
-                ::core::result::Result::Ok(::tonic_intercept::__private::Begin::Bypass) => ::core::option::Option::None,
-                ::core::result::Result::Ok(::tonic_intercept::__private::Begin::Run(#ticket)) => ::core::option::Option::Some(#ticket),
-                ::core::result::Result::Ok(::tonic_intercept::__private::Begin::Replay(#ret)) => {
-                    return #guard.replay(#ret);
-                }
+            let #ticket = match ::tonic_intercept::__private::idempotency_key(#guard.call(), #request.metadata()) {
+                ::core::result::Result::Ok(::core::option::Option::None) => ::core::option::Option::None,
+                ::core::result::Result::Ok(::core::option::Option::Some(#idempotency_key)) => match #begin.await {
+                    ::core::result::Result::Ok(::tonic_intercept::__private::Begin::Bypass) => ::core::option::Option::None,
+                    ::core::result::Result::Ok(::tonic_intercept::__private::Begin::Run(#ticket)) => ::core::option::Option::Some(#ticket),
+                    ::core::result::Result::Ok(::tonic_intercept::__private::Begin::Replay(#ret)) => {
+                        return #guard.replay(#ret);
+                    }
+                    ::core::result::Result::Err(#error) => {
+                        return ::core::result::Result::Err(#reject);
+                    }
+                },
                 ::core::result::Result::Err(#error) => {
                     return ::core::result::Result::Err(#reject);
                 }
             };
             let #result = #guard.#method(#handler).await;
             if let ::core::option::Option::Some(#ticket) = #ticket {
-                #ticket.complete(&#result);
+                ::tonic_intercept::__private::IdempotencyTicket::<#rpc>::complete(#ticket, &#result).await;
             }
             #result
         }

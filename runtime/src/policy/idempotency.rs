@@ -1,22 +1,247 @@
 //! Idempotency keys for unary RPCs: a retried call with the same key gets the first
 //! call's response instead of running again.
+//!
+//! `#[intercept(idempotency(self.store, Rpc))]` asks an [`IdempotencyStore`] before the
+//! handler and tells it the outcome afterwards. Two stores ship:
+//!
+//! - [`IdempotencyCache`], in the process: the default, no I/O; a retry that lands on
+//!   another replica is not recognised;
+//! - `RedisIdempotency` (feature `redis`), shared by every replica pointed at one Redis:
+//!   a retry is replayed by whichever replica it reaches (its module, `redis`, states
+//!   what it guarantees and what a Redis failover can lose).
+//!
+//! Which one an RPC uses is the type of the field named in `idempotency(..)`; the
+//! attribute is the same.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::hash::BuildHasher;
+use std::future::{Future, ready};
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use tokio::time::Instant;
 use tonic::metadata::{MetadataMap, MetadataValue};
-use tonic::{Response, Status};
+use tonic::{Request, Response, Status};
 
+use crate::auth::Authenticate;
 use crate::call::{Call, PolicyKind};
 use crate::rpc::Rpc;
 use crate::wire::{IDEMPOTENCY_KEY, IDEMPOTENCY_REPLAYED};
 
+#[cfg(feature = "redis")]
+pub mod redis;
+#[cfg(feature = "redis")]
+pub use self::redis::{RedisIdempotency, RedisIdempotencyConfig, RedisTicket};
+
 /// The longest idempotency key accepted, in bytes.
 pub const MAX_KEY_LEN: usize = 255;
+
+/// Where `#[intercept(idempotency(store, R))]` keeps the idempotency keys of the unary
+/// RPC `R`: [`IdempotencyCache`] in the process, `RedisIdempotency` (feature `redis`)
+/// across replicas, or a store of your own.
+///
+/// The expansion reads and checks the call's `idempotency-key` (a call without one runs
+/// without the store), then, before the handler, awaits [`begin`](Self::begin) with the
+/// key, its [`Scope`] and the request message:
+///
+/// - [`Begin::Replay`]: a call with this key and request completed; its response is the
+///   answer (with `idempotency-replayed: true`) and the handler does not run;
+/// - [`Begin::Run`]: this call owns the key; after the handler the expansion awaits
+///   [`IdempotencyTicket::complete`] with its result;
+/// - [`Begin::Bypass`]: the call runs and nothing is stored (a store that cannot decide
+///   and is told to fail open);
+/// - `Err((PolicyKind::Idempotency, status))`: the call is refused with `status`.
+///
+/// A store must refuse a key reused with a different request (`INVALID_ARGUMENT`,
+/// "idempotency key reused with a different request") and a key whose first call is
+/// still running (`ABORTED`), store only successes, and free the key of a call that
+/// failed, was cancelled or panicked (its ticket dropped without `complete`).
+///
+/// Driven by hand, as the expansion drives it:
+///
+/// ```
+/// use std::time::Duration;
+/// use tonic::{Request, Response};
+/// use tonic_intercept::idempotency::{Begin, Scope};
+/// use tonic_intercept::{Call, IdempotencyCache, IdempotencyStore, IdempotencyTicket, Rpc};
+/// # #[derive(Clone, PartialEq, prost::Message)]
+/// # pub struct PayRequest { #[prost(uint64, tag = "1")] pub cents: u64 }
+/// # #[derive(Clone, PartialEq, prost::Message)]
+/// # pub struct Payment { #[prost(uint64, tag = "1")] pub id: u64 }
+/// # tonic_intercept::__doc_rpc!(Pay, "pay.v1.Payments", "Pay", Unary, PayRequest, Payment);
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+/// let store = IdempotencyCache::<Pay>::new(Duration::from_secs(600), 10_000);
+/// let call = Call::start(&Pay::DESCRIPTOR, &Request::new(()), None);
+/// let (request, alice) = (PayRequest { cents: 500 }, "alice");
+///
+/// // The first call with the key runs; its success is stored.
+/// let begin = store.begin(&call, "3f2a9c1e", Scope::of(&alice), &request).await;
+/// let Ok(Begin::Run(ticket)) = begin else { panic!() };
+/// IdempotencyTicket::complete(ticket, &Ok(Response::new(Payment { id: 7 }))).await;
+///
+/// // Alice's retry is replayed; the same key is another call for someone else.
+/// let retry = store.begin(&call, "3f2a9c1e", Scope::of(&alice), &request).await;
+/// assert!(matches!(retry, Ok(Begin::Replay(r)) if r.get_ref().id == 7));
+/// let bob = store.begin(&call, "3f2a9c1e", Scope::of(&"bob"), &request).await;
+/// assert!(matches!(bob, Ok(Begin::Run(_))));
+/// # });
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an idempotency store for the RPC `{R}`",
+    label = "a store for another RPC",
+    note = "the store of `{R}` is an `IdempotencyCache<{R}>` (in process) or a `RedisIdempotency<{R}>` (shared by replicas): it keeps `{R}`'s responses"
+)]
+pub trait IdempotencyStore<R: Rpc>: Send + Sync {
+    /// What a call that owns its key holds until it ends.
+    type Ticket: IdempotencyTicket<R>;
+
+    /// Decides what the call with this (valid) `key` in `scope` and this request does;
+    /// see the trait's documentation.
+    fn begin(
+        &self,
+        call: &Call,
+        key: &str,
+        scope: Scope<'_>,
+        request: &R::Request,
+    ) -> impl Future<Output = Result<Begin<R, Self::Ticket>, (PolicyKind, Status)>> + Send;
+}
+
+/// The claim of a running call on its idempotency key, from [`IdempotencyStore::begin`].
+pub trait IdempotencyTicket<R: Rpc>: Send {
+    /// Ends the call: a success is stored for replay, a failure frees the key so a retry
+    /// runs. Dropping the ticket without calling this (the call was cancelled or
+    /// panicked) must free the key too.
+    fn complete(
+        self,
+        result: &Result<Response<R::Response>, Status>,
+    ) -> impl Future<Output = ()> + Send;
+}
+
+/// Whose idempotency keys these are: the same key from two scopes names two calls.
+///
+/// Without `auth(..)` keys are global to the RPC ([`Scope::GLOBAL`]); with it, they
+/// belong to the caller's identity, so one caller can neither replay nor block another's
+/// keys. A scope offers the identity two ways: [`local`](Self::local), a keyed hash that
+/// is fast but differs from process to process (what [`IdempotencyCache`] uses), and
+/// [`hash_identity`](Self::hash_identity), the identity's own [`Hash`] fed to a hasher
+/// of the store's choice, which a store shared by replicas hashes with a fixed function.
+#[derive(Clone, Copy)]
+pub struct Scope<'a> {
+    local: u64,
+    identity: Option<&'a dyn ScopeIdentity>,
+}
+
+/// An identity that can feed its [`Hash`] to a `dyn Hasher` (what [`Scope`] holds).
+trait ScopeIdentity: Sync {
+    fn feed(&self, state: &mut dyn Hasher);
+}
+
+impl<T: Hash + Sync + ?Sized> ScopeIdentity for T {
+    fn feed(&self, mut state: &mut dyn Hasher) {
+        self.hash(&mut state);
+    }
+}
+
+impl Scope<'static> {
+    /// Keys global to the RPC (no `auth(..)`, or an RPC its `.proto` makes public).
+    pub const GLOBAL: Scope<'static> = Scope {
+        local: 0,
+        identity: None,
+    };
+}
+
+impl<'a> Scope<'a> {
+    /// The keys of the caller `identity`.
+    pub fn of<I: Hash + Sync>(identity: &'a I) -> Self {
+        Scope {
+            local: crate::util::secret().hash_one(identity),
+            identity: Some(identity),
+        }
+    }
+
+    /// The scope the expansion passes under `auth(verifier)`: `local` is the caller's
+    /// `identity_key` when the verifier ran (`None` for an RPC its `.proto` makes
+    /// public), and the identity is the one the verifier stored in the request's
+    /// extensions (absent for `type Identity = ()`, where every caller is the same).
+    #[doc(hidden)] // the expansion's protocol, reached through `__private`
+    pub fn of_caller<V, T>(_verifier: &V, request: &'a Request<T>, local: Option<u64>) -> Self
+    where
+        V: Authenticate + ?Sized,
+        V::Identity: Hash,
+    {
+        match local {
+            None => Scope::GLOBAL,
+            Some(local) => Scope {
+                local,
+                identity: request
+                    .extensions()
+                    .get::<V::Identity>()
+                    .map(|i| i as &dyn ScopeIdentity),
+            },
+        }
+    }
+
+    /// The identity hashed with this process's secret (0 when global): equal identities
+    /// give equal values within one process only.
+    pub fn local(&self) -> u64 {
+        self.local
+    }
+
+    /// Whether the keys are global to the RPC (no identity to hash).
+    pub fn is_global(&self) -> bool {
+        self.identity.is_none()
+    }
+
+    /// Feeds the identity's [`Hash`] to `state`; `false` (nothing fed) when global.
+    ///
+    /// With a fixed hash function (no per-process key) the result is the same on every
+    /// replica running the same build; the bytes a type's `Hash` writes are not promised
+    /// stable across Rust versions or platforms (for `str`, integers and derived impls
+    /// over them they have not changed), so mixed-version fleets may see two scopes for
+    /// one caller while they roll out.
+    pub fn hash_identity(&self, state: &mut dyn Hasher) -> bool {
+        match self.identity {
+            Some(identity) => {
+                identity.feed(state);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl fmt::Debug for Scope<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Scope")
+            .field("local", &self.local)
+            .field("global", &self.is_global())
+            .finish()
+    }
+}
+
+/// The call's `idempotency-key`, checked: `None` without one; refused with
+/// [`PolicyKind::Idempotency`] and `INVALID_ARGUMENT` when it is empty, longer than 255
+/// bytes or not printable ASCII.
+#[doc(hidden)] // reached through `__private`; the expansion's protocol
+pub fn read_key<'m>(
+    call: &Call,
+    metadata: &'m MetadataMap,
+) -> Result<Option<&'m str>, (PolicyKind, Status)> {
+    let Some(value) = metadata.get(IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    match value.to_str() {
+        Ok(key) if !key.is_empty() && key.len() <= MAX_KEY_LEN => Ok(Some(key)),
+        Ok("") => Err(invalid(call, "the idempotency key is empty")),
+        Ok(_) => Err(invalid(
+            call,
+            "the idempotency key is longer than 255 bytes",
+        )),
+        Err(_) => Err(invalid(call, "the idempotency key is not printable ASCII")),
+    }
+}
 
 /// Remembers the responses of completed calls of the unary RPC `R` by idempotency key, so
 /// a client retrying a call whose response it never saw (a timeout, a dropped
@@ -182,12 +407,11 @@ impl<R: Rpc> IdempotencyCache<R>
 where
     R::Response: Clone,
 {
-    /// Decides what a call of `R` with this request metadata and request does: run
-    /// ([`Begin::Bypass`] without a key, [`Begin::Run`] with one), get the stored
-    /// response ([`Begin::Replay`]), or be refused with [`PolicyKind::Idempotency`]:
+    /// Decides what a call of `R` with this (valid) key and request does: run
+    /// ([`Begin::Run`]), get the stored response ([`Begin::Replay`]), or be refused with
+    /// [`PolicyKind::Idempotency`]:
     ///
-    /// - `INVALID_ARGUMENT`: the key is empty, longer than 255 bytes or not ASCII, or was
-    ///   used with a different request;
+    /// - `INVALID_ARGUMENT`: the key was used with a different request;
     /// - `ABORTED`: the first call with this key is still running;
     /// - `RESOURCE_EXHAUSTED`: the cache is full of running calls.
     ///
@@ -196,28 +420,10 @@ where
     fn begin_in(
         &self,
         call: &Call,
-        metadata: &MetadataMap,
+        key: &str,
         request: &R::Request,
         scope: u64,
     ) -> Result<Begin<R>, (PolicyKind, Status)> {
-        let Some(value) = metadata.get(IDEMPOTENCY_KEY) else {
-            return Ok(Begin::Bypass);
-        };
-        let key = match value.to_str() {
-            Ok(key) if !key.is_empty() && key.len() <= MAX_KEY_LEN => key,
-            Ok("") => {
-                return Err(invalid(call, "the idempotency key is empty"));
-            }
-            Ok(_) => {
-                return Err(invalid(
-                    call,
-                    "the idempotency key is longer than 255 bytes",
-                ));
-            }
-            Err(_) => {
-                return Err(invalid(call, "the idempotency key is not printable ASCII"));
-            }
-        };
         let hash = hash_request(request);
         let key: Key = (scope, Arc::from(key));
         let now = Instant::now();
@@ -281,10 +487,11 @@ where
 
 /// Asks `cache` what a call of `R` with this request metadata and request does: run
 /// ([`Begin::Bypass`] without a key, [`Begin::Run`] with one), get the stored response
-/// ([`Begin::Replay`]), or be refused with [`PolicyKind::Idempotency`]. The expansion of
-/// `idempotency(cache, Rpc)` calls it before the handler, with `scope` the caller's
-/// `identity_key` under `auth(..)` and 0 otherwise.
-#[doc(hidden)] // reached through `__private`; the expansion's protocol
+/// ([`Begin::Replay`]), or be refused with [`PolicyKind::Idempotency`]; synchronously,
+/// as the cache needs no I/O. `scope` is the caller's `identity_key` (0: global keys).
+/// The expansion goes through [`IdempotencyStore`], which the cache implements with
+/// ready futures over this.
+#[doc(hidden)] // reached through `__private`; the cache's synchronous protocol
 pub fn begin<R: Rpc>(
     cache: &IdempotencyCache<R>,
     call: &Call,
@@ -295,7 +502,40 @@ pub fn begin<R: Rpc>(
 where
     R::Response: Clone,
 {
-    cache.begin_in(call, metadata, request, scope)
+    match read_key(call, metadata)? {
+        None => Ok(Begin::Bypass),
+        Some(key) => cache.begin_in(call, key, request, scope),
+    }
+}
+
+impl<R: Rpc> IdempotencyStore<R> for IdempotencyCache<R>
+where
+    R::Response: Clone,
+{
+    type Ticket = Ticket<R>;
+
+    fn begin(
+        &self,
+        call: &Call,
+        key: &str,
+        scope: Scope<'_>,
+        request: &R::Request,
+    ) -> impl Future<Output = Result<Begin<R>, (PolicyKind, Status)>> + Send {
+        ready(self.begin_in(call, key, request, scope.local()))
+    }
+}
+
+impl<R: Rpc> IdempotencyTicket<R> for Ticket<R>
+where
+    R::Response: Clone,
+{
+    fn complete(
+        self,
+        result: &Result<Response<R::Response>, Status>,
+    ) -> impl Future<Output = ()> + Send {
+        Ticket::complete(self, result);
+        ready(())
+    }
 }
 
 impl<R: Rpc> Inner<R> {
@@ -332,22 +572,21 @@ impl<R: Rpc> State<R> {
     }
 }
 
-/// What a call with (or without) an idempotency key does; from
-/// [`begin`].
-#[doc(hidden)] // reached through `__private`; the expansion's protocol
-pub enum Begin<R: Rpc> {
-    /// No `idempotency-key`: the call runs and nothing is stored.
+/// What a call with (or without) an idempotency key does: from
+/// [`IdempotencyStore::begin`] (`T` is the store's ticket).
+pub enum Begin<R: Rpc, T = Ticket<R>> {
+    /// The call runs and nothing is stored: it has no `idempotency-key`, or the store
+    /// could not decide and fails open.
     Bypass,
-    /// A call with this key and request completed within the TTL: answer with this (a
-    /// clone of its response, with `idempotency-replayed: true`) without running the
-    /// handler.
+    /// A call with this key and request completed within the TTL: answer with this (its
+    /// response, with `idempotency-replayed: true`) without running the handler.
     Replay(Response<R::Response>),
     /// The first call with this key: run it, then hand the result to
-    /// [`Ticket::complete`].
-    Run(Ticket<R>),
+    /// [`IdempotencyTicket::complete`].
+    Run(T),
 }
 
-impl<R: Rpc> fmt::Debug for Begin<R> {
+impl<R: Rpc, T: fmt::Debug> fmt::Debug for Begin<R, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Begin::Bypass => f.write_str("Bypass"),
@@ -357,12 +596,11 @@ impl<R: Rpc> fmt::Debug for Begin<R> {
     }
 }
 
-/// The claim of a running call on its idempotency key.
+/// The claim of a running call on its key in an [`IdempotencyCache`].
 ///
 /// [`complete`](Self::complete) stores a success for replay; dropping the ticket without
 /// completing it (the handler failed, was cancelled or panicked) frees the key, so a
 /// retry runs again.
-#[doc(hidden)] // reached through `__private`; the expansion's protocol
 #[must_use = "dropping the ticket frees the key without storing the response"]
 pub struct Ticket<R: Rpc> {
     inner: Option<Arc<Inner<R>>>,

@@ -1,7 +1,8 @@
 //! What only the `#[intercept]` expansion calls, outside the call's [`Guard`]: the
 //! `.proto` agreement checks evaluated in `const`s, the type checks that give a readable
-//! error for a misplaced value, the identity hand-over, and the stand-in service of the
-//! doc examples.
+//! error for a misplaced value (an idempotency store's is its own trait,
+//! `IdempotencyStore`), the identity hand-over, and the stand-in service of the doc
+//! examples.
 //!
 //! [`Guard`]: super::guard::Guard
 
@@ -9,9 +10,8 @@ use tonic::{Request, Status};
 
 use crate::auth::{Roles, check_roles};
 use crate::call::Call;
-use crate::idempotency::IdempotencyCache;
 use crate::metrics::ServiceMetrics;
-use crate::rpc::{IdempotencyLevel, Rpc, RpcDescriptor, RpcKind, Service};
+use crate::rpc::{IdempotencyLevel, RpcDescriptor, RpcKind, Service};
 
 /// `roles(..)` outside a guard (an auth-only RPC): `PERMISSION_DENIED` without a role.
 pub fn authorize<I: Roles + ?Sized>(
@@ -122,23 +122,6 @@ pub trait MetricsOf<S> {
 impl<S: Service> MetricsOf<S> for ServiceMetrics<S> {
     fn metrics(&self) -> ServiceMetrics<S> {
         self.clone()
-    }
-}
-
-/// `idempotency(cache, Rpc)`: the cache must be typed by that RPC.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` is not an idempotency cache for the RPC `{R}`",
-    label = "a cache for another RPC",
-    note = "the cache of `{R}` is an `IdempotencyCache<{R}>`: it stores `{R}`'s responses"
-)]
-pub trait CacheOf<R: Rpc> {
-    /// The cache that the expansion asks before the handler.
-    fn cache(&self) -> &IdempotencyCache<R>;
-}
-
-impl<R: Rpc> CacheOf<R> for IdempotencyCache<R> {
-    fn cache(&self) -> &IdempotencyCache<R> {
-        self
     }
 }
 
