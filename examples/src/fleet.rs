@@ -7,6 +7,10 @@
 //! | `Quote` | 5 calls a minute per caller | Redis (`self.quotes`) | admitted, counted (fail open, Envoy's default) |
 //! | `Browse` | 5 calls a minute per caller | each replica's own bucket | — |
 //!
+//! `Pay` also takes an `idempotency-key`, kept in Redis too (`self.receipts`): a retry
+//! that reaches another replica gets the first payment's receipt instead of paying
+//! twice; when Redis is down, a keyed payment is refused `UNAVAILABLE` (fail closed).
+//!
 //! So behind three replicas a caller gets 5 `Pay`s and 5 `Quote`s a minute, and 15
 //! `Browse`s. `max_in_flight` would stay local too: it guards a replica's own slots. The
 //! `replicas` binary starts three replicas and a Redis and shows it.
@@ -16,6 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tonic::{Request, Response, Status};
 use tonic_intercept::backend::RedisGcra;
+use tonic_intercept::idempotency::RedisIdempotency;
 use tonic_intercept::metrics::ServiceMetrics;
 use tonic_intercept::prometheus_client::registry::Registry;
 use tonic_intercept::{ServerMetrics, StaticTokens, intercept};
@@ -34,6 +39,8 @@ pub struct Replica {
     payments: Arc<RedisGcra>,
     /// `Quote`'s rate: fail open.
     quotes: Arc<RedisGcra>,
+    /// `Pay`'s idempotency keys and receipts.
+    receipts: RedisIdempotency<crate::checkout::checkout_intercept::Pay>,
     taken: Arc<AtomicU64>,
     metrics: ServiceMetrics<crate::checkout::checkout_intercept::Service>,
     registry: Arc<Registry>,
@@ -41,12 +48,14 @@ pub struct Replica {
 
 impl Replica {
     /// A replica named `name`, its shared rates in `payments` (fail closed) and `quotes`
-    /// (fail open): each replica builds its own, pointed at the same Redis.
+    /// (fail open), `Pay`'s idempotency keys in `receipts`: each replica builds its own,
+    /// pointed at the same Redis.
     pub fn new(
         name: &str,
         tokens: StaticTokens<Caller>,
         payments: RedisGcra,
         quotes: RedisGcra,
+        receipts: RedisIdempotency<crate::checkout::checkout_intercept::Pay>,
     ) -> Self {
         let mut registry = Registry::default();
         let metrics = ServerMetrics::register(&mut registry).service();
@@ -55,6 +64,7 @@ impl Replica {
             tokens,
             payments: Arc::new(payments),
             quotes: Arc::new(quotes),
+            receipts,
             taken: Arc::new(AtomicU64::new(0)),
             metrics,
             registry: Arc::new(registry),
@@ -74,6 +84,7 @@ impl Replica {
     limit(Pay, calls_per_minute_per_identity = 5, shared = self.payments),
     limit(Quote, calls_per_minute_per_identity = 5, shared = self.quotes),
     limit(Browse, calls_per_minute_per_identity = 5),
+    idempotency(self.receipts, Pay),
     metrics(self.metrics),
 )]
 #[tonic::async_trait]

@@ -1,6 +1,7 @@
 //! Three replicas of `fleet.v1.Checkout` (`examples/src/fleet.rs`), each its own process,
 //! sharing one Redis: a caller's call rate holds across them, a rate each replica keeps
-//! alone does not, and what happens when Redis goes away and comes back.
+//! alone does not, a retried payment is replayed by another replica instead of paying
+//! twice, and what happens when Redis goes away and comes back.
 //!
 //! `cargo run -p tonic-intercept-examples --bin replicas` starts a `redis-server` found on
 //! PATH (on a free loopback port), the three replicas (this binary again, with `serve`),
@@ -20,11 +21,12 @@ use tokio::net::TcpListener;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 use tonic_intercept::backend::{FailurePolicy, RedisGcra, RedisGcraConfig};
+use tonic_intercept::idempotency::{RedisIdempotency, RedisIdempotencyConfig};
 use tonic_intercept::server::Server;
 use tonic_intercept_examples::checkout::checkout_client::CheckoutClient;
 use tonic_intercept_examples::checkout::checkout_server::CheckoutServer;
 use tonic_intercept_examples::checkout::{
-    BrowseRequest, PayRequest, QuoteRequest, ReplicaStats, StatsRequest,
+    BrowseRequest, PayRequest, QuoteRequest, Receipt, ReplicaStats, StatsRequest,
 };
 use tonic_intercept_examples::fleet::Replica;
 use tonic_intercept_examples::redis_process::RedisProcess;
@@ -49,7 +51,8 @@ async fn serve_replica(name: &str, redis: &str) -> Result<()> {
         RedisGcraConfig::new().failure_policy(FailurePolicy::FailClosed),
     )?;
     let quotes = RedisGcra::new(redis, RedisGcraConfig::new())?;
-    let replica = Replica::new(name, demo_tokens(), payments, quotes);
+    let receipts = RedisIdempotency::new(redis, RedisIdempotencyConfig::new())?;
+    let replica = Replica::new(name, demo_tokens(), payments, quotes, receipts);
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
     println!("listening on {}", listener.local_addr()?);
     std::io::stdout().flush()?;
@@ -111,15 +114,40 @@ async fn run_fleet() -> Result<()> {
             browses.ok, browses.exhausted
         ),
     )?;
-    let bob = spread(&mut clients, 3, BOB_TOKEN, Rpc::Pay).await;
+    let bob = spread(&mut clients, 2, BOB_TOKEN, Rpc::Pay).await;
     expect(
-        bob.ok == 3,
-        "Pay: bob, meanwhile, 3 of 3 OK: his own bucket".to_string(),
+        bob.ok == 2,
+        "Pay: bob, meanwhile, 2 of 2 OK: his own bucket".to_string(),
     )?;
     let taken = payments(&mut clients).await?;
     expect(
-        taken.iter().sum::<u64>() == 8,
-        format!("payments taken by r1, r2, r3: {taken:?}, 8 in all (5 of ada's, 3 of bob's)"),
+        taken.iter().sum::<u64>() == 7,
+        format!("payments taken by r1, r2, r3: {taken:?}, 7 in all (5 of ada's, 2 of bob's)"),
+    )?;
+
+    // A payment retried on another replica: replayed from Redis, not paid twice.
+    let first = keyed_pay(&mut clients[0], "order-42", 250).await;
+    let retry = keyed_pay(&mut clients[1], "order-42", 250).await;
+    let other = keyed_pay(&mut clients[2], "order-42", 999).await;
+    let after = payments(&mut clients).await?;
+    let (first, retry) = match (first, retry) {
+        (Ok(first), Ok(retry)) => (first, retry),
+        (first, retry) => return Err(format!("✘ keyed payments: {first:?}, {retry:?}").into()),
+    };
+    expect(
+        first.0 == retry.0 && !first.1 && retry.1 && after.iter().sum::<u64>() == 8,
+        format!(
+            "Pay with idempotency-key order-42 on r1: receipt {}; retried on r2: receipt {}, \
+             idempotency-replayed: {}; payments taken {after:?}: one payment",
+            first.0.id, retry.0.id, retry.1
+        ),
+    )?;
+    let other = other.err().map(|s| (s.code(), s.message().to_owned()));
+    expect(
+        other
+            .as_ref()
+            .is_some_and(|(code, _)| *code == Code::InvalidArgument),
+        format!("the same key with another amount on r3: {other:?}"),
     )?;
 
     // Redis stops answering (the process paused): no call waits past the backend's
@@ -241,6 +269,21 @@ async fn spread(clients: &mut [CheckoutClient<Channel>], n: usize, token: &str, 
         }
     }
     tally
+}
+
+/// A payment of bob's with an `idempotency-key`: the receipt and whether it was replayed.
+async fn keyed_pay(
+    client: &mut CheckoutClient<Channel>,
+    key: &str,
+    cents: u64,
+) -> Result<(Receipt, bool), Status> {
+    let basket = "basket 42".to_string();
+    let mut request = authorized(PayRequest { basket, cents }, BOB_TOKEN);
+    let key = key.parse().expect("an ASCII key");
+    request.metadata_mut().insert("idempotency-key", key);
+    let response = client.pay(request).await?;
+    let replayed = response.metadata().get("idempotency-replayed").is_some();
+    Ok((response.into_inner(), replayed))
 }
 
 fn authorized<T>(message: T, token: &str) -> Request<T> {
