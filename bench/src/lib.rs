@@ -1,4 +1,4 @@
-//! One echo service, served nine ways, and a load generator that checks every status.
+//! One echo service, served fourteen ways, and a load generator that checks every status.
 //!
 //! The variants differ only in what wraps the same handlers: nothing (bare tonic),
 //! tonic's `Interceptor`, a hand-written tower layer, a hand-written tower stack doing
@@ -977,9 +977,7 @@ impl Workload {
             Workload::NoToken if variant.authenticates() => Code::Unauthenticated,
             Workload::Oversize if variant.limits_size() => Code::ResourceExhausted,
             // Every unary call with the token meets the refusing shared rate.
-            Workload::Unary | Workload::Oversize
-                if variant == Variant::InterceptSharedDenied =>
-            {
+            Workload::Unary | Workload::Oversize if variant == Variant::InterceptSharedDenied => {
                 Code::ResourceExhausted
             }
             _ => Code::Ok,

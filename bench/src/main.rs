@@ -24,8 +24,7 @@ use std::time::{Duration, Instant};
 use tonic::Code;
 use tonic_intercept::prometheus_client::registry::Registry;
 use tonic_intercept_bench::{
-    ClientVariant, Handled, Load, Variant, Workload, run_client_load, run_load,
-    serve_with_redis,
+    ClientVariant, Handled, Load, Variant, Workload, run_client_load, run_load, serve_with_redis,
 };
 
 struct Counting;
@@ -57,7 +56,7 @@ const USAGE: &str = "usage:
   bench load --addr A --workload W [--calls N] [--messages M] [--size B] [--concurrency C]
   bench callgrind [--out target/bench] [--variants a,b] [--workloads w,x]  (needs valgrind; --profile bench-lto)
   bench allocations [--variants a,b] [--workloads w,x]   (heap allocations and bytes, no valgrind)
-  bench wallclock [--rounds R] [--calls N] [--variants a,b]   (build with --profile bench-lto)
+  bench wallclock [--rounds R] [--calls N] [--concurrency C] [--variants a,b]   (build with --profile bench-lto)
   bench client-load --addr A --client C [--calls N]   (one client process, current-thread)
   bench client-callgrind [--out target/bench] [--clients a,b]   (the client measured; needs valgrind)
   bench client-allocations [--clients a,b]    (the client's allocations and bytes, no valgrind)
@@ -674,10 +673,12 @@ fn cmd_allocations(args: &[String]) -> Result<(), String> {
 
 /// Calls per second, latency quantiles and streamed messages per second, the variants
 /// interleaved round by round; `bare` always runs first in each round, as the reference
-/// of the ratios.
+/// of the ratios. `--concurrency` sets the concurrent unary callers (32): with 1, the
+/// quantiles are one call's latency, without queueing behind the others.
 fn cmd_wallclock(args: &[String]) -> Result<(), String> {
     let rounds: usize = parsed(args, "--rounds", 3)?;
     let calls: u64 = parsed(args, "--calls", 20_000)?;
+    let concurrency: usize = parsed(args, "--concurrency", 32)?;
     let mut variants: Vec<Variant> = match flag(args, "--variants") {
         Some(list) => list.split(',').map(str::parse).collect::<Result<_, _>>()?,
         None => Variant::ALL.to_vec(),
@@ -691,7 +692,7 @@ fn cmd_wallclock(args: &[String]) -> Result<(), String> {
         calls,
         messages: 1,
         size: 16,
-        concurrency: 32,
+        concurrency,
     };
     let stream_load = Load {
         workload: Workload::ServerStream,
