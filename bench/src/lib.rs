@@ -1,18 +1,19 @@
-//! One echo service, served nine ways, and a load generator that checks every status.
+//! One echo service, served fourteen ways, and a load generator that checks every status.
 //!
 //! The variants differ only in what wraps the same handlers: nothing (bare tonic),
 //! tonic's `Interceptor`, a hand-written tower layer, a hand-written tower stack doing
 //! what `#[intercept]`'s full chain does, and `#[intercept]` with no policy, with auth,
 //! with auth + limits + typed hooks, with typed hooks and count limits only, and with
 //! the full chain plus the server policy suite (metrics, recovery, tracing, validation,
-//! a concurrency limit). `BENCHMARKS.md` has the figures.
+//! a concurrency limit), and with auth plus a per-caller call rate kept in Redis
+//! (admitted, or refused from the local deny cache). `BENCHMARKS.md` has the figures.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -20,6 +21,9 @@ use tokio::net::TcpListener;
 use tokio_stream::{Stream, StreamExt};
 use tonic::metadata::MetadataMap;
 use tonic::{Code, Request, Response, Status, Streaming};
+use tonic_intercept::backend::{
+    Decision, RateBackend, RateKey, RateLimit, RedisGcra, RedisGcraConfig,
+};
 use tonic_intercept::prometheus_client::registry::Registry;
 use tonic_intercept::{
     Authenticate, Call, Hook, Rpc, ServerMetrics, Validate, intercept, metrics::ServiceMetrics,
@@ -76,10 +80,19 @@ pub enum Variant {
     /// metrics, panic recovery, a span per call (no subscriber installed), validation of
     /// every request message, and `max_in_flight` on the unary RPC.
     InterceptSuite,
+    /// [`InterceptAuth`](Variant::InterceptAuth) plus a per-caller call rate on the unary
+    /// RPC kept in Redis (`limit(Unary, calls_per_second_per_identity = SHARED_RATE,
+    /// shared = self.rates)` on a [`RedisGcra`]), so high that it never refuses: one
+    /// `EVALSHA` round trip per unary call.
+    InterceptShared,
+    /// The same with a rate that refuses every unary call: the caller's bucket in Redis
+    /// is full for an hour before the first call (see [`warm_up`]), so every unary call is
+    /// refused `RESOURCE_EXHAUSTED` from the local deny cache, with no round trip.
+    InterceptSharedDenied,
 }
 
 impl Variant {
-    pub const ALL: [Variant; 12] = [
+    pub const ALL: [Variant; 14] = [
         Variant::Bare,
         Variant::Interceptor,
         Variant::Tower,
@@ -92,6 +105,8 @@ impl Variant {
         Variant::InterceptFullHardened,
         Variant::InterceptHooks,
         Variant::InterceptSuite,
+        Variant::InterceptShared,
+        Variant::InterceptSharedDenied,
     ];
 
     pub fn name(self) -> &'static str {
@@ -108,7 +123,18 @@ impl Variant {
             Variant::InterceptFullHardened => "intercept-full-hardened",
             Variant::InterceptHooks => "intercept-hooks",
             Variant::InterceptSuite => "intercept-suite",
+            Variant::InterceptShared => "intercept-shared",
+            Variant::InterceptSharedDenied => "intercept-shared-denied",
         }
+    }
+
+    /// Whether the variant keeps a call rate in Redis: its server needs a Redis URL
+    /// ([`serve_with_redis`]).
+    pub fn redis(self) -> bool {
+        matches!(
+            self,
+            Variant::InterceptShared | Variant::InterceptSharedDenied
+        )
     }
 
     /// Whether calls without the token are refused.
@@ -158,6 +184,34 @@ pub struct Handled {
     /// The Prometheus registry of the variants with `metrics(..)` (empty for the others),
     /// so that a test can check the metrics counted what the load did.
     pub registry: Mutex<Registry>,
+    /// The Redis backend of the [`Variant::redis`] variants, set as their server starts.
+    pub shared: OnceLock<Shared>,
+}
+
+impl Handled {
+    /// The Redis round trips made since the server's start-up ([`warm_up`]): one per call
+    /// the shared rate admitted; a call refused from the local deny cache makes none. 0
+    /// for the variants without Redis.
+    pub fn round_trips(&self) -> u64 {
+        self.shared
+            .get()
+            .map_or(0, |s| s.rates.round_trips() - s.warm_up_round_trips)
+    }
+
+    /// Decisions the Redis backend took without Redis (an error or a timeout, then its
+    /// failure policy): must stay 0, or a run would measure a failure path.
+    pub fn backend_errors(&self) -> u64 {
+        self.shared.get().map_or(0, |s| s.rates.errors())
+    }
+}
+
+/// The Redis backend of a [`Variant::redis`] server.
+#[derive(Debug)]
+pub struct Shared {
+    /// The backend the variant's `shared = self.rates` names.
+    pub rates: Arc<RedisGcra>,
+    /// Its round trips during [`warm_up`], before the first call.
+    pub warm_up_round_trips: u64,
 }
 
 /// The shared handlers: an echo, written once.
@@ -479,6 +533,167 @@ impl Validate for StreamRequest {
     }
 }
 
+/// The caller [`Variant::InterceptShared`]'s token names: its bucket in Redis.
+pub const SHARED_CALLER: &str = "bench-shared";
+/// The caller [`Variant::InterceptSharedDenied`]'s token names: another bucket, so that
+/// both variants can share one Redis.
+pub const REFUSED_CALLER: &str = "bench-refused";
+/// [`Variant::InterceptShared`]'s `calls_per_second_per_identity` (its burst too): so high
+/// that it never refuses, and the highest whose GCRA emission interval (1 µs, the
+/// script's unit) is not zero.
+pub const SHARED_RATE: u32 = 1_000_000;
+
+/// [`TokenCheck`] naming the caller: the per-identity rates key their bucket by it
+/// (`Display`), so the identity cannot be `()`.
+#[derive(Debug, Clone, Copy)]
+pub struct NamedTokenCheck(pub &'static str);
+
+impl Authenticate for NamedTokenCheck {
+    type Identity = &'static str;
+    async fn authenticate(&self, _: &Call, metadata: &MetadataMap) -> Result<&'static str, Status> {
+        if token_ok(metadata.as_ref()) {
+            Ok(self.0)
+        } else {
+            Err(Status::unauthenticated("invalid token"))
+        }
+    }
+}
+
+/// The Redis variants' timeouts: patient, so that a loaded machine (or a server under
+/// callgrind) never fails open; a run checks that none did ([`Handled::backend_errors`]).
+pub fn patient() -> RedisGcraConfig {
+    RedisGcraConfig::new()
+        .budget(Duration::from_secs(10))
+        .response_timeout(Duration::from_secs(5))
+        .connect_timeout(Duration::from_secs(5))
+}
+
+/// Connects the variant's backend before the first call, so that no measured call pays
+/// the connection. [`Variant::InterceptShared`]: one check of a bucket of its own.
+/// [`Variant::InterceptSharedDenied`]: fills [`REFUSED_CALLER`]'s bucket of `Unary` for an
+/// hour (a check at 1 call an hour), then checks it again, refused: the denial is cached
+/// for that hour, so every unary call of the run is refused from the cache. Returns the
+/// round trips it made.
+///
+/// # Errors
+///
+/// When Redis does not answer as it must (an error, or a decision other than the one
+/// expected).
+pub async fn warm_up(variant: Variant, rates: &RedisGcra) -> Result<u64, String> {
+    let unexpected = |d: &Decision| format!("{}: warming up, Redis answered {d:?}", variant.name());
+    match variant {
+        Variant::InterceptShared => {
+            let key = RateKey::per_rpc("bench.v1.Bench/WarmUp");
+            let limit = RateLimit::new(SHARED_RATE, Duration::from_secs(1));
+            let decision = rates.check(&key, limit).await.map_err(|e| e.to_string())?;
+            if !matches!(decision, Decision::Allowed { .. }) {
+                return Err(unexpected(&decision));
+            }
+        }
+        Variant::InterceptSharedDenied => {
+            let path = <pb::bench_intercept::Unary as Rpc>::DESCRIPTOR.path;
+            let key = RateKey::per_identity(path, REFUSED_CALLER);
+            let hourly = RateLimit::new(1, Duration::from_secs(3600)).burst(1);
+            // The first check takes the hour's one token (or is refused already, when an
+            // earlier server filled the bucket); the next is refused and cached.
+            let mut denied = false;
+            for _ in 0..2 {
+                match rates.check(&key, hourly).await.map_err(|e| e.to_string())? {
+                    Decision::Allowed { .. } => {}
+                    Decision::Denied { .. } => {
+                        denied = true;
+                        break;
+                    }
+                    other => return Err(unexpected(&other)),
+                }
+            }
+            if !denied {
+                return Err(format!("{}: the bucket was not refused", variant.name()));
+            }
+        }
+        _ => return Ok(0),
+    }
+    if rates.errors() != 0 {
+        return Err(format!("{}: Redis failed while warming up", variant.name()));
+    }
+    Ok(rates.round_trips())
+}
+
+/// `#[intercept(auth(..))]` plus a per-caller call rate on `Unary` kept in Redis, so high
+/// that it never refuses.
+#[derive(Debug, Clone)]
+pub struct InterceptShared {
+    pub handled: Arc<Handled>,
+    pub tokens: NamedTokenCheck,
+    pub rates: Arc<RedisGcra>,
+}
+
+#[intercept(
+    auth(self.tokens),
+    limit(Unary, calls_per_second_per_identity = SHARED_RATE, shared = self.rates),
+)]
+#[tonic::async_trait]
+impl pb::bench_server::Bench for InterceptShared {
+    async fn unary(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
+        echo::unary(&self.handled, request)
+    }
+    type ServerStreamStream = Payloads;
+    async fn server_stream(
+        &self,
+        request: Request<StreamRequest>,
+    ) -> Result<Response<Payloads>, Status> {
+        echo::server_stream(&self.handled, request)
+    }
+    async fn client_stream(
+        &self,
+        request: Request<Streaming<Payload>>,
+    ) -> Result<Response<Summary>, Status> {
+        echo::client_stream(&self.handled, request.into_inner()).await
+    }
+    type BidiStream = Echoes;
+    async fn bidi(&self, request: Request<Streaming<Payload>>) -> Result<Response<Echoes>, Status> {
+        echo::bidi(&self.handled, request.into_inner())
+    }
+}
+
+/// The same with a rate that refuses: 1 call a minute per caller, whose bucket
+/// [`warm_up`] has filled for an hour, so every unary call is refused from the local
+/// deny cache.
+#[derive(Debug, Clone)]
+pub struct InterceptSharedDenied {
+    pub handled: Arc<Handled>,
+    pub tokens: NamedTokenCheck,
+    pub rates: Arc<RedisGcra>,
+}
+
+#[intercept(
+    auth(self.tokens),
+    limit(Unary, calls_per_minute_per_identity = 1, shared = self.rates),
+)]
+#[tonic::async_trait]
+impl pb::bench_server::Bench for InterceptSharedDenied {
+    async fn unary(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
+        echo::unary(&self.handled, request)
+    }
+    type ServerStreamStream = Payloads;
+    async fn server_stream(
+        &self,
+        request: Request<StreamRequest>,
+    ) -> Result<Response<Payloads>, Status> {
+        echo::server_stream(&self.handled, request)
+    }
+    async fn client_stream(
+        &self,
+        request: Request<Streaming<Payload>>,
+    ) -> Result<Response<Summary>, Status> {
+        echo::client_stream(&self.handled, request.into_inner()).await
+    }
+    type BidiStream = Echoes;
+    async fn bidi(&self, request: Request<Streaming<Payload>>) -> Result<Response<Echoes>, Status> {
+        echo::bidi(&self.handled, request.into_inner())
+    }
+}
+
 /// `max_in_flight` of the suite's unary RPC: far above the benchmark's one caller, but
 /// checked (and the slot taken and released) on every call.
 pub const SUITE_MAX_IN_FLIGHT: u32 = 1_000;
@@ -530,10 +745,24 @@ impl pb::bench_server::Bench for InterceptSuite {
 }
 
 /// Serves `variant` on `listener` until `shutdown` resolves; `handled` counts the work.
+/// The [`Variant::redis`] variants need [`serve_with_redis`].
 pub async fn serve(
     variant: Variant,
     listener: TcpListener,
     handled: Arc<Handled>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    serve_with_redis(variant, listener, handled, None, shutdown).await
+}
+
+/// [`serve`], the [`Variant::redis`] variants' call rates in the Redis at `redis`
+/// (`redis://127.0.0.1:<port>/`), connected and warmed up ([`warm_up`]) before the first
+/// call is accepted.
+pub async fn serve_with_redis(
+    variant: Variant,
+    listener: TcpListener,
+    handled: Arc<Handled>,
+    redis: Option<String>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     use tonic::transport::Server;
@@ -656,9 +885,52 @@ pub async fn serve(
                 .serve_with_incoming_shutdown(incoming, shutdown)
                 .await
         }
+        Variant::InterceptShared => {
+            let rates = connect_shared(variant, redis, &handled).await?;
+            Server::builder()
+                .add_service(BenchServer::new(InterceptShared {
+                    handled,
+                    tokens: NamedTokenCheck(SHARED_CALLER),
+                    rates,
+                }))
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await
+        }
+        Variant::InterceptSharedDenied => {
+            let rates = connect_shared(variant, redis, &handled).await?;
+            Server::builder()
+                .add_service(BenchServer::new(InterceptSharedDenied {
+                    handled,
+                    tokens: NamedTokenCheck(REFUSED_CALLER),
+                    rates,
+                }))
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await
+        }
         Variant::BareHardened | Variant::InterceptFullHardened => unreachable!("served above"),
     };
     Ok(served?)
+}
+
+/// The backend of a [`Variant::redis`] variant on the Redis at `redis`, warmed up and
+/// kept in `handled`.
+async fn connect_shared(
+    variant: Variant,
+    redis: Option<String>,
+    handled: &Handled,
+) -> Result<Arc<RedisGcra>, Box<dyn std::error::Error + Send + Sync>> {
+    let url = redis.ok_or_else(|| format!("{} needs a Redis URL", variant.name()))?;
+    let rates = Arc::new(RedisGcra::new(url.as_str(), patient())?);
+    let warm_up_round_trips = warm_up(variant, &rates).await?;
+    let shared = Shared {
+        rates: rates.clone(),
+        warm_up_round_trips,
+    };
+    handled
+        .shared
+        .set(shared)
+        .map_err(|_| "one server per `Handled`")?;
+    Ok(rates)
 }
 
 /// What the load generator does.
@@ -704,7 +976,21 @@ impl Workload {
         match self {
             Workload::NoToken if variant.authenticates() => Code::Unauthenticated,
             Workload::Oversize if variant.limits_size() => Code::ResourceExhausted,
+            // Every unary call with the token meets the refusing shared rate.
+            Workload::Unary | Workload::Oversize if variant == Variant::InterceptSharedDenied => {
+                Code::ResourceExhausted
+            }
             _ => Code::Ok,
+        }
+    }
+
+    /// The Redis round trips each call of this workload makes against `variant`: one per
+    /// unary call the shared rate admits; none for a call refused before it (no token) or
+    /// from the local deny cache, nor for the RPCs without a shared rate.
+    pub fn round_trips(self, variant: Variant) -> u64 {
+        match (variant, self) {
+            (Variant::InterceptShared, Workload::Unary | Workload::Oversize) => 1,
+            _ => 0,
         }
     }
 }

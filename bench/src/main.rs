@@ -7,20 +7,24 @@
 //! the other side the same way: the load generator under callgrind, against a `bare`
 //! server running natively. Wall-clock figures interleave
 //! the variants (A B A B ...) and report ratios to bare tonic with their spread.
+//!
+//! The variants that keep a call rate in Redis get a `redis-server` of the command's own
+//! ([`RedisChild`]), started from PATH on a free loopback port, not measured, and
+//! stopped at the end.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::io::{BufRead, BufReader, Write};
-use std::net::SocketAddr;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tonic::Code;
 use tonic_intercept::prometheus_client::registry::Registry;
 use tonic_intercept_bench::{
-    ClientVariant, Handled, Load, Variant, Workload, run_client_load, run_load, serve,
+    ClientVariant, Handled, Load, Variant, Workload, run_client_load, run_load, serve_with_redis,
 };
 
 struct Counting;
@@ -48,16 +52,17 @@ unsafe impl GlobalAlloc for Counting {
 static GLOBAL: Counting = Counting;
 
 const USAGE: &str = "usage:
-  bench serve --variant V [--addr 127.0.0.1:0]
+  bench serve --variant V [--addr 127.0.0.1:0] [--redis redis://127.0.0.1:PORT/]
   bench load --addr A --workload W [--calls N] [--messages M] [--size B] [--concurrency C]
   bench callgrind [--out target/bench] [--variants a,b] [--workloads w,x]  (needs valgrind; --profile bench-lto)
   bench allocations [--variants a,b] [--workloads w,x]   (heap allocations and bytes, no valgrind)
-  bench wallclock [--rounds R] [--calls N]    (build with --profile bench-lto)
+  bench wallclock [--rounds R] [--calls N] [--concurrency C] [--variants a,b]   (build with --profile bench-lto)
   bench client-load --addr A --client C [--calls N]   (one client process, current-thread)
   bench client-callgrind [--out target/bench] [--clients a,b]   (the client measured; needs valgrind)
   bench client-allocations [--clients a,b]    (the client's allocations and bytes, no valgrind)
 clients: tonic tonic-deadline intercept-new intercept-no-ids intercept-config
-variants: bare interceptor tower tower-full intercept-none intercept-auth intercept-full intercept-full-edge intercept-hooks intercept-suite
+variants: bare interceptor tower tower-full intercept-none intercept-auth intercept-full intercept-full-edge bare-hardened intercept-full-hardened intercept-hooks intercept-suite intercept-shared intercept-shared-denied
+(intercept-shared*: a redis-server from PATH is started for them, unless `serve --redis` names one)
 workloads: unary server-stream client-stream bidi no-token oversize";
 
 fn main() {
@@ -94,10 +99,19 @@ fn parsed<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> Resu
 }
 
 /// The server, on one thread so that a run under callgrind is deterministic. Prints
-/// `listening on ADDR`, serves until SIGINT, then prints what it handled and allocated.
+/// `listening on ADDR`, serves until SIGINT, then prints what it handled and allocated
+/// (and, for the Redis variants, its round trips to Redis and the decisions taken
+/// without it). A Redis variant without `--redis` starts a Redis of its own.
 fn cmd_serve(args: &[String]) -> Result<(), String> {
     let variant: Variant = flag(args, "--variant").ok_or(USAGE)?.parse()?;
     let addr: SocketAddr = parsed(args, "--addr", "127.0.0.1:0".parse().unwrap())?;
+    let own_redis = match flag(args, "--redis") {
+        None if variant.redis() => Some(RedisChild::start()?),
+        _ => None,
+    };
+    let redis = flag(args, "--redis")
+        .map(str::to_string)
+        .or_else(|| own_redis.as_ref().map(RedisChild::url));
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -115,18 +129,102 @@ fn cmd_serve(args: &[String]) -> Result<(), String> {
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
         };
-        serve(variant, listener, handled.clone(), shutdown)
+        serve_with_redis(variant, listener, handled.clone(), redis, shutdown)
             .await
             .map_err(|e| e.to_string())
     })?;
     println!(
-        "handled calls={} messages_in={} allocations={} allocated_bytes={}",
+        "handled calls={} messages_in={} allocations={} allocated_bytes={} round_trips={} backend_errors={}",
         handled.calls.load(Ordering::Relaxed),
         handled.messages_in.load(Ordering::Relaxed),
         ALLOCATIONS.load(Ordering::Relaxed),
         ALLOCATED_BYTES.load(Ordering::Relaxed),
+        handled.round_trips(),
+        handled.backend_errors(),
     );
+    drop(own_redis);
     Ok(())
+}
+
+/// A `redis-server` of the command's own, on a free loopback port, without persistence,
+/// killed by its PID when dropped.
+///
+/// A copy of the start of `tonic_intercept_examples::redis_process::RedisProcess` (which
+/// `tests/quick.rs` uses): depending on the examples crate here would turn on the
+/// runtime's `opentelemetry` feature in the measured binary.
+struct RedisChild {
+    child: Child,
+    port: u16,
+}
+
+impl RedisChild {
+    /// Starts it (up to 10 ports are tried: another process may take one between the
+    /// probe and the bind) and waits until it answers `PING`.
+    fn start() -> Result<Self, String> {
+        for _ in 0..10 {
+            let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+                .and_then(|l| l.local_addr())
+                .map_err(|e| e.to_string())?
+                .port();
+            let child = Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .map_err(|e| {
+                    format!(
+                        "the intercept-shared variants need redis-server on PATH \
+                         (apt-get install redis-server), or leave them out with --variants: {e}"
+                    )
+                })?;
+            let mut redis = RedisChild { child, port };
+            let until = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < until {
+                if redis.child.try_wait().map_err(|e| e.to_string())?.is_some() {
+                    break; // The port was taken: try another.
+                }
+                if redis.ping() {
+                    return Ok(redis);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        Err("could not start redis-server on a free port in 10 tries".into())
+    }
+
+    /// Whether it answers `PING` with `+PONG` (within 500 ms).
+    fn ping(&self) -> bool {
+        let Ok(mut stream) = TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)) else {
+            return false;
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+        let mut reply = [0u8; 7];
+        stream.write_all(b"PING\r\n").is_ok()
+            && stream.read_exact(&mut reply).is_ok()
+            && &reply == b"+PONG\r\n"
+    }
+
+    /// `redis://127.0.0.1:<port>/`.
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// A Redis for `variants` when one of them needs it.
+    fn for_variants(variants: &[Variant]) -> Result<Option<Self>, String> {
+        match variants.iter().any(|v| v.redis()) {
+            true => Self::start().map(Some),
+            false => Ok(None),
+        }
+    }
+}
+
+impl Drop for RedisChild {
+    fn drop(&mut self) {
+        // SIGKILL to the PID we spawned, then reap it.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 fn load_from(args: &[String]) -> Result<Load, String> {
@@ -167,8 +265,27 @@ struct Server {
     stdout: BufReader<std::process::ChildStdout>,
 }
 
+/// What a server said as it stopped.
+#[derive(Debug, Clone, Copy)]
+struct Stopped {
+    /// Handler invocations.
+    calls: u64,
+    allocations: u64,
+    allocated_bytes: u64,
+    /// Round trips to Redis after the server's warm-up.
+    round_trips: u64,
+    /// Decisions the Redis backend took without Redis.
+    backend_errors: u64,
+}
+
 impl Server {
-    fn start(variant: Variant, valgrind_out: Option<&PathBuf>) -> Result<Self, String> {
+    /// Starts the server of `variant`; the Redis variants keep their rates in the Redis
+    /// at `redis`.
+    fn start(
+        variant: Variant,
+        valgrind_out: Option<&PathBuf>,
+        redis: Option<&RedisChild>,
+    ) -> Result<Self, String> {
         let exe = std::env::current_exe().map_err(|e| e.to_string())?;
         let mut command = match valgrind_out {
             Some(out) => {
@@ -180,8 +297,12 @@ impl Server {
             }
             None => Command::new(&exe),
         };
+        command.args(["serve", "--variant", variant.name()]);
+        if variant.redis() {
+            let redis = redis.ok_or_else(|| format!("{}: no Redis started", variant.name()))?;
+            command.args(["--redis", &redis.url()]);
+        }
         let mut child = command
-            .args(["serve", "--variant", variant.name()])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -201,8 +322,8 @@ impl Server {
         })
     }
 
-    /// SIGINT, then the server's closing line: (handled calls, allocations, bytes).
-    fn stop(mut self) -> Result<(u64, u64, u64), String> {
+    /// SIGINT, then the server's closing line.
+    fn stop(mut self) -> Result<Stopped, String> {
         Command::new("kill")
             .args(["-INT", &self.child.id().to_string()])
             .status()
@@ -218,11 +339,13 @@ impl Server {
                 .and_then(|v| v.parse().ok())
                 .ok_or_else(|| format!("no {name} in {line:?}"))
         };
-        Ok((
-            field("calls")?,
-            field("allocations")?,
-            field("allocated_bytes")?,
-        ))
+        Ok(Stopped {
+            calls: field("calls")?,
+            allocations: field("allocations")?,
+            allocated_bytes: field("allocated_bytes")?,
+            round_trips: field("round_trips")?,
+            backend_errors: field("backend_errors")?,
+        })
     }
 }
 
@@ -315,6 +438,7 @@ fn measure(
     variant: Variant,
     load: Load,
     dir: &std::path::Path,
+    redis: Option<&RedisChild>,
 ) -> Result<Measured, String> {
     let out = dir.join(format!(
         "callgrind.{}.{}.{}x{}",
@@ -323,10 +447,12 @@ fn measure(
         load.calls,
         load.messages
     ));
-    let server = Server::start(variant, Some(&out))?;
+    let server = Server::start(variant, Some(&out), redis)?;
     let report = runtime.block_on(run_load(server.addr, load));
     let expected = load.workload.expected(variant);
-    let (handled, allocations, _) = server.stop()?;
+    let stopped = server.stop()?;
+    check_redis(variant, load, &stopped)?;
+    let (handled, allocations) = (stopped.calls, stopped.allocations);
     // A run of rejected calls must not pass as a fast run.
     if report.count(expected) != load.calls {
         return Err(format!(
@@ -350,6 +476,23 @@ fn measure(
         allocator: allocator_instructions(&out)?,
         allocations,
     })
+}
+
+/// A Redis variant's run made exactly the round trips its workload must (one per call
+/// the shared rate admitted, none for a refusal from the deny cache), and Redis never
+/// failed it: a run served by the failure policy (fail open) would measure no round trip.
+fn check_redis(variant: Variant, load: Load, stopped: &Stopped) -> Result<(), String> {
+    let round_trips = load.workload.round_trips(variant) * load.calls;
+    if stopped.backend_errors != 0 || stopped.round_trips != round_trips {
+        return Err(format!(
+            "{} {}: {} round trips to Redis and {} decisions without it, expected {round_trips} and 0",
+            variant.name(),
+            load.workload.name(),
+            stopped.round_trips,
+            stopped.backend_errors
+        ));
+    }
+    Ok(())
 }
 
 /// Per-unit cost by the difference of two runs.
@@ -390,24 +533,30 @@ fn cmd_callgrind(args: &[String]) -> Result<(), String> {
         Some(list) => list.split(',').map(str::parse).collect::<Result<_, _>>()?,
         None => Workload::ALL.to_vec(),
     };
+    let redis = RedisChild::for_variants(&variants)?;
+    let redis = redis.as_ref();
     let mut rows = Vec::new();
     for variant in variants {
         let mut row = vec![variant.name().to_string()];
         for &workload in &workloads {
             let c = match workload {
                 Workload::Unary | Workload::NoToken | Workload::Oversize => {
-                    let a = measure(&runtime, variant, base(workload, calls1, 1), &dir)?;
-                    let b = measure(&runtime, variant, base(workload, calls2, 1), &dir)?;
+                    let a = measure(&runtime, variant, base(workload, calls1, 1), &dir, redis)?;
+                    let b = measure(&runtime, variant, base(workload, calls2, 1), &dir, redis)?;
                     cost(a, b, (calls2 - calls1) as f64)
                 }
                 _ => {
-                    let a = measure(&runtime, variant, base(workload, stream_calls, msgs1), &dir)?;
-                    let b = measure(&runtime, variant, base(workload, stream_calls, msgs2), &dir)?;
+                    let (a, b) = (
+                        base(workload, stream_calls, msgs1),
+                        base(workload, stream_calls, msgs2),
+                    );
+                    let a = measure(&runtime, variant, a, &dir, redis)?;
+                    let b = measure(&runtime, variant, b, &dir, redis)?;
                     cost(a, b, (stream_calls * u64::from(msgs2 - msgs1)) as f64)
                 }
             };
             eprintln!(
-                "{:<15} {:<14} {:>9.0} instructions ({:>6.0} outside the allocator) {:>6.2} allocations",
+                "{:<23} {:<14} {:>9.0} instructions ({:>6.0} outside the allocator) {:>6.2} allocations",
                 variant.name(),
                 workload.name(),
                 c.instructions,
@@ -458,10 +607,13 @@ fn cmd_allocations(args: &[String]) -> Result<(), String> {
         Some(list) => list.split(',').map(str::parse).collect::<Result<_, _>>()?,
         None => Workload::ALL.to_vec(),
     };
+    let redis = RedisChild::for_variants(&variants)?;
     let run = |variant: Variant, load: Load| -> Result<(u64, u64), String> {
-        let server = Server::start(variant, None)?;
+        let server = Server::start(variant, None, redis.as_ref())?;
         let report = runtime.block_on(run_load(server.addr, load));
-        let (_, allocations, bytes) = server.stop()?;
+        let stopped = server.stop()?;
+        check_redis(variant, load, &stopped)?;
+        let (allocations, bytes) = (stopped.allocations, stopped.allocated_bytes);
         let expected = load.workload.expected(variant);
         if report.count(expected) != load.calls {
             return Err(format!(
@@ -519,16 +671,28 @@ fn cmd_allocations(args: &[String]) -> Result<(), String> {
     Ok(())
 }
 
+/// Calls per second, latency quantiles and streamed messages per second, the variants
+/// interleaved round by round; `bare` always runs first in each round, as the reference
+/// of the ratios. `--concurrency` sets the concurrent unary callers (32): with 1, the
+/// quantiles are one call's latency, without queueing behind the others.
 fn cmd_wallclock(args: &[String]) -> Result<(), String> {
     let rounds: usize = parsed(args, "--rounds", 3)?;
     let calls: u64 = parsed(args, "--calls", 20_000)?;
+    let concurrency: usize = parsed(args, "--concurrency", 32)?;
+    let mut variants: Vec<Variant> = match flag(args, "--variants") {
+        Some(list) => list.split(',').map(str::parse).collect::<Result<_, _>>()?,
+        None => Variant::ALL.to_vec(),
+    };
+    variants.retain(|v| *v != Variant::Bare);
+    variants.insert(0, Variant::Bare);
+    let redis = RedisChild::for_variants(&variants)?;
     let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     let load = Load {
         workload: Workload::Unary,
         calls,
         messages: 1,
         size: 16,
-        concurrency: 32,
+        concurrency,
     };
     let stream_load = Load {
         workload: Workload::ServerStream,
@@ -537,16 +701,18 @@ fn cmd_wallclock(args: &[String]) -> Result<(), String> {
         size: 16,
         concurrency: 8,
     };
-    let mut results: Vec<Vec<Sample>> = vec![Vec::new(); Variant::ALL.len()];
+    let mut results: Vec<Vec<Sample>> = vec![Vec::new(); variants.len()];
     for round in 0..rounds {
-        for (i, variant) in Variant::ALL.into_iter().enumerate() {
-            let server = Server::start(variant, None)?;
+        for (i, &variant) in variants.iter().enumerate() {
+            let server = Server::start(variant, None, redis.as_ref())?;
             let unary = runtime.block_on(run_load(server.addr, load));
             let stream = runtime.block_on(run_load(server.addr, stream_load));
-            server.stop()?;
-            if unary.count(Code::Ok) != calls || stream.count(Code::Ok) != stream_load.calls {
+            let stopped = server.stop()?;
+            check_redis(variant, load, &stopped)?;
+            let expected = load.workload.expected(variant);
+            if unary.count(expected) != calls || stream.count(Code::Ok) != stream_load.calls {
                 return Err(format!(
-                    "{}: not every call succeeded: {:?} {:?}",
+                    "{}: not every call ended {expected:?}: {:?} {:?}",
                     variant.name(),
                     unary.statuses,
                     stream.statuses
@@ -559,14 +725,14 @@ fn cmd_wallclock(args: &[String]) -> Result<(), String> {
                 p999: unary.quantile(0.999),
                 messages_per_second: stream.messages as f64 / stream.elapsed.as_secs_f64(),
             };
-            eprintln!("round {round} {:<15} {sample:?}", variant.name());
+            eprintln!("round {round} {:<23} {sample:?}", variant.name());
             results[i].push(sample);
         }
     }
     let mut table = String::from(
         "| variant | unary calls/s (× bare, min–max) | p50 | p99 | p99.9 | server-stream msgs/s (× bare, min–max) |\n|---|---|---|---|---|---|\n",
     );
-    for (i, variant) in Variant::ALL.into_iter().enumerate() {
+    for (i, variant) in variants.iter().enumerate() {
         let samples = &results[i];
         let bare = &results[0];
         table.push_str(&format!(
@@ -713,7 +879,7 @@ fn cmd_client_measure(args: &[String], valgrind: bool) -> Result<(), String> {
         None => ClientVariant::ALL.to_vec(),
     };
     let (calls1, calls2) = (200, 1200);
-    let server = Server::start(Variant::Bare, None)?;
+    let server = Server::start(Variant::Bare, None, None)?;
     let mut table = match valgrind {
         true => String::from(
             "Client instructions per unary call (of which outside glibc's allocator) / heap \
@@ -755,7 +921,7 @@ fn cmd_client_measure(args: &[String], valgrind: bool) -> Result<(), String> {
             )),
         }
     }
-    let (handled, _, _) = server.stop()?;
+    let handled = server.stop()?.calls;
     if handled != expected_handled {
         return Err(format!(
             "the server handled {handled} calls, expected {expected_handled}"

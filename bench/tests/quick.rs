@@ -2,6 +2,10 @@
 //! workload, every call ends with the status it must, and the policy suite's metrics
 //! count what happened; and every client variant of the client-side measurement calls
 //! the bare server. Correctness only, no timing.
+//!
+//! The variants that keep a call rate in Redis run against a `redis-server` of the
+//! test's own; when it is not on PATH they are skipped with a printed reason, unless
+//! `TONIC_INTERCEPT_REQUIRE_REDIS=1` (CI), where that is a failure.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -11,21 +15,53 @@ use tonic_intercept::metrics::render_metrics;
 use tonic_intercept::prometheus_client::registry::Registry;
 use tonic_intercept_bench::{
     ClientVariant, Handled, Load, Variant, Workload, run_client_load, run_load, serve,
+    serve_with_redis,
 };
+use tonic_intercept_examples::redis_process::RedisProcess;
+
+/// A Redis for the variants that need one; `None` (they are skipped, saying why) when
+/// `redis-server` is not on PATH, unless CI requires it.
+fn redis_for_shared_variants() -> Option<RedisProcess> {
+    if !RedisProcess::installed() {
+        if std::env::var("TONIC_INTERCEPT_REQUIRE_REDIS").as_deref() == Ok("1") {
+            panic!("redis-server is not on PATH and TONIC_INTERCEPT_REQUIRE_REDIS=1");
+        }
+        eprintln!(
+            "SKIPPED the Redis variants (intercept-shared, intercept-shared-denied): \
+             redis-server is not on PATH (apt-get install redis-server); \
+             set TONIC_INTERCEPT_REQUIRE_REDIS=1 to make this a failure"
+        );
+        return None;
+    }
+    Some(RedisProcess::start().expect("redis-server starts"))
+}
 
 #[tokio::test]
 async fn every_variant_serves_every_workload_with_the_right_status() {
+    let redis = redis_for_shared_variants();
     for variant in Variant::ALL {
+        let redis_url = match (variant.redis(), &redis) {
+            (false, _) => None,
+            (true, Some(redis)) => Some(redis.url()),
+            (true, None) => continue, // Skipped, as printed above.
+        };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let handled = Arc::new(Handled::default());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(serve(variant, listener, handled.clone(), async {
-            let _ = stopped.await;
-        }));
+        let server = tokio::spawn(serve_with_redis(
+            variant,
+            listener,
+            handled.clone(),
+            redis_url,
+            async {
+                let _ = stopped.await;
+            },
+        ));
 
         let mut expected_calls = 0;
         let mut expected_messages_in = 0;
+        let mut expected_round_trips = 0;
         for workload in Workload::ALL {
             let load = Load {
                 workload,
@@ -55,6 +91,7 @@ async fn every_variant_serves_every_workload_with_the_right_status() {
                 variant.name(),
                 workload.name()
             );
+            expected_round_trips += 3 * workload.round_trips(variant);
             if expected == Code::Ok {
                 expected_calls += 3;
                 if matches!(workload, Workload::ClientStream | Workload::Bidi) {
@@ -79,6 +116,25 @@ async fn every_variant_serves_every_workload_with_the_right_status() {
         );
         if variant == Variant::InterceptSuite {
             suite_metrics_counted_every_call(&handled);
+        }
+        // The Redis variants: one round trip per unary call admitted (intercept-shared:
+        // unary and oversize, 6), none for the refusals from the deny cache
+        // (intercept-shared-denied), and Redis never failed a check.
+        assert_eq!(
+            handled.round_trips(),
+            expected_round_trips,
+            "{}",
+            variant.name()
+        );
+        assert_eq!(handled.backend_errors(), 0, "{}", variant.name());
+        match variant {
+            Variant::InterceptShared => assert_eq!(expected_round_trips, 6),
+            Variant::InterceptSharedDenied => {
+                assert_eq!(expected_round_trips, 0);
+                // Only the three streaming workloads reached a handler.
+                assert_eq!(expected_calls, 9);
+            }
+            _ => {}
         }
     }
 }
