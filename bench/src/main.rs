@@ -9,17 +9,17 @@
 //! the variants (A B A B ...) and report ratios to bare tonic with their spread.
 //!
 //! The variants that keep a call rate in Redis get a `redis-server` of the command's own
-//! ([`RedisChild`]), started from PATH on a free loopback port, not measured, and
+//! (`RedisProcess`), started from PATH on a free loopback port, not measured, and
 //! stopped at the end.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tonic::Code;
 use tonic_intercept::prometheus_client::registry::Registry;
@@ -106,12 +106,12 @@ fn cmd_serve(args: &[String]) -> Result<(), String> {
     let variant: Variant = flag(args, "--variant").ok_or(USAGE)?.parse()?;
     let addr: SocketAddr = parsed(args, "--addr", "127.0.0.1:0".parse().unwrap())?;
     let own_redis = match flag(args, "--redis") {
-        None if variant.redis() => Some(RedisChild::start()?),
+        None if variant.redis() => redis_for(&[variant])?,
         _ => None,
     };
     let redis = flag(args, "--redis")
         .map(str::to_string)
-        .or_else(|| own_redis.as_ref().map(RedisChild::url));
+        .or_else(|| own_redis.as_ref().map(RedisProcess::url));
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -146,85 +146,23 @@ fn cmd_serve(args: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-/// A `redis-server` of the command's own, on a free loopback port, without persistence,
-/// killed by its PID when dropped.
-///
-/// A copy of the start of `tonic_intercept_examples::redis_process::RedisProcess` (which
-/// `tests/quick.rs` uses): depending on the examples crate here would turn on the
-/// runtime's `opentelemetry` feature in the measured binary.
-struct RedisChild {
-    child: Child,
-    port: u16,
-}
+/// `redis_process::RedisProcess`, shared with the examples crate by its file rather than
+/// by a dependency: depending on the examples crate here would turn on the runtime's
+/// `opentelemetry` feature in the measured binary.
+#[path = "../../examples/src/redis_process.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod redis_process;
 
-impl RedisChild {
-    /// Starts it (up to 10 ports are tried: another process may take one between the
-    /// probe and the bind) and waits until it answers `PING`.
-    fn start() -> Result<Self, String> {
-        for _ in 0..10 {
-            let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-                .and_then(|l| l.local_addr())
-                .map_err(|e| e.to_string())?
-                .port();
-            let child = Command::new("redis-server")
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                .args(["--save", "", "--appendonly", "no"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .map_err(|e| {
-                    format!(
-                        "the intercept-shared variants need redis-server on PATH \
-                         (apt-get install redis-server), or leave them out with --variants: {e}"
-                    )
-                })?;
-            let mut redis = RedisChild { child, port };
-            let until = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < until {
-                if redis.child.try_wait().map_err(|e| e.to_string())?.is_some() {
-                    break; // The port was taken: try another.
-                }
-                if redis.ping() {
-                    return Ok(redis);
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-        Err("could not start redis-server on a free port in 10 tries".into())
-    }
+use redis_process::RedisProcess;
 
-    /// Whether it answers `PING` with `+PONG` (within 500 ms).
-    fn ping(&self) -> bool {
-        let Ok(mut stream) = TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)) else {
-            return false;
-        };
-        let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
-        let mut reply = [0u8; 7];
-        stream.write_all(b"PING\r\n").is_ok()
-            && stream.read_exact(&mut reply).is_ok()
-            && &reply == b"+PONG\r\n"
+/// A Redis for `variants` when one of them needs it.
+fn redis_for(variants: &[Variant]) -> Result<Option<RedisProcess>, String> {
+    if !variants.iter().any(|v| v.redis()) {
+        return Ok(None);
     }
-
-    /// `redis://127.0.0.1:<port>/`.
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-
-    /// A Redis for `variants` when one of them needs it.
-    fn for_variants(variants: &[Variant]) -> Result<Option<Self>, String> {
-        match variants.iter().any(|v| v.redis()) {
-            true => Self::start().map(Some),
-            false => Ok(None),
-        }
-    }
-}
-
-impl Drop for RedisChild {
-    fn drop(&mut self) {
-        // SIGKILL to the PID we spawned, then reap it.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    RedisProcess::start().map(Some).map_err(|e| {
+        format!("the intercept-shared variants need a redis-server ({e}); or leave them out with --variants")
+    })
 }
 
 fn load_from(args: &[String]) -> Result<Load, String> {
@@ -284,7 +222,7 @@ impl Server {
     fn start(
         variant: Variant,
         valgrind_out: Option<&PathBuf>,
-        redis: Option<&RedisChild>,
+        redis: Option<&RedisProcess>,
     ) -> Result<Self, String> {
         let exe = std::env::current_exe().map_err(|e| e.to_string())?;
         let mut command = match valgrind_out {
@@ -438,7 +376,7 @@ fn measure(
     variant: Variant,
     load: Load,
     dir: &std::path::Path,
-    redis: Option<&RedisChild>,
+    redis: Option<&RedisProcess>,
 ) -> Result<Measured, String> {
     let out = dir.join(format!(
         "callgrind.{}.{}.{}x{}",
@@ -533,7 +471,7 @@ fn cmd_callgrind(args: &[String]) -> Result<(), String> {
         Some(list) => list.split(',').map(str::parse).collect::<Result<_, _>>()?,
         None => Workload::ALL.to_vec(),
     };
-    let redis = RedisChild::for_variants(&variants)?;
+    let redis = redis_for(&variants)?;
     let redis = redis.as_ref();
     let mut rows = Vec::new();
     for variant in variants {
@@ -607,7 +545,7 @@ fn cmd_allocations(args: &[String]) -> Result<(), String> {
         Some(list) => list.split(',').map(str::parse).collect::<Result<_, _>>()?,
         None => Workload::ALL.to_vec(),
     };
-    let redis = RedisChild::for_variants(&variants)?;
+    let redis = redis_for(&variants)?;
     let run = |variant: Variant, load: Load| -> Result<(u64, u64), String> {
         let server = Server::start(variant, None, redis.as_ref())?;
         let report = runtime.block_on(run_load(server.addr, load));
@@ -685,7 +623,7 @@ fn cmd_wallclock(args: &[String]) -> Result<(), String> {
     };
     variants.retain(|v| *v != Variant::Bare);
     variants.insert(0, Variant::Bare);
-    let redis = RedisChild::for_variants(&variants)?;
+    let redis = redis_for(&variants)?;
     let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     let load = Load {
         workload: Workload::Unary,
