@@ -50,12 +50,44 @@ pub fn reflection(
     ),
     Error,
 > {
-    let builder = || {
-        encoded_sets
+    reflection_of(encoded_sets, None)
+}
+
+/// `grpc.health.v1.Health`, as reflection lists it.
+pub(crate) const HEALTH_SERVICE_NAME: &str = "grpc.health.v1.Health";
+
+/// [`reflection`], listing only the services named in `served` (and each reflection
+/// service itself) when given; every file of the sets stays resolvable.
+#[allow(clippy::type_complexity)]
+pub(crate) fn reflection_of(
+    encoded_sets: &[&'static [u8]],
+    served: Option<&[&'static str]>,
+) -> Result<
+    (
+        v1::ServerReflectionServer<impl v1::ServerReflection>,
+        v1alpha::ServerReflectionServer<impl v1alpha::ServerReflection>,
+    ),
+    Error,
+> {
+    let builder = |own: &str| {
+        let builder = encoded_sets
             .iter()
             .fold(Builder::configure(), |builder, set| {
                 builder.register_encoded_file_descriptor_set(set)
-            })
+            });
+        match served {
+            Some(names) => names
+                .iter()
+                .chain([&own])
+                .fold(builder, |builder, name| builder.with_service_name(*name)),
+            None => builder,
+        }
     };
-    Ok((builder().build_v1()?, builder().build_v1alpha()?))
+    Ok((
+        builder(V1_NAME).build_v1()?,
+        builder(V1ALPHA_NAME).build_v1alpha()?,
+    ))
 }
+
+const V1_NAME: &str = "grpc.reflection.v1.ServerReflection";
+const V1ALPHA_NAME: &str = "grpc.reflection.v1alpha.ServerReflection";

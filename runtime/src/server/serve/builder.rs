@@ -19,7 +19,9 @@ use super::accept;
 use crate::metrics::ServerMetrics;
 use crate::server::edge::{Edge, EdgeBody, Edged};
 use crate::server::health::{Health, HealthServices};
-use crate::server::reflection::{HEALTH_FILE_DESCRIPTOR_SET, reflection};
+use crate::server::reflection::{
+    HEALTH_FILE_DESCRIPTOR_SET, HEALTH_SERVICE_NAME, reflection, reflection_of,
+};
 
 /// A hardened gRPC server over HTTP/2 (and TLS): tonic's routing and services, with the
 /// library's own accept loop and hyper connection settings. See the
@@ -57,6 +59,8 @@ pub struct Server {
     pub(super) settings: Settings,
     health: Option<HealthSource>,
     reflection: Option<Vec<&'static [u8]>>,
+    /// The names of the services added, which reflection lists.
+    served: Vec<&'static str>,
     #[cfg(feature = "tls")]
     pub(super) tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
 }
@@ -184,6 +188,7 @@ impl Server {
             settings: Settings::default(),
             health: None,
             reflection: None,
+            served: Vec::new(),
             #[cfg(feature = "tls")]
             tls: None,
         }
@@ -209,6 +214,7 @@ impl Server {
             + 'static,
         F: Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
     {
+        self.served.push(S::NAME);
         self.intercepted
             .push(AddIntercepted(Arc::new(move |routes, metrics| {
                 let edge = Edge::new(service.clone());
@@ -233,6 +239,7 @@ impl Server {
             + 'static,
         S::Future: Send + 'static,
     {
+        self.served.push(S::NAME);
         self.routes = self.routes.add_service(service);
         self
     }
@@ -267,8 +274,10 @@ impl Server {
 
     /// Serves server reflection, v1 and v1alpha, over `encoded_sets` (what
     /// tonic-intercept-build writes, `tonic::include_file_descriptor_set!`); with health
-    /// on, health's own descriptors are added. Reflection shows the whole schema to
-    /// anyone who reaches the server, outside auth: whether to serve it is your choice.
+    /// on, health's own descriptors are added. It lists the services this server serves
+    /// (those added, health, reflection itself), not every service of the sets: a set
+    /// may describe more than one server serves. Reflection shows the schema to anyone
+    /// who reaches the server, outside auth: whether to serve it is your choice.
     ///
     /// # Errors
     ///
@@ -439,8 +448,12 @@ impl Server {
             if health.is_some() && !sets.contains(&HEALTH_FILE_DESCRIPTOR_SET) {
                 sets.push(HEALTH_FILE_DESCRIPTOR_SET);
             }
-            let (v1, v1alpha) =
-                reflection(&sets).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+            let mut served = self.served;
+            if health.is_some() {
+                served.push(HEALTH_SERVICE_NAME);
+            }
+            let (v1, v1alpha) = reflection_of(&sets, Some(&served))
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
             routes = routes.add_service(v1).add_service(v1alpha);
         }
         if let Some(health) = &health {
