@@ -64,8 +64,20 @@ async fn accept_backs_off_on_emfile_and_recovers() {
     assert!(exhausted, "the descriptor limit was reached");
     // Free one descriptor and take it with a new client, whose connection then waits in
     // the backlog while the server's accept fails with EMFILE.
-    clients.pop();
-    clients.push(std::net::TcpStream::connect(server.addr).unwrap());
+    // The server shares this process's descriptor table: when its backed-off accept
+    // wakes first, it takes the freed descriptor for a connection already in its
+    // backlog, and the connect below fails with EMFILE. Free another then (at most 10).
+    let mut freed = 0;
+    let waiting = loop {
+        clients.pop();
+        freed += 1;
+        match std::net::TcpStream::connect(server.addr) {
+            Ok(stream) => break stream,
+            Err(e) if e.raw_os_error() == Some(libc::EMFILE) && freed < 10 => continue,
+            Err(e) => panic!("connect after freeing {freed} descriptors: {e}"),
+        }
+    };
+    clients.push(waiting);
 
     // Out of descriptors for a second: a spinning accept loop would burn about a second
     // of CPU; backing off (5 ms doubling to 1 s) costs a handful of failed accepts.
