@@ -87,9 +87,8 @@ fn generated_code_paths_compile_through_the_door() {
     fn _client_hooks<R: door::Rpc, H: door::ClientHook<R>>(_: &H) {}
     let _: Option<door::Responses<Ping>> = None;
     // What `ClientPolicy::retry` is bounded on, implemented for the retry-safe RPCs.
-    let retried = tonic_intercept::ClientPolicy::<Ping>::retry(
-        tonic_intercept::client::RetryPolicy::new(),
-    );
+    let retried =
+        tonic_intercept::ClientPolicy::<Ping>::retry(tonic_intercept::client::RetryPolicy::new());
     assert!(!retried.retries_non_idempotent());
     let _: Option<door::Inbound<Ping, ()>> = None;
     type Replies = tokio_stream::Empty<Result<(), door::Status>>;

@@ -109,7 +109,9 @@ pub trait IdempotentRpc: Rpc {}
 /// ```
 ///
 /// ```text
-/// error[E0277]: `ClientPolicy::retry` needs an RPC the .proto declares idempotent, and `CreateUser` is not
+/// error[E0277]: `ClientPolicy::retry` needs an RPC the .proto declares idempotent, and `pb::CreateUser` is not
+///   = note: if repeating it is safe, declare it in its `rpc` block in the .proto: `option idempotency_level = IDEMPOTENT;` (or `NO_SIDE_EFFECTS;` for a read)
+///   = note: otherwise accept the risk deliberately: `ClientPolicy::retry_non_idempotent(..)`
 /// ```
 ///
 /// Nor does a stream limit on an RPC that does not stream that way:
