@@ -267,6 +267,13 @@ fn rpc(service: &ServiceModel, index: usize, rpc: &RpcModel) -> TokenStream {
     }
 
     let wrappers = stream_wrappers(rpc, &name);
+    // `ClientPolicy::retry` is bounded on it: only the levels safe to retry.
+    let idempotent = match rpc.idempotency {
+        Idempotency::Unknown => TokenStream::new(),
+        Idempotency::NoSideEffects | Idempotency::Idempotent => {
+            quote!(impl ::tonic_intercept::__private::IdempotentRpc for #name {})
+        }
+    };
     quote! {
         #(#[doc = #docs])*
         #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
@@ -292,6 +299,7 @@ fn rpc(service: &ServiceModel, index: usize, rpc: &RpcModel) -> TokenStream {
         }
 
         impl ::tonic_intercept::__private::RpcOf<Service> for #name {}
+        #idempotent
 
         #wrappers
     }

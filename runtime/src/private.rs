@@ -43,4 +43,4 @@ pub use crate::__rpc_span as rpc_span;
 
 // The generated client.
 pub use crate::client::engine::ClientCore;
-pub use crate::client::{ClientConfig, ClientHook, Responses, Transport};
+pub use crate::client::{ClientConfig, ClientHook, IdempotentRpc, Responses, Transport};

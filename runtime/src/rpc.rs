@@ -250,6 +250,11 @@ impl IdempotencyLevel {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __doc_rpc {
+    // Retry-safe levels get `IdempotentRpc`, as the generator does.
+    (@retry_safe $name:ident, Unknown) => {};
+    (@retry_safe $name:ident, $idempotency:ident) => {
+        impl $crate::__private::IdempotentRpc for $name {}
+    };
     ($name:ident, $svc:literal, $method:literal, $kind:ident, $req:ty, $resp:ty) => {
         $crate::__doc_rpc!($name, $svc, $method, $kind, $req, $resp, Unknown);
     };
@@ -273,5 +278,6 @@ macro_rules! __doc_rpc {
                 );
         }
         impl $crate::__private::RpcOf<$crate::__private::DocService> for $name {}
+        $crate::__doc_rpc!(@retry_safe $name, $idempotency);
     };
 }

@@ -35,6 +35,7 @@ impl door::Rpc for Ping {
 }
 
 impl door::RpcOf<Echo> for Ping {}
+impl door::IdempotentRpc for Ping {}
 
 /// What `#[intercept]` declares for the edge, and what the generated server passes on.
 struct Handler;
@@ -85,6 +86,10 @@ fn generated_code_paths_compile_through_the_door() {
     fn _hooks<R: door::Rpc, H: door::Hooks<R> + door::Hook<R>>(_: &H) {}
     fn _client_hooks<R: door::Rpc, H: door::ClientHook<R>>(_: &H) {}
     let _: Option<door::Responses<Ping>> = None;
+    // What `ClientPolicy::retry` is bounded on, implemented for the retry-safe RPCs.
+    let retried =
+        tonic_intercept::ClientPolicy::<Ping>::retry(tonic_intercept::client::RetryPolicy::new());
+    assert!(!retried.retries_non_idempotent());
     let _: Option<door::Inbound<Ping, ()>> = None;
     type Replies = tokio_stream::Empty<Result<(), door::Status>>;
     let _: Option<door::Outbound<Ping, Replies, ()>> = None;

@@ -803,6 +803,7 @@ pub mod echo_service_intercept {
         }
     }
     impl ::tonic_intercept::__private::RpcOf<Service> for ServerStream {}
+    impl ::tonic_intercept::__private::IdempotentRpc for ServerStream {}
     /// The response stream of `ServerStream` after its policies, around the handler's stream `S`.
     pub type ServerStreamResponses<S, H = ()> = ::tonic_intercept::__private::Outbound<
         ServerStream,
@@ -866,6 +867,7 @@ pub mod echo_service_intercept {
         }
     }
     impl ::tonic_intercept::__private::RpcOf<Service> for Bidi {}
+    impl ::tonic_intercept::__private::IdempotentRpc for Bidi {}
     /// The request stream of `Bidi` after its policies.
     pub type BidiRequests<H = ()> = ::tonic_intercept::__private::Inbound<Bidi, H>;
     /// The response stream of `Bidi` after its policies, around the handler's stream `S`.

@@ -12,6 +12,6 @@ pub use config::{ClientConfig, ClientHook, ClientOutcome};
 pub use credentials::{BearerToken, TokenProvider, TokenSource};
 pub use engine::Transport;
 pub use metrics::{ClientMetrics, ClientServiceMetrics};
-pub use policy::{ClientPolicy, DEFAULT_REPLAY_BUFFER};
+pub use policy::{ClientPolicy, DEFAULT_REPLAY_BUFFER, IdempotentRpc};
 pub use retry::{GiveUpReason, MAX_ATTEMPTS_CAP, RetryPolicy, RetryThrottle};
 pub use stream::Responses;

@@ -33,6 +33,30 @@ impl Settings {
     };
 }
 
+/// An RPC the `.proto` declares safe to retry: `option idempotency_level = IDEMPOTENT;`
+/// or `NO_SIDE_EFFECTS;`, which is what [`ClientPolicy::retry`] requires.
+///
+/// `tonic-intercept-build` implements it for exactly those generated RPC types (and
+/// [`Rpc::DESCRIPTOR`]'s `idempotency` says the same); do not implement it by hand to
+/// silence the error: [`ClientPolicy::retry_non_idempotent`] is the explicit way to retry
+/// any other RPC.
+///
+/// ```
+/// # mod pb { tonic_intercept::__doc_rpc!(GetUser, "users.v1.UserService", "GetUser", Unary, (), (), NoSideEffects); }
+/// use tonic_intercept::client::IdempotentRpc;
+/// fn retry_safe<R: IdempotentRpc>() {}
+/// retry_safe::<pb::GetUser>();
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`ClientPolicy::retry` needs an RPC the .proto declares idempotent, and `{Self}` is not",
+    label = "this RPC has no `option idempotency_level = IDEMPOTENT` or `NO_SIDE_EFFECTS` in the .proto",
+    note = "retrying an RPC may repeat the side effects of an attempt that failed after the server acted",
+    note = "if repeating it is safe, declare it in its `rpc` block in the .proto: \
+            `option idempotency_level = IDEMPOTENT;` (or `NO_SIDE_EFFECTS;` for a read)",
+    note = "otherwise accept the risk deliberately: `ClientPolicy::retry_non_idempotent(..)`"
+)]
+pub trait IdempotentRpc: Rpc {}
+
 /// A client policy for one RPC, typed by the generated per-RPC type `R`: retries, a
 /// default deadline, and limits on the messages of its streams.
 ///
@@ -72,8 +96,12 @@ impl Settings {
 /// ```
 ///
 /// Retrying an RPC not declared idempotent with [`ClientPolicy::retry`] does not compile:
+/// `R` must implement [`IdempotentRpc`], which the generated code implements only for
+/// the RPCs the `.proto` declares `IDEMPOTENT` or `NO_SIDE_EFFECTS`. It is a trait bound,
+/// so `cargo check` reports it at the `retry` call, in a `const`, a function or an
+/// `async fn` alike:
 ///
-/// ```compile_fail,E0080
+/// ```compile_fail,E0277
 /// # mod pb { tonic_intercept::__doc_rpc!(CreateUser, "users.v1.UserService", "CreateUser", Unary, (), ()); }
 /// use tonic_intercept::ClientPolicy;
 /// use tonic_intercept::client::RetryPolicy;
@@ -81,9 +109,9 @@ impl Settings {
 /// ```
 ///
 /// ```text
-/// error[E0080]: evaluation panicked: tonic-intercept: this RPC is not declared idempotent
-///               (option idempotency_level = IDEMPOTENT or NO_SIDE_EFFECTS); retrying it may
-///               repeat its side effects; use `ClientPolicy::retry_non_idempotent` to accept that
+/// error[E0277]: `ClientPolicy::retry` needs an RPC the .proto declares idempotent, and `pb::CreateUser` is not
+///   = note: if repeating it is safe, declare it in its `rpc` block in the .proto: `option idempotency_level = IDEMPOTENT;` (or `NO_SIDE_EFFECTS;` for a read)
+///   = note: otherwise accept the risk deliberately: `ClientPolicy::retry_non_idempotent(..)`
 /// ```
 ///
 /// Nor does a stream limit on an RPC that does not stream that way:
@@ -94,14 +122,12 @@ impl Settings {
 /// const GET_USER: ClientPolicy<pb::GetUser> = ClientPolicy::new().max_messages_sent(10);
 /// ```
 ///
-/// The checks are inline `const { assert!(..) }` blocks on `R::DESCRIPTOR`, evaluated
-/// when the setter is instantiated for a concrete `R`: the descriptor is an associated
-/// `const` of the generated type, so no trait bound can express "idempotent", and an
-/// inline `const` gives a plain message where a helper trait would give an unsatisfied
-/// bound. It is a post-monomorphization error: `cargo build` and `cargo test` always
-/// report it, and so does `cargo check` when the policy is a `const` item (as above, the
-/// recommended form); `cargo check` skips it when the setter is only called from a
-/// function body, because `check` does not instantiate function bodies.
+/// The stream-kind checks are inline `const { assert!(..) }` blocks on `R::DESCRIPTOR`,
+/// evaluated when the setter is instantiated for a concrete `R`. That is a
+/// post-monomorphization error: `cargo build` and `cargo test` always report it, and so
+/// does `cargo check` when the policy is a `const` item (as above, the recommended form);
+/// `cargo check` skips it when the setter is only called from a function body, because
+/// `check` does not instantiate function bodies.
 ///
 /// [`IdempotencyLevel::is_retry_safe`]: crate::IdempotencyLevel::is_retry_safe
 /// [`ClientConfig::policy`]: crate::ClientConfig::policy
@@ -128,7 +154,7 @@ impl<R: Rpc> ClientPolicy<R> {
     }
 
     /// Retries `R` with `policy`; does not compile unless `R` is declared
-    /// `IDEMPOTENT` or `NO_SIDE_EFFECTS` in the `.proto` (see the type's docs).
+    /// `IDEMPOTENT` or `NO_SIDE_EFFECTS` in the `.proto` (the [`IdempotentRpc`] bound).
     ///
     /// ```
     /// # mod pb { tonic_intercept::__doc_rpc!(PutUser, "users.v1.UserService", "PutUser", Unary, (), (), Idempotent); }
@@ -137,13 +163,18 @@ impl<R: Rpc> ClientPolicy<R> {
     /// let policy = ClientPolicy::<pb::PutUser>::retry(RetryPolicy::new());
     /// assert!(!policy.retries_non_idempotent());
     /// ```
-    pub const fn retry(policy: RetryPolicy) -> Self {
+    pub const fn retry(policy: RetryPolicy) -> Self
+    where
+        R: IdempotentRpc,
+    {
+        // The bound is the rule; this keeps a hand-written `IdempotentRpc` impl honest
+        // (generated code implements it exactly for the retry-safe descriptors).
         const {
             assert!(
                 R::DESCRIPTOR.idempotency.is_retry_safe(),
-                "tonic-intercept: this RPC is not declared idempotent (option idempotency_level = \
-                 IDEMPOTENT or NO_SIDE_EFFECTS); retrying it may repeat its side effects; use \
-                 `ClientPolicy::retry_non_idempotent` to accept that"
+                "tonic-intercept: `IdempotentRpc` is implemented for an RPC whose descriptor \
+                 is not IDEMPOTENT or NO_SIDE_EFFECTS; remove that impl, or declare \
+                 `option idempotency_level` in the .proto"
             )
         };
         let mut this = Self::new();

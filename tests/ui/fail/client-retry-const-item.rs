@@ -1,4 +1,5 @@
-// A retry policy on `Unary`, which the `.proto` does not declare idempotent.
+// A retry policy on `Unary`, which the `.proto` does not declare idempotent, as a `const`
+// item at module level.
 
 use tonic_intercept::{ClientConfig, ClientPolicy, client::RetryPolicy};
 use tonic_intercept_tests::pb::echo_service_intercept::{self, Unary};
