@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{Decision, RateKey, RateLimit};
+use super::{BackendError, Decision, FailurePolicy, RateKey, RateLimit};
 
 /// A denial remembered until its retry time.
 #[derive(Debug, Clone, Copy)]
@@ -115,9 +115,12 @@ impl LocalGcra {
     }
 }
 
-/// The count of decisions taken without the backend, and a warning at most once a second.
+/// Decisions taken without the backend: the failure policy (with its fallback buckets),
+/// their count, and a warning at most once a second.
 #[derive(Debug)]
 pub(super) struct Failures {
+    policy: FailurePolicy,
+    fallback: LocalGcra,
     errors: AtomicU64,
     /// Milliseconds since `born` of the last warning (`u64::MAX`: none yet).
     last_warning: AtomicU64,
@@ -125,8 +128,11 @@ pub(super) struct Failures {
 }
 
 impl Failures {
-    pub(super) fn new() -> Self {
+    /// Decides by `policy`; the fallback buckets hold at most `capacity` keys.
+    pub(super) fn new(policy: FailurePolicy, capacity: usize) -> Self {
         Self {
+            policy,
+            fallback: LocalGcra::new(capacity),
             errors: AtomicU64::new(0),
             last_warning: AtomicU64::new(u64::MAX),
             born: Instant::now(),
@@ -138,9 +144,34 @@ impl Failures {
         self.errors.load(Ordering::Relaxed)
     }
 
+    /// Decides a check of `key` that `backend` (`Redis`, `the rate limit service`) could
+    /// not answer: applies the failure policy, counts the decision and warns at most once
+    /// a second.
+    pub(super) fn decide(
+        &self,
+        backend: &str,
+        key: &RateKey,
+        limit: RateLimit,
+        error: BackendError,
+    ) -> Result<Decision, BackendError> {
+        if self.record() {
+            tracing::warn!(
+                key = %key,
+                policy = ?self.policy,
+                errors = self.count(),
+                "{error}; deciding without {backend}"
+            );
+        }
+        match self.policy {
+            FailurePolicy::FailOpen => Ok(Decision::Unchecked),
+            FailurePolicy::FailClosed => Err(error),
+            FailurePolicy::FallbackLocal => Ok(self.fallback.check(key, limit)),
+        }
+    }
+
     /// Counts one; true when the caller should warn (the first time, then at most once a
     /// second).
-    pub(super) fn record(&self) -> bool {
+    fn record(&self) -> bool {
         self.errors.fetch_add(1, Ordering::Relaxed);
         let now_ms = u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
         let last = self.last_warning.load(Ordering::Relaxed);

@@ -9,7 +9,7 @@ use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::{Client, IntoConnectionInfo, RedisError, Script};
 use tokio::time::Instant;
 
-use super::local::{DenyCache, Failures, LocalGcra};
+use super::local::{DenyCache, Failures};
 use super::{BackendError, Decision, FailurePolicy, RateBackend, RateKey, RateLimit};
 
 /// GCRA in one round trip. KEYS[1]: the bucket; ARGV[1]: the emission interval in µs;
@@ -142,8 +142,6 @@ pub struct RedisGcra {
     script: Script,
     config: RedisGcraConfig,
     denials: DenyCache,
-    /// [`FailurePolicy::FallbackLocal`]'s in-process buckets.
-    fallback: LocalGcra,
     failures: Failures,
     round_trips: AtomicU64,
 }
@@ -178,8 +176,7 @@ impl RedisGcra {
             script: Script::new(GCRA_LUA),
             config,
             denials: DenyCache::new(config.deny_cache_capacity),
-            fallback: LocalGcra::new(config.deny_cache_capacity),
-            failures: Failures::new(),
+            failures: Failures::new(config.failure_policy, config.deny_cache_capacity),
             round_trips: AtomicU64::new(0),
         })
     }
@@ -199,28 +196,6 @@ impl RedisGcra {
     /// local cache is not one).
     pub fn round_trips(&self) -> u64 {
         self.round_trips.load(Ordering::Relaxed)
-    }
-
-    /// Applies the failure policy, counts the decision and warns at most once a second.
-    fn without_backend(
-        &self,
-        key: &RateKey,
-        limit: RateLimit,
-        error: BackendError,
-    ) -> Result<Decision, BackendError> {
-        if self.failures.record() {
-            tracing::warn!(
-                key = %key,
-                policy = ?self.config.failure_policy,
-                errors = self.errors(),
-                "{error}; deciding without Redis"
-            );
-        }
-        match self.config.failure_policy {
-            FailurePolicy::FailOpen => Ok(Decision::Unchecked),
-            FailurePolicy::FailClosed => Err(error),
-            FailurePolicy::FallbackLocal => Ok(self.fallback.check(key, limit)),
-        }
     }
 
     /// One script call, bounded by the budget.
@@ -274,7 +249,7 @@ impl RateBackend for RedisGcra {
                     reset_after,
                 })
             }
-            Err(error) => self.without_backend(key, limit, error),
+            Err(error) => self.failures.decide("Redis", key, limit, error),
         }
     }
 }

@@ -21,7 +21,7 @@ use self::pb::envoy::service::ratelimit::v3::rate_limit_response::{Code, Descrip
 use self::pb::envoy::service::ratelimit::v3::rate_limit_service_client::RateLimitServiceClient;
 use self::pb::envoy::service::ratelimit::v3::{RateLimitRequest, RateLimitResponse};
 use self::pb::envoy::r#type::v3::RateLimitUnit;
-use super::local::{DenyCache, Failures, LocalGcra};
+use super::local::{DenyCache, Failures};
 use super::{BackendError, Decision, FailurePolicy, RateBackend, RateKey, RateLimit};
 
 /// The domain, descriptor entries, budget and failure policy of an [`EnvoyRls`].
@@ -212,8 +212,6 @@ pub struct EnvoyRls {
     /// `config.entries` as protobuf, cloned into each request.
     entries: Vec<Entry>,
     denials: DenyCache,
-    /// [`FailurePolicy::FallbackLocal`]'s in-process buckets.
-    fallback: LocalGcra,
     failures: Failures,
     round_trips: AtomicU64,
 }
@@ -267,8 +265,7 @@ impl EnvoyRls {
             client: RateLimitServiceClient::new(channel),
             entries,
             denials: DenyCache::new(config.deny_cache_capacity),
-            fallback: LocalGcra::new(config.deny_cache_capacity),
-            failures: Failures::new(),
+            failures: Failures::new(config.failure_policy, config.deny_cache_capacity),
             round_trips: AtomicU64::new(0),
             config,
         }
@@ -385,7 +382,8 @@ impl EnvoyRls {
                     reset_after: retry_after,
                 })
             }
-            Ok(Code::Unknown) | Err(_) => self.without_backend(
+            Ok(Code::Unknown) | Err(_) => self.failures.decide(
+                "the rate limit service",
                 key,
                 limit,
                 BackendError::Failed(format!(
@@ -393,28 +391,6 @@ impl EnvoyRls {
                     response.overall_code
                 )),
             ),
-        }
-    }
-
-    /// Applies the failure policy, counts the decision and warns at most once a second.
-    fn without_backend(
-        &self,
-        key: &RateKey,
-        limit: RateLimit,
-        error: BackendError,
-    ) -> Result<Decision, BackendError> {
-        if self.failures.record() {
-            tracing::warn!(
-                key = %key,
-                policy = ?self.config.failure_policy,
-                errors = self.errors(),
-                "{error}; deciding without the rate limit service"
-            );
-        }
-        match self.config.failure_policy {
-            FailurePolicy::FailOpen => Ok(Decision::Unchecked),
-            FailurePolicy::FailClosed => Err(error),
-            FailurePolicy::FallbackLocal => Ok(self.fallback.check(key, limit)),
         }
     }
 }
@@ -478,7 +454,9 @@ impl RateBackend for EnvoyRls {
         }
         match self.ask(key, limit).await {
             Ok(response) => self.decide(key, limit, now, &response),
-            Err(error) => self.without_backend(key, limit, error),
+            Err(error) => self
+                .failures
+                .decide("the rate limit service", key, limit, error),
         }
     }
 }
