@@ -102,6 +102,12 @@
 //! `PathBuf::from(env::var("OUT_DIR")?).join("users.bin")`, then
 //! `include_file_descriptor_set!("users")`).
 //!
+//! # protoc and buf
+//!
+//! The `protoc-gen-tonic-intercept` plugin writes the same files from a `protoc` or
+//! `buf generate` run, the `tonic_intercept.v1` options included; its library half, and
+//! the `buf.gen.yaml` to use, are in [`plugin`].
+//!
 //! [tonic-intercept]: https://docs.rs/tonic-intercept
 
 #![warn(missing_docs, unreachable_pub)]

@@ -79,10 +79,9 @@ fn main() -> ExitCode {
     if let Some(arg) = args.next() {
         let text = match arg.as_str() {
             "--print-options-proto" => tonic_intercept_build::OPTIONS_PROTO.to_owned(),
-            "-V" | "--version" => format!(
-                "protoc-gen-tonic-intercept {}\n",
-                env!("CARGO_PKG_VERSION")
-            ),
+            "-V" | "--version" => {
+                format!("protoc-gen-tonic-intercept {}\n", env!("CARGO_PKG_VERSION"))
+            }
             "-h" | "--help" => USAGE.to_owned(),
             other => {
                 eprintln!("protoc-gen-tonic-intercept: unknown argument `{other}`\n\n{USAGE}");

@@ -51,7 +51,10 @@ struct ResponseFile {
 }
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
 }
 
 /// A fresh scratch directory, with `tonic_intercept/v1/options.proto` written under
@@ -64,7 +67,11 @@ fn scratch(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     let opts = dir.join("opts/tonic_intercept/v1");
     std::fs::create_dir_all(&opts).unwrap();
-    std::fs::write(opts.join("options.proto"), tonic_intercept_build::OPTIONS_PROTO).unwrap();
+    std::fs::write(
+        opts.join("options.proto"),
+        tonic_intercept_build::OPTIONS_PROTO,
+    )
+    .unwrap();
     std::fs::create_dir_all(dir.join("out")).unwrap();
     dir
 }
@@ -119,9 +126,13 @@ fn run(input: &[u8]) -> Response {
     Response::decode(output.stdout.as_slice()).unwrap()
 }
 
-fn files(response: &Response) -> BTreeMap<String, Vec<u8>> {
+fn files_of(response: &Response) -> BTreeMap<String, Vec<u8>> {
     assert_eq!(response.error, None);
-    assert_eq!(response.supported_features, Some(1), "FEATURE_PROTO3_OPTIONAL");
+    assert_eq!(
+        response.supported_features,
+        Some(1),
+        "FEATURE_PROTO3_OPTIONAL"
+    );
     response
         .file
         .iter()
@@ -215,7 +226,7 @@ fn writes_what_build_rs_writes_byte_for_byte() {
         ]
     );
     let response = run(&request(&protos, &includes, Some("file_descriptor_set")).encode_to_vec());
-    let plugin = files(&response);
+    let plugin = files_of(&response);
     assert_same(&plugin, &build);
     // The policy of the options reached the descriptors, as the build.rs path puts it.
     let catalog = String::from_utf8(plugin["catalog.v1.rs"].clone()).unwrap();
@@ -241,7 +252,7 @@ fn parameters_select_what_is_generated() {
         Some("build_client=false, intercept_types=false,include_file=mod.rs"),
     )
     .encode_to_vec());
-    let mut plugin = files(&response);
+    let mut plugin = files_of(&response);
     let include = plugin.remove("mod.rs").expect("the include file");
     let mut build = build;
     build.remove("file_descriptor_set.bin");
@@ -261,7 +272,7 @@ fn parameters_select_what_is_generated() {
     let build = build_rs(&dir, &protos, &includes, |b| b.build_server(false));
     let mut build = build;
     build.remove("file_descriptor_set.bin");
-    let plugin = files(&run(&request(
+    let plugin = files_of(&run(&request(
         &protos,
         &includes,
         Some("build_server=false,file_descriptor_set=false"),
@@ -285,10 +296,54 @@ fn only_the_files_to_generate_and_never_the_options_file() {
         "tonic_intercept/v1/options.proto".into(),
         "catalog/v1/catalog.proto".into(),
     ];
-    let plugin = files(&run(&request.encode_to_vec()));
+    let plugin = files_of(&run(&request.encode_to_vec()));
     assert_eq!(plugin.keys().collect::<Vec<_>>(), ["catalog.v1.rs"]);
     let build = build_rs(&dir, &["catalog/v1/catalog.proto"], &includes, |b| b);
     assert_eq!(plugin["catalog.v1.rs"], build["catalog.v1.rs"]);
+}
+
+/// A package importing another package, and a file without a package: the packages of the
+/// files to generate are written (`_.rs` for none), each as build.rs writes it; an
+/// imported package is not (protoc's and buf's convention; buf's `include_imports: true`
+/// asks for it), where build.rs, compiling the import too, writes it as well.
+#[test]
+fn imported_packages_are_used_but_not_written() {
+    let dir = scratch("imports");
+    let proto = dir.join("proto");
+    std::fs::create_dir_all(proto.join("a/v1")).unwrap();
+    std::fs::create_dir_all(proto.join("b")).unwrap();
+    std::fs::write(
+        proto.join("b/b.proto"),
+        "syntax = \"proto3\";\npackage b;\nmessage Money { int64 units = 1; double rate = 2; }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        proto.join("a/v1/a.proto"),
+        "syntax = \"proto3\";\npackage a.v1;\nimport \"b/b.proto\";\n\
+         import \"tonic_intercept/v1/options.proto\";\n\
+         message Quote { b.Money price = 1; optional string note = 2; }\n\
+         service Quotes {\n  rpc Watch(Quote) returns (stream Quote) {\n\
+         \x20   option (tonic_intercept.v1.rpc) = { max_messages_out: 9 };\n  }\n}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        proto.join("bare.proto"),
+        "syntax = \"proto3\";\nmessage Bare { string x = 1; }\nservice Plain { rpc Get(Bare) returns (Bare); }\n",
+    )
+    .unwrap();
+    let includes = [proto, dir.join("opts")];
+    let files = ["a/v1/a.proto", "bare.proto"];
+    let build = build_rs(&dir, &files, &includes, |b| b);
+    assert_eq!(
+        build.keys().collect::<Vec<_>>(),
+        ["_.rs", "a.v1.rs", "b.rs", "file_descriptor_set.bin"]
+    );
+    let plugin = files_of(&run(&request(&files, &includes, None).encode_to_vec()));
+    assert_eq!(plugin.keys().collect::<Vec<_>>(), ["_.rs", "a.v1.rs"]);
+    assert_eq!(plugin["_.rs"], build["_.rs"]);
+    assert_eq!(plugin["a.v1.rs"], build["a.v1.rs"]);
+    let a = String::from_utf8(plugin["a.v1.rs"].clone()).unwrap();
+    assert!(a.contains("super::super::b::Money"), "{a}");
 }
 
 #[test]
@@ -347,12 +402,8 @@ fn bad_parameters_and_malformed_requests_are_errors_in_the_response() {
     let dir = scratch("bad-input");
     let (protos, mut includes) = repo_protos();
     includes.push(dir.join("opts"));
-    let response = run(&request(
-        &protos,
-        &includes,
-        Some("bytes=.,build_client=maybe"),
-    )
-    .encode_to_vec());
+    let response =
+        run(&request(&protos, &includes, Some("bytes=.,build_client=maybe")).encode_to_vec());
     assert!(response.file.is_empty());
     assert_eq!(
         response.error.as_deref(),
@@ -420,7 +471,10 @@ fn protoc() -> Option<(Command, String)> {
     if has_tools {
         let mut command = Command::new(&python);
         command.args(["-m", "grpc_tools.protoc"]);
-        return Some((command, format!("{} -m grpc_tools.protoc", python.display())));
+        return Some((
+            command,
+            format!("{} -m grpc_tools.protoc", python.display()),
+        ));
     }
     None
 }
@@ -462,10 +516,7 @@ fn through_real_protoc_writes_what_build_rs_writes() {
     // protoc's descriptors differ from protox's where no code depends on them (source info
     // only for the files to generate, `json_name`): the set is checked by its files.
     let set = prost_types::FileDescriptorSet::decode(
-        plugin
-            .remove("file_descriptor_set.bin")
-            .unwrap()
-            .as_slice(),
+        plugin.remove("file_descriptor_set.bin").unwrap().as_slice(),
     )
     .unwrap();
     let names: Vec<&str> = set.file.iter().map(|f| f.name()).collect();
@@ -482,7 +533,36 @@ fn through_real_protoc_writes_what_build_rs_writes() {
     );
     build.remove("file_descriptor_set.bin");
     assert_same(&plugin, &build);
-    eprintln!("through {what}: {} files identical to build.rs's", plugin.len());
+    eprintln!(
+        "through {what}: {} files identical to build.rs's",
+        plugin.len()
+    );
+
+    // proto3 `optional`: protoc refuses it unless the plugin declares the feature.
+    std::fs::create_dir_all(dir.join("opt/note")).unwrap();
+    std::fs::write(
+        dir.join("opt/note/note.proto"),
+        "syntax = \"proto3\";\npackage note;\nmessage Note { optional string text = 1; }\n",
+    )
+    .unwrap();
+    let (mut protoc, _) = self::protoc().unwrap();
+    let output = protoc
+        .arg(format!("--plugin=protoc-gen-tonic-intercept={BIN}"))
+        .arg(format!("--tonic-intercept_out={}", out.display()))
+        .arg(format!("-I{}", dir.join("opt").display()))
+        .arg("note/note.proto")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let note = std::fs::read_to_string(out.join("note.rs")).unwrap();
+    assert!(
+        note.contains("pub text: ::core::option::Option<::prost::alloc::string::String>"),
+        "{note}"
+    );
 
     // An error through protoc: its message names the plugin and carries file:line:column.
     std::fs::create_dir_all(dir.join("bad/shop")).unwrap();
@@ -504,7 +584,9 @@ fn through_real_protoc_writes_what_build_rs_writes() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains("--tonic-intercept_out: shop/shop.proto:6:28: `timeout_ms: 0` on `shop.S/Get`"),
+        stderr.contains(
+            "--tonic-intercept_out: shop/shop.proto:6:28: `timeout_ms: 0` on `shop.S/Get`"
+        ),
         "{stderr}"
     );
 }
