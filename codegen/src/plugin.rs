@@ -73,7 +73,9 @@
 //! ```
 //!
 //! `buf generate` then needs `tonic_intercept/v1/options.proto` in the module (or in a
-//! dependency) for the files that import it. The binary prints the copy that matches it:
+//! dependency) for the files that import it. The policy is read with that copy, so a copy
+//! that declares a key this plugin does not know (a newer copy) is refused rather than its
+//! key ignored; an older copy is fine. The binary prints the copy that matches it:
 //! `protoc-gen-tonic-intercept --print-options-proto > proto/tonic_intercept/v1/options.proto`
 //! (its text is also [`OPTIONS_PROTO`]). With `protoc`, put the same file under an
 //! include directory (`-I`).
@@ -207,6 +209,8 @@ pub fn generate(request: &[u8]) -> Result<Vec<GeneratedFile>, Error> {
     let pool = DescriptorPool::decode(set.as_slice())
         .map_err(|e| Error::Proto(format!("the request's descriptors are invalid: {e}")))?;
 
+    check_options_copy(&pool)?;
+
     let mut roots = Vec::new();
     for name in &request.file_to_generate {
         if pool.get_file_by_name(name).is_none() {
@@ -268,6 +272,58 @@ pub fn generate(request: &[u8]) -> Result<Vec<GeneratedFile>, Error> {
         });
     }
     Ok(files)
+}
+
+/// The request's `tonic_intercept/v1/options.proto` is the user's copy (the `build.rs`
+/// path always compiles its own): a key that this plugin does not know would be ignored,
+/// policy silently lost, so a copy that declares one (a newer copy with an older plugin)
+/// is refused. An older copy, a subset, is fine.
+fn check_options_copy(pool: &DescriptorPool) -> Result<(), Error> {
+    const POLICY: &str = "tonic_intercept.v1.RpcPolicy";
+    let Some(theirs) = pool.get_message_by_name(POLICY) else {
+        return Ok(());
+    };
+    let mut resolver = protox::file::ChainFileResolver::new();
+    resolver.add(crate::OptionsFile);
+    resolver.add(protox::file::GoogleFileResolver::new());
+    let mut compiler = protox::Compiler::with_file_resolver(resolver);
+    compiler
+        .open_file(OPTIONS_PROTO_NAME)
+        .expect("the bundled options.proto compiles");
+    let own = compiler.descriptor_pool();
+    let ours = own
+        .get_message_by_name(POLICY)
+        .expect("the bundled options.proto declares RpcPolicy");
+    let mut differences = Vec::new();
+    for field in theirs.fields() {
+        let same = ours.get_field_by_name(field.name()).is_some_and(|o| {
+            o.number() == field.number()
+                && o.kind() == field.kind()
+                && o.cardinality() == field.cardinality()
+        });
+        if !same {
+            differences.push(format!(
+                "`RpcPolicy.{}` (field {})",
+                field.name(),
+                field.number()
+            ));
+        }
+    }
+    for name in ["tonic_intercept.v1.rpc", "tonic_intercept.v1.service"] {
+        let number = |pool: &DescriptorPool| pool.get_extension_by_name(name).map(|e| e.number());
+        if let Some(theirs) = number(pool).filter(|&n| Some(n) != number(&own)) {
+            differences.push(format!("`({name})` (extension {theirs})"));
+        }
+    }
+    if differences.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Proto(format!(
+        "{OPTIONS_PROTO_NAME}: this copy declares {}, which protoc-gen-tonic-intercept {} does not know, so policy written with it would be ignored; \
+         use the copy that `protoc-gen-tonic-intercept --print-options-proto` prints, or a newer plugin",
+        differences.join(", "),
+        env!("CARGO_PKG_VERSION"),
+    )))
 }
 
 /// The text for the response's `error` field: the lines `file:line:column: message`, as

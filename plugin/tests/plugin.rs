@@ -397,6 +397,34 @@ fn a_bad_policy_option_is_an_error_with_file_line_column() {
     );
 }
 
+/// A user's copy of options.proto with a key this plugin does not know: refused, since the
+/// policy written with it would be lost.
+#[test]
+fn an_options_proto_copy_with_unknown_keys_is_refused() {
+    let dir = scratch("newer-options");
+    let newer = tonic_intercept_build::OPTIONS_PROTO.replacen(
+        "message RpcPolicy {",
+        "message RpcPolicy {\n  optional uint32 max_widgets = 99;",
+        1,
+    );
+    assert_ne!(newer, tonic_intercept_build::OPTIONS_PROTO);
+    std::fs::write(dir.join("opts/tonic_intercept/v1/options.proto"), newer).unwrap();
+    let (protos, mut includes) = repo_protos();
+    includes.push(dir.join("opts"));
+    let response = run(&request(&protos, &includes, None).encode_to_vec());
+    assert!(response.file.is_empty());
+    assert_eq!(
+        response.error.as_deref(),
+        Some(concat!(
+            "tonic_intercept/v1/options.proto: this copy declares `RpcPolicy.max_widgets` (field 99), which \
+             protoc-gen-tonic-intercept ",
+            env!("CARGO_PKG_VERSION"),
+            " does not know, so policy written with it would be ignored; use the copy that \
+             `protoc-gen-tonic-intercept --print-options-proto` prints, or a newer plugin"
+        ))
+    );
+}
+
 #[test]
 fn bad_parameters_and_malformed_requests_are_errors_in_the_response() {
     let dir = scratch("bad-input");
