@@ -36,6 +36,10 @@
 //!
 //! An unknown parameter, or a value that is not `true` or `false`, is an error.
 //!
+//! `include_file` and `file_descriptor_set` describe the whole request: under buf, use
+//! `strategy: all`. buf's default, `strategy: directory`, sends one request per
+//! directory, so each would write its own file of that name and buf keeps the first.
+//!
 //! # Including the code
 //!
 //! With `include_file=mod.rs` and `out: src/gen`, `mod gen;` in `src/lib.rs` brings in
@@ -221,6 +225,11 @@ pub fn generate(request: &[u8]) -> Result<Vec<GeneratedFile>, Error> {
         if name != OPTIONS_PROTO_NAME {
             roots.push(name.clone());
         }
+    }
+    // Nothing to generate (buf's request for the directory of options.proto alone, under
+    // its default `strategy: directory`): no include file nor descriptor set either.
+    if roots.is_empty() {
+        return Ok(Vec::new());
     }
     // The packages to write: those of the files asked for.
     let wanted: HashSet<Module> = roots

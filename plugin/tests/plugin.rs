@@ -300,6 +300,12 @@ fn only_the_files_to_generate_and_never_the_options_file() {
     assert_eq!(plugin.keys().collect::<Vec<_>>(), ["catalog.v1.rs"]);
     let build = build_rs(&dir, &["catalog/v1/catalog.proto"], &includes, |b| b);
     assert_eq!(plugin["catalog.v1.rs"], build["catalog.v1.rs"]);
+
+    // buf's request for the directory of options.proto alone (`strategy: directory`):
+    // nothing, not even the include file or the descriptor set.
+    request.file_to_generate = vec!["tonic_intercept/v1/options.proto".into()];
+    request.parameter = Some("include_file=mod.rs,file_descriptor_set".into());
+    assert!(files_of(&run(&request.encode_to_vec())).is_empty());
 }
 
 /// A package importing another package, and a file without a package: the packages of the
