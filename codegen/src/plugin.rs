@@ -91,10 +91,10 @@
 //! `file:line:column: message` line per mistake (as [`Builder::compile_protos`] words
 //! them), and no files are written. protoc sends source info only for the files to
 //! generate; for the others the line reads `file: message`. The request carries no source
-//! text, and neither protoc nor protox records where each key of an option is, so a wrong
-//! key is located at its `option` statement: where the `build.rs` path, which reads the
-//! `.proto` text, points at the key inside `option (tonic_intercept.v1.rpc) = { .. }`, the
-//! plugin points at the `option` before it.
+//! text, so a wrong key inside `option (tonic_intercept.v1.rpc) = { .. }` is located where
+//! the compiler's source info puts it: at the key under buf, whose compiler records each
+//! key, as the `build.rs` path (which reads the text) does; at the `option` statement under
+//! protoc, which records only the statement.
 //!
 //! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {

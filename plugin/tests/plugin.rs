@@ -376,7 +376,7 @@ fn a_bad_policy_option_is_an_error_with_file_line_column() {
     let response = run(&request(&["shop/v1/shop.proto"], &includes, None).encode_to_vec());
     assert!(response.file.is_empty());
     // Located at the `option` statement: a request has no source text to find a key of
-    // `{ .. }` in, and neither protox nor protoc records a location per key.
+    // `{ .. }` in, and neither protox nor protoc records a location per key (buf does).
     assert_eq!(
         response.error.as_deref(),
         Some(
