@@ -102,6 +102,12 @@
 //! `PathBuf::from(env::var("OUT_DIR")?).join("users.bin")`, then
 //! `include_file_descriptor_set!("users")`).
 //!
+//! # protoc and buf
+//!
+//! The `protoc-gen-tonic-intercept` plugin writes the same files from a `protoc` or
+//! `buf generate` run, the `tonic_intercept.v1` options included; its library half, and
+//! the `buf.gen.yaml` to use, are in [`plugin`].
+//!
 //! [tonic-intercept]: https://docs.rs/tonic-intercept
 
 #![warn(missing_docs, unreachable_pub)]
@@ -109,6 +115,7 @@
 mod generate;
 mod model;
 mod names;
+pub mod plugin;
 mod policy;
 mod service_generator;
 mod source;
@@ -262,19 +269,12 @@ impl Builder {
         }
         sources.in_memory(OPTIONS_PROTO_NAME, OPTIONS_PROTO);
 
-        // Code for the files asked for and what they import, as before; not for the
-        // options file (it only annotates descriptors) nor what only it imports.
-        let generated = generated_files(&compiler);
-        let mut fds = compiler.file_descriptor_set();
-        fds.file.retain(|f| generated.contains(f.name()));
-        names::check(&fds).map_err(Error::proto)?;
-
         let pool = compiler.descriptor_pool();
-        let services: Vec<_> = pool
-            .services()
-            .filter(|s| generated.contains(s.parent_file().name()))
-            .collect();
-        let policies = policy::read(&pool, &services, &sources).map_err(Error::proto)?;
+        let roots = compiler
+            .files()
+            .filter(|f| !f.is_import())
+            .map(|f| f.name().to_owned());
+        let (fds, policies) = checked(&pool, roots, &sources)?;
         // Every compiled file, imports included, with the custom options kept: what a
         // reflection client needs to resolve a file's dependencies.
         let encoded = compiler.encode_file_descriptor_set();
@@ -304,12 +304,30 @@ impl Builder {
         self.generate(fds, model::Policies::new(), &encoded)
     }
 
+    /// prost-build's configuration with our service generator, holding `policies`: what
+    /// [`Builder::compile_protos`] writes to files and [`plugin`] returns in memory.
+    fn config_for(&self, policies: model::Policies) -> prost_build::Config {
+        let tonic = tonic_prost_build::configure()
+            .build_client(self.build_client)
+            .build_server(self.build_server)
+            .service_generator();
+        let mut config = prost_build::Config::new();
+        config.service_generator(Box::new(service_generator::InterceptGenerator {
+            tonic,
+            policies,
+            build_server: self.build_server,
+            intercept_types: self.intercept_types,
+        }));
+        config
+    }
+
     fn generate(
         self,
         fds: prost_types::FileDescriptorSet,
         policies: model::Policies,
         encoded_fds: &[u8],
     ) -> Result<(), Error> {
+        let mut config = self.config_for(policies);
         let out_dir = match self.out_dir {
             Some(dir) => dir,
             None => std::env::var_os("OUT_DIR")
@@ -325,19 +343,7 @@ impl Builder {
             .file_descriptor_set_path
             .unwrap_or_else(|| out_dir.join(FILE_DESCRIPTOR_SET_NAME));
         std::fs::write(&fds_path, encoded_fds).map_err(Error::Io)?;
-        let tonic = tonic_prost_build::configure()
-            .build_client(self.build_client)
-            .build_server(self.build_server)
-            .service_generator();
-        let mut config = prost_build::Config::new();
-        config.out_dir(out_dir).service_generator(Box::new(
-            service_generator::InterceptGenerator {
-                tonic,
-                policies,
-                build_server: self.build_server,
-                intercept_types: self.intercept_types,
-            },
-        ));
+        config.out_dir(out_dir);
         config.compile_fds(fds).map_err(Error::Io)
     }
 }
@@ -363,15 +369,40 @@ fn protox_message(error: &protox::Error) -> String {
     message
 }
 
+/// What [`Builder::compile_protos`] and the [`plugin`] do between compiling and generating:
+/// the files to generate code for (`roots`, the files asked for, and what they import),
+/// checked for colliding names, and the policy their services declare, read and checked.
+fn checked(
+    pool: &protox::prost_reflect::DescriptorPool,
+    roots: impl IntoIterator<Item = String>,
+    sources: &source::Sources,
+) -> Result<(prost_types::FileDescriptorSet, model::Policies), Error> {
+    // Code for the files asked for and what they import, as before; not for the
+    // options file (it only annotates descriptors) nor what only it imports.
+    let generated = generated_files(pool, roots);
+    // In the pool's (topological) order, as protox's own `file_descriptor_set`.
+    let file = pool
+        .files()
+        .filter(|f| generated.contains(f.name()))
+        .map(|f| f.file_descriptor_proto().clone())
+        .collect();
+    let fds = prost_types::FileDescriptorSet { file };
+    names::check(&fds).map_err(Error::proto)?;
+    let services: Vec<_> = pool
+        .services()
+        .filter(|s| generated.contains(s.parent_file().name()))
+        .collect();
+    let policies = policy::read(pool, &services, sources).map_err(Error::proto)?;
+    Ok((fds, policies))
+}
+
 /// The files asked for and, transitively, what they import, except through the options
 /// file (unless it was asked for itself).
-fn generated_files(compiler: &protox::Compiler) -> HashSet<String> {
-    let pool = compiler.descriptor_pool();
-    let mut todo: Vec<String> = compiler
-        .files()
-        .filter(|f| !f.is_import())
-        .map(|f| f.name().to_owned())
-        .collect();
+fn generated_files(
+    pool: &protox::prost_reflect::DescriptorPool,
+    roots: impl IntoIterator<Item = String>,
+) -> HashSet<String> {
+    let mut todo: Vec<String> = roots.into_iter().collect();
     let mut seen = HashSet::new();
     while let Some(name) = todo.pop() {
         if !seen.insert(name.clone()) {
