@@ -31,7 +31,10 @@ pub(crate) fn service(model: &ServiceModel) -> TokenStream {
         .enumerate()
         .map(|(index, rpc)| self::rpc(model, index, rpc));
     let service_doc = format!(" `{full_name}`, as a type: the `Rpc::Service` of its RPCs.");
-    let client = client(model);
+    let client = match model.client {
+        true => client(model),
+        false => TokenStream::new(),
+    };
     let edged = edged(model);
     quote! {
         #(#[doc = #header])*
@@ -98,7 +101,10 @@ fn client(model: &ServiceModel) -> TokenStream {
             .to_owned(),
         " method returns a `tonic_intercept::Responses` stream.".to_owned(),
     ];
-    let methods = model.rpcs.iter().map(client_method);
+    let methods = model
+        .rpcs
+        .iter()
+        .map(|rpc| client_method(rpc, &model.proto_path));
     let tonic = quote!(::tonic_intercept::__private::tonic);
     quote! {
         #(#[doc = #doc])*
@@ -174,13 +180,13 @@ fn client(model: &ServiceModel) -> TokenStream {
     }
 }
 
-fn client_method(rpc: &RpcModel) -> TokenStream {
+fn client_method(rpc: &RpcModel, proto_path: &str) -> TokenStream {
     let tonic = quote!(::tonic_intercept::__private::tonic);
     let name = format_ident!("{}", rpc.type_name);
     let method: syn::Ident =
         syn::parse_str(&rpc.method_name).unwrap_or_else(|_| format_ident!("r#{}", rpc.method_name));
-    let request = rust_type(&rpc.request);
-    let response = rust_type(&rpc.response);
+    let request = rust_type(&rpc.request, proto_path);
+    let response = rust_type(&rpc.response, proto_path);
     let doc = format!(
         " Calls `{}` under its `ClientPolicy<{}>`.",
         rpc.proto_name, rpc.type_name
@@ -223,8 +229,8 @@ fn client_method(rpc: &RpcModel) -> TokenStream {
 
 fn rpc(service: &ServiceModel, index: usize, rpc: &RpcModel) -> TokenStream {
     let name = format_ident!("{}", rpc.type_name);
-    let request = rust_type(&rpc.request);
-    let response = rust_type(&rpc.response);
+    let request = rust_type(&rpc.request, &service.proto_path);
+    let response = rust_type(&rpc.response, &service.proto_path);
     let kind = format_ident!("{}", rpc.kind.runtime_variant());
     let idempotency = format_ident!(
         "{}",
@@ -400,12 +406,16 @@ fn stream_wrappers(rpc: &RpcModel, name: &syn::Ident) -> TokenStream {
     out
 }
 
-/// prost-build paths are relative to the package module; ours sits one level below it.
-fn rust_type(path: &str) -> syn::Type {
-    let path = if path.starts_with("::") || path == "()" {
+/// prost-build paths are relative to the package module; ours sits one level below it,
+/// beside tonic's, and resolves them as tonic-prost-build does: under its `proto_path`
+/// (`super` by default), except extern paths and the Rust types of well-known wrappers.
+fn rust_type(path: &str, proto_path: &str) -> syn::Type {
+    const NOT_PATHS: &[&str] = &["()", "bool", "i32", "i64", "u32", "u64", "f32", "f64"];
+    let path = if path.starts_with("::") || path.starts_with("crate::") || NOT_PATHS.contains(&path)
+    {
         path.to_owned()
     } else {
-        format!("super::{path}")
+        format!("{proto_path}::{path}")
     };
     syn::parse_str(&path).unwrap_or_else(|e| panic!("prost-build gave the type `{path}`: {e}"))
 }

@@ -18,6 +18,10 @@ pub(crate) struct ServiceModel {
     /// tonic's server, when it is generated: its module and type, e.g.
     /// `user_service_server` and `UserServiceServer`.
     pub(crate) server: Option<(String, String)>,
+    /// Whether to emit the typed `Client` (tonic-prost-build's `build_client`).
+    pub(crate) client: bool,
+    /// Where the messages are, seen from the module (tonic-prost-build's `proto_path`).
+    pub(crate) proto_path: String,
 }
 
 /// One RPC of a service.
@@ -96,6 +100,8 @@ impl ServiceModel {
                 .collect(),
             full_name,
             server: None,
+            client: true,
+            proto_path: "super".to_owned(),
         }
     }
 }

@@ -1,5 +1,7 @@
 //! Plugs the generator into prost-build, after tonic's own service generator.
 
+use std::collections::BTreeSet;
+
 use prost_build::{Service, ServiceGenerator};
 
 use tonic_intercept_spec::naming::naive_snake_case;
@@ -13,10 +15,16 @@ pub(crate) struct InterceptGenerator {
     /// Read from the `.proto` before generation, since prost-build's `Service` has lost
     /// the custom options.
     pub(crate) policies: Policies,
+    /// Whether to emit our typed `Client` (tonic emits its client, and with prost's codec).
+    pub(crate) build_client: bool,
     /// Whether tonic emits the server, which the `Edged` impl names.
     pub(crate) build_server: bool,
     /// Whether to emit the `<service>_intercept` module at all.
     pub(crate) intercept_types: bool,
+    /// tonic's `proto_path`: where the messages are, seen from a sibling of its modules.
+    pub(crate) proto_path: String,
+    /// tonic's `disable_comments`: `pkg.Service` and `pkg.Service.Method` without docs.
+    pub(crate) disable_comments: BTreeSet<String>,
 }
 
 impl ServiceGenerator for InterceptGenerator {
@@ -26,12 +34,24 @@ impl ServiceGenerator for InterceptGenerator {
             return;
         }
         let mut model = ServiceModel::from_prost(&service, &self.policies);
+        model.client = self.build_client;
+        model.proto_path = self.proto_path.clone();
         if self.build_server {
             // tonic-build's names: `{snake}_server::{Name}Server`.
             model.server = Some((
                 format!("{}_server", naive_snake_case(&service.name)),
                 format!("{}Server", service.name),
             ));
+        }
+        // tonic matches `disable_comments` on these exact names.
+        if self.disable_comments.contains(&model.full_name) {
+            model.docs.clear();
+        }
+        for rpc in &mut model.rpcs {
+            let name = format!("{}.{}", model.full_name, rpc.proto_name);
+            if self.disable_comments.contains(&name) {
+                rpc.docs.clear();
+            }
         }
         self.tonic.generate(service, buf);
         buf.push('\n');
