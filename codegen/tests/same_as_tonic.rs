@@ -5,6 +5,9 @@
 //! `compile_fds`, and through `compile_protos` with `skip_protoc_run`, which is its
 //! `compile_with_config` path, the one a `build.rs` takes.
 
+#[path = "support/intercept_modules.rs"]
+mod intercept_modules;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -140,37 +143,6 @@ fn assert_same(ours: &BTreeMap<String, String>, tonic: &BTreeMap<String, String>
     }
 }
 
-/// Removes each `<service>_intercept` module (its doc comment, `pub mod`, body and closing
-/// brace, at the top level of a package file), counting them.
-fn strip_intercept(text: &str) -> (String, usize) {
-    let mut out = Vec::new();
-    let mut modules = 0;
-    let mut lines = text.lines().peekable();
-    let mut pending_docs: Vec<&str> = Vec::new();
-    while let Some(line) = lines.next() {
-        if line.starts_with("///") {
-            pending_docs.push(line);
-            continue;
-        }
-        if line.starts_with("pub mod ") && line.ends_with("_intercept {") {
-            modules += 1;
-            pending_docs.clear();
-            for inner in lines.by_ref() {
-                if inner == "}" {
-                    break;
-                }
-            }
-            continue;
-        }
-        out.append(&mut pending_docs);
-        out.push(line);
-    }
-    out.append(&mut pending_docs);
-    let mut text = out.join("\n");
-    text.push('\n');
-    (text, modules)
-}
-
 #[test]
 fn compile_fds_emits_tonic_prost_builds_bytes() {
     let dir = scratch("fds");
@@ -243,7 +215,7 @@ fn with_intercept_types_the_rest_is_tonic_prost_builds_bytes() {
     // `disable_comments` reaches our module too: `GetItem`'s docs are gone, `ListItems`' not.
     assert!(!shop.contains("One item."));
     assert!(shop.contains("Every item, streamed."));
-    let (stripped, modules) = strip_intercept(shop);
+    let (stripped, modules) = intercept_modules::strip(shop);
     assert_eq!(modules, 1);
     *shop = stripped;
     assert_same(&ours, &files(&dir.join("tonic")));
@@ -269,7 +241,7 @@ fn build_client_false_emits_no_client_of_ours_either() {
     assert!(!shop.contains("pub struct Client"), "no client of ours");
     assert!(!shop.contains("ClientCore"), "no client of ours");
     assert!(shop.contains("impl<T> ::tonic_intercept::__private::Edged"));
-    let (stripped, modules) = strip_intercept(shop);
+    let (stripped, modules) = intercept_modules::strip(shop);
     assert_eq!(modules, 1);
     *shop = stripped;
     assert_same(&ours, &files(&dir.join("tonic")));
