@@ -18,6 +18,92 @@
 //! (`tonic_intercept::Service`), and `RPCS`, its descriptors in `.proto` order; each RPC
 //! type knows its `Service` and its `INDEX` in `RPCS`.
 //!
+//! # Switching from tonic-prost-build
+//!
+//! A `build.rs` written for tonic-prost-build switches by renaming the crate: every option
+//! of `tonic_prost_build::Builder` is here with the same name and arguments, forwarded to
+//! tonic-prost-build's service generator and to prost-build's `Config` in tonic-prost-build's
+//! own order, so the prost and tonic code is byte for byte the same (checked by
+//! `codegen/tests/same_as_tonic.rs` and `tests/adoption`). The `.proto` files are compiled
+//! with protox instead of `protoc`. Beside tonic's modules, each service gets its
+//! `<service>_intercept` module.
+//!
+//! ```no_run
+//! // build.rs
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     // was: tonic_prost_build::configure()
+//!     tonic_intercept_build::configure()
+//!         .type_attribute(".", "#[derive(serde::Serialize, serde::Deserialize)]")
+//!         .extern_path(".common.v1", "::common::v1")
+//!         .bytes(".")
+//!         .include_file("_includes.rs")
+//!         .compile_protos(&["proto/orders/v1/orders.proto"], &["proto"])?;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! `tonic_prost_build::compile_protos(path)`, `compile_fds(set)`, `Config` and
+//! `FileDescriptorSet` have their namesakes here too. [`Error`] converts into
+//! `std::io::Error`, so `?` works in a `main` returning `std::io::Result<()>`.
+//!
+//! Every option of tonic-prost-build's `Builder` (0.14) and prost-build's `Config` (0.14),
+//! and ours. "Config" means: set it on a `prost_build::Config` given to
+//! [`Builder::compile_with_config`] or [`Builder::compile_fds_with_config`].
+//!
+//! | option | tonic-prost-build `Builder` | prost-build `Config` | tonic-intercept-build `Builder` | note |
+//! |---|---|---|---|---|
+//! | `configure()` / `Config::new()` | yes | yes | yes | our defaults are tonic-prost-build's |
+//! | `build_client` | yes | - | yes | off also drops our typed `Client` |
+//! | `build_server` | yes | - | yes | off also drops our `Edged` impl; neither client nor server: no service code, ours included |
+//! | `build_transport` | yes | - | yes | passed to tonic |
+//! | `out_dir` | yes | yes | yes | default `$OUT_DIR` |
+//! | `extern_path` | yes | yes | yes | also for the RPC types' `Request`/`Response` |
+//! | `field_attribute` | yes | yes | yes | |
+//! | `message_attribute` | yes | yes | yes | |
+//! | `enum_attribute` | yes | yes | yes | |
+//! | `type_attribute` | yes | yes | yes | |
+//! | `boxed` | yes | yes | yes | |
+//! | `btree_map` | yes (one path per call) | yes (paths) | yes (one path per call) | tonic's signature |
+//! | `bytes` | yes (one path per call) | yes (paths) | yes (one path per call) | tonic's signature |
+//! | `server_mod_attribute` | yes | - | yes | on tonic's `<service>_server` module only |
+//! | `server_attribute` | yes | - | yes | on tonic's server struct |
+//! | `trait_attribute` | yes | - | yes | on tonic's server trait |
+//! | `client_mod_attribute` | yes | - | yes | on tonic's `<service>_client` module only |
+//! | `client_attribute` | yes | - | yes | on tonic's client struct |
+//! | `proto_path` | yes | - | yes | our module resolves messages under it too |
+//! | `compile_well_known_types` | yes | yes | yes | |
+//! | `with_extended_rust_types` | yes | - | yes | tonic applies it from `compile_protos` only; we from every `compile_*` |
+//! | `emit_package` | yes | - | yes | tonic-prost-build 0.14 ignores it (always emits the package); passed on |
+//! | `file_descriptor_set_path` | yes | yes | yes | we always write the set (default `$OUT_DIR/file_descriptor_set.bin`), imports and custom options included |
+//! | `skip_protoc_run` | yes | yes | yes | reads the set at `file_descriptor_set_path`; `.proto` policy is not read from it (as `compile_fds`) |
+//! | `protoc_arg` | yes | yes | yes, ignored | protox compiles; a `cargo:warning` names each argument other than `--experimental_allow_proto3_optional` |
+//! | `include_file` | yes | yes | yes | our modules come with their package's file |
+//! | `emit_rerun_if_changed` | yes (prints nothing) | - | yes | prints `cargo:rerun-if-changed` for protos and includes (default `true`) |
+//! | `disable_comments` | yes (services, methods) | yes (messages) | yes (services, methods) | also our module's docs; for messages: Config |
+//! | `use_arc_self` | yes | - | yes | passed to tonic; `#[intercept]` is written for `&self` handlers |
+//! | `generate_default_stubs` | yes | - | yes | passed to tonic |
+//! | `codec_path` | yes | - | yes | another codec drops our typed `Client` (it encodes with prost) |
+//! | `skip_debug` | yes | yes | yes | |
+//! | `compile_protos` | yes (`protoc`) | yes (`protoc`) | yes (protox) | reads `tonic_intercept.v1` options; returns our [`Error`] |
+//! | `compile_with_config` | yes | - | yes | the Config's own settings apply first, then the builder's |
+//! | `compile_fds` | yes | yes | yes | refuses sets importing our options file (their policy is lost) |
+//! | `compile_fds_with_config` | yes | - | yes | |
+//! | `service_generator` | yes (`Builder`) | yes (`Config`, a setter) | yes (`Builder`) | ours: tonic's, then our module (without `.proto` policy); a Config's generator is replaced, as tonic-prost-build does |
+//! | `intercept_types` | - | - | yes | off: plain prost + tonic |
+//! | `skip_source_info` | - | yes | - | protoc only; comments off: `disable_comments` |
+//! | `retain_enum_prefix` | - | yes | Config | |
+//! | `default_package_filename` | - | yes | Config | |
+//! | `enable_type_names` | - | yes | Config | |
+//! | `type_name_domain` | - | yes | Config | |
+//! | `prost_path` | - | yes | Config | |
+//! | `prost_types_path` | - | yes | Config | |
+//! | `format` | - | yes | Config | |
+//! | `protoc_executable` | - | yes | - | no `protoc` |
+//! | `load_fds` | - | yes | - | runs `protoc`; compile with `protox::compile` and use `compile_fds` |
+//! | `generate` | - | yes | - | prost's in-memory entry (protoc plugins) |
+//! | `compile_protos(path)`, `compile_fds(set)` (free functions) | yes | `prost_build::compile_*` | yes | |
+//! | `Config`, `FileDescriptorSet`, `manual`, `TonicAttributes`, `TonicMethod`, `TonicService` (re-exports) | yes | - | yes | |
+//!
 //! # Policy in the proto
 //!
 //! Limits and access rules can be declared next to the RPCs they govern, with the options
