@@ -74,7 +74,11 @@ fn edged(model: &ServiceModel) -> TokenStream {
     let service_trait = format_ident!("{}", server.strip_suffix("Server").unwrap_or(server));
     let (module, server) = (format_ident!("{module}"), format_ident!("{server}"));
     let private = quote!(::tonic_intercept::__private);
+    // tonic's server module's own attributes (a `#[cfg(feature = "server")]` say): the impl
+    // names that module, so it exists exactly when the module does.
+    let attrs = attributes(&model.server_mod_attributes);
     quote! {
+        #(#attrs)*
         impl<T> #private::Edged for super::#module::#server<T>
         where
             T: super::#module::#service_trait + #private::Declared<Service>,
@@ -106,24 +110,30 @@ fn client(model: &ServiceModel) -> TokenStream {
         .iter()
         .map(|rpc| client_method(rpc, &model.proto_path));
     let tonic = quote!(::tonic_intercept::__private::tonic);
+    // tonic's client module's own attributes, so the two clients come and go together.
+    let attrs = attributes(&model.client_mod_attributes);
     quote! {
         #(#[doc = #doc])*
+        #(#attrs)*
         pub struct Client<T, H = ()> {
             core: ::tonic_intercept::__private::ClientCore<Service, T, H>,
         }
 
+        #(#attrs)*
         impl<T: ::core::clone::Clone, H> ::core::clone::Clone for Client<T, H> {
             fn clone(&self) -> Self {
                 Self { core: self.core.clone() }
             }
         }
 
+        #(#attrs)*
         impl<T: ::core::fmt::Debug, H> ::core::fmt::Debug for Client<T, H> {
             fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
                 ::core::fmt::Debug::fmt(&self.core, f)
             }
         }
 
+        #(#attrs)*
         impl<T: ::tonic_intercept::__private::Transport> Client<T> {
             /// A client without policies (`ClientConfig::new()`).
             pub fn new(inner: T) -> Self {
@@ -131,6 +141,7 @@ fn client(model: &ServiceModel) -> TokenStream {
             }
         }
 
+        #(#attrs)*
         impl<T: ::tonic_intercept::__private::Transport, H: Send + Sync + 'static> Client<T, H> {
             /// A client that applies `config` to its calls.
             pub fn with_config(inner: T, config: ::tonic_intercept::__private::ClientConfig<Service, H>) -> Self {
@@ -178,6 +189,19 @@ fn client(model: &ServiceModel) -> TokenStream {
             #(#methods)*
         }
     }
+}
+
+/// Attributes written as source text (tonic-prost-build's `*_mod_attribute`), parsed as
+/// tonic-build parses them.
+fn attributes(texts: &[String]) -> Vec<syn::Attribute> {
+    texts
+        .iter()
+        .flat_map(|text| {
+            syn::parse_str::<syn::DeriveInput>(&format!("{text}\nstruct Fake;"))
+                .unwrap_or_else(|e| panic!("`{text}` is not an attribute: {e}"))
+                .attrs
+        })
+        .collect()
 }
 
 fn client_method(rpc: &RpcModel, proto_path: &str) -> TokenStream {

@@ -65,10 +65,10 @@
 //! | `boxed` | yes | yes | yes | |
 //! | `btree_map` | yes (one path per call) | yes (paths) | yes (one path per call) | tonic's signature |
 //! | `bytes` | yes (one path per call) | yes (paths) | yes (one path per call) | tonic's signature |
-//! | `server_mod_attribute` | yes | - | yes | on tonic's `<service>_server` module only |
+//! | `server_mod_attribute` | yes | - | yes | on tonic's `<service>_server` module, and on our `Edged` impl (which names it), so a `#[cfg]` holds for both |
 //! | `server_attribute` | yes | - | yes | on tonic's server struct |
 //! | `trait_attribute` | yes | - | yes | on tonic's server trait |
-//! | `client_mod_attribute` | yes | - | yes | on tonic's `<service>_client` module only |
+//! | `client_mod_attribute` | yes | - | yes | on tonic's `<service>_client` module, and on our typed `Client` and its impls |
 //! | `client_attribute` | yes | - | yes | on tonic's client struct |
 //! | `proto_path` | yes | - | yes | our module resolves messages under it too |
 //! | `compile_well_known_types` | yes | yes | yes | |
@@ -365,7 +365,7 @@ pub struct Builder {
 }
 
 /// The five kinds of attribute tonic-prost-build puts on its service code.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum TonicAttribute {
     ServerMod,
     Server,
@@ -488,7 +488,8 @@ impl Builder {
     }
 
     /// Add `attribute` to the server modules (`<service>_server`) of the packages matched by
-    /// `path`. Passed to tonic-prost-build.
+    /// `path`, e.g. `#[cfg(feature = "server")]`. Passed to tonic-prost-build, and put on the
+    /// `Edged` impl of `<service>_intercept` too, which names the server.
     pub fn server_mod_attribute<P: AsRef<str>, A: AsRef<str>>(self, path: P, attribute: A) -> Self {
         self.tonic_attribute(TonicAttribute::ServerMod, path, attribute)
     }
@@ -506,7 +507,8 @@ impl Builder {
     }
 
     /// Add `attribute` to the client modules (`<service>_client`) of the packages matched by
-    /// `path`. Passed to tonic-prost-build.
+    /// `path`. Passed to tonic-prost-build, and put on the typed `Client` of
+    /// `<service>_intercept` (and its impls) too.
     pub fn client_mod_attribute<P: AsRef<str>, A: AsRef<str>>(self, path: P, attribute: A) -> Self {
         self.tonic_attribute(TonicAttribute::ClientMod, path, attribute)
     }
@@ -904,7 +906,18 @@ impl Builder {
             intercept_types: self.intercept_types,
             proto_path: self.proto_path.clone(),
             disable_comments: self.disable_comments.clone(),
+            server_mod_attributes: self.tonic_attributes_of(TonicAttribute::ServerMod),
+            client_mod_attributes: self.tonic_attributes_of(TonicAttribute::ClientMod),
         })
+    }
+
+    /// The (pattern, attribute) pairs of one kind, in call order.
+    fn tonic_attributes_of(&self, kind: TonicAttribute) -> Vec<(String, String)> {
+        self.tonic_attributes
+            .iter()
+            .filter(|(k, _, _)| *k == kind)
+            .map(|(_, path, attribute)| (path.clone(), attribute.clone()))
+            .collect()
     }
 
     /// The set [`Builder::skip_protoc_run`] reads.

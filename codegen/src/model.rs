@@ -22,6 +22,10 @@ pub(crate) struct ServiceModel {
     pub(crate) client: bool,
     /// Where the messages are, seen from the module (tonic-prost-build's `proto_path`).
     pub(crate) proto_path: String,
+    /// The attributes of tonic's server module, as source text, for the `Edged` impl.
+    pub(crate) server_mod_attributes: Vec<String>,
+    /// The attributes of tonic's client module, as source text, for the typed `Client`.
+    pub(crate) client_mod_attributes: Vec<String>,
 }
 
 /// One RPC of a service.
@@ -102,6 +106,8 @@ impl ServiceModel {
             server: None,
             client: true,
             proto_path: "super".to_owned(),
+            server_mod_attributes: Vec::new(),
+            client_mod_attributes: Vec::new(),
         }
     }
 }

@@ -25,6 +25,10 @@ pub(crate) struct InterceptGenerator {
     pub(crate) proto_path: String,
     /// tonic's `disable_comments`: `pkg.Service` and `pkg.Service.Method` without docs.
     pub(crate) disable_comments: BTreeSet<String>,
+    /// tonic's `server_mod_attribute`s and `client_mod_attribute`s: (package pattern,
+    /// attribute).
+    pub(crate) server_mod_attributes: Vec<(String, String)>,
+    pub(crate) client_mod_attributes: Vec<(String, String)>,
 }
 
 impl ServiceGenerator for InterceptGenerator {
@@ -36,6 +40,8 @@ impl ServiceGenerator for InterceptGenerator {
         let mut model = ServiceModel::from_prost(&service, &self.policies);
         model.client = self.build_client;
         model.proto_path = self.proto_path.clone();
+        model.server_mod_attributes = matching(&self.server_mod_attributes, &service.package);
+        model.client_mod_attributes = matching(&self.client_mod_attributes, &service.package);
         if self.build_server {
             // tonic-build's names: `{snake}_server::{Name}Server`.
             model.server = Some((
@@ -64,5 +70,34 @@ impl ServiceGenerator for InterceptGenerator {
 
     fn finalize_package(&mut self, package: &str, buf: &mut String) {
         self.tonic.finalize_package(package, buf);
+    }
+}
+
+/// The attributes whose pattern matches `package`, in order: tonic-build's rule for module
+/// attributes (its `match_name`, private to it): `.` matches all, otherwise the whole name or
+/// a `.`-separated suffix; a pattern starting with `.` matches a prefix of segments.
+fn matching(attributes: &[(String, String)], package: &str) -> Vec<String> {
+    attributes
+        .iter()
+        .filter(|(pattern, _)| matches(pattern, package))
+        .map(|(_, attribute)| attribute.clone())
+        .collect()
+}
+
+fn matches(pattern: &str, path: &str) -> bool {
+    if pattern.is_empty() {
+        return false;
+    }
+    if pattern == "." || pattern == path {
+        return true;
+    }
+    let pattern: Vec<&str> = pattern.split('.').collect();
+    let path: Vec<&str> = path.split('.').collect();
+    if pattern.len() > path.len() {
+        false
+    } else if pattern[0].is_empty() {
+        pattern[..] == path[..pattern.len()]
+    } else {
+        pattern[..] == path[path.len() - pattern.len()..]
     }
 }

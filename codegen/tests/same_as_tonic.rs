@@ -212,6 +212,13 @@ fn with_intercept_types_the_rest_is_tonic_prost_builds_bytes() {
     assert!(
         shop.contains("::tonic_intercept::__private::Edged for super::shop_server::ShopServer<T>")
     );
+    // The modules' attributes reach what names them: a `#[cfg]` on tonic's server module
+    // holds for our `Edged` impl, the client module's for our `Client`.
+    assert!(shop.contains(
+        "    #[cfg(not(feature = \"no-server\"))]\n    impl<T> ::tonic_intercept::__private::Edged"
+    ));
+    assert!(shop.contains("    #[allow(unused)]\n    pub struct Client<T, H = ()>"));
+    assert_eq!(shop.matches("#[allow(unused)]\n    impl<").count(), 4);
     // `disable_comments` reaches our module too: `GetItem`'s docs are gone, `ListItems`' not.
     assert!(!shop.contains("One item."));
     assert!(shop.contains("Every item, streamed."));
