@@ -101,3 +101,20 @@ fn matches(pattern: &str, path: &str) -> bool {
         pattern[..] == path[path.len() - pattern.len()..]
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::matches;
+
+    #[test]
+    fn module_attribute_patterns_match_as_tonic_build_does() {
+        assert!(matches(".", "shop.v1"));
+        assert!(matches("shop.v1", "shop.v1"));
+        assert!(matches("v1", "shop.v1"));
+        assert!(matches(".shop", ".shop.v1"));
+        assert!(!matches("", "shop.v1"));
+        assert!(!matches("shop", "shop.v1"));
+        assert!(!matches("op.v1", "shop.v1"));
+        assert!(!matches("a.shop.v1", "shop.v1"));
+    }
+}
