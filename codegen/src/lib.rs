@@ -815,7 +815,8 @@ impl Builder {
             std::fs::write(&fds_path, encoded).map_err(Error::Io)?;
         }
         self.note_protoc_args();
-        let mut config = self.prost_config(config, entry, &out_dir);
+        let mut config = self.prost_config(config, entry);
+        config.out_dir(out_dir);
         if self.build_client || self.build_server {
             config.service_generator(self.intercept_generator(policies));
         }
@@ -824,9 +825,9 @@ impl Builder {
     }
 
     /// The one place the builder's settings reach prost's `Config`, in tonic-prost-build's
-    /// order (`Builder::compile_with_config` of 0.14), so that both emit the same bytes.
-    fn prost_config(&self, mut config: Config, entry: Entry, out_dir: &Path) -> Config {
-        config.out_dir(out_dir);
+    /// order (`Builder::compile_with_config` of 0.14), so that both emit the same bytes. The
+    /// output directory is the caller's (`generate`), as in-memory generation has none.
+    fn prost_config(&self, mut config: Config, entry: Entry) -> Config {
         if entry == Entry::Protos {
             config.type_attribute(".", "#[allow(clippy::all)]");
         }

@@ -327,3 +327,43 @@ fn errors_convert_for_a_build_rs_returning_io_result() {
     let error = main_like().unwrap_err();
     assert!(error.to_string().contains("x.proto"), "{error}");
 }
+
+#[test]
+fn extended_rust_types_reach_tonics_code_and_ours() {
+    let dir = scratch("extended");
+    std::fs::write(
+        dir.join("proto/shop/v1/flags.proto"),
+        "syntax = \"proto3\";\npackage flags.v1;\nimport \"google/protobuf/wrappers.proto\";\n\
+         service Flags {\n  rpc Enabled(google.protobuf.StringValue) returns (google.protobuf.BoolValue);\n}\n",
+    )
+    .unwrap();
+    let protos = [dir.join("proto/shop/v1/flags.proto")];
+    let set = dir.join("set.bin");
+    let fds = protox::compile(&protos, [dir.join("proto")]).unwrap();
+    std::fs::write(&set, prost::Message::encode_to_vec(&fds)).unwrap();
+    tonic_prost_build::configure()
+        .with_extended_rust_types(true)
+        .out_dir(dir.join("tonic"))
+        .file_descriptor_set_path(&set)
+        .skip_protoc_run()
+        .compile_protos(&protos, &[dir.join("proto")])
+        .unwrap();
+    tonic_intercept_build::configure()
+        .with_extended_rust_types(true)
+        .emit_rerun_if_changed(false)
+        .out_dir(dir.join("ours"))
+        .file_descriptor_set_path(dir.join("ours.bin"))
+        .compile_protos(&protos, &[dir.join("proto")])
+        .unwrap();
+    let mut ours = files(&dir.join("ours"));
+    let flags = ours.get_mut("flags.v1.rs").unwrap();
+    assert!(flags.contains("type Request = ::prost::alloc::string::String;"));
+    assert!(flags.contains("type Response = bool;"));
+    let (stripped, modules) = intercept_modules::strip(flags);
+    assert_eq!(modules, 1);
+    *flags = stripped;
+    let tonic = files(&dir.join("tonic"));
+    assert!(tonic["flags.v1.rs"].contains("tonic::Response<bool>"));
+    assert_same(&ours, &tonic);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
