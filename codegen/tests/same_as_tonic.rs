@@ -367,3 +367,41 @@ fn extended_rust_types_reach_tonics_code_and_ours() {
     assert_same(&ours, &tonic);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_prost_config_of_the_users_applies_as_in_tonic_prost_build() {
+    let dir = scratch("config");
+    let set = dir.join("set.bin");
+    std::fs::write(&set, prost::Message::encode_to_vec(&descriptor_set(&dir))).unwrap();
+    let config = || {
+        let mut config = tonic_intercept_build::Config::new();
+        config
+            .retain_enum_prefix()
+            .enable_type_names()
+            .disable_comments(["."]);
+        config
+    };
+    options!(tonic_prost_build::configure().out_dir(dir.join("tonic")))
+        .file_descriptor_set_path(&set)
+        .skip_protoc_run()
+        .compile_with_config(config(), &protos(&dir), &[dir.join("proto")])
+        .unwrap();
+    options!(tonic_intercept_build::configure().out_dir(dir.join("ours")))
+        .intercept_types(false)
+        .file_descriptor_set_path(dir.join("ours.bin"))
+        .compile_with_config(config(), &protos(&dir), &[dir.join("proto")])
+        .unwrap();
+    let tonic = files(&dir.join("tonic"));
+    let shop = &tonic["shop.v1.rs"];
+    assert!(shop.contains("KindBook = 1"), "retain_enum_prefix");
+    assert!(
+        shop.contains("impl ::prost::Name for Item"),
+        "enable_type_names"
+    );
+    assert!(
+        !shop.contains("An item on sale."),
+        "disable_comments of messages"
+    );
+    assert_same(&files(&dir.join("ours")), &tonic);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -3,11 +3,20 @@
 //! every message, `bytes` fields, the shared `common.v1` types of another crate of the
 //! workspace (`adoption-common`) through `extern_path`, and one `_includes.rs`.
 //!
-//! The switch took exactly this: in `build.rs`, `tonic_prost_build::configure()` became
-//! `tonic_intercept_build::configure()`; on each service impl, `#[tonic_intercept::intercept(..)]`
-//! lines were added. Nothing else changed: the handlers, the servers and the tests in
-//! `tests/service.rs` are plain tonic, and `tests/same_as_tonic.rs` checks that the
-//! generated prost and tonic code is byte for byte what tonic-prost-build emits.
+//! The switch took exactly this:
+//! - `Cargo.toml`: `tonic-prost-build` became `tonic-intercept-build` in
+//!   `[build-dependencies]`, and `tonic-intercept` joined `[dependencies]`;
+//! - `build.rs`: `tonic_prost_build::configure()` became `tonic_intercept_build::configure()`
+//!   (the other options are unchanged);
+//! - on each service impl, `#[tonic_intercept::intercept(..)]` lines: `public(*)` (the
+//!   service has no authentication) and policies that need no field of the service struct
+//!   (`limit(..)`, `trace`, `recover`). `auth(self.tokens)` or `metrics(self.metrics)` would
+//!   add a field.
+//!
+//! Nothing else changed: the handlers, the servers and the tests in `tests/service.rs` are
+//! plain tonic, `tests/same_as_tonic.rs` checks that the generated prost and tonic code is
+//! byte for byte what tonic-prost-build emits, and `tests/switched.rs` shows the policies at
+//! work.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
