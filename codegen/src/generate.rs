@@ -31,7 +31,10 @@ pub(crate) fn service(model: &ServiceModel) -> TokenStream {
         .enumerate()
         .map(|(index, rpc)| self::rpc(model, index, rpc));
     let service_doc = format!(" `{full_name}`, as a type: the `Rpc::Service` of its RPCs.");
-    let client = client(model);
+    let client = match model.client {
+        true => client(model),
+        false => TokenStream::new(),
+    };
     let edged = edged(model);
     quote! {
         #(#[doc = #header])*
@@ -71,7 +74,11 @@ fn edged(model: &ServiceModel) -> TokenStream {
     let service_trait = format_ident!("{}", server.strip_suffix("Server").unwrap_or(server));
     let (module, server) = (format_ident!("{module}"), format_ident!("{server}"));
     let private = quote!(::tonic_intercept::__private);
+    // tonic's server module's own attributes (a `#[cfg(feature = "server")]` say): the impl
+    // names that module, so it exists exactly when the module does.
+    let attrs = attributes(&model.server_mod_attributes);
     quote! {
+        #(#attrs)*
         impl<T> #private::Edged for super::#module::#server<T>
         where
             T: super::#module::#service_trait + #private::Declared<Service>,
@@ -98,26 +105,35 @@ fn client(model: &ServiceModel) -> TokenStream {
             .to_owned(),
         " method returns a `tonic_intercept::Responses` stream.".to_owned(),
     ];
-    let methods = model.rpcs.iter().map(client_method);
+    let methods = model
+        .rpcs
+        .iter()
+        .map(|rpc| client_method(rpc, &model.proto_path));
     let tonic = quote!(::tonic_intercept::__private::tonic);
+    // tonic's client module's own attributes, so the two clients come and go together.
+    let attrs = attributes(&model.client_mod_attributes);
     quote! {
         #(#[doc = #doc])*
+        #(#attrs)*
         pub struct Client<T, H = ()> {
             core: ::tonic_intercept::__private::ClientCore<Service, T, H>,
         }
 
+        #(#attrs)*
         impl<T: ::core::clone::Clone, H> ::core::clone::Clone for Client<T, H> {
             fn clone(&self) -> Self {
                 Self { core: self.core.clone() }
             }
         }
 
+        #(#attrs)*
         impl<T: ::core::fmt::Debug, H> ::core::fmt::Debug for Client<T, H> {
             fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
                 ::core::fmt::Debug::fmt(&self.core, f)
             }
         }
 
+        #(#attrs)*
         impl<T: ::tonic_intercept::__private::Transport> Client<T> {
             /// A client without policies (`ClientConfig::new()`).
             pub fn new(inner: T) -> Self {
@@ -125,6 +141,7 @@ fn client(model: &ServiceModel) -> TokenStream {
             }
         }
 
+        #(#attrs)*
         impl<T: ::tonic_intercept::__private::Transport, H: Send + Sync + 'static> Client<T, H> {
             /// A client that applies `config` to its calls.
             pub fn with_config(inner: T, config: ::tonic_intercept::__private::ClientConfig<Service, H>) -> Self {
@@ -174,13 +191,26 @@ fn client(model: &ServiceModel) -> TokenStream {
     }
 }
 
-fn client_method(rpc: &RpcModel) -> TokenStream {
+/// Attributes written as source text (tonic-prost-build's `*_mod_attribute`), parsed as
+/// tonic-build parses them.
+fn attributes(texts: &[String]) -> Vec<syn::Attribute> {
+    texts
+        .iter()
+        .flat_map(|text| {
+            syn::parse_str::<syn::DeriveInput>(&format!("{text}\nstruct Fake;"))
+                .unwrap_or_else(|e| panic!("`{text}` is not an attribute: {e}"))
+                .attrs
+        })
+        .collect()
+}
+
+fn client_method(rpc: &RpcModel, proto_path: &str) -> TokenStream {
     let tonic = quote!(::tonic_intercept::__private::tonic);
     let name = format_ident!("{}", rpc.type_name);
     let method: syn::Ident =
         syn::parse_str(&rpc.method_name).unwrap_or_else(|_| format_ident!("r#{}", rpc.method_name));
-    let request = rust_type(&rpc.request);
-    let response = rust_type(&rpc.response);
+    let request = rust_type(&rpc.request, proto_path);
+    let response = rust_type(&rpc.response, proto_path);
     let doc = format!(
         " Calls `{}` under its `ClientPolicy<{}>`.",
         rpc.proto_name, rpc.type_name
@@ -223,8 +253,8 @@ fn client_method(rpc: &RpcModel) -> TokenStream {
 
 fn rpc(service: &ServiceModel, index: usize, rpc: &RpcModel) -> TokenStream {
     let name = format_ident!("{}", rpc.type_name);
-    let request = rust_type(&rpc.request);
-    let response = rust_type(&rpc.response);
+    let request = rust_type(&rpc.request, &service.proto_path);
+    let response = rust_type(&rpc.response, &service.proto_path);
     let kind = format_ident!("{}", rpc.kind.runtime_variant());
     let idempotency = format_ident!(
         "{}",
@@ -400,12 +430,16 @@ fn stream_wrappers(rpc: &RpcModel, name: &syn::Ident) -> TokenStream {
     out
 }
 
-/// prost-build paths are relative to the package module; ours sits one level below it.
-fn rust_type(path: &str) -> syn::Type {
-    let path = if path.starts_with("::") || path == "()" {
+/// prost-build paths are relative to the package module; ours sits one level below it,
+/// beside tonic's, and resolves them as tonic-prost-build does: under its `proto_path`
+/// (`super` by default), except extern paths and the Rust types of well-known wrappers.
+fn rust_type(path: &str, proto_path: &str) -> syn::Type {
+    const NOT_PATHS: &[&str] = &["()", "bool", "i32", "i64", "u32", "u64", "f32", "f64"];
+    let path = if path.starts_with("::") || path.starts_with("crate::") || NOT_PATHS.contains(&path)
+    {
         path.to_owned()
     } else {
-        format!("super::{path}")
+        format!("{proto_path}::{path}")
     };
     syn::parse_str(&path).unwrap_or_else(|e| panic!("prost-build gave the type `{path}`: {e}"))
 }

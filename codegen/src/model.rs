@@ -18,6 +18,14 @@ pub(crate) struct ServiceModel {
     /// tonic's server, when it is generated: its module and type, e.g.
     /// `user_service_server` and `UserServiceServer`.
     pub(crate) server: Option<(String, String)>,
+    /// Whether to emit the typed `Client` (tonic-prost-build's `build_client`).
+    pub(crate) client: bool,
+    /// Where the messages are, seen from the module (tonic-prost-build's `proto_path`).
+    pub(crate) proto_path: String,
+    /// The attributes of tonic's server module, as source text, for the `Edged` impl.
+    pub(crate) server_mod_attributes: Vec<String>,
+    /// The attributes of tonic's client module, as source text, for the typed `Client`.
+    pub(crate) client_mod_attributes: Vec<String>,
 }
 
 /// One RPC of a service.
@@ -96,6 +104,10 @@ impl ServiceModel {
                 .collect(),
             full_name,
             server: None,
+            client: true,
+            proto_path: "super".to_owned(),
+            server_mod_attributes: Vec::new(),
+            client_mod_attributes: Vec::new(),
         }
     }
 }

@@ -142,7 +142,7 @@ use prost::Message;
 use prost_build::Module;
 use protox::prost_reflect::DescriptorPool;
 
-use crate::{Error, FILE_DESCRIPTOR_SET_NAME, OPTIONS_PROTO_NAME};
+use crate::{Config, Entry, Error, FILE_DESCRIPTOR_SET_NAME, OPTIONS_PROTO_NAME};
 
 /// `CodeGeneratorResponse.Feature.FEATURE_PROTO3_OPTIONAL`: prost generates `optional`
 /// fields of proto3, so protoc may send them.
@@ -250,7 +250,7 @@ pub fn generate(request: &[u8]) -> Result<Vec<GeneratedFile>, Error> {
         .map(|file| (Module::from_protobuf_package_name(file.package()), file))
         .collect();
     let mut generated = builder
-        .config_for(policies)
+        .config_for(Config::new(), Entry::Protos, policies)
         .generate(requests)
         .map_err(|e| Error::Proto(e.to_string()))?;
 

@@ -7,6 +7,7 @@
 /// Optionally the descriptor can contain a limit override under a "limit" key, that specifies
 /// the number of requests per unit to use instead of the number configured in the
 /// rate limiting service.
+#[allow(clippy::all)]
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct RateLimitDescriptor {
     /// Descriptor entries.
@@ -22,6 +23,7 @@ pub struct RateLimitDescriptor {
 }
 /// Nested message and enum types in `RateLimitDescriptor`.
 pub mod rate_limit_descriptor {
+    #[allow(clippy::all)]
     #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
     pub struct Entry {
         /// Descriptor key.
@@ -35,6 +37,7 @@ pub mod rate_limit_descriptor {
     }
     /// Override rate limit to apply to this descriptor instead of the limit
     /// configured in the rate limit service.
+    #[allow(clippy::all)]
     #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
     pub struct RateLimitOverride {
         /// The number of requests per unit of time.

@@ -6,6 +6,7 @@
 /// are provided, the server will limit on *ALL* of them and return an OVER_LIMIT response if any
 /// of them are over limit. This enables more complex application level rate limiting scenarios
 /// if desired.
+#[allow(clippy::all)]
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct RateLimitRequest {
     /// All rate limit requests must specify a domain. This enables the configuration to be per
@@ -28,6 +29,7 @@ pub struct RateLimitRequest {
 }
 /// A response from a ShouldRateLimit call.
 /// \[\#next-free-field: 8\]
+#[allow(clippy::all)]
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct RateLimitResponse {
     /// The overall response code which takes into account all of the descriptors that were passed
@@ -56,6 +58,7 @@ pub struct RateLimitResponse {
 /// Nested message and enum types in `RateLimitResponse`.
 pub mod rate_limit_response {
     /// Defines an actual rate limit in terms of requests per unit of time and the unit itself.
+    #[allow(clippy::all)]
     #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
     pub struct RateLimit {
         /// A name or description of this limit.
@@ -72,6 +75,7 @@ pub mod rate_limit_response {
     pub mod rate_limit {
         /// Identifies the unit of of time for rate limit.
         /// \[\#comment: replace by envoy/type/v3/ratelimit_unit.proto in v4\]
+        #[allow(clippy::all)]
         #[derive(
             Clone,
             Copy,
@@ -132,6 +136,7 @@ pub mod rate_limit_response {
         }
     }
     /// \[\#next-free-field: 6\]
+    #[allow(clippy::all)]
     #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
     pub struct DescriptorStatus {
         /// The response code for an individual descriptor.
@@ -147,6 +152,7 @@ pub mod rate_limit_response {
         #[prost(message, optional, tag = "4")]
         pub duration_until_reset: ::core::option::Option<::prost_types::Duration>,
     }
+    #[allow(clippy::all)]
     #[derive(
         Clone,
         Copy,
