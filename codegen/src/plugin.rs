@@ -34,7 +34,18 @@
 //! | `file_descriptor_set[=<bool>]` | `false` | also emit [`FILE_DESCRIPTOR_SET_NAME`], the encoded `FileDescriptorSet` of every file in the request, options kept, for server reflection |
 //! | `include_file=<name>` | none | also emit `<name>`, which nests each package's file in `pub mod`s (`catalog.v1.rs` is included in `pub mod catalog { pub mod v1 { .. } }`), as prost-build's `include_file` does |
 //!
-//! An unknown parameter, or a value that is not `true` or `false`, is an error.
+//!
+//! The [`Builder`](crate::Builder)'s code options are parameters of the same name, as
+//! protoc-gen-prost spells them: flags (`build_transport`, `compile_well_known_types`,
+//! `generate_default_stubs`, `use_arc_self`, `with_extended_rust_types`), a proto path
+//! (`boxed`, `btree_map`, `bytes`, `skip_debug`, `disable_comments`), a Rust path
+//! (`proto_path`, `codec_path`), or a proto path and a value (`extern_path=.common.v1=::common::v1`,
+//! `type_attribute`, `message_attribute`, `enum_attribute`, `field_attribute` and tonic's
+//! `server_mod_attribute`, `server_attribute`, `trait_attribute`, `client_mod_attribute`,
+//! `client_attribute`). A comma inside a value is written `\,`:
+//! `type_attribute=.=#[derive(serde::Serialize\, serde::Deserialize)]`.
+//!
+//! An unknown parameter, a flag that is not `true` or `false`, or a missing value is an error.
 //!
 //! `include_file` and `file_descriptor_set` describe the whole request: under buf, use
 //! `strategy: all`. buf's default, `strategy: directory`, sends one request per
@@ -149,8 +160,12 @@ use crate::{Config, Entry, Error, FILE_DESCRIPTOR_SET_NAME, OPTIONS_PROTO_NAME};
 const FEATURE_PROTO3_OPTIONAL: u64 = 1;
 
 /// The parameters [`generate`] accepts, for messages.
-const KNOWN: &str =
-    "build_client, build_server, intercept_types, file_descriptor_set, include_file";
+const KNOWN: &str = "build_client, build_server, build_transport, intercept_types, \
+    file_descriptor_set, include_file, compile_well_known_types, generate_default_stubs, \
+    use_arc_self, with_extended_rust_types, boxed, btree_map, bytes, skip_debug, \
+    disable_comments, proto_path, codec_path, extern_path, type_attribute, message_attribute, \
+    enum_attribute, field_attribute, server_mod_attribute, server_attribute, trait_attribute, \
+    client_mod_attribute, client_attribute";
 
 /// One file of the response, its name relative to the plugin's output directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -240,10 +255,12 @@ pub fn generate(request: &[u8]) -> Result<Vec<GeneratedFile>, Error> {
 
     // No source text travels in a request: errors are located by source info only.
     let (fds, policies) = crate::checked(&pool, roots, &crate::source::Sources::default())?;
-    let builder = crate::configure()
-        .build_client(parameters.build_client)
-        .build_server(parameters.build_server)
-        .intercept_types(parameters.intercept_types);
+    let Parameters {
+        builder,
+        file_descriptor_set,
+        include_file: include_file_name,
+    } = parameters;
+    let _types = crate::NonPathTypes::set(builder.with_extended_rust_types);
     let requests = fds
         .file
         .into_iter()
@@ -261,7 +278,7 @@ pub fn generate(request: &[u8]) -> Result<Vec<GeneratedFile>, Error> {
         .map(|module| (module.to_file_name_or("_"), module))
         .collect();
     let mut files = Vec::new();
-    if let Some(name) = &parameters.include_file {
+    if let Some(name) = &include_file_name {
         files.push(GeneratedFile {
             name: name.clone(),
             content: include_file(&modules).into_bytes(),
@@ -274,7 +291,7 @@ pub fn generate(request: &[u8]) -> Result<Vec<GeneratedFile>, Error> {
             content: content.into_bytes(),
         });
     }
-    if parameters.file_descriptor_set {
+    if file_descriptor_set {
         files.push(GeneratedFile {
             name: FILE_DESCRIPTOR_SET_NAME.to_owned(),
             content: set,
@@ -374,68 +391,179 @@ fn include_file(modules: &BTreeMap<String, Module>) -> String {
     out
 }
 
-/// The plugin's parameters, parsed from the request's `parameter` string.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The parsed `parameter` string: the [`Builder`](crate::Builder) the files are generated
+/// with, and the plugin's own two outputs.
+#[derive(Debug)]
 struct Parameters {
-    build_client: bool,
-    build_server: bool,
-    intercept_types: bool,
+    builder: crate::Builder,
     file_descriptor_set: bool,
     include_file: Option<String>,
 }
 
 impl Parameters {
     fn parse(text: &str) -> Result<Self, Error> {
-        let mut parameters = Parameters {
-            build_client: true,
-            build_server: true,
-            intercept_types: true,
-            file_descriptor_set: false,
-            include_file: None,
-        };
+        let mut builder = crate::configure().emit_rerun_if_changed(false);
+        let mut file_descriptor_set = false;
+        let mut include_file = None;
         let mut errors = Vec::new();
-        for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        for entry in split_entries(text) {
+            let entry = entry.as_str();
             let (name, value) = match entry.split_once('=') {
                 Some((name, value)) => (name.trim(), Some(value.trim())),
                 None => (entry, None),
             };
-            let flag = match name {
-                "build_client" => &mut parameters.build_client,
-                "build_server" => &mut parameters.build_server,
-                "intercept_types" => &mut parameters.intercept_types,
-                "file_descriptor_set" => &mut parameters.file_descriptor_set,
+            let flag = |errors: &mut Vec<String>| match value {
+                None | Some("true") => Some(true),
+                Some("false") => Some(false),
+                Some(other) => {
+                    errors.push(format!(
+                        "parameter `{entry}`: `{name}` is `true` or `false`, not `{other}`"
+                    ));
+                    None
+                }
+            };
+            let path = |errors: &mut Vec<String>| match value.filter(|v| !v.is_empty()) {
+                Some(path) => Some(path.to_owned()),
+                None => {
+                    errors.push(format!(
+                        "parameter `{entry}`: `{name}` needs a value, e.g. `{name}=.my.package`"
+                    ));
+                    None
+                }
+            };
+            let pair = |errors: &mut Vec<String>| match value
+                .and_then(|v| v.split_once('='))
+                .filter(|(p, a)| !p.is_empty() && !a.is_empty())
+            {
+                Some((path, second)) => Some((path.to_owned(), second.to_owned())),
+                None => {
+                    errors.push(format!(
+                            "parameter `{entry}`: `{name}` needs `<proto path>=<value>`, e.g. `{name}=.my.package.Message=..`"
+                        ));
+                    None
+                }
+            };
+            builder = match name {
+                "build_client" => apply(builder, flag(&mut errors), |b, on| b.build_client(on)),
+                "build_server" => apply(builder, flag(&mut errors), |b, on| b.build_server(on)),
+                "build_transport" => {
+                    apply(builder, flag(&mut errors), |b, on| b.build_transport(on))
+                }
+                "intercept_types" => {
+                    apply(builder, flag(&mut errors), |b, on| b.intercept_types(on))
+                }
+                "compile_well_known_types" => apply(builder, flag(&mut errors), |b, on| {
+                    b.compile_well_known_types(on)
+                }),
+                "generate_default_stubs" => apply(builder, flag(&mut errors), |b, on| {
+                    b.generate_default_stubs(on)
+                }),
+                "use_arc_self" => apply(builder, flag(&mut errors), |b, on| b.use_arc_self(on)),
+                "with_extended_rust_types" => apply(builder, flag(&mut errors), |b, on| {
+                    b.with_extended_rust_types(on)
+                }),
+                "file_descriptor_set" => {
+                    file_descriptor_set = flag(&mut errors).unwrap_or(file_descriptor_set);
+                    builder
+                }
                 "include_file" => {
                     match value.filter(|v| !v.is_empty()) {
-                        Some(file) if is_relative_path(file) => {
-                            parameters.include_file = Some(file.to_owned());
-                        }
+                        Some(file) if is_relative_path(file) => include_file = Some(file.to_owned()),
                         _ => errors.push(format!(
                             "parameter `{entry}`: `include_file` needs a relative file name, e.g. `include_file=mod.rs`"
                         )),
                     }
-                    continue;
+                    builder
                 }
+                "boxed" => apply(builder, path(&mut errors), |b, p| b.boxed(p)),
+                "btree_map" => apply(builder, path(&mut errors), |b, p| b.btree_map(p)),
+                "bytes" => apply(builder, path(&mut errors), |b, p| b.bytes(p)),
+                "skip_debug" => apply(builder, path(&mut errors), |b, p| b.skip_debug([p])),
+                "disable_comments" => {
+                    apply(builder, path(&mut errors), |b, p| b.disable_comments([p]))
+                }
+                "proto_path" => apply(builder, path(&mut errors), |b, p| b.proto_path(p)),
+                "codec_path" => apply(builder, path(&mut errors), |b, p| b.codec_path(p)),
+                "extern_path" => apply(builder, pair(&mut errors), |b, (p, r)| b.extern_path(p, r)),
+                "type_attribute" => apply(builder, pair(&mut errors), |b, (p, a)| {
+                    b.type_attribute(p, a)
+                }),
+                "message_attribute" => apply(builder, pair(&mut errors), |b, (p, a)| {
+                    b.message_attribute(p, a)
+                }),
+                "enum_attribute" => apply(builder, pair(&mut errors), |b, (p, a)| {
+                    b.enum_attribute(p, a)
+                }),
+                "field_attribute" => apply(builder, pair(&mut errors), |b, (p, a)| {
+                    b.field_attribute(p, a)
+                }),
+                "server_mod_attribute" => apply(builder, pair(&mut errors), |b, (p, a)| {
+                    b.server_mod_attribute(p, a)
+                }),
+                "server_attribute" => apply(builder, pair(&mut errors), |b, (p, a)| {
+                    b.server_attribute(p, a)
+                }),
+                "trait_attribute" => apply(builder, pair(&mut errors), |b, (p, a)| {
+                    b.trait_attribute(p, a)
+                }),
+                "client_mod_attribute" => apply(builder, pair(&mut errors), |b, (p, a)| {
+                    b.client_mod_attribute(p, a)
+                }),
+                "client_attribute" => apply(builder, pair(&mut errors), |b, (p, a)| {
+                    b.client_attribute(p, a)
+                }),
                 _ => {
                     errors.push(format!(
                         "unknown parameter `{entry}`; protoc-gen-tonic-intercept knows {KNOWN}"
                     ));
-                    continue;
+                    builder
                 }
             };
-            match value {
-                None | Some("true") => *flag = true,
-                Some("false") => *flag = false,
-                Some(other) => errors.push(format!(
-                    "parameter `{entry}`: `{name}` is `true` or `false`, not `{other}`"
-                )),
-            }
         }
         if errors.is_empty() {
-            Ok(parameters)
+            Ok(Parameters {
+                builder,
+                file_descriptor_set,
+                include_file,
+            })
         } else {
             Err(Error::Config(errors.join("\n")))
         }
     }
+}
+
+/// `builder` with one setting, if its value parsed.
+fn apply<T>(
+    builder: crate::Builder,
+    value: Option<T>,
+    set: impl FnOnce(crate::Builder, T) -> crate::Builder,
+) -> crate::Builder {
+    match value {
+        Some(value) => set(builder, value),
+        None => builder,
+    }
+}
+
+/// The parameter string's entries: split at commas, except a comma escaped as `\,` (an
+/// attribute such as `#[derive(A\, B)]`), as protoc-gen-prost reads it.
+fn split_entries(text: &str) -> Vec<String> {
+    let mut entries = vec![String::new()];
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if chars.peek() == Some(&',') => {
+                chars.next();
+                entries.last_mut().expect("never empty").push(',');
+            }
+            ',' => entries.push(String::new()),
+            c => entries.last_mut().expect("never empty").push(c),
+        }
+    }
+    entries
+        .into_iter()
+        .map(|e| e.trim().to_owned())
+        .filter(|e| !e.is_empty())
+        .collect()
 }
 
 /// A name under the output directory: not absolute, no `..`.
@@ -503,31 +631,35 @@ mod tests {
     #[test]
     fn parameters_parse_flags_values_and_refuse_unknown_ones() {
         let p = Parameters::parse(
-            " build_client=false, file_descriptor_set,intercept_types=true,include_file=mod.rs",
+            " build_client=false, file_descriptor_set,intercept_types=true,include_file=mod.rs,\
+             bytes=.,extern_path=.common.v1=::common::v1,\
+             type_attribute=.=#[derive(serde::Serialize\\, serde::Deserialize)]",
         )
         .unwrap();
-        assert_eq!(
-            p,
-            Parameters {
-                build_client: false,
-                build_server: true,
-                intercept_types: true,
-                file_descriptor_set: true,
-                include_file: Some("mod.rs".into()),
-            }
-        );
-        let Err(Error::Config(message)) =
-            Parameters::parse("bytes=.,build_server=no,include_file=../x.rs")
-        else {
+        assert!(p.file_descriptor_set);
+        assert_eq!(p.include_file.as_deref(), Some("mod.rs"));
+        let expected = crate::configure()
+            .emit_rerun_if_changed(false)
+            .build_client(false)
+            .intercept_types(true)
+            .bytes(".")
+            .extern_path(".common.v1", "::common::v1")
+            .type_attribute(".", "#[derive(serde::Serialize, serde::Deserialize)]");
+        assert_eq!(format!("{:?}", p.builder), format!("{expected:?}"));
+        let Err(Error::Config(message)) = Parameters::parse(
+            "bogus=.,build_server=no,include_file=../x.rs,bytes,type_attribute=.Foo",
+        ) else {
             panic!("accepted");
         };
         assert_eq!(
             message.lines().collect::<Vec<_>>(),
             [
-                format!("unknown parameter `bytes=.`; protoc-gen-tonic-intercept knows {KNOWN}")
+                format!("unknown parameter `bogus=.`; protoc-gen-tonic-intercept knows {KNOWN}")
                     .as_str(),
                 "parameter `build_server=no`: `build_server` is `true` or `false`, not `no`",
                 "parameter `include_file=../x.rs`: `include_file` needs a relative file name, e.g. `include_file=mod.rs`",
+                "parameter `bytes`: `bytes` needs a value, e.g. `bytes=.my.package`",
+                "parameter `type_attribute=.Foo`: `type_attribute` needs `<proto path>=<value>`, e.g. `type_attribute=.my.package.Message=..`",
             ]
         );
     }

@@ -48,7 +48,9 @@
 //! # Parameters
 //!
 //! `build_client=false`, `build_server=false`, `intercept_types=false`,
-//! `file_descriptor_set`, `include_file=<name>`; an unknown one is an error. Their meaning,
+//! `file_descriptor_set`, `include_file=<name>`, and the builder's code options by name
+//! (`extern_path=.common.v1=::common::v1`, `bytes=.`, `type_attribute=..`); an unknown one
+//! is an error. Their meaning,
 //! the output files and the errors are documented in [`tonic_intercept_build::plugin`].
 //!
 //! [tonic-intercept]: https://docs.rs/tonic-intercept
@@ -66,7 +68,9 @@ Run it through protoc or buf:
   buf generate   (buf.gen.yaml: `- local: protoc-gen-tonic-intercept`)
 
 PARAMS (comma-separated): build_client=false, build_server=false, intercept_types=false,
-  file_descriptor_set, include_file=NAME
+  file_descriptor_set, include_file=NAME, and tonic_intercept_build::Builder's code
+  options by name (extern_path=.PKG=::RUST, bytes=., type_attribute=.PATH=ATTR, ...;
+  a comma inside a value is written \\,)
 
 Options:
   --print-options-proto  print tonic_intercept/v1/options.proto, for your proto includes

@@ -279,6 +279,31 @@ fn parameters_select_what_is_generated() {
     )
     .encode_to_vec()));
     assert_same(&plugin, &build);
+
+    // prost's and tonic's code options, by the builder's names (a comma inside a value
+    // escaped as `\,`), give what the same builder calls give in build.rs.
+    let mut build = build_rs(&dir, &protos, &includes, |b| {
+        b.type_attribute(
+            ".catalog",
+            "#[derive(serde::Serialize, serde::Deserialize)]",
+        )
+        .bytes(".")
+        .btree_map(".")
+        .server_mod_attribute("catalog.v1", "#[allow(missing_docs)]")
+    });
+    build.remove("file_descriptor_set.bin");
+    let plugin = files_of(&run(&request(
+        &protos,
+        &includes,
+        Some(
+            "type_attribute=.catalog=#[derive(serde::Serialize\\, serde::Deserialize)],bytes=.,\
+             btree_map=.,server_mod_attribute=catalog.v1=#[allow(missing_docs)]",
+        ),
+    )
+    .encode_to_vec()));
+    assert_same(&plugin, &build);
+    let catalog = String::from_utf8(plugin["catalog.v1.rs"].clone()).unwrap();
+    assert!(catalog.contains("#[derive(serde::Serialize, serde::Deserialize)]"));
 }
 
 #[test]
@@ -437,15 +462,20 @@ fn bad_parameters_and_malformed_requests_are_errors_in_the_response() {
     let (protos, mut includes) = repo_protos();
     includes.push(dir.join("opts"));
     let response =
-        run(&request(&protos, &includes, Some("bytes=.,build_client=maybe")).encode_to_vec());
+        run(&request(&protos, &includes, Some("bogus=.,build_client=maybe")).encode_to_vec());
     assert!(response.file.is_empty());
+    let error = response.error.unwrap();
+    let lines: Vec<_> = error.lines().collect();
+    assert_eq!(lines.len(), 2, "{error}");
+    assert!(
+        lines[0].starts_with(
+            "unknown parameter `bogus=.`; protoc-gen-tonic-intercept knows build_client, build_server, build_transport, intercept_types,"
+        ),
+        "{error}"
+    );
     assert_eq!(
-        response.error.as_deref(),
-        Some(
-            "unknown parameter `bytes=.`; protoc-gen-tonic-intercept knows build_client, build_server, \
-             intercept_types, file_descriptor_set, include_file\n\
-             parameter `build_client=maybe`: `build_client` is `true` or `false`, not `maybe`"
-        )
+        lines[1],
+        "parameter `build_client=maybe`: `build_client` is `true` or `false`, not `maybe`"
     );
 
     let response = run(b"\xff\xff\xff");
