@@ -575,11 +575,12 @@ where
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_server_stream_is_retried_until_its_first_message_only() {
+async fn a_server_stream_is_retried_until_its_response_headers_only() {
     const WATCH: ClientPolicy<Watch> = ClientPolicy::retry(QUICK);
     let (flaky, mut client, recorder) = start(ClientConfig::new().policy(WATCH)).await;
 
-    // Fails before any message: retried, and the second attempt streams everything.
+    // Fails before its response headers (Trailers-Only): retried, and the second attempt
+    // streams everything.
     let early = Fault {
         messages: 3,
         fail_after: 0,
@@ -590,8 +591,8 @@ async fn a_server_stream_is_retried_until_its_first_message_only() {
     assert_eq!(flaky.attempts("watch-early"), 2);
     assert_eq!(recorder.end(), ("Watch", Code::Ok, 2, None, 1, 3));
 
-    // Fails after two messages: the first one committed the call, so the failure reaches
-    // the application after them, and nothing is retried.
+    // Fails after two messages: the response headers committed the call, so the failure
+    // reaches the application after them, and nothing is retried.
     let late = Fault {
         messages: 3,
         fail_after: 2,
@@ -603,7 +604,7 @@ async fn a_server_stream_is_retried_until_its_first_message_only() {
         [Ok((1, 1)), Ok((1, 2)), Err(Code::Unavailable)]
     );
     assert_eq!(flaky.attempts("watch-late"), 1);
-    // Committed by its first message: not retried, and that is the reason given.
+    // Committed by its response headers: not retried, and that is the reason given.
     assert_eq!(
         recorder.end(),
         (
@@ -620,13 +621,27 @@ async fn a_server_stream_is_retried_until_its_first_message_only() {
 #[tokio::test(start_paused = true)]
 async fn without_a_retry_policy_a_stream_failure_arrives_in_the_stream() {
     let (flaky, mut client, recorder) = start(ClientConfig::new()).await;
-    let early = Fault {
+    // After the response headers: in the stream.
+    let late = Fault {
         messages: 3,
+        fail_after: 1,
         ..failing("watch-plain", 1, Code::Unavailable)
     };
-    let stream = client.watch(early).await.unwrap().into_inner();
-    assert_eq!(collect(stream).await, [Err(Code::Unavailable)]);
+    let stream = client.watch(late).await.unwrap().into_inner();
+    assert_eq!(collect(stream).await, [Ok((1, 1)), Err(Code::Unavailable)]);
     assert_eq!(flaky.attempts("watch-plain"), 1);
+    assert_eq!(recorder.end(), ("Watch", Code::Unavailable, 1, None, 1, 1));
+
+    // Trailers-Only (no response headers, hence no stream): from the call itself, as
+    // tonic's own client returns it.
+    let early = Fault {
+        messages: 3,
+        fail_after: 0,
+        ..failing("watch-trailers-only", 1, Code::Unavailable)
+    };
+    let status = client.watch(early).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable);
+    assert_eq!(flaky.attempts("watch-trailers-only"), 1);
     assert_eq!(recorder.end(), ("Watch", Code::Unavailable, 1, None, 1, 0));
 
     // Dropping a stream before its end cancels the call.
