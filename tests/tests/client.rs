@@ -476,6 +476,151 @@ async fn a_shared_throttle_stops_retries_while_calls_fail() {
     );
 }
 
+#[tokio::test(start_paused = true)]
+async fn every_rpc_counts_in_the_throttle_with_or_without_a_retry_policy() {
+    const GET: ClientPolicy<Get> = ClientPolicy::retry(QUICK.max_attempts(5));
+    // gRFC A6: "Every outgoing RPC (regardless of service or method invoked)" changes the
+    // tokens: `Create` and `Watch` have no retry policy here.
+    let throttle = RetryThrottle::new(10, 0.5);
+    let (flaky, mut client, recorder) =
+        start(ClientConfig::new().policy(GET).throttle(throttle.clone())).await;
+
+    // 5 counted failures: 10 -> 5.
+    client.get(always_failing("refill-1")).await.unwrap_err();
+    assert_eq!(flaky.attempts("refill-1"), 5);
+    assert_eq!(throttle.tokens(), Some(5.0));
+
+    // Without a policy no code is retryable: an UNAVAILABLE does not count...
+    client
+        .create(failing("refill-2", 1, Code::Unavailable))
+        .await
+        .unwrap_err();
+    assert_eq!(throttle.tokens(), Some(5.0));
+    // ...a pushback saying not to retry does: 5 -> 4.
+    let refused = Fault {
+        pushback: true,
+        pushback_ms: -1,
+        ..failing("refill-3", 1, Code::Unavailable)
+    };
+    client.create(refused).await.unwrap_err();
+    assert_eq!(throttle.tokens(), Some(4.0));
+
+    // Successes without a policy give back `token_ratio`: four unary calls and two
+    // response streams read to their end, 4 + 6 * 0.5 = 7.
+    for n in 0..4 {
+        client.create(fault(&format!("refill-ok-{n}"))).await.unwrap();
+    }
+    for n in 0..2 {
+        let watch = Fault {
+            messages: 2,
+            ..fault(&format!("refill-watch-{n}"))
+        };
+        let stream = client.watch(watch).await.unwrap().into_inner();
+        assert_eq!(collect(stream).await.len(), 2);
+    }
+    assert_eq!(throttle.tokens(), Some(7.0));
+    // A stream dropped before its end is no success.
+    let stream = client
+        .watch(Fault {
+            messages: 2,
+            ..fault("refill-dropped")
+        })
+        .await
+        .unwrap();
+    drop(stream);
+    assert_eq!(throttle.tokens(), Some(7.0));
+    recorder.ends();
+
+    // 7 -> 6: retried; 6 -> 5: throttled.
+    client.get(always_failing("refill-4")).await.unwrap_err();
+    assert_eq!(flaky.attempts("refill-4"), 2);
+    assert_eq!(
+        recorder.end(),
+        (
+            "Get",
+            Code::Unavailable,
+            2,
+            Some(GiveUpReason::Throttled),
+            1,
+            0
+        )
+    );
+}
+
+/// A proxy in front of the server that answers the next calls itself with HTTP `503` and
+/// no `grpc-status`: not gRPC Response-Headers.
+#[derive(Debug, Clone)]
+struct Proxy503 {
+    inner: Channel,
+    refusals: Arc<AtomicU32>,
+}
+
+impl tonic::codegen::Service<http::Request<tonic::body::Body>> for Proxy503 {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = tonic::transport::Error;
+    type Future = tonic::codegen::BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
+        let take = |n: u32| n.checked_sub(1);
+        if self
+            .refusals
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, take)
+            .is_ok()
+        {
+            let refusal = http::Response::builder()
+                .status(http::StatusCode::SERVICE_UNAVAILABLE)
+                .body(tonic::body::Body::empty())
+                .unwrap();
+            return Box::pin(async move { Ok(refusal) });
+        }
+        // The channel polled ready serves this call; a fresh clone waits for the next.
+        let fresh = self.inner.clone();
+        let mut ready = std::mem::replace(&mut self.inner, fresh);
+        Box::pin(async move { ready.call(request).await })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_proxys_non_grpc_answer_does_not_commit_the_call() {
+    const GET: ClientPolicy<Get> = ClientPolicy::retry(QUICK);
+    const WATCH: ClientPolicy<Watch> = ClientPolicy::retry(QUICK);
+    let (flaky, channel) = Flaky::start().await;
+    let refusals = Arc::new(AtomicU32::new(0));
+    let proxy = Proxy503 {
+        inner: channel,
+        refusals: refusals.clone(),
+    };
+    let recorder = Recorder::default();
+    let config = ClientConfig::new()
+        .policy(GET)
+        .policy(WATCH)
+        .hooks(recorder.clone());
+    let mut client = rpc::Client::with_config(proxy, config);
+
+    // tonic maps the 503 to UNAVAILABLE, which is retried: the server sees 1 attempt.
+    refusals.store(1, Ordering::SeqCst);
+    let reply = client.get(fault("proxied")).await.unwrap().into_inner();
+    assert_eq!(reply.attempt, 1);
+    assert_eq!(flaky.attempts("proxied"), 1);
+    assert_eq!(recorder.end(), ("Get", Code::Ok, 2, None, 1, 1));
+
+    refusals.store(1, Ordering::SeqCst);
+    let watch = Fault {
+        messages: 2,
+        ..fault("proxied-watch")
+    };
+    let stream = client.watch(watch).await.unwrap().into_inner();
+    assert_eq!(collect(stream).await, [Ok((1, 1)), Ok((1, 2))]);
+    assert_eq!(recorder.end(), ("Watch", Code::Ok, 2, None, 1, 2));
+}
+
 // ---- deadlines ---------------------------------------------------------------------------
 
 #[tokio::test(start_paused = true)]

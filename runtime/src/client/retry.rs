@@ -440,9 +440,11 @@ pub enum GiveUpReason {
     NotRetryable,
     /// The call already made its last allowed attempt.
     AttemptsExhausted,
-    /// The call is committed: a response message (of a bidi call: the response
-    /// headers) reached the application, or the request stream outgrew what can be
-    /// replayed; reported when such a call then fails with a code its policy retries.
+    /// The call is committed (gRFC A6, "When Retries are Valid"): the server's response
+    /// headers arrived (for every kind of call), or the request stream outgrew what can
+    /// be replayed; reported when such a call then fails with a code its policy retries.
+    /// A Trailers-Only response (the status alone, without response headers) does not
+    /// commit a call: that is the failure retries are for.
     Committed,
     /// The channel's [`RetryThrottle`] is at or under half its tokens.
     Throttled,
@@ -540,11 +542,28 @@ pub(crate) fn pushback(metadata: &MetadataMap) -> Pushback {
 /// A6's `retryThrottling{maxTokens, tokenRatio}`: a token bucket shared by every call of a
 /// channel that stops retries while too many calls fail.
 ///
-/// It starts full (`max_tokens`). Each failed call takes
-/// one token, each successful call gives back
-/// `token_ratio`, up to `max_tokens`; retries are allowed while more than half the tokens
-/// remain. Tokens are counted in thousandths in an atomic, as A6 suggests (`token_ratio`
-/// keeps 3 decimal places). Cloning shares the bucket.
+/// It starts full (`max_tokens`). As A6 counts them, for every RPC of the clients that
+/// share it, whether their RPC has a retry policy or not:
+///
+/// - each failed attempt takes one token if its code is one its RPC's policy retries
+///   (an RPC without a policy has none), or if the server's pushback said not to retry;
+///   also when the call was committed and is not retried. Other failures (say
+///   `INVALID_ARGUMENT`) do not count: "This avoids conflating server failure with
+///   responses to malformed requests";
+/// - each call that ends `OK` (a response stream: read to its end) gives back
+///   `token_ratio`, up to `max_tokens`.
+///
+/// Retries are allowed while more than half the tokens remain. Tokens are counted in
+/// thousandths in an atomic, as A6 suggests (`token_ratio` keeps 3 decimal places).
+/// Cloning shares the bucket.
+///
+/// ```
+/// use tonic_intercept::client::RetryThrottle;
+/// // A6's example: 10 tokens, 0.1 back per success; the 5th counted failure in a row
+/// // leaves 5, which stops retries until a success brings 5.1.
+/// let throttle = RetryThrottle::new(10, 0.1);
+/// assert_eq!(throttle.tokens(), Some(10.0));
+/// ```
 #[derive(Debug, Clone)]
 pub struct RetryThrottle {
     bucket: Option<Arc<Bucket>>,
