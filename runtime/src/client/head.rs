@@ -7,9 +7,10 @@
 //! Trailers-Only", the response a retry is made for. tonic's `Grpc` turns a Trailers-Only
 //! response with an error into an `Err` before any `Response` exists, and turns everything
 //! else into a `Response`, whose HTTP status is then gone: this wrapper of the transport
-//! writes down, in the response's extensions, whether the head was gRPC Response-Headers
-//! (HTTP 200, no `grpc-status` in it), as PROTOCOL-HTTP2.md defines them. A non-200 head
-//! (a proxy's `503`) is not, as grpc-go treats it (its `TrailersOnly()` is true then).
+//! marks, in the response's extensions, a head that was not gRPC Response-Headers (HTTP
+//! 200 without `grpc-status`, as PROTOCOL-HTTP2.md defines them): a non-200 head (a
+//! proxy's `503`), as grpc-go treats it (its `TrailersOnly()` is true then), or a
+//! Trailers-Only `OK`. Only that rare case is marked, so a call pays no allocation for it.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -17,11 +18,12 @@ use std::task::{Context, Poll, ready};
 
 use pin_project_lite::pin_project;
 use tonic::codegen::Service;
-use tonic::codegen::http::{self, StatusCode};
+use tonic::codegen::http::{self, HeaderName, StatusCode};
 
 use crate::client::engine::Transport;
 
-/// A client transport that marks each response with its [`ResponseHead`].
+/// A client transport that marks each response whose head was not gRPC Response-Headers
+/// (see [`ResponseHead`]).
 ///
 /// Named only by the signature of the generated client's `ClientCore::map_grpc`, which
 /// generated code calls with a closure: it is not part of the public API.
@@ -37,7 +39,11 @@ impl<T> Head<T> {
     }
 }
 
-/// Whether an attempt's response head was gRPC Response-Headers, which commit the call.
+/// Built once: a lookup by `&str` parses the name on every response.
+static GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+
+/// Whether an attempt's response head was gRPC Response-Headers, which commit the call;
+/// in a response's extensions only when it was not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ResponseHead {
     pub(crate) headers: bool,
@@ -47,12 +53,12 @@ impl ResponseHead {
     fn of<B>(response: &http::Response<B>) -> Self {
         Self {
             headers: response.status() == StatusCode::OK
-                && !response.headers().contains_key("grpc-status"),
+                && !response.headers().contains_key(&GRPC_STATUS),
         }
     }
 
-    /// Whether `response` arrived with Response-Headers; `true` (committed, the safe
-    /// answer) if nothing marked it.
+    /// Whether `response` arrived with Response-Headers: unless [`Head`] marked it
+    /// otherwise (so also, the safe answer, when no `Head` saw it).
     pub(crate) fn committed<M>(response: &tonic::Response<M>) -> bool {
         response
             .extensions()
@@ -96,7 +102,9 @@ where
         let mut result = ready!(self.project().inner.poll(cx));
         if let Ok(response) = &mut result {
             let head = ResponseHead::of(response);
-            response.extensions_mut().insert(head);
+            if !head.headers {
+                response.extensions_mut().insert(head);
+            }
         }
         Poll::Ready(result)
     }
