@@ -508,7 +508,10 @@ async fn every_rpc_counts_in_the_throttle_with_or_without_a_retry_policy() {
     // Successes without a policy give back `token_ratio`: four unary calls and two
     // response streams read to their end, 4 + 6 * 0.5 = 7.
     for n in 0..4 {
-        client.create(fault(&format!("refill-ok-{n}"))).await.unwrap();
+        client
+            .create(fault(&format!("refill-ok-{n}")))
+            .await
+            .unwrap();
     }
     for n in 0..2 {
         let watch = Fault {

@@ -187,12 +187,15 @@ const QUICK: RetryPolicy = RetryPolicy::new()
 
 // ---- the client's side -------------------------------------------------------------------
 
-/// How each call ended, as the client hook saw it: (rpc, code, attempts, gave up).
+/// How a call ended, as the client hook saw it: (rpc, code, attempts, gave up).
+type End = (&'static str, Code, u32, Option<GiveUpReason>);
+
+/// Every call's [`End`].
 #[derive(Debug, Clone, Default)]
-struct Ends(Arc<Mutex<Vec<(&'static str, Code, u32, Option<GiveUpReason>)>>>);
+struct Ends(Arc<Mutex<Vec<End>>>);
 
 impl Ends {
-    fn last(&self) -> (&'static str, Code, u32, Option<GiveUpReason>) {
+    fn last(&self) -> End {
         *self.0.lock().unwrap().last().expect("no call ended")
     }
 }
@@ -221,7 +224,10 @@ struct Tokens;
 
 impl TokenSource for Tokens {
     async fn fetch(&self) -> Result<BearerToken, Status> {
-        Ok(BearerToken::expires_in("a6-token", Duration::from_secs(3_600)))
+        Ok(BearerToken::expires_in(
+            "a6-token",
+            Duration::from_secs(3_600),
+        ))
     }
 }
 
@@ -253,13 +259,22 @@ async fn a_retryable_code_is_retried_with_the_same_metadata_and_the_attempt_coun
         .metadata_mut()
         .insert("x-a6-custom", "kept".parse().unwrap());
     let reply = client.unary(request).await.unwrap().into_inner();
-    assert_eq!(reply, Seen { attempt: 3, value: 7 });
+    assert_eq!(
+        reply,
+        Seen {
+            attempt: 3,
+            value: 7
+        }
+    );
     assert_eq!(ends.last(), ("Unary", Code::Ok, 3, None));
 
     let report = server.report("retried").await;
     assert_eq!(numbers(&report), [1, 2, 3]);
     // A6, "Exposed Retry Metadata": absent on the first attempt, then 1, 2.
-    let previous: Vec<&str> = report.iter().map(|a| a.previous_attempts.as_str()).collect();
+    let previous: Vec<&str> = report
+        .iter()
+        .map(|a| a.previous_attempts.as_str())
+        .collect();
     assert_eq!(previous, ["", "1", "2"]);
     // The credentials, the request id and the application's metadata on every attempt.
     assert!(report.iter().all(|a| a.authorization == "Bearer a6-token"));
@@ -269,26 +284,42 @@ async fn a_retryable_code_is_retried_with_the_same_metadata_and_the_attempt_coun
 
     // A code the policy does not retry: exactly 1 attempt.
     let status = client
-        .unary(call("invalid", plan(vec![trailers_only(Code::InvalidArgument)])))
+        .unary(call(
+            "invalid",
+            plan(vec![trailers_only(Code::InvalidArgument)]),
+        ))
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
     assert_eq!(numbers(&server.report("invalid").await), [1]);
     assert_eq!(
         ends.last(),
-        ("Unary", Code::InvalidArgument, 1, Some(GiveUpReason::NotRetryable))
+        (
+            "Unary",
+            Code::InvalidArgument,
+            1,
+            Some(GiveUpReason::NotRetryable)
+        )
     );
 
     // Failing on every attempt: maxAttempts (4) attempts.
     let status = client
-        .unary(call("exhausted", plan(vec![trailers_only(Code::Unavailable); 5])))
+        .unary(call(
+            "exhausted",
+            plan(vec![trailers_only(Code::Unavailable); 5]),
+        ))
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::Unavailable);
     assert_eq!(numbers(&server.report("exhausted").await), [1, 2, 3, 4]);
     assert_eq!(
         ends.last(),
-        ("Unary", Code::Unavailable, 4, Some(GiveUpReason::AttemptsExhausted))
+        (
+            "Unary",
+            Code::Unavailable,
+            4,
+            Some(GiveUpReason::AttemptsExhausted)
+        )
     );
     server.stop();
 }
@@ -310,7 +341,10 @@ async fn no_retry_after_the_response_headers_for_any_kind_of_call() {
 
     // Unary: headers, then UNAVAILABLE (retryable): exactly 1 attempt.
     let status = client
-        .unary(call("unary-headers", plan(vec![headers_then(Code::Unavailable)])))
+        .unary(call(
+            "unary-headers",
+            plan(vec![headers_then(Code::Unavailable)]),
+        ))
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::Unavailable);
@@ -320,11 +354,17 @@ async fn no_retry_after_the_response_headers_for_any_kind_of_call() {
     // Server-streaming: headers, then UNAVAILABLE before any message. The stream is the
     // application's from the headers on, and the failure arrives in it.
     let stream = client
-        .watch(call("watch-headers", plan(vec![headers_then(Code::Unavailable)])))
+        .watch(call(
+            "watch-headers",
+            plan(vec![headers_then(Code::Unavailable)]),
+        ))
         .await
         .unwrap()
         .into_inner();
-    let items: Vec<Result<Seen, Code>> = stream.map(|item| item.map_err(|s| s.code())).collect().await;
+    let items: Vec<Result<Seen, Code>> = stream
+        .map(|item| item.map_err(|s| s.code()))
+        .collect()
+        .await;
     assert_eq!(items, [Err(Code::Unavailable)]);
     assert_eq!(numbers(&server.report("watch-headers").await), [1]);
     assert_eq!(ends.last(), ("Watch", Code::Unavailable, 1, committed));
@@ -338,10 +378,19 @@ async fn no_retry_after_the_response_headers_for_any_kind_of_call() {
         .await
         .unwrap()
         .into_inner();
-    let items: Vec<Result<Seen, Code>> = stream.map(|item| item.map_err(|s| s.code())).collect().await;
+    let items: Vec<Result<Seen, Code>> = stream
+        .map(|item| item.map_err(|s| s.code()))
+        .collect()
+        .await;
     assert_eq!(
         items,
-        [Ok(Seen { attempt: 1, value: 1 }), Err(Code::Unavailable)]
+        [
+            Ok(Seen {
+                attempt: 1,
+                value: 1
+            }),
+            Err(Code::Unavailable)
+        ]
     );
     assert_eq!(numbers(&server.report("watch-message").await), [1]);
 
@@ -360,7 +409,10 @@ async fn no_retry_after_the_response_headers_for_any_kind_of_call() {
         .await
         .unwrap()
         .into_inner();
-    let items: Vec<Result<Seen, Code>> = stream.map(|item| item.map_err(|s| s.code())).collect().await;
+    let items: Vec<Result<Seen, Code>> = stream
+        .map(|item| item.map_err(|s| s.code()))
+        .collect()
+        .await;
     assert_eq!(items, [Err(Code::Unavailable)]);
     assert_eq!(numbers(&server.report("chat-headers").await), [1]);
     assert_eq!(ends.last(), ("Chat", Code::Unavailable, 1, committed));
@@ -392,10 +444,22 @@ async fn a_trailers_only_failure_is_retried_for_every_kind_of_call() {
         .await
         .unwrap()
         .into_inner();
-    let items: Vec<Result<Seen, Code>> = stream.map(|item| item.map_err(|s| s.code())).collect().await;
+    let items: Vec<Result<Seen, Code>> = stream
+        .map(|item| item.map_err(|s| s.code()))
+        .collect()
+        .await;
     assert_eq!(
         items,
-        [Ok(Seen { attempt: 2, value: 1 }), Ok(Seen { attempt: 2, value: 2 })]
+        [
+            Ok(Seen {
+                attempt: 2,
+                value: 1
+            }),
+            Ok(Seen {
+                attempt: 2,
+                value: 2
+            })
+        ]
     );
     assert_eq!(numbers(&server.report("watch-to").await), [1, 2]);
     assert_eq!(ends.last(), ("Watch", Code::Ok, 2, None));
@@ -405,8 +469,17 @@ async fn a_trailers_only_failure_is_retried_for_every_kind_of_call() {
         .await
         .unwrap()
         .into_inner();
-    let items: Vec<Result<Seen, Code>> = stream.map(|item| item.map_err(|s| s.code())).collect().await;
-    assert_eq!(items, [Ok(Seen { attempt: 2, value: 0 })]);
+    let items: Vec<Result<Seen, Code>> = stream
+        .map(|item| item.map_err(|s| s.code()))
+        .collect()
+        .await;
+    assert_eq!(
+        items,
+        [Ok(Seen {
+            attempt: 2,
+            value: 0
+        })]
+    );
     assert_eq!(numbers(&server.report("chat-to").await), [1, 2]);
     server.stop();
 }
@@ -440,7 +513,13 @@ async fn a_retried_request_stream_is_replayed_in_full() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(reply, Seen { attempt: 2, value: 10 });
+    assert_eq!(
+        reply,
+        Seen {
+            attempt: 2,
+            value: 10
+        }
+    );
     let values: Vec<Vec<u64>> = server
         .report("upload-replay")
         .await
@@ -489,7 +568,11 @@ async fn pushback_delays_or_stops_retries_within_a_signed_32_bit_range() {
     assert_eq!(numbers(&server.report("pushed").await), [1, 2, 3]);
 
     // Negative, past i32::MAX, not an integer: do not retry. Exactly 1 attempt each.
-    for (name, value) in [("negative", "-1"), ("huge", "2147483648"), ("fraction", "1.5")] {
+    for (name, value) in [
+        ("negative", "-1"),
+        ("huge", "2147483648"),
+        ("fraction", "1.5"),
+    ] {
         let status = client
             .unary(call(name, plan(vec![pushback(value); 3])))
             .await
@@ -513,7 +596,12 @@ async fn pushback_delays_or_stops_retries_within_a_signed_32_bit_range() {
     assert_eq!(numbers(&server.report("max").await), [1]);
     assert_eq!(
         ends.last(),
-        ("Unary", Code::DeadlineExceeded, 1, Some(GiveUpReason::Deadline))
+        (
+            "Unary",
+            Code::DeadlineExceeded,
+            1,
+            Some(GiveUpReason::Deadline)
+        )
     );
     server.stop();
 }
@@ -533,8 +621,7 @@ async fn the_backoff_restarts_from_the_initial_one_after_a_pushback_driven_retry
         .initial_backoff(ms(1))
         .backoff_multiplier(100_000.0)
         .max_backoff(Duration::from_secs(3_600));
-    const UNARY: ClientPolicy<Unary> =
-        ClientPolicy::retry(STEEP).deadline(Duration::from_secs(10));
+    const UNARY: ClientPolicy<Unary> = ClientPolicy::retry(STEEP).deadline(Duration::from_secs(10));
     let (mut client, ends) = client(&server, ClientConfig::new().policy(UNARY)).await;
 
     let steps = vec![
@@ -577,7 +664,10 @@ async fn each_attempt_carries_what_is_left_of_the_deadline() {
     // Present (grpc-timeout reached the server), within the deadline, and shrinking by
     // at least the server's own 50 ms stall from one attempt to the next.
     assert!(left.iter().all(|&ms| (0..=5_000).contains(&ms)), "{left:?}");
-    assert!(left[1] <= left[0] - 50 && left[2] <= left[1] - 50, "{left:?}");
+    assert!(
+        left[1] <= left[0] - 50 && left[2] <= left[1] - 50,
+        "{left:?}"
+    );
 
     // A per-attempt timeout bounds each attempt's deadline inside the call's.
     const PER_ATTEMPT: ClientPolicy<Unary> = ClientPolicy::retry(
@@ -624,7 +714,10 @@ async fn the_throttle_counts_failures_and_successes_as_a6_says() {
     // 10 -> 9, 8, 7, 6: retried; the 5th failure leaves 5: throttled.
     client.unary(call("t1", failing())).await.unwrap_err();
     assert_eq!(numbers(&server.report("t1").await), [1, 2, 3, 4, 5]);
-    assert_eq!(ends.last(), ("Unary", Code::Unavailable, 5, Some(GiveUpReason::Throttled)));
+    assert_eq!(
+        ends.last(),
+        ("Unary", Code::Unavailable, 5, Some(GiveUpReason::Throttled))
+    );
     assert_eq!(throttle.tokens(), Some(5.0));
 
     // 5 -> 4: not retried at all.

@@ -26,8 +26,8 @@ use crate::wire::{PREVIOUS_ATTEMPTS, REQUEST_ID_HEADER, TRACEPARENT_HEADER, grpc
 
 /// What a generated client holds: tonic's `Grpc` and the shared config.
 ///
-/// The transport is wrapped in [`Head`], which marks each response with whether its head
-/// was gRPC Response-Headers: gRFC A6's commit point.
+/// The transport is wrapped in `Head`, which marks each response whose head was not gRPC
+/// Response-Headers, gRFC A6's commit point.
 pub struct ClientCore<S: Service, T, H> {
     grpc: Grpc<Head<T>>,
     config: Arc<ClientConfig<S, H>>,
@@ -535,7 +535,7 @@ where
 
     /// After a failed attempt: waits the backoff and returns `Ok` to try again, or
     /// returns the status the call ends with. `committed`: the response headers arrived
-    /// (or more, see [`RetryPolicy::decide`](crate::client::RetryPolicy)).
+    /// (or more: see `RetryPolicy::decide`).
     async fn retry_or_give_up(&mut self, status: Status, committed: bool) -> Result<(), Status> {
         let Some(retry) = self.settings.retry else {
             // No retry policy, so no retryable code: only a pushback saying not to retry

@@ -376,7 +376,10 @@ fn backoff_restarts_from_the_initial_one_after_a_pushback_driven_retry() {
             panic!("attempt {attempt} was not retried");
         };
         waits.push(wait);
-        step.advance(matches!(pushback(status.metadata()), Pushback::RetryAfter(_)));
+        step.advance(matches!(
+            pushback(status.metadata()),
+            Pushback::RetryAfter(_)
+        ));
     }
     // 100 ms, 200 ms (x2), the pushback's 7 ms, then 100 ms again (not 800 ms).
     assert_eq!(waits, [ms(100), ms(200), ms(7), ms(100)]);
@@ -406,8 +409,16 @@ fn decide_gives_up_after_the_last_attempt() {
     let throttle = RetryThrottle::disabled();
     let policy = RetryPolicy::new().max_attempts(3);
     let status = Status::unavailable("down");
-    assert!(policy.decide(1, 1, &status, false, &throttle, 0.5).is_retry());
-    assert!(policy.decide(2, 2, &status, false, &throttle, 0.5).is_retry());
+    assert!(
+        policy
+            .decide(1, 1, &status, false, &throttle, 0.5)
+            .is_retry()
+    );
+    assert!(
+        policy
+            .decide(2, 2, &status, false, &throttle, 0.5)
+            .is_retry()
+    );
     assert_eq!(
         policy.decide(3, 3, &status, false, &throttle, 0.5),
         RetryDecision::GiveUp(GiveUpReason::AttemptsExhausted)
@@ -437,7 +448,10 @@ fn decide_gives_up_when_throttled() {
         throttle.on_success();
     }
     assert_eq!(throttle.tokens(), Some(5.2));
-    assert_eq!(POLICY.decide(1, 1, &status, false, &throttle, 0.5), throttled); // 4.2 left
+    assert_eq!(
+        POLICY.decide(1, 1, &status, false, &throttle, 0.5),
+        throttled
+    ); // 4.2 left
     for _ in 0..19 {
         throttle.on_success();
     }
