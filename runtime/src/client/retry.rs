@@ -41,6 +41,14 @@ pub const MAX_ATTEMPTS_CAP: u32 = 5;
 /// The setters check A6's constraints and panic on a value A6 rejects (in a `const`, that
 /// is a compile error): fewer than 2 attempts, a zero backoff, a multiplier that is not
 /// a positive finite number, an empty list of codes.
+///
+/// A call is retried only until it is *committed* (A6, "When Retries are Valid"): when
+/// the server's response headers arrive, whatever the kind of call (unary,
+/// server-streaming, client-streaming, bidi), or when a request stream outgrows its
+/// replay buffer. What is retried is a failure the server sends before anything else,
+/// in a Trailers-Only response. A committed call that fails with one of its retryable
+/// codes ends with that status, reported as [`GiveUpReason::Committed`]. The
+/// [client guide](crate::client) has the whole rule.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RetryPolicy {
     max_attempts: u32,
