@@ -12,6 +12,14 @@ fn main() -> Result<(), tonic_intercept_build::Error> {
     // Envoy's rate limit service, server side, for the test RLS server (tests/tests/common_rls):
     // the runtime's vendored protos, plain prost + tonic (no `_intercept` types), in a
     // folder of their own (tests/generated.rs lists what OUT_DIR holds).
+    // The service of the Python grpcio server tests/tests/client_grpcio.rs calls
+    // (tests/python/a6_server.py), in a folder of its own like the RLS protos below.
+    let a6 = std::path::PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR")).join("a6");
+    std::fs::create_dir_all(&a6).expect("creating OUT_DIR/a6");
+    tonic_intercept_build::configure()
+        .build_server(false)
+        .out_dir(&a6)
+        .compile_protos(&["proto/a6/v1/a6.proto"], &["proto"])?;
     let out =
         std::path::PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR")).join("envoy_rls");
     std::fs::create_dir_all(&out).expect("creating OUT_DIR/envoy_rls");

@@ -10,7 +10,8 @@
 //! - `Get`, `Put`, `Create`: one [`Reply`] with the attempt number, `value`, and the
 //!   metadata the server saw;
 //! - `Watch`: `messages` replies numbered 1.. in `value`; a failing attempt sends
-//!   `fail_after` of them, then fails;
+//!   `fail_after` of them, then fails (with `fail_after` 0, before its response headers:
+//!   a Trailers-Only response, the one failure gRFC A6 retries);
 //! - `Upload`: the first message carries the fault; a failing attempt fails after reading
 //!   only that message, the others reply with how many messages arrived (`received`) and
 //!   the sum of their `value`s, and record how their request stream ended
@@ -256,6 +257,10 @@ impl FlakyService for Flaky {
         let seen = self.begin(&request.get_ref().key, request.metadata());
         let fault = request.into_inner();
         let failing = fails(&fault, seen.attempt);
+        if failing && fault.fail_after == 0 {
+            // Before any response header: a Trailers-Only response.
+            return Err(failure(&fault, seen.attempt).await);
+        }
         let count = if failing {
             fault.fail_after
         } else {

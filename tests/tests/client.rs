@@ -476,6 +476,154 @@ async fn a_shared_throttle_stops_retries_while_calls_fail() {
     );
 }
 
+#[tokio::test(start_paused = true)]
+async fn every_rpc_counts_in_the_throttle_with_or_without_a_retry_policy() {
+    const GET: ClientPolicy<Get> = ClientPolicy::retry(QUICK.max_attempts(5));
+    // gRFC A6: "Every outgoing RPC (regardless of service or method invoked)" changes the
+    // tokens: `Create` and `Watch` have no retry policy here.
+    let throttle = RetryThrottle::new(10, 0.5);
+    let (flaky, mut client, recorder) =
+        start(ClientConfig::new().policy(GET).throttle(throttle.clone())).await;
+
+    // 5 counted failures: 10 -> 5.
+    client.get(always_failing("refill-1")).await.unwrap_err();
+    assert_eq!(flaky.attempts("refill-1"), 5);
+    assert_eq!(throttle.tokens(), Some(5.0));
+
+    // Without a policy no code is retryable: an UNAVAILABLE does not count...
+    client
+        .create(failing("refill-2", 1, Code::Unavailable))
+        .await
+        .unwrap_err();
+    assert_eq!(throttle.tokens(), Some(5.0));
+    // ...a pushback saying not to retry does: 5 -> 4.
+    let refused = Fault {
+        pushback: true,
+        pushback_ms: -1,
+        ..failing("refill-3", 1, Code::Unavailable)
+    };
+    client.create(refused).await.unwrap_err();
+    assert_eq!(throttle.tokens(), Some(4.0));
+
+    // Successes without a policy give back `token_ratio`: four unary calls and two
+    // response streams read to their end, 4 + 6 * 0.5 = 7.
+    for n in 0..4 {
+        client
+            .create(fault(&format!("refill-ok-{n}")))
+            .await
+            .unwrap();
+    }
+    for n in 0..2 {
+        let watch = Fault {
+            messages: 2,
+            ..fault(&format!("refill-watch-{n}"))
+        };
+        let stream = client.watch(watch).await.unwrap().into_inner();
+        assert_eq!(collect(stream).await.len(), 2);
+    }
+    assert_eq!(throttle.tokens(), Some(7.0));
+    // A stream dropped before its end is no success.
+    let stream = client
+        .watch(Fault {
+            messages: 2,
+            ..fault("refill-dropped")
+        })
+        .await
+        .unwrap();
+    drop(stream);
+    assert_eq!(throttle.tokens(), Some(7.0));
+    recorder.ends();
+
+    // 7 -> 6: retried; 6 -> 5: throttled.
+    client.get(always_failing("refill-4")).await.unwrap_err();
+    assert_eq!(flaky.attempts("refill-4"), 2);
+    assert_eq!(
+        recorder.end(),
+        (
+            "Get",
+            Code::Unavailable,
+            2,
+            Some(GiveUpReason::Throttled),
+            1,
+            0
+        )
+    );
+}
+
+/// A proxy in front of the server that answers the next calls itself with HTTP `503` and
+/// no `grpc-status`: not gRPC Response-Headers.
+#[derive(Debug, Clone)]
+struct Proxy503 {
+    inner: Channel,
+    refusals: Arc<AtomicU32>,
+}
+
+impl tonic::codegen::Service<http::Request<tonic::body::Body>> for Proxy503 {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = tonic::transport::Error;
+    type Future = tonic::codegen::BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
+        let take = |n: u32| n.checked_sub(1);
+        if self
+            .refusals
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, take)
+            .is_ok()
+        {
+            let refusal = http::Response::builder()
+                .status(http::StatusCode::SERVICE_UNAVAILABLE)
+                .body(tonic::body::Body::empty())
+                .unwrap();
+            return Box::pin(async move { Ok(refusal) });
+        }
+        // The channel polled ready serves this call; a fresh clone waits for the next.
+        let fresh = self.inner.clone();
+        let mut ready = std::mem::replace(&mut self.inner, fresh);
+        Box::pin(async move { ready.call(request).await })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_proxys_non_grpc_answer_does_not_commit_the_call() {
+    const GET: ClientPolicy<Get> = ClientPolicy::retry(QUICK);
+    const WATCH: ClientPolicy<Watch> = ClientPolicy::retry(QUICK);
+    let (flaky, channel) = Flaky::start().await;
+    let refusals = Arc::new(AtomicU32::new(0));
+    let proxy = Proxy503 {
+        inner: channel,
+        refusals: refusals.clone(),
+    };
+    let recorder = Recorder::default();
+    let config = ClientConfig::new()
+        .policy(GET)
+        .policy(WATCH)
+        .hooks(recorder.clone());
+    let mut client = rpc::Client::with_config(proxy, config);
+
+    // tonic maps the 503 to UNAVAILABLE, which is retried: the server sees 1 attempt.
+    refusals.store(1, Ordering::SeqCst);
+    let reply = client.get(fault("proxied")).await.unwrap().into_inner();
+    assert_eq!(reply.attempt, 1);
+    assert_eq!(flaky.attempts("proxied"), 1);
+    assert_eq!(recorder.end(), ("Get", Code::Ok, 2, None, 1, 1));
+
+    refusals.store(1, Ordering::SeqCst);
+    let watch = Fault {
+        messages: 2,
+        ..fault("proxied-watch")
+    };
+    let stream = client.watch(watch).await.unwrap().into_inner();
+    assert_eq!(collect(stream).await, [Ok((1, 1)), Ok((1, 2))]);
+    assert_eq!(recorder.end(), ("Watch", Code::Ok, 2, None, 1, 2));
+}
+
 // ---- deadlines ---------------------------------------------------------------------------
 
 #[tokio::test(start_paused = true)]
@@ -575,11 +723,12 @@ where
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_server_stream_is_retried_until_its_first_message_only() {
+async fn a_server_stream_is_retried_until_its_response_headers_only() {
     const WATCH: ClientPolicy<Watch> = ClientPolicy::retry(QUICK);
     let (flaky, mut client, recorder) = start(ClientConfig::new().policy(WATCH)).await;
 
-    // Fails before any message: retried, and the second attempt streams everything.
+    // Fails before its response headers (Trailers-Only): retried, and the second attempt
+    // streams everything.
     let early = Fault {
         messages: 3,
         fail_after: 0,
@@ -590,8 +739,8 @@ async fn a_server_stream_is_retried_until_its_first_message_only() {
     assert_eq!(flaky.attempts("watch-early"), 2);
     assert_eq!(recorder.end(), ("Watch", Code::Ok, 2, None, 1, 3));
 
-    // Fails after two messages: the first one committed the call, so the failure reaches
-    // the application after them, and nothing is retried.
+    // Fails after two messages: the response headers committed the call, so the failure
+    // reaches the application after them, and nothing is retried.
     let late = Fault {
         messages: 3,
         fail_after: 2,
@@ -603,7 +752,7 @@ async fn a_server_stream_is_retried_until_its_first_message_only() {
         [Ok((1, 1)), Ok((1, 2)), Err(Code::Unavailable)]
     );
     assert_eq!(flaky.attempts("watch-late"), 1);
-    // Committed by its first message: not retried, and that is the reason given.
+    // Committed by its response headers: not retried, and that is the reason given.
     assert_eq!(
         recorder.end(),
         (
@@ -620,13 +769,27 @@ async fn a_server_stream_is_retried_until_its_first_message_only() {
 #[tokio::test(start_paused = true)]
 async fn without_a_retry_policy_a_stream_failure_arrives_in_the_stream() {
     let (flaky, mut client, recorder) = start(ClientConfig::new()).await;
-    let early = Fault {
+    // After the response headers: in the stream.
+    let late = Fault {
         messages: 3,
+        fail_after: 1,
         ..failing("watch-plain", 1, Code::Unavailable)
     };
-    let stream = client.watch(early).await.unwrap().into_inner();
-    assert_eq!(collect(stream).await, [Err(Code::Unavailable)]);
+    let stream = client.watch(late).await.unwrap().into_inner();
+    assert_eq!(collect(stream).await, [Ok((1, 1)), Err(Code::Unavailable)]);
     assert_eq!(flaky.attempts("watch-plain"), 1);
+    assert_eq!(recorder.end(), ("Watch", Code::Unavailable, 1, None, 1, 1));
+
+    // Trailers-Only (no response headers, hence no stream): from the call itself, as
+    // tonic's own client returns it.
+    let early = Fault {
+        messages: 3,
+        fail_after: 0,
+        ..failing("watch-trailers-only", 1, Code::Unavailable)
+    };
+    let status = client.watch(early).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable);
+    assert_eq!(flaky.attempts("watch-trailers-only"), 1);
     assert_eq!(recorder.end(), ("Watch", Code::Unavailable, 1, None, 1, 0));
 
     // Dropping a stream before its end cancels the call.

@@ -234,7 +234,9 @@ impl<S: Service, H> ClientConfig<S, H> {
     }
 
     /// The gRFC A6 retry throttle shared by every call of this config (and of any other
-    /// config handed a clone of it): retries stop while too many calls fail.
+    /// config handed a clone of it): retries stop while too many calls fail. Every RPC
+    /// of the service counts, those without a retry policy included (see
+    /// [`RetryThrottle`] for what counts).
     pub fn throttle(mut self, throttle: RetryThrottle) -> Self {
         self.throttle = throttle;
         self

@@ -14,16 +14,22 @@ use tonic_prost::ProstCodec;
 
 use crate::call::Incoming;
 use crate::client::config::{ClientConfig, ClientHook};
+use crate::client::head::{Head, ResponseHead};
 use crate::client::policy::Settings;
-use crate::client::retry::{GiveUpReason, RetryDecision};
+use crate::client::retry::{
+    BackoffStep, GiveUpReason, Pushback, RetryDecision, counts_as_failure, pushback,
+};
 use crate::client::stream::{AttemptStream, Responses, SendCounts, Sending, Tail};
 use crate::rpc::{Rpc, RpcOf, Service};
 use crate::util::{Jitter, new_request_id};
 use crate::wire::{PREVIOUS_ATTEMPTS, REQUEST_ID_HEADER, TRACEPARENT_HEADER, grpc_timeout};
 
 /// What a generated client holds: tonic's `Grpc` and the shared config.
+///
+/// The transport is wrapped in `Head`, which marks each response whose head was not gRPC
+/// Response-Headers, gRFC A6's commit point.
 pub struct ClientCore<S: Service, T, H> {
-    grpc: Grpc<T>,
+    grpc: Grpc<Head<T>>,
     config: Arc<ClientConfig<S, H>>,
 }
 
@@ -75,7 +81,7 @@ where
     /// A client sending through `inner` (a tonic `Channel`, say) with `config`.
     pub fn new(inner: T, config: ClientConfig<S, H>) -> Self {
         Self {
-            grpc: Grpc::new(inner),
+            grpc: Grpc::new(Head::new(inner)),
             config: Arc::new(config),
         }
     }
@@ -87,7 +93,7 @@ where
         config: ClientConfig<S, H>,
     ) -> Self {
         Self {
-            grpc: Grpc::with_origin(inner, origin),
+            grpc: Grpc::with_origin(Head::new(inner), origin),
             config: Arc::new(config),
         }
     }
@@ -98,12 +104,13 @@ where
     }
 
     /// Changes tonic's `Grpc` (compression, message size limits) for every later call.
-    pub fn map_grpc(mut self, f: impl FnOnce(Grpc<T>) -> Grpc<T>) -> Self {
+    pub fn map_grpc(mut self, f: impl FnOnce(Grpc<Head<T>>) -> Grpc<Head<T>>) -> Self {
         self.grpc = f(self.grpc);
         self
     }
 
-    /// A unary call of `R`, with retries, deadline, metadata, hooks and metrics.
+    /// A unary call of `R`, with retries, deadline, metadata, hooks and metrics; committed
+    /// (no more retries) when the response headers arrive (gRFC A6).
     pub async fn unary<R>(
         &mut self,
         request: Request<R::Request>,
@@ -124,17 +131,25 @@ where
                 let (metadata, message) = call.next_payload(&mut original);
                 let request = call.request(metadata, message);
                 let grpc = &mut self.grpc;
+                let mut committed = false;
+                let headers = &mut committed;
+                // tonic's `Grpc::unary` is `server_streaming` followed by reading the one
+                // message: the same on the wire, with the response head seen in between.
                 let attempt = async move {
                     ready(grpc).await?;
-                    grpc.unary(request, path::<R>(), ProstCodec::default())
-                        .await
+                    let response = grpc
+                        .server_streaming(request, path::<R>(), ProstCodec::default())
+                        .await?;
+                    *headers = ResponseHead::committed(&response);
+                    single(response).await
                 };
-                match call.attempt(attempt).await {
+                let result = call.attempt(attempt).await;
+                match result {
                     Ok(response) => {
                         call.receive(response.get_ref())?;
                         return Ok(response);
                     }
-                    Err(status) => call.retry_or_give_up(status, false).await?,
+                    Err(status) => call.retry_or_give_up(status, committed).await?,
                 }
             }
         }
@@ -142,7 +157,8 @@ where
         call.end(result)
     }
 
-    /// A server-streaming call of `R`: retried until its first response message.
+    /// A server-streaming call of `R`: committed (no more retries) when the response
+    /// headers arrive (gRFC A6).
     pub async fn server_streaming<R>(
         &mut self,
         request: Request<R::Request>,
@@ -155,7 +171,6 @@ where
     {
         let mut call = Attempts::<R, H>::start(&self.config, request.metadata());
         let (metadata, _, message) = request.into_parts();
-        let peek = call.settings.retry.is_some();
         let result = async {
             let metadata = call.outgoing(metadata).await?;
             call.send(&message)?;
@@ -166,15 +181,10 @@ where
                 let grpc = &mut self.grpc;
                 let attempt = async move {
                     ready(grpc).await?;
-                    let mut response = grpc
+                    let response = grpc
                         .server_streaming(request, path::<R>(), ProstCodec::default())
                         .await?;
-                    // A6's commit point for a retried stream: its first message.
-                    let first = match peek {
-                        true => Some(response.get_mut().message().await?),
-                        false => None,
-                    };
-                    Ok((response, first))
+                    uncommitted_failure(response).await
                 };
                 match call.attempt(attempt).await {
                     Ok(committed) => return Ok(committed),
@@ -190,7 +200,8 @@ where
     }
 
     /// A client-streaming call of `R`: the request stream is replayed on a retry from a
-    /// bounded buffer.
+    /// bounded buffer; committed (no more retries) when the response headers arrive or
+    /// the stream outgrows the buffer (gRFC A6).
     pub async fn client_streaming<R, St>(
         &mut self,
         request: Request<St>,
@@ -211,17 +222,25 @@ where
             loop {
                 let request = call.streamed_request(&metadata, &sending);
                 let grpc = &mut self.grpc;
+                let mut committed = false;
+                let headers = &mut committed;
+                // tonic's `Grpc::client_streaming` is `streaming` followed by reading the
+                // one message: the same on the wire, with the response head seen between.
                 let attempt = async move {
                     ready(grpc).await?;
-                    grpc.client_streaming(request, path::<R>(), ProstCodec::default())
-                        .await
+                    let response = grpc
+                        .streaming(request, path::<R>(), ProstCodec::default())
+                        .await?;
+                    *headers = ResponseHead::committed(&response);
+                    single(response).await
                 };
-                match call.attempt(call.counts.or_violation(attempt)).await {
+                let result = call.attempt(call.counts.or_violation(attempt)).await;
+                match result {
                     Ok(response) => {
                         call.receive(response.get_ref())?;
                         return Ok(response);
                     }
-                    Err(status) => call.retry_sent(status, &sending).await?,
+                    Err(status) => call.retry_sent(status, committed, &sending).await?,
                 }
             }
         }
@@ -229,7 +248,8 @@ where
         call.end(result)
     }
 
-    /// A bidi call of `R`: committed (no more retries) at the response headers.
+    /// A bidi call of `R`: committed (no more retries) when the response headers arrive
+    /// (gRFC A6).
     pub async fn bidi<R, St>(
         &mut self,
         request: Request<St>,
@@ -252,23 +272,62 @@ where
                 let grpc = &mut self.grpc;
                 let attempt = async move {
                     ready(grpc).await?;
-                    grpc.streaming(request, path::<R>(), ProstCodec::default())
-                        .await
+                    let response = grpc
+                        .streaming(request, path::<R>(), ProstCodec::default())
+                        .await?;
+                    uncommitted_failure(response).await
                 };
-                // Response headers commit a bidi call: from there the application may
-                // have answered what it read.
                 match call.attempt(call.counts.or_violation(attempt)).await {
-                    Ok(response) => return Ok(response),
-                    Err(status) => call.retry_sent(status, &sending).await?,
+                    Ok(committed) => return Ok(committed),
+                    Err(status) => call.retry_sent(status, false, &sending).await?,
                 }
             }
         }
         .await;
         match result {
-            Ok(response) => Ok(call.stream(response, None)),
+            Ok((response, first)) => Ok(call.stream(response, first)),
             Err(status) => call.end(Err(status)),
         }
     }
+}
+
+/// The one message of a unary or client-streaming response, then its trailers: what
+/// tonic's `Grpc::client_streaming` does after `streaming`, to the letter.
+async fn single<M>(response: Response<tonic::Streaming<M>>) -> Result<Response<M>, Status> {
+    let (mut parts, mut body, extensions) = response.into_parts();
+    let message = body
+        .message()
+        .await
+        .map_err(|mut status| {
+            merge(status.metadata_mut(), parts.clone());
+            status
+        })?
+        .ok_or_else(|| Status::internal("Missing response message."))?;
+    if let Some(trailers) = body.trailers().await? {
+        merge(&mut parts, trailers);
+    }
+    Ok(Response::from_parts(parts, message, extensions))
+}
+
+/// tonic's `MetadataMap::merge` (crate-private there): `from`'s entries added to `into`'s.
+fn merge(into: &mut MetadataMap, from: MetadataMap) {
+    let headers: &mut HeaderMap = into.as_mut();
+    headers.extend(from.into_headers());
+}
+
+/// A response stream whose head arrived: committed when the head was Response-Headers.
+/// When it was not (a proxy's non-gRPC answer), its first item says how the attempt
+/// failed, and a failure there is an uncommitted one, retried like a Trailers-Only
+/// response; a message there (a server answering gRPC under another HTTP status)
+/// commits it, and is handed to the application first.
+async fn uncommitted_failure<M>(
+    mut response: Response<tonic::Streaming<M>>,
+) -> Result<(Response<tonic::Streaming<M>>, Option<Option<M>>), Status> {
+    if ResponseHead::committed(&response) {
+        return Ok((response, None));
+    }
+    let first = response.get_mut().message().await?;
+    Ok((response, Some(first)))
 }
 
 async fn ready<T: Transport>(grpc: &mut Grpc<T>) -> Result<(), Status> {
@@ -291,6 +350,7 @@ pub(crate) struct Attempts<'c, R: Rpc, H> {
     attempt: u32,
     gave_up: Option<GiveUpReason>,
     jitter: Option<Jitter>,
+    backoff: BackoffStep,
 }
 
 impl<'c, R, H> Attempts<'c, R, H>
@@ -321,6 +381,7 @@ where
             attempt: 1,
             gave_up: None,
             jitter: None,
+            backoff: BackoffStep::default(),
         }
     }
 
@@ -409,10 +470,12 @@ where
     }
 
     /// After a failed attempt of a streamed request: resets its stream, then retries
-    /// unless what was sent can no longer be replayed.
+    /// unless the response headers arrived (`headers`) or what was sent can no longer be
+    /// replayed.
     async fn retry_sent<St>(
         &mut self,
         status: Status,
+        headers: bool,
         sending: &Sending<R, St, H>,
     ) -> Result<(), Status>
     where
@@ -420,7 +483,7 @@ where
         St: tokio_stream::Stream<Item = R::Request> + Send + 'static,
     {
         self.counts.cancel_attempt();
-        let committed = self.counts.violated() || sending.committed();
+        let committed = headers || self.counts.violated() || sending.committed();
         self.retry_or_give_up(status, committed).await
     }
 
@@ -471,9 +534,15 @@ where
     }
 
     /// After a failed attempt: waits the backoff and returns `Ok` to try again, or
-    /// returns the status the call ends with.
+    /// returns the status the call ends with. `committed`: the response headers arrived
+    /// (or more: see `RetryPolicy::decide`).
     async fn retry_or_give_up(&mut self, status: Status, committed: bool) -> Result<(), Status> {
         let Some(retry) = self.settings.retry else {
+            // No retry policy, so no retryable code: only a pushback saying not to retry
+            // counts against the throttle (see `counts_as_failure`).
+            if counts_as_failure(None, status.code(), pushback(status.metadata())) {
+                self.config.throttle.on_failure();
+            }
             return Err(status);
         };
         if self
@@ -485,6 +554,7 @@ where
         let random = self.jitter.get_or_insert_with(Jitter::new).next_f64();
         match retry.decide(
             self.attempt,
+            self.backoff.get(),
             &status,
             committed,
             &self.config.throttle,
@@ -492,6 +562,7 @@ where
         ) {
             RetryDecision::GiveUp(reason) => Err(self.give_up(reason, status)),
             RetryDecision::RetryAfter(wait) => {
+                let pushed = matches!(pushback(status.metadata()), Pushback::RetryAfter(_));
                 let resume = Instant::now() + wait;
                 if self.deadline.is_some_and(|deadline| resume >= deadline) {
                     return Err(self.give_up(GiveUpReason::Deadline, status));
@@ -503,6 +574,7 @@ where
                     code = ?status.code(),
                     grpc.message = status.message(),
                     backoff_ms = wait.as_millis() as u64,
+                    pushback = pushed,
                     "retrying"
                 );
                 if let Some(metrics) = &self.config.metrics {
@@ -510,6 +582,7 @@ where
                 }
                 tokio::time::sleep_until(resume).await;
                 self.attempt += 1;
+                self.backoff.advance(pushed);
                 Ok(())
             }
         }
@@ -540,9 +613,6 @@ where
             Ok(_) => Code::Ok,
             Err(status) => status.code(),
         };
-        if code == Code::Ok && self.settings.retry.is_some() {
-            self.config.throttle.on_success();
-        }
         self.tail().finish(code);
         result
     }
@@ -564,9 +634,6 @@ where
         response: Response<tonic::Streaming<R::Response>>,
         first: Option<Option<R::Response>>,
     ) -> Response<Responses<R, H>> {
-        if self.settings.retry.is_some() {
-            self.config.throttle.on_success();
-        }
         let deadline = self.deadline;
         let tail = self.tail();
         response.map(|inner| Responses::new(inner, first, deadline, tail))

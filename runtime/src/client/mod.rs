@@ -3,6 +3,7 @@
 mod config;
 mod credentials;
 pub(crate) mod engine;
+mod head;
 mod metrics;
 mod policy;
 pub(crate) mod retry;

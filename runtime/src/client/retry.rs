@@ -41,6 +41,14 @@ pub const MAX_ATTEMPTS_CAP: u32 = 5;
 /// The setters check A6's constraints and panic on a value A6 rejects (in a `const`, that
 /// is a compile error): fewer than 2 attempts, a zero backoff, a multiplier that is not
 /// a positive finite number, an empty list of codes.
+///
+/// A call is retried only until it is *committed* (A6, "When Retries are Valid"): when
+/// the server's response headers arrive, whatever the kind of call (unary,
+/// server-streaming, client-streaming, bidi), or when a request stream outgrows its
+/// replay buffer. What is retried is a failure the server sends before anything else,
+/// in a Trailers-Only response. A committed call that fails with one of its retryable
+/// codes ends with that status, reported as [`GiveUpReason::Committed`]. The
+/// [client guide](crate::client) has the whole rule.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RetryPolicy {
     max_attempts: u32,
@@ -296,45 +304,57 @@ impl RetryPolicy {
     /// What to do after attempt number `attempt` (1 for the original call) failed with
     /// `status`, following gRFC A6 in this order:
     ///
-    /// 1. `committed` (a response message already reached the application, or a
-    ///    client stream outgrew its replay buffer): give up, [`GiveUpReason::Committed`];
-    /// 2. the status is `OK`: nothing to retry, [`GiveUpReason::NotRetryable`];
-    /// 3. the server's pushback (see [`pushback`]) says not to retry: the failure counts
-    ///    against `throttle`, then give up, [`GiveUpReason::Pushback`];
-    /// 4. the code is not retryable: give up, [`GiveUpReason::NotRetryable`] (not counted by
-    ///    the throttle);
-    /// 5. the failure counts against `throttle` ([`RetryThrottle::on_failure`]); if that
-    ///    leaves it at or under half its tokens, give up, [`GiveUpReason::Throttled`];
-    /// 6. `attempt` reached [`RetryPolicy::attempts`]: give up,
+    /// 1. the status is `OK`: nothing to retry, [`GiveUpReason::NotRetryable`];
+    /// 2. the failure counts against `throttle` when A6 counts it ([`counts_as_failure`]:
+    ///    a retryable code, or a pushback saying not to retry), committed or not;
+    /// 3. the code is not retryable and there is no pushback saying not to retry: give up,
+    ///    [`GiveUpReason::NotRetryable`];
+    /// 4. `committed` (the response headers arrived, a response message reached the
+    ///    application, or a client stream outgrew its replay buffer): give up,
+    ///    [`GiveUpReason::Committed`];
+    /// 5. the server's pushback (see [`pushback`]) says not to retry: give up,
+    ///    [`GiveUpReason::Pushback`];
+    /// 6. the throttle is at or under half its tokens: give up, [`GiveUpReason::Throttled`];
+    /// 7. `attempt` reached [`RetryPolicy::attempts`]: give up,
     ///    [`GiveUpReason::AttemptsExhausted`];
-    /// 7. otherwise retry, after the server's pushback when it sent one, or else after
-    ///    [`RetryPolicy::backoff`]`(attempt, random)`.
+    /// 8. otherwise retry, after the server's pushback when it sent one, or else after
+    ///    [`RetryPolicy::backoff`]`(backoff_step, random)`.
+    ///
+    /// `backoff_step` counts the backoff-driven retries since the call started or since
+    /// its last pushback-driven retry, plus one (A6, "Pushback: Retry in *n* ms": "If this
+    /// attempt also fails, retry delay will reset to initial backoff for the following
+    /// retry"); the engine keeps it ([`BackoffStep`]).
     ///
     /// Successful calls are the caller's to report with [`RetryThrottle::on_success`].
     /// This is a pure function of its arguments, apart from the throttle it updates.
     pub(crate) fn decide(
         &self,
         attempt: u32,
+        backoff_step: u32,
         status: &Status,
         committed: bool,
         throttle: &RetryThrottle,
         random: f64,
     ) -> RetryDecision {
-        if committed {
-            return RetryDecision::GiveUp(GiveUpReason::Committed);
-        }
         if status.code() == Code::Ok {
             return RetryDecision::GiveUp(GiveUpReason::NotRetryable);
         }
         let pushback = pushback(status.metadata());
-        if pushback == Pushback::DoNotRetry {
+        if counts_as_failure(Some(self), status.code(), pushback) {
             throttle.on_failure();
+        }
+        if !self.is_retryable(status.code()) && pushback != Pushback::DoNotRetry {
+            return RetryDecision::GiveUp(GiveUpReason::NotRetryable);
+        }
+        if committed {
+            return RetryDecision::GiveUp(GiveUpReason::Committed);
+        }
+        if pushback == Pushback::DoNotRetry {
             return RetryDecision::GiveUp(GiveUpReason::Pushback);
         }
         if !self.is_retryable(status.code()) {
             return RetryDecision::GiveUp(GiveUpReason::NotRetryable);
         }
-        throttle.on_failure();
         if !throttle.allows_retry() {
             return RetryDecision::GiveUp(GiveUpReason::Throttled);
         }
@@ -344,16 +364,62 @@ impl RetryPolicy {
         match pushback {
             Pushback::RetryAfter(wait) => RetryDecision::RetryAfter(wait),
             Pushback::None | Pushback::DoNotRetry => {
-                RetryDecision::RetryAfter(self.backoff(attempt, random))
+                RetryDecision::RetryAfter(self.backoff(backoff_step, random))
             }
         }
+    }
+}
+
+/// Whether a failed attempt counts against the channel's [`RetryThrottle`], by the letter
+/// of gRFC A6 ("Throttling Retry Attempts and Hedged RPCs"): "The only RPCs that are
+/// counted as failures for the throttling policy are RPCs that fail with a status code
+/// that qualifies as a retryable [...] status code, or that receive a pushback response
+/// indicating not to retry."
+///
+/// `policy` is the RPC's retry policy: without one no code is retryable, so only a
+/// pushback saying not to retry counts. A committed call's failure counts too (A6 counts
+/// failed RPCs, committed or not; grpc-go counts only Trailers-Only failures). `OK`
+/// never counts.
+pub(crate) fn counts_as_failure(
+    policy: Option<&RetryPolicy>,
+    code: Code,
+    pushback: Pushback,
+) -> bool {
+    code != Code::Ok
+        && (pushback == Pushback::DoNotRetry || policy.is_some_and(|p| p.is_retryable(code)))
+}
+
+/// The backoff exponent of a call's next backoff-driven retry: 1 for the first, one more
+/// after each backoff-driven retry, back to 1 after a pushback-driven one (gRFC A6:
+/// after "Retry in *n* ms", "retry delay will reset to initial backoff for the following
+/// retry"; grpc-go's `numRetriesSincePushback`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BackoffStep(u32);
+
+impl Default for BackoffStep {
+    fn default() -> Self {
+        Self(1)
+    }
+}
+
+impl BackoffStep {
+    /// The step the next backoff-driven retry waits with.
+    pub(crate) const fn get(self) -> u32 {
+        self.0
+    }
+
+    /// After a retry: back to 1 when its wait was the server's pushback (`pushed`),
+    /// else one more.
+    pub(crate) fn advance(&mut self, pushed: bool) {
+        self.0 = if pushed { 1 } else { self.0.saturating_add(1) };
     }
 }
 
 /// The outcome of [`RetryPolicy::decide`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RetryDecision {
-    /// Start the next attempt after this wait.
+    /// Start the next attempt after this wait: the server's pushback when the failed
+    /// attempt carried one ([`pushback`]), else the backoff.
     RetryAfter(Duration),
     /// Return the failed attempt's status to the application.
     GiveUp(GiveUpReason),
@@ -382,9 +448,11 @@ pub enum GiveUpReason {
     NotRetryable,
     /// The call already made its last allowed attempt.
     AttemptsExhausted,
-    /// The call is committed: a response message (of a bidi call: the response
-    /// headers) reached the application, or the request stream outgrew what can be
-    /// replayed; reported when such a call then fails with a code its policy retries.
+    /// The call is committed (gRFC A6, "When Retries are Valid"): the server's response
+    /// headers arrived (for every kind of call), or the request stream outgrew what can
+    /// be replayed; reported when such a call then fails with a code its policy retries.
+    /// A Trailers-Only response (the status alone, without response headers) does not
+    /// commit a call: that is the failure retries are for.
     Committed,
     /// The channel's [`RetryThrottle`] is at or under half its tokens.
     Throttled,
@@ -444,12 +512,21 @@ pub enum Pushback {
     DoNotRetry,
 }
 
+/// The largest pushback A6 allows: its value is "an ASCII encoded signed 32-bit integer".
+pub(crate) const MAX_PUSHBACK_MS: u64 = i32::MAX as u64;
+
 /// Reads `grpc-retry-pushback-ms` (gRFC A6) from a failed attempt's trailers.
 ///
+/// A6: "The value is to be an ASCII encoded signed 32-bit integer with no unnecessary
+/// leading zeros that represents how many milliseconds to wait before sending a retry. If
+/// the value for pushback is negative or unparseble, then it will be seen as the server
+/// asking the client not to retry at all." So:
+///
 /// - absent: [`Pushback::None`];
-/// - one value that is a non-negative decimal integer (ASCII digits only, fitting in a
-///   `u64`): [`Pushback::RetryAfter`] that many milliseconds;
-/// - anything else (negative, not a number, empty, several values): [`Pushback::DoNotRetry`].
+/// - one value of ASCII digits only whose number is in `0..=i32::MAX` (2,147,483,647):
+///   [`Pushback::RetryAfter`] that many milliseconds (leading zeros are tolerated);
+/// - anything else: negative, past `i32::MAX` (not a signed 32-bit integer), not an
+///   integer (`1.5`, `+5`, `soon`), empty, several values: [`Pushback::DoNotRetry`].
 pub(crate) fn pushback(metadata: &MetadataMap) -> Pushback {
     let mut values = metadata.get_all(RETRY_PUSHBACK).iter();
     let Some(value) = values.next() else {
@@ -465,19 +542,36 @@ pub(crate) fn pushback(metadata: &MetadataMap) -> Pushback {
         return Pushback::DoNotRetry;
     }
     match text.parse::<u64>() {
-        Ok(ms) => Pushback::RetryAfter(Duration::from_millis(ms)),
-        Err(_) => Pushback::DoNotRetry,
+        Ok(ms) if ms <= MAX_PUSHBACK_MS => Pushback::RetryAfter(Duration::from_millis(ms)),
+        _ => Pushback::DoNotRetry,
     }
 }
 
 /// A6's `retryThrottling{maxTokens, tokenRatio}`: a token bucket shared by every call of a
 /// channel that stops retries while too many calls fail.
 ///
-/// It starts full (`max_tokens`). Each failed call takes
-/// one token, each successful call gives back
-/// `token_ratio`, up to `max_tokens`; retries are allowed while more than half the tokens
-/// remain. Tokens are counted in thousandths in an atomic, as A6 suggests (`token_ratio`
-/// keeps 3 decimal places). Cloning shares the bucket.
+/// It starts full (`max_tokens`). As A6 counts them, for every RPC of the clients that
+/// share it, whether their RPC has a retry policy or not:
+///
+/// - each failed attempt takes one token if its code is one its RPC's policy retries
+///   (an RPC without a policy has none), or if the server's pushback said not to retry;
+///   also when the call was committed and is not retried. Other failures (say
+///   `INVALID_ARGUMENT`) do not count: "This avoids conflating server failure with
+///   responses to malformed requests";
+/// - each call that ends `OK` (a response stream: read to its end) gives back
+///   `token_ratio`, up to `max_tokens`.
+///
+/// Retries are allowed while more than half the tokens remain. Tokens are counted in
+/// thousandths in an atomic, as A6 suggests (`token_ratio` keeps 3 decimal places).
+/// Cloning shares the bucket.
+///
+/// ```
+/// use tonic_intercept::client::RetryThrottle;
+/// // A6's example: 10 tokens, 0.1 back per success; the 5th counted failure in a row
+/// // leaves 5, which stops retries until a success brings 5.1.
+/// let throttle = RetryThrottle::new(10, 0.1);
+/// assert_eq!(throttle.tokens(), Some(10.0));
+/// ```
 #[derive(Debug, Clone)]
 pub struct RetryThrottle {
     bucket: Option<Arc<Bucket>>,
@@ -760,16 +854,16 @@ mod tests {
         let throttle = RetryThrottle::disabled();
         let status = Status::unavailable("down");
         assert_eq!(
-            policy.decide(1, &status, false, &throttle, 0.5),
+            policy.decide(1, 1, &status, false, &throttle, 0.5),
             RetryDecision::RetryAfter(Duration::from_millis(50))
         );
         assert_eq!(
-            policy.decide(1, &status, true, &throttle, 0.5),
+            policy.decide(1, 1, &status, true, &throttle, 0.5),
             RetryDecision::GiveUp(GiveUpReason::Committed)
         );
         let invalid = Status::invalid_argument("bad");
         assert_eq!(
-            policy.decide(1, &invalid, false, &throttle, 0.5),
+            policy.decide(1, 1, &invalid, false, &throttle, 0.5),
             RetryDecision::GiveUp(GiveUpReason::NotRetryable)
         );
     }
@@ -883,12 +977,12 @@ mod tests {
         // Attempt 1 failed with UNAVAILABLE: retry after random(0, 100 ms); here random = 0.5.
         let unavailable = Status::unavailable("connection reset");
         assert_eq!(
-            POLICY.decide(1, &unavailable, false, &throttle, 0.5),
+            POLICY.decide(1, 1, &unavailable, false, &throttle, 0.5),
             RetryDecision::RetryAfter(Duration::from_millis(50)),
         );
         // Attempt 3 was the last one allowed.
         assert_eq!(
-            POLICY.decide(3, &unavailable, false, &throttle, 0.5),
+            POLICY.decide(3, 3, &unavailable, false, &throttle, 0.5),
             RetryDecision::GiveUp(GiveUpReason::AttemptsExhausted),
         );
     }

@@ -16,7 +16,7 @@ use tonic::{CancellationHandle, Code, Status, Streaming};
 
 use crate::client::config::{ClientConfig, ClientHook, ClientOutcome};
 use crate::client::policy::Settings;
-use crate::client::retry::GiveUpReason;
+use crate::client::retry::{GiveUpReason, counts_as_failure, pushback};
 use crate::rpc::Rpc;
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -329,14 +329,16 @@ pub(crate) struct Tail<R: Rpc, H> {
 }
 
 impl<R: Rpc, H: ClientHook<R>> Tail<R, H> {
-    /// A committed call failed with a code its policy retries: it is not retried, because
-    /// it is committed, and that is worth a give-up like any other.
+    /// A committed call failed (its stream ended with `status` after the response
+    /// headers): it counts against the throttle as gRFC A6 says ([`counts_as_failure`]),
+    /// and if its policy retries that code, it is not retried because it is committed,
+    /// which is worth a give-up like any other.
     pub(crate) fn committed_failure(&mut self, status: &Status) {
-        if self
-            .settings
-            .retry
-            .is_some_and(|retry| retry.is_retryable(status.code()))
-        {
+        let policy = self.settings.retry.as_ref();
+        if counts_as_failure(policy, status.code(), pushback(status.metadata())) {
+            self.config.throttle.on_failure();
+        }
+        if policy.is_some_and(|retry| retry.is_retryable(status.code())) {
             self.gave_up = Some(GiveUpReason::Committed);
             if let Some(metrics) = &self.config.metrics {
                 metrics.gave_up::<R>(GiveUpReason::Committed);
@@ -344,7 +346,15 @@ impl<R: Rpc, H: ClientHook<R>> Tail<R, H> {
         }
     }
 
+    /// Reports the call's end. A successful call gives `token_ratio` back to the
+    /// throttle, whether its RPC has a retry policy or not (gRFC A6: "Every outgoing RPC
+    /// (regardless of service or method invoked) will effect `token_count` [...] Every
+    /// successful RPC will increment the `token_count` by `tokenRatio`"; grpc-go's
+    /// `clientStream.finish` calls `successfulRPC` for every call that ends `OK`).
     pub(crate) fn finish(&self, code: Code) {
+        if code == Code::Ok {
+            self.config.throttle.on_success();
+        }
         let elapsed = self.started.elapsed();
         let (sent, received) = (self.counts.sent(), self.counts.received());
         if let Some(metrics) = &self.config.metrics {
@@ -370,8 +380,9 @@ impl<R: Rpc, H: ClientHook<R>> Tail<R, H> {
 /// or as a [`Stream`] of `Result<R::Response, Status>`. After an error it ends.
 pub struct Responses<R: Rpc, H: ClientHook<R> = ()> {
     inner: Option<Streaming<R::Response>>,
-    /// The first message, read before the call was committed (retried calls only);
-    /// `Some(None)`: the stream ended before any message.
+    /// The first message, read before the call was committed (only when the response
+    /// head was not gRPC Response-Headers); `Some(None)`: the stream ended before any
+    /// message.
     first: Option<Option<R::Response>>,
     deadline: Option<Pin<Box<Sleep>>>,
     tail: Tail<R, H>,

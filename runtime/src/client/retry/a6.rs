@@ -267,16 +267,18 @@ fn disabled_throttle_always_allows() {
 
 #[test]
 fn pushback_parsing() {
-    let cases: [(&[&'static str], Pushback); 12] = [
+    let cases: [(&[&'static str], Pushback); 16] = [
         (&[], Pushback::None),
         (&["0"], Pushback::RetryAfter(ms(0))),
         (&["250"], Pushback::RetryAfter(ms(250))),
         (&["007"], Pushback::RetryAfter(ms(7))),
-        (
-            &["18446744073709551615"],
-            Pushback::RetryAfter(ms(u64::MAX)),
-        ),
+        // A6: "an ASCII encoded signed 32-bit integer": i32::MAX is the largest delay.
+        (&["2147483647"], Pushback::RetryAfter(ms(2_147_483_647))),
+        (&["2147483648"], Pushback::DoNotRetry),
+        (&["4294967296"], Pushback::DoNotRetry),
+        (&["18446744073709551615"], Pushback::DoNotRetry),
         (&["18446744073709551616"], Pushback::DoNotRetry),
+        (&["-2147483648"], Pushback::DoNotRetry),
         (&["-1"], Pushback::DoNotRetry),
         (&["+5"], Pushback::DoNotRetry),
         (&["1.5"], Pushback::DoNotRetry),
@@ -302,11 +304,11 @@ fn decide_retries_a_retryable_failure_after_the_backoff() {
     let throttle = RetryThrottle::new(10, 0.1);
     let status = Status::unavailable("down");
     assert_eq!(
-        POLICY.decide(1, &status, false, &throttle, 0.5),
+        POLICY.decide(1, 1, &status, false, &throttle, 0.5),
         RetryDecision::RetryAfter(ms(50))
     );
     assert_eq!(
-        POLICY.decide(2, &status, false, &throttle, 0.5),
+        POLICY.decide(2, 2, &status, false, &throttle, 0.5),
         RetryDecision::RetryAfter(ms(100))
     );
     // Each failure was counted.
@@ -314,20 +316,74 @@ fn decide_retries_a_retryable_failure_after_the_backoff() {
 }
 
 #[test]
-fn decide_gives_up_when_committed_without_counting() {
+fn decide_gives_up_when_committed_and_counts_the_failure() {
     let throttle = RetryThrottle::new(10, 0.1);
     let status = Status::unavailable("down");
     assert_eq!(
-        POLICY.decide(1, &status, true, &throttle, 0.5),
+        POLICY.decide(1, 1, &status, true, &throttle, 0.5),
         RetryDecision::GiveUp(GiveUpReason::Committed)
     );
     // Committed wins over a pushback that would have said "retry".
     let pushed = with_pushback(Code::Unavailable, &["10"]);
     assert_eq!(
-        POLICY.decide(1, &pushed, true, &throttle, 0.5),
+        POLICY.decide(1, 1, &pushed, true, &throttle, 0.5),
         RetryDecision::GiveUp(GiveUpReason::Committed)
     );
-    assert_eq!(throttle.tokens(), Some(10.0));
+    // A6 counts failed RPCs with a retryable code, committed or not.
+    assert_eq!(throttle.tokens(), Some(8.0));
+    // A committed failure with a code the policy does not retry is just not retryable,
+    // and not counted.
+    assert_eq!(
+        POLICY.decide(1, 1, &Status::internal("boom"), true, &throttle, 0.5),
+        RetryDecision::GiveUp(GiveUpReason::NotRetryable)
+    );
+    assert_eq!(throttle.tokens(), Some(8.0));
+}
+
+#[test]
+fn throttle_counts_what_a6_counts() {
+    use super::counts_as_failure;
+    let none = Pushback::None;
+    let stop = Pushback::DoNotRetry;
+    let wait = Pushback::RetryAfter(ms(5));
+    // With a policy: its retryable codes, and a pushback saying not to retry.
+    assert!(counts_as_failure(Some(&POLICY), Code::Unavailable, none));
+    assert!(counts_as_failure(Some(&POLICY), Code::Unavailable, wait));
+    assert!(!counts_as_failure(Some(&POLICY), Code::Internal, none));
+    assert!(counts_as_failure(Some(&POLICY), Code::Internal, stop));
+    // Without one, no code is retryable: only the pushback counts.
+    assert!(!counts_as_failure(None, Code::Unavailable, none));
+    assert!(!counts_as_failure(None, Code::Unavailable, wait));
+    assert!(counts_as_failure(None, Code::Unavailable, stop));
+    // OK never.
+    assert!(!counts_as_failure(Some(&POLICY), Code::Ok, stop));
+}
+
+#[test]
+fn backoff_restarts_from_the_initial_one_after_a_pushback_driven_retry() {
+    use super::BackoffStep;
+    // A6, "Pushback: Retry in n ms": "If this attempt also fails, retry delay will reset
+    // to initial backoff for the following retry". The engine keeps the step like this:
+    let throttle = RetryThrottle::disabled();
+    let plain = Status::unavailable("down");
+    let pushed = with_pushback(Code::Unavailable, &["7"]);
+    let mut step = BackoffStep::default();
+    let mut waits = Vec::new();
+    for (attempt, status) in [(1, &plain), (2, &plain), (3, &pushed), (4, &plain)] {
+        let RetryDecision::RetryAfter(wait) =
+            POLICY.decide(attempt, step.get(), status, false, &throttle, 1.0)
+        else {
+            panic!("attempt {attempt} was not retried");
+        };
+        waits.push(wait);
+        step.advance(matches!(
+            pushback(status.metadata()),
+            Pushback::RetryAfter(_)
+        ));
+    }
+    // 100 ms, 200 ms (x2), the pushback's 7 ms, then 100 ms again (not 800 ms).
+    assert_eq!(waits, [ms(100), ms(200), ms(7), ms(100)]);
+    assert_eq!(step.get(), 2);
 }
 
 #[test]
@@ -339,7 +395,7 @@ fn decide_gives_up_on_a_non_retryable_code_without_counting() {
         Status::ok(""),
     ] {
         assert_eq!(
-            POLICY.decide(1, &status, false, &throttle, 0.5),
+            POLICY.decide(1, 1, &status, false, &throttle, 0.5),
             RetryDecision::GiveUp(GiveUpReason::NotRetryable),
             "{:?}",
             status.code()
@@ -353,14 +409,22 @@ fn decide_gives_up_after_the_last_attempt() {
     let throttle = RetryThrottle::disabled();
     let policy = RetryPolicy::new().max_attempts(3);
     let status = Status::unavailable("down");
-    assert!(policy.decide(1, &status, false, &throttle, 0.5).is_retry());
-    assert!(policy.decide(2, &status, false, &throttle, 0.5).is_retry());
+    assert!(
+        policy
+            .decide(1, 1, &status, false, &throttle, 0.5)
+            .is_retry()
+    );
+    assert!(
+        policy
+            .decide(2, 2, &status, false, &throttle, 0.5)
+            .is_retry()
+    );
     assert_eq!(
-        policy.decide(3, &status, false, &throttle, 0.5),
+        policy.decide(3, 3, &status, false, &throttle, 0.5),
         RetryDecision::GiveUp(GiveUpReason::AttemptsExhausted)
     );
     assert_eq!(
-        policy.decide(4, &status, false, &throttle, 0.5),
+        policy.decide(4, 4, &status, false, &throttle, 0.5),
         RetryDecision::GiveUp(GiveUpReason::AttemptsExhausted)
     );
 }
@@ -371,7 +435,7 @@ fn decide_gives_up_when_throttled() {
     let throttle = RetryThrottle::new(10, 0.1);
     let status = Status::unavailable("down");
     let decisions: Vec<RetryDecision> = (0..6)
-        .map(|_| POLICY.decide(1, &status, false, &throttle, 0.5))
+        .map(|_| POLICY.decide(1, 1, &status, false, &throttle, 0.5))
         .collect();
     let retry = RetryDecision::RetryAfter(ms(50));
     let throttled = RetryDecision::GiveUp(GiveUpReason::Throttled);
@@ -384,12 +448,15 @@ fn decide_gives_up_when_throttled() {
         throttle.on_success();
     }
     assert_eq!(throttle.tokens(), Some(5.2));
-    assert_eq!(POLICY.decide(1, &status, false, &throttle, 0.5), throttled); // 4.2 left
+    assert_eq!(
+        POLICY.decide(1, 1, &status, false, &throttle, 0.5),
+        throttled
+    ); // 4.2 left
     for _ in 0..19 {
         throttle.on_success();
     }
     assert_eq!(throttle.tokens(), Some(6.1));
-    assert_eq!(POLICY.decide(1, &status, false, &throttle, 0.5), retry); // 5.1 left
+    assert_eq!(POLICY.decide(1, 1, &status, false, &throttle, 0.5), retry); // 5.1 left
 }
 
 #[test]
@@ -398,18 +465,23 @@ fn decide_gives_up_when_the_server_says_do_not_retry_and_counts_it() {
     for values in [&["-1"][..], &["nope"], &["1", "2"]] {
         let status = with_pushback(Code::Unavailable, values);
         assert_eq!(
-            POLICY.decide(1, &status, false, &throttle, 0.5),
+            POLICY.decide(1, 1, &status, false, &throttle, 0.5),
             RetryDecision::GiveUp(GiveUpReason::Pushback),
             "{values:?}"
         );
     }
-    // Also for a code the policy would not retry anyway.
+    // Also for a code the policy would not retry anyway, and for a value past i32::MAX.
     let status = with_pushback(Code::ResourceExhausted, &["-1"]);
     assert_eq!(
-        POLICY.decide(1, &status, false, &throttle, 0.5),
+        POLICY.decide(1, 1, &status, false, &throttle, 0.5),
         RetryDecision::GiveUp(GiveUpReason::Pushback)
     );
-    assert_eq!(throttle.tokens(), Some(6.0));
+    let status = with_pushback(Code::Unavailable, &["2147483648"]);
+    assert_eq!(
+        POLICY.decide(1, 1, &status, false, &throttle, 0.5),
+        RetryDecision::GiveUp(GiveUpReason::Pushback)
+    );
+    assert_eq!(throttle.tokens(), Some(5.0));
 }
 
 #[test]
@@ -418,16 +490,16 @@ fn decide_uses_the_pushback_delay_instead_of_the_backoff() {
     let status = with_pushback(Code::Unavailable, &["1500"]);
     // Longer than max_backoff, and independent of the draw.
     assert_eq!(
-        POLICY.decide(1, &status, false, &throttle, 0.0),
+        POLICY.decide(1, 1, &status, false, &throttle, 0.0),
         RetryDecision::RetryAfter(ms(1_500))
     );
     assert_eq!(
-        POLICY.decide(4, &status, false, &throttle, 1.0),
+        POLICY.decide(4, 4, &status, false, &throttle, 1.0),
         RetryDecision::RetryAfter(ms(1_500))
     );
     let zero = with_pushback(Code::Unavailable, &["0"]);
     assert_eq!(
-        POLICY.decide(2, &zero, false, &throttle, 1.0),
+        POLICY.decide(2, 2, &zero, false, &throttle, 1.0),
         RetryDecision::RetryAfter(ms(0))
     );
 }
@@ -436,12 +508,12 @@ fn decide_uses_the_pushback_delay_instead_of_the_backoff() {
 fn pushback_delay_does_not_make_a_code_retryable_or_lift_limits() {
     let status = with_pushback(Code::Internal, &["10"]);
     assert_eq!(
-        POLICY.decide(1, &status, false, &RetryThrottle::disabled(), 0.5),
+        POLICY.decide(1, 1, &status, false, &RetryThrottle::disabled(), 0.5),
         RetryDecision::GiveUp(GiveUpReason::NotRetryable)
     );
     let status = with_pushback(Code::Unavailable, &["10"]);
     assert_eq!(
-        POLICY.decide(5, &status, false, &RetryThrottle::disabled(), 0.5),
+        POLICY.decide(5, 5, &status, false, &RetryThrottle::disabled(), 0.5),
         RetryDecision::GiveUp(GiveUpReason::AttemptsExhausted)
     );
 }
