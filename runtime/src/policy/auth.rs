@@ -9,6 +9,18 @@ use tonic::metadata::MetadataMap;
 
 use crate::call::Call;
 
+#[cfg(feature = "jwt")]
+mod jwt;
+#[cfg(feature = "jwt")]
+pub use jwt::{Algorithm, Jwt, JwtConfigError, JwtIdentity};
+
+#[cfg(feature = "mtls")]
+mod mtls;
+#[cfg(feature = "mtls")]
+pub use mtls::{CertInfo, CertName, ClientCert};
+#[cfg(feature = "mtls")]
+pub(crate) use mtls::{PeerCerts, scope as peer_certs_scope};
+
 /// An async verifier of the caller's credentials.
 ///
 /// `#[intercept(auth(self.verifier))]` runs it before every RPC that is not listed in
