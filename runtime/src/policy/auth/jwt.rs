@@ -243,9 +243,10 @@ struct Keys {
 
 impl Keys {
     fn single(key: DecodingKey) -> Self {
+        let alg = ec_alg(&key);
         Self {
             by_kid: HashMap::new(),
-            anonymous: vec![Arc::new(Key { key, alg: None })],
+            anonymous: vec![Arc::new(Key { key, alg })],
         }
     }
 
@@ -262,7 +263,8 @@ impl Keys {
             let alg = jwk
                 .common
                 .key_algorithm
-                .and_then(|a| Algorithm::try_from(a).ok());
+                .and_then(|a| Algorithm::try_from(a).ok())
+                .or_else(|| ec_alg(&key));
             let key = Arc::new(Key { key, alg });
             match &jwk.common.key_id {
                 Some(kid) => {
@@ -419,6 +421,9 @@ impl Jwt {
         ];
         for (parse, algorithms) in tries {
             if let Ok(key) = parse(pem) {
+                // An EC key allows its curve's algorithm only.
+                let curve = ec_alg(&key).map(|a| [a]);
+                let algorithms = curve.as_ref().map_or(algorithms, |a| &a[..]);
                 return Ok(Self::with(Source::Static(Keys::single(key)), algorithms));
             }
         }
@@ -603,6 +608,19 @@ fn install_crypto_provider() {
     }
 }
 
+/// The one algorithm of an EC key, by its curve (its SEC1 point's length): ES256 for
+/// P-256, ES384 for P-384.
+fn ec_alg(key: &DecodingKey) -> Option<Algorithm> {
+    if key.family() != jsonwebtoken::AlgorithmFamily::Ec {
+        return None;
+    }
+    match key.try_get_as_bytes().ok()?.len() {
+        65 => Some(Algorithm::ES256),
+        97 => Some(Algorithm::ES384),
+        _ => None,
+    }
+}
+
 /// `claims[path]`: the claim named `path`, else the dotted path through objects.
 fn claim_path<'a>(claims: &'a Value, path: &str) -> Option<&'a Value> {
     if let Some(v) = claims.get(path) {
@@ -641,9 +659,12 @@ fn decode_status(kind: &ErrorKind) -> Status {
         ErrorKind::InvalidClaimFormat(claim) => {
             unauthenticated(format!("malformed JWT claim `{claim}`"))
         }
-        ErrorKind::InvalidAlgorithm | ErrorKind::MissingAlgorithm => {
-            unauthenticated("JWT algorithm does not match its key")
-        }
+        ErrorKind::InvalidAlgorithm
+        | ErrorKind::MissingAlgorithm
+        | ErrorKind::InvalidEcdsaKey
+        | ErrorKind::InvalidEddsaKey
+        | ErrorKind::InvalidRsaKey(_)
+        | ErrorKind::InvalidKeyFormat => unauthenticated("JWT algorithm does not match its key"),
         _ => unauthenticated("malformed JWT"),
     }
 }
