@@ -116,7 +116,7 @@ impl SigningKey {
         let pair = KeyPair::generate_for(&PKCS_ED25519).unwrap();
         // jsonwebtoken derives no Ed25519 JWK from ring's PKCS#8 v2 private key: the JWK
         // is made from the raw public key instead.
-        let public = jsonwebtoken::DecodingKey::from_ed_der(&pair.public_key_raw());
+        let public = jsonwebtoken::DecodingKey::from_ed_der(pair.public_key_raw());
         let mut jwk = Jwk::from_decoding_key(&public, None).unwrap();
         jwk.common.key_id = Some(kid.to_owned());
         Self {

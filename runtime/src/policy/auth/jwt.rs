@@ -38,6 +38,9 @@ const ASYMMETRIC: [Algorithm; 9] = [
     Algorithm::EdDSA,
 ];
 
+/// A PEM parser of jsonwebtoken's `DecodingKey`.
+type KeyParser = fn(&[u8]) -> jsonwebtoken::errors::Result<DecodingKey>;
+
 /// The largest JWKS document read (real ones are a few KiB).
 const MAX_JWKS_BYTES: usize = 1 << 20;
 
@@ -411,10 +414,7 @@ impl Jwt {
     /// One public key in PEM (`PUBLIC KEY` or `RSA PUBLIC KEY`): RSA, EC (P-256, P-384)
     /// or Ed25519; the algorithms allowed are its family's.
     pub fn public_key_pem(pem: &[u8]) -> Result<Self, JwtConfigError> {
-        let tries: [(
-            fn(&[u8]) -> jsonwebtoken::errors::Result<DecodingKey>,
-            &[Algorithm],
-        ); 3] = [
+        let tries: [(KeyParser, &[Algorithm]); 3] = [
             (DecodingKey::from_rsa_pem, &ASYMMETRIC[..6]),
             (DecodingKey::from_ec_pem, &ASYMMETRIC[6..8]),
             (DecodingKey::from_ed_pem, &ASYMMETRIC[8..]),
@@ -676,14 +676,13 @@ impl Remote {
         let generation = {
             let cache = self.cache.read();
             let fresh = cache.expires.is_some_and(|e| Instant::now() < e);
-            match (&cache.keys, fresh) {
-                (Some(keys), true) => match keys.find(kid) {
+            if let (Some(keys), true) = (&cache.keys, fresh) {
+                match keys.find(kid) {
                     Ok(key) => return Ok(key),
                     // No `kid` and several keys: fetching again would not help.
                     Err(Miss::NoKid) => return Err(miss_status(Miss::NoKid, kid)),
                     Err(Miss::UnknownKid) => {}
-                },
-                _ => {}
+                }
             }
             cache.generation
         };
