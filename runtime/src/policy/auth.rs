@@ -1,4 +1,8 @@
 //! Authentication: who is calling, decided before the handler runs.
+//!
+//! Ready verifiers: `StaticTokens` (a fixed token table); `Jwt` (feature `jwt`: bearer
+//! JWTs against static keys or a JWKS URL, cached and refreshed); `ClientCert` (feature
+//! `mtls`: the client certificate of mutual TLS, its SPIFFE ID, DNS name or CN).
 
 use std::collections::HashMap;
 use std::future::Future;
