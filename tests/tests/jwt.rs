@@ -179,6 +179,11 @@ struct JwksServer {
 
 impl JwksServer {
     async fn start(body: String) -> Self {
+        Self::start_with(body, None).await
+    }
+
+    /// Over TLS with `tls` (https), else plaintext.
+    async fn start_with(body: String, tls: Option<Arc<rustls::ServerConfig>>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let server = Self {
             addr: listener.local_addr().unwrap(),
@@ -193,6 +198,7 @@ impl JwksServer {
             loop {
                 let (stream, _) = listener.accept().await.unwrap();
                 let state = state.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
                     let service =
                         service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
@@ -214,9 +220,20 @@ impl JwksServer {
                                 )
                             }
                         });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    let http = hyper::server::conn::http1::Builder::new();
+                    match tls {
+                        Some(tls) => {
+                            let Ok(stream) =
+                                tokio_rustls::TlsAcceptor::from(tls).accept(stream).await
+                            else {
+                                return;
+                            };
+                            let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                        }
+                        None => {
+                            let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                        }
+                    }
                 });
             }
         });
@@ -225,6 +242,10 @@ impl JwksServer {
 
     fn url(&self) -> String {
         format!("http://{}/jwks", self.addr)
+    }
+
+    fn https_url(&self) -> String {
+        format!("https://localhost:{}/jwks", self.addr.port())
     }
 
     fn requests(&self) -> usize {
@@ -702,4 +723,65 @@ async fn a_real_server_authenticates_with_jwt_and_enforces_roles() {
     );
     assert_eq!(jwks_server.requests(), 1);
     server.stop().await;
+}
+
+#[tokio::test]
+async fn keys_are_fetched_over_https_trusting_the_roots_given() {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa};
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let server_config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![CertificateDer::from(cert.der().to_vec())],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+        )
+        .unwrap();
+    let signing = SigningKey::ec256("tls");
+    let server = JwksServer::start_with(jwks(&[&signing]), Some(Arc::new(server_config))).await;
+    let token = signing.sign(Algorithm::ES256, &claims("over-tls", &[]));
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.der().clone()).unwrap();
+    let client_config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let jwt = verifier(&server.https_url()).tls_config(client_config);
+    assert_eq!(jwt.verify(&token).await.unwrap().name, "over-tls");
+    assert_eq!(server.requests(), 1);
+
+    // The default roots (Mozilla's) do not know this CA: the fetch fails, no key is known.
+    let untrusted = verifier(&server.https_url());
+    assert_eq!(
+        refused(&untrusted, &token).await,
+        unauthenticated("JWT signing keys are unavailable")
+    );
+    assert_eq!(server.requests(), 1);
+}
+
+#[tokio::test]
+async fn without_cache_control_the_cache_ttl_applies() {
+    let key = SigningKey::ec256("k");
+    let server = JwksServer::start(jwks(&[&key])).await;
+    let token = key.sign(Algorithm::ES256, &claims("a", &[]));
+    let jwt = verifier(&server.url())
+        .min_refresh_interval(Duration::ZERO)
+        .cache_ttl(Duration::ZERO);
+    for _ in 0..3 {
+        jwt.verify(&token).await.unwrap();
+    }
+    assert_eq!(server.requests(), 3);
+    let jwt = verifier(&server.url()).min_refresh_interval(Duration::ZERO);
+    for _ in 0..3 {
+        jwt.verify(&token).await.unwrap();
+    }
+    assert_eq!(server.requests(), 4);
 }

@@ -189,6 +189,17 @@ struct Config {
     roles_claim: Option<String>,
     /// One `Validation` per allowed algorithm (jsonwebtoken wants one family per check).
     validations: Vec<(Algorithm, Validation)>,
+    fetch: Fetch,
+}
+
+/// How a JWKS URL is fetched; kept with the settings (not the shared cache), so a
+/// setting changed on a clone applies to that clone.
+#[derive(Debug, Clone)]
+struct Fetch {
+    timeout: Duration,
+    min_refresh: Duration,
+    ttl: Duration,
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Config {
@@ -201,6 +212,12 @@ impl Config {
             identity_claim: "sub".to_owned(),
             roles_claim: Some("roles".to_owned()),
             validations: Vec::new(),
+            fetch: Fetch {
+                timeout: Jwt::DEFAULT_FETCH_TIMEOUT,
+                min_refresh: Jwt::DEFAULT_MIN_REFRESH_INTERVAL,
+                ttl: Jwt::DEFAULT_CACHE_TTL,
+                tls: None,
+            },
         };
         config.rebuild();
         config
@@ -318,10 +335,6 @@ enum Source {
 /// A JWKS URL and its cache.
 struct Remote {
     url: Uri,
-    tls: Option<Arc<rustls::ClientConfig>>,
-    fetch_timeout: Duration,
-    min_refresh: Duration,
-    ttl: Duration,
     cache: RwLock<Cache>,
     /// Held while a fetch is in flight: the single flight.
     fetching: tokio::sync::Mutex<()>,
@@ -371,10 +384,6 @@ impl Jwt {
         }
         let remote = Remote {
             url: uri,
-            tls: None,
-            fetch_timeout: Self::DEFAULT_FETCH_TIMEOUT,
-            min_refresh: Self::DEFAULT_MIN_REFRESH_INTERVAL,
-            ttl: Self::DEFAULT_CACHE_TTL,
             cache: RwLock::new(Cache::default()),
             fetching: tokio::sync::Mutex::new(()),
         };
@@ -436,13 +445,6 @@ impl Jwt {
         Arc::make_mut(&mut self.config)
     }
 
-    fn remote(&mut self) -> Option<&mut Remote> {
-        match Arc::get_mut(&mut self.keys)? {
-            Source::Remote(remote) => Some(remote),
-            Source::Static(_) => None,
-        }
-    }
-
     /// Only these algorithms (`alg`) are accepted.
     pub fn algorithms(mut self, algorithms: impl IntoIterator<Item = Algorithm>) -> Self {
         let config = self.config();
@@ -499,36 +501,29 @@ impl Jwt {
     }
 
     /// The least time between two JWKS fetches (30 s unless told): a token with an
-    /// unknown `kid` fetches the keys again only after it. Without effect on static keys.
+    /// unknown `kid` fetches the keys again only after it, and after a failed fetch the
+    /// keys known serve that long. Without effect on static keys.
     pub fn min_refresh_interval(mut self, interval: Duration) -> Self {
-        if let Some(remote) = self.remote() {
-            remote.min_refresh = interval;
-        }
+        self.config().fetch.min_refresh = interval;
         self
     }
 
     /// How long fetched keys are used when the response has no `Cache-Control: max-age`
     /// (5 min unless told). Without effect on static keys.
     pub fn cache_ttl(mut self, ttl: Duration) -> Self {
-        if let Some(remote) = self.remote() {
-            remote.ttl = ttl;
-        }
+        self.config().fetch.ttl = ttl;
         self
     }
 
     /// The longest a JWKS fetch may take (10 s unless told). Without effect on static keys.
     pub fn fetch_timeout(mut self, timeout: Duration) -> Self {
-        if let Some(remote) = self.remote() {
-            remote.fetch_timeout = timeout;
-        }
+        self.config().fetch.timeout = timeout;
         self
     }
 
     /// The TLS client configuration for an `https` JWKS URL (a private CA, say).
     pub fn tls_config(mut self, config: rustls::ClientConfig) -> Self {
-        if let Some(remote) = self.remote() {
-            remote.tls = Some(Arc::new(config));
-        }
+        self.config().fetch.tls = Some(Arc::new(config));
         self
     }
 
@@ -545,7 +540,7 @@ impl Jwt {
         let kid = header.kid.as_deref();
         let key = match &*self.keys {
             Source::Static(keys) => keys.find(kid).map_err(|miss| miss_status(miss, kid))?,
-            Source::Remote(remote) => remote.key(kid).await?,
+            Source::Remote(remote) => remote.key(&self.config.fetch, kid).await?,
         };
         if key.alg.is_some_and(|a| a != alg) || key.key.family() != alg.family() {
             return Err(unauthenticated(format!(
@@ -672,15 +667,27 @@ fn decode_status(kind: &ErrorKind) -> Status {
 impl Remote {
     /// The key for `kid`, fetching the key set when it is missing, expired, or lacks
     /// `kid`: one fetch in flight at a time, at most one per `min_refresh`.
-    async fn key(&self, kid: Option<&str>) -> Result<Arc<Key>, Status> {
+    async fn key(&self, settings: &Fetch, kid: Option<&str>) -> Result<Arc<Key>, Status> {
         let generation = {
             let cache = self.cache.read();
-            let fresh = cache.expires.is_some_and(|e| Instant::now() < e);
+            let now = Instant::now();
+            let fresh = cache.expires.is_some_and(|e| now < e);
+            let recent = cache
+                .last_attempt
+                .is_some_and(|t| now.duration_since(t) < settings.min_refresh);
+            // Never fetched, and the last attempt failed within the refresh interval.
+            if cache.keys.is_none() && recent {
+                return Err(unauthenticated("JWT signing keys are unavailable"));
+            }
             if let (Some(keys), true) = (&cache.keys, fresh) {
                 match keys.find(kid) {
                     Ok(key) => return Ok(key),
                     // No `kid` and several keys: fetching again would not help.
                     Err(Miss::NoKid) => return Err(miss_status(Miss::NoKid, kid)),
+                    // Asked within the refresh interval: no fetch, and no waiting.
+                    Err(Miss::UnknownKid) if recent => {
+                        return Err(miss_status(Miss::UnknownKid, kid));
+                    }
                     Err(Miss::UnknownKid) => {}
                 }
             }
@@ -693,34 +700,37 @@ impl Remote {
             let attempted = cache.generation != generation;
             let recent = cache
                 .last_attempt
-                .is_some_and(|t| Instant::now().duration_since(t) < self.min_refresh);
+                .is_some_and(|t| Instant::now().duration_since(t) < settings.min_refresh);
             if attempted || recent {
                 return find_or_status(cache.keys.as_deref(), kid);
             }
         }
-        let fetched = tokio::time::timeout(self.fetch_timeout, self.fetch()).await;
+        let fetched = tokio::time::timeout(settings.timeout, self.fetch(settings)).await;
         let now = Instant::now();
         let mut cache = self.cache.write();
         cache.generation += 1;
         cache.last_attempt = Some(now);
         match fetched {
             Ok(Ok((set, max_age))) => {
-                let ttl = max_age.unwrap_or(self.ttl).max(self.min_refresh);
+                let ttl = max_age.unwrap_or(settings.ttl).max(settings.min_refresh);
                 cache.keys = Some(Arc::new(Keys::from_set(&set)));
                 cache.expires = Some(now + ttl);
             }
             Ok(Err(error)) => {
                 tracing::warn!(url = %self.url, %error, "JWKS fetch failed; keeping the keys known");
+                // The keys known serve at least until the next attempt is allowed.
+                cache.expires = cache.expires.max(Some(now + settings.min_refresh));
             }
             Err(_) => {
-                tracing::warn!(url = %self.url, timeout = ?self.fetch_timeout, "JWKS fetch timed out; keeping the keys known");
+                tracing::warn!(url = %self.url, timeout = ?settings.timeout, "JWKS fetch timed out; keeping the keys known");
+                cache.expires = cache.expires.max(Some(now + settings.min_refresh));
             }
         }
         find_or_status(cache.keys.as_deref(), kid)
     }
 
     /// One GET of the JWKS URL: the key set and the response's `max-age`.
-    async fn fetch(&self) -> Result<(JwkSet, Option<Duration>), String> {
+    async fn fetch(&self, settings: &Fetch) -> Result<(JwkSet, Option<Duration>), String> {
         let url = &self.url;
         let https = url.scheme_str() == Some("https");
         let host = url.host().ok_or("no host")?;
@@ -738,7 +748,7 @@ impl Remote {
             .body(Empty::<Bytes>::new())
             .map_err(|e| e.to_string())?;
         if https {
-            let config = self.tls.clone().unwrap_or_else(default_tls);
+            let config = settings.tls.clone().unwrap_or_else(default_tls);
             let name = rustls::pki_types::ServerName::try_from(tcp_host.to_owned())
                 .map_err(|e| format!("server name: {e}"))?;
             let tls = tokio_rustls::TlsConnector::from(config)
