@@ -288,3 +288,74 @@ fn identify_maps_a_certificate_without_a_server() {
         (Code::Unauthenticated, "malformed client certificate")
     );
 }
+
+/// Serves `Secured` with tonic's own `transport::Server` over TLS (client certificates
+/// optional), with or without `ClientCertLayer`.
+async fn tonic_server(
+    server_ca: &Ca,
+    client_ca: &Ca,
+    layer: bool,
+) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    use tonic::transport::ServerTlsConfig;
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .signed_by(&key, server_ca)
+        .unwrap();
+    let tls = ServerTlsConfig::new()
+        .identity(Identity::from_pem(cert.pem(), key.serialize_pem()))
+        .client_ca_root(Certificate::from_pem(client_ca.pem()))
+        .client_auth_optional(true);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let service = EchoServiceServer::new(Secured { certs: verifier() });
+    let mut builder = tonic::transport::Server::builder().tls_config(tls).unwrap();
+    let shutdown = async {
+        let _ = stopped.await;
+    };
+    if layer {
+        let server = builder
+            .layer(tonic_intercept::auth::ClientCertLayer)
+            .add_service(service)
+            .serve_with_incoming_shutdown(incoming, shutdown);
+        tokio::spawn(server);
+    } else {
+        let server = builder
+            .add_service(service)
+            .serve_with_incoming_shutdown(incoming, shutdown);
+        tokio::spawn(server);
+    }
+    (addr, stop)
+}
+
+#[tokio::test]
+async fn tonic_transport_server_needs_the_layer() {
+    let (server_ca, client_ca) = (ca(), ca());
+    let billing = || client_cert(&client_ca, vec![uri(BILLING)], "billing", &[]);
+
+    let (addr, stop) = tonic_server(&server_ca, &client_ca, true).await;
+    let mut client = tls_client(addr, &server_ca, Some(billing())).await;
+    let reply = client.unary(hello()).await.unwrap().into_inner();
+    assert_eq!(reply.text, format!("{BILLING} admin,billing"));
+    let mut anonymous = tls_client(addr, &server_ca, None).await;
+    let status = anonymous.unary(hello()).await.unwrap_err();
+    assert_eq!(
+        (status.code(), status.message()),
+        (Code::Unauthenticated, "no client certificate")
+    );
+    let _ = stop.send(());
+
+    let (addr, stop) = tonic_server(&server_ca, &client_ca, false).await;
+    let mut client = tls_client(addr, &server_ca, Some(billing())).await;
+    let status = client.unary(hello()).await.unwrap_err();
+    assert_eq!(
+        (status.code(), status.message()),
+        (
+            Code::Unauthenticated,
+            "client certificates are not available: serve with tonic_intercept::server::Server"
+        )
+    );
+    let _ = stop.send(());
+}

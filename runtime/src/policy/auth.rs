@@ -21,7 +21,7 @@ pub use jwt::{Algorithm, Jwt, JwtConfigError, JwtIdentity};
 #[cfg(feature = "mtls")]
 mod mtls;
 #[cfg(feature = "mtls")]
-pub use mtls::{CertInfo, CertName, ClientCert};
+pub use mtls::{CertInfo, CertName, ClientCert, ClientCertLayer, ClientCertService, WithPeerCerts};
 #[cfg(feature = "mtls")]
 pub(crate) use mtls::{PeerCerts, scope as peer_certs_scope};
 

@@ -3,11 +3,16 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use tokio_rustls::rustls::pki_types::CertificateDer;
 use tonic::Status;
+use tonic::codegen::http;
 use tonic::metadata::MetadataMap;
+use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
 use super::{Authenticate, Principal};
@@ -126,8 +131,12 @@ type RoleFn = dyn Fn(&str, &CertInfo) -> Vec<String> + Send + Sync;
 /// Failures are `UNAUTHENTICATED`: `no client certificate` (a connection without one),
 /// `client certificate names no identity` (none of the sources found),
 /// `malformed client certificate`, and, when the server does not make client
-/// certificates known to it (tonic's own `transport::Server`),
+/// certificates known to it (tonic's own `transport::Server` without
+/// [`ClientCertLayer`]),
 /// `client certificates are not available: serve with tonic_intercept::server::Server`.
+///
+/// [`Server`](crate::server::Server) makes each call's certificates known to
+/// `ClientCert`; with tonic's `transport::Server`, add `.layer(ClientCertLayer)`.
 ///
 /// ```
 /// use tonic_intercept::auth::{CertName, ClientCert};
@@ -267,5 +276,69 @@ impl Authenticate for ClientCert {
             Some(None) => Err(Status::unauthenticated("no client certificate")),
             Some(Some(certs)) => self.identify(&certs),
         }
+    }
+}
+
+/// Makes the client certificates of tonic's own `transport::Server` (with TLS) known to
+/// [`ClientCert`]: `tonic::transport::Server::builder().tls_config(..)?.layer(ClientCertLayer)`.
+/// [`Server`](crate::server::Server) needs no layer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ClientCertLayer;
+
+impl<S> tower_layer::Layer<S> for ClientCertLayer {
+    type Service = ClientCertService<S>;
+
+    fn layer(&self, inner: S) -> ClientCertService<S> {
+        ClientCertService { inner }
+    }
+}
+
+/// The service [`ClientCertLayer`] makes: reads the request's `TlsConnectInfo` and makes
+/// its certificates current while the call is polled.
+#[derive(Debug, Clone)]
+pub struct ClientCertService<S> {
+    inner: S,
+}
+
+impl<S, B> tonic::codegen::Service<http::Request<B>> for ClientCertService<S>
+where
+    S: tonic::codegen::Service<http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = WithPeerCerts<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let certs = request
+            .extensions()
+            .get::<TlsConnectInfo<TcpConnectInfo>>()
+            .and_then(TlsConnectInfo::peer_certs);
+        WithPeerCerts {
+            inner: self.inner.call(request),
+            certs,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A call's future polled with its client certificates current (see [`ClientCertLayer`]).
+    #[derive(Debug)]
+    pub struct WithPeerCerts<F> {
+        #[pin]
+        inner: F,
+        certs: Option<PeerCerts>,
+    }
+}
+
+impl<F: Future> Future for WithPeerCerts<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        scope(this.certs, || this.inner.poll(cx))
     }
 }
