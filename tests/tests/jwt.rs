@@ -785,3 +785,35 @@ async fn without_cache_control_the_cache_ttl_applies() {
     }
     assert_eq!(server.requests(), 4);
 }
+
+#[tokio::test]
+async fn a_fetch_whose_caller_went_away_still_counts_against_the_rate() {
+    let key = SigningKey::ec256("k");
+    let server = JwksServer::start(jwks(&[&key])).await;
+    // The issuer hangs: the first caller's fetch never ends, and the caller goes away.
+    *server.delay.lock() = Duration::from_secs(3600);
+    let jwt = verifier(&server.url());
+    let token = key.sign(Algorithm::ES256, &claims("a", &[]));
+    let first = tokio::spawn({
+        let (jwt, token) = (jwt.clone(), token.clone());
+        async move { jwt.verify(&token).await }
+    });
+    for _ in 0..1000 {
+        if server.requests() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(server.requests(), 1);
+    first.abort();
+    assert!(first.await.unwrap_err().is_cancelled());
+
+    // Within the refresh interval no caller starts another fetch.
+    for _ in 0..5 {
+        assert_eq!(
+            refused(&jwt, &token).await,
+            unauthenticated("JWT signing keys are unavailable")
+        );
+    }
+    assert_eq!(server.requests(), 1);
+}

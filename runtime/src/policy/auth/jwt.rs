@@ -346,7 +346,11 @@ struct Cache {
     /// Bumped by every fetch attempt, so callers that waited for one do not start another.
     generation: u64,
     expires: Option<Instant>,
+    /// When the last fetch ended (succeeded or failed).
     last_attempt: Option<Instant>,
+    /// When the last fetch started: the rate bound, also when its caller went away and
+    /// dropped it half-way.
+    last_start: Option<Instant>,
 }
 
 impl Jwt {
@@ -699,12 +703,13 @@ impl Remote {
             // Another caller fetched while this one waited: use its result.
             let attempted = cache.generation != generation;
             let recent = cache
-                .last_attempt
+                .last_start
                 .is_some_and(|t| Instant::now().duration_since(t) < settings.min_refresh);
             if attempted || recent {
                 return find_or_status(cache.keys.as_deref(), kid);
             }
         }
+        self.cache.write().last_start = Some(Instant::now());
         let fetched = tokio::time::timeout(settings.timeout, self.fetch(settings)).await;
         let now = Instant::now();
         let mut cache = self.cache.write();
@@ -781,13 +786,12 @@ where
     let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
         .await
         .map_err(|e| format!("HTTP: {e}"))?;
-    let connection = tokio::spawn(connection);
+    let connection = AbortOnDrop(tokio::spawn(connection));
     let response = sender
         .send_request(request)
         .await
         .map_err(|e| format!("HTTP: {e}"))?;
     if response.status() != StatusCode::OK {
-        connection.abort();
         return Err(format!("HTTP status {}", response.status()));
     }
     let max_age = response
@@ -800,9 +804,18 @@ where
         .await
         .map_err(|e| format!("body: {e}"))?
         .to_bytes();
-    connection.abort();
+    drop(connection);
     let set = serde_json::from_slice(&body).map_err(|e| format!("JWKS: {e}"))?;
     Ok((set, max_age))
+}
+
+/// Ends the connection's task when the fetch ends, or is dropped (timed out, cancelled).
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// `max-age` of a `Cache-Control` value, unless `no-cache`/`no-store` say not to keep it.
