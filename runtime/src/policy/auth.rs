@@ -1,4 +1,8 @@
 //! Authentication: who is calling, decided before the handler runs.
+//!
+//! Ready verifiers: `StaticTokens` (a fixed token table); `Jwt` (feature `jwt`: bearer
+//! JWTs against static keys or a JWKS URL, cached and refreshed); `ClientCert` (feature
+//! `mtls`: the client certificate of mutual TLS, its SPIFFE ID, DNS name or CN).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -8,6 +12,18 @@ use tonic::Status;
 use tonic::metadata::MetadataMap;
 
 use crate::call::Call;
+
+#[cfg(feature = "jwt")]
+mod jwt;
+#[cfg(feature = "jwt")]
+pub use jwt::{Algorithm, Jwt, JwtConfigError, JwtIdentity};
+
+#[cfg(feature = "mtls")]
+mod mtls;
+#[cfg(feature = "mtls")]
+pub use mtls::{CertInfo, CertName, ClientCert, ClientCertLayer, ClientCertService, WithPeerCerts};
+#[cfg(feature = "mtls")]
+pub(crate) use mtls::{PeerCerts, scope as peer_certs_scope};
 
 /// An async verifier of the caller's credentials.
 ///

@@ -188,6 +188,9 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
         let mut req = req.map(Body::new);
+        // `auth::ClientCert` reads the client's certificates while the call is polled.
+        #[cfg(feature = "mtls")]
+        let mut peer_certs = None;
         match &self.info {
             ConnectInfo::Tcp(tcp) => {
                 req.extensions_mut().insert(tcp.clone());
@@ -196,6 +199,10 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
             ConnectInfo::Tls(tls) => {
                 req.extensions_mut().insert(tls.get_ref().clone());
                 req.extensions_mut().insert(tls.clone());
+                #[cfg(feature = "mtls")]
+                {
+                    peer_certs = tls.peer_certs();
+                }
             }
         }
         let guard = StreamGuard::new(self.activity.clone());
@@ -205,6 +212,10 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
         ResponseFuture {
             inner,
             guard: Some(guard),
+            #[cfg(feature = "mtls")]
+            peer_certs,
+            #[cfg(not(feature = "mtls"))]
+            peer_certs: (),
         }
     }
 }
@@ -238,14 +249,27 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: <Routes as tonic::codegen::Service<Request<Body>>>::Future,
         guard: Option<StreamGuard>,
+        peer_certs: PeerCerts,
     }
 }
+
+/// The client's certificates, made current while the call is polled (feature `mtls`).
+#[cfg(feature = "mtls")]
+type PeerCerts = Option<crate::policy::auth::PeerCerts>;
+#[cfg(not(feature = "mtls"))]
+type PeerCerts = ();
 
 impl Future for ResponseFuture {
     type Output = Result<Response<TrackedBody>, Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
+        #[cfg(feature = "mtls")]
+        let response = ready!(crate::policy::auth::peer_certs_scope(
+            this.peer_certs,
+            || this.inner.poll(cx)
+        ))?;
+        #[cfg(not(feature = "mtls"))]
         let response = ready!(this.inner.poll(cx))?;
         let guard = this.guard.take();
         Poll::Ready(Ok(response.map(|inner| TrackedBody {
