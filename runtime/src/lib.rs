@@ -155,6 +155,8 @@ pub mod metrics;
 mod policy;
 mod rpc;
 pub mod server;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod trace;
 mod util;
 pub mod wire;

@@ -59,7 +59,11 @@ mod accept;
 mod builder;
 mod connection;
 
+#[cfg(feature = "testing")]
+pub(crate) use accept::MemoryConnection;
 pub use builder::Server;
+#[cfg(feature = "testing")]
+pub use connection::InMemoryConnectInfo;
 /// rustls, as [`Server::tls`] takes it (the version tonic's `tls-ring` uses).
 #[cfg(feature = "tls")]
 pub use tokio_rustls::rustls;
