@@ -667,3 +667,46 @@ async fn call_builder_requests_run_a_handler_under_its_policies() {
         .unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated);
 }
+
+/// The accept loop's edge protections hold in memory: a connection that does not open
+/// with the HTTP/2 preface is closed, and one that sends nothing is closed at the
+/// handshake timeout; the server goes on serving.
+#[tokio::test]
+async fn in_memory_connections_get_the_handshake_checks() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tonic::codegen::Service;
+
+    let server = InMemory::serve(
+        Server::builder()
+            .handshake_timeout(Duration::from_millis(200))
+            .add_service(EchoServiceServer::new(Echo::new())),
+    )
+    .await
+    .unwrap();
+    let mut connector = server.connector();
+    let uri = tonic::codegen::http::Uri::from_static("http://in-memory");
+
+    let mut http1 = connector.call(uri.clone()).await.unwrap().into_inner();
+    http1
+        .write_all(b"GET / HTTP/1.1\r\nHost: in-memory\r\n\r\n0123456789")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), http1.read_to_end(&mut buf))
+        .await
+        .expect("closed");
+    assert_eq!(read.unwrap(), 0, "nothing answered: {buf:?}");
+
+    let mut silent = connector.call(uri).await.unwrap().into_inner();
+    let read = tokio::time::timeout(Duration::from_secs(10), silent.read_to_end(&mut buf))
+        .await
+        .expect("closed at the handshake timeout");
+    assert_eq!(read.unwrap(), 0);
+
+    let reply = EchoServiceClient::new(server.channel())
+        .unary(with_token(echo("hi"), "w"))
+        .await
+        .unwrap();
+    assert_eq!(reply.into_inner().text, "hi from ada via memory#3");
+    server.shutdown().await.unwrap();
+}
