@@ -48,6 +48,14 @@
 //! Reflection shows the whole schema to anyone who reaches the server: it is off unless
 //! you call it.
 //!
+//! # In memory
+//!
+//! With the `testing` feature, `tonic_intercept::testing::InMemory` serves a [`Server`]
+//! over in-memory pipes instead of a listener, for tests: the same accept loop (the
+//! connection cap, the preface check and handshake timeout), connections, edges and
+//! policies; no TCP options and no TLS, and handlers find an `InMemoryConnectInfo`
+//! (no address) instead of the TCP connect info.
+//!
 //! # TLS
 //!
 //! With the `tls` feature, `Server::tls` takes a `rustls::ServerConfig` (rustls with
