@@ -479,7 +479,10 @@ async fn call_builder_builds_what_the_server_hands_the_verifier() {
         .build();
     call.authenticate(&verifier).await.unwrap();
     let expected: Seen = (None, Some(Duration::from_millis(499)), Some("acme".into()));
-    assert_eq!(*verifier.seen.lock().unwrap(), *seen_by_server.lock().unwrap());
+    assert_eq!(
+        *verifier.seen.lock().unwrap(),
+        *seen_by_server.lock().unwrap()
+    );
     assert_eq!(*verifier.seen.lock().unwrap(), [expected]);
 }
 
