@@ -131,6 +131,9 @@
 //! types. Each concept has its module with its guide: [`auth`], [`limits`],
 //! [`idempotency`], [`validate`], [`metrics`], [`trace`], [`server`] (the call and its
 //! streams), [`client`] (the generated client) and [`wire`] (every header name).
+//! With the `testing` feature (for `[dev-dependencies]`), `testing` holds test helpers:
+//! a server served in memory with connected channels, and the `Call` a verifier, hook or
+//! validation receives, built without a server.
 //!
 //! ## Guides
 //!
@@ -155,6 +158,8 @@ pub mod metrics;
 mod policy;
 mod rpc;
 pub mod server;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod trace;
 mod util;
 pub mod wire;

@@ -18,7 +18,10 @@ fn layer(module: &str) -> Option<(u8, &'static str)> {
         "trace" => (5, "trace"),
         "server" => (6, "server"),
         "client" => (6, "client"),
-        "__private" | "private" | "deprecated" | "lib" => (7, "door"),
+        // Test helpers (feature `testing`): serve a `server::Server` in memory, build the
+        // `Call` a policy receives.
+        "testing" => (7, "testing"),
+        "__private" | "private" | "deprecated" | "lib" => (8, "door"),
         // Macros exported at the root (`crate::__doc_rpc!`): used by tests only.
         _ => return None,
     })

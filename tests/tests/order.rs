@@ -1,5 +1,6 @@
-//! The documented order of policies, observed over loopback: each refusal comes from the
-//! first policy in the order that refuses, and the hooks and metrics see exactly that.
+//! The documented order of policies, observed through the hardened server in memory
+//! (`tonic_intercept::testing::InMemory`): each refusal comes from the first policy in the
+//! order that refuses, and the hooks and metrics see exactly that.
 //!
 //! recovery → tracing → metrics → deadline → auth → roles → admission (call rate) →
 //! hooks' `on_call` → per message: limits → validation → hooks → handler.
@@ -8,12 +9,16 @@ use std::time::Duration;
 
 use tonic::{Code, Request, Response, Status, Streaming};
 use tonic_intercept::prometheus_client::registry::Registry;
+use tonic_intercept::server::Server;
+use tonic_intercept::testing::InMemory;
 use tonic_intercept::{
     ServerMetrics, StaticTokens, auth::Principal, intercept, metrics::ServiceMetrics,
 };
+use tonic_intercept_tests::pb::echo_service_client::EchoServiceClient;
 use tonic_intercept_tests::pb::echo_service_intercept as rpc;
+use tonic_intercept_tests::pb::echo_service_server::EchoServiceServer;
 use tonic_intercept_tests::pb::{EchoReply, EchoRequest, StreamRequest, Summary};
-use tonic_intercept_tests::{Recorder, client, serve, with_token};
+use tonic_intercept_tests::{Recorder, with_token};
 
 type Replies = tokio_stream::wrappers::ReceiverStream<Result<EchoReply, Status>>;
 
@@ -101,7 +106,10 @@ async fn each_refusal_comes_from_the_first_policy_in_the_documented_order() {
         recorder: recorder.clone(),
         metrics,
     };
-    let mut client = client(serve(service).await).await;
+    let server = InMemory::serve(Server::builder().add_service(EchoServiceServer::new(service)))
+        .await
+        .unwrap();
+    let mut client = EchoServiceClient::new(server.channel());
 
     // No token and an invalid message: auth comes first.
     let status = client.unary(echo("")).await.unwrap_err();
@@ -215,4 +223,5 @@ async fn each_refusal_comes_from_the_first_policy_in_the_documented_order() {
         metric(&text, "grpc_server_handling_seconds_count", unary),
         "5"
     );
+    server.shutdown().await.unwrap();
 }

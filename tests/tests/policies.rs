@@ -1,11 +1,25 @@
-//! Every policy over real loopback TCP: accept and reject paths, exact codes and counts.
+//! Every policy, served in memory (`tonic_intercept::testing::InMemory`): accept and
+//! reject paths, exact codes and counts.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
+use tonic_intercept::testing::InMemory;
+use tonic_intercept_tests::pb::echo_service_client::EchoServiceClient;
+use tonic_intercept_tests::pb::echo_service_server::{EchoService, EchoServiceServer};
 use tonic_intercept_tests::pb::{EchoReply, EchoRequest, StreamRequest};
-use tonic_intercept_tests::{Guarded, PACED_PER_SECOND, Paced, authed, client, serve, with_token};
+use tonic_intercept_tests::{Guarded, PACED_PER_SECOND, Paced, authed, with_token};
+
+/// A client of `service`, served in memory by tonic's own server, as before the move
+/// from TCP (these tests are about the policies themselves; the hardened server's edge,
+/// which refuses an oversized message at its length prefix already, is `edge.rs`'s and
+/// `testing.rs`'s). The server runs as long as the client's channel does.
+fn connect<S: EchoService>(service: S) -> EchoServiceClient<Channel> {
+    let router = tonic::transport::Server::builder().add_service(EchoServiceServer::new(service));
+    EchoServiceClient::new(InMemory::serve_router(router).channel())
+}
 
 fn echo(text: &str) -> EchoRequest {
     EchoRequest { text: text.into() }
@@ -41,7 +55,7 @@ async fn drain(mut stream: tonic::Streaming<EchoReply>) -> (Vec<EchoReply>, Resu
 async fn public_rpc_needs_no_token() {
     let service = Guarded::new();
     let recorder = service.recorder.clone();
-    let mut client = client(serve(service).await).await;
+    let mut client = connect(service);
 
     let reply = client.unary(echo("hi")).await.unwrap().into_inner();
     assert_eq!(reply.text, "hi from anonymous");
@@ -60,7 +74,7 @@ async fn public_rpc_needs_no_token() {
 async fn missing_token_is_unauthenticated_and_handler_never_runs() {
     let service = Guarded::new();
     let (work, recorder) = (service.work.clone(), service.recorder.clone());
-    let mut client = client(serve(service).await).await;
+    let mut client = connect(service);
 
     let status = client.server_stream(stream_request(1)).await.unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated);
@@ -74,7 +88,7 @@ async fn missing_token_is_unauthenticated_and_handler_never_runs() {
 
 #[tokio::test]
 async fn wrong_token_is_unauthenticated() {
-    let mut client = client(serve(Guarded::new()).await).await;
+    let mut client = connect(Guarded::new());
     let status = client
         .client_stream(with_token(texts(&["a"]), "wrong"))
         .await
@@ -98,7 +112,7 @@ async fn wrong_token_is_unauthenticated() {
 async fn valid_token_reaches_handler_with_identity() {
     let service = Guarded::new();
     let work = service.work.clone();
-    let mut client = client(serve(service).await).await;
+    let mut client = connect(service);
 
     let (replies, end) = drain(
         client
@@ -125,7 +139,7 @@ async fn valid_token_reaches_handler_with_identity() {
 async fn server_stream_at_limit_passes() {
     let service = Guarded::new();
     let recorder = service.recorder.clone();
-    let mut client = client(serve(service).await).await;
+    let mut client = connect(service);
 
     let (replies, end) = drain(
         client
@@ -152,7 +166,7 @@ async fn server_stream_at_limit_passes() {
 async fn server_stream_over_limit_is_cut_with_resource_exhausted() {
     let service = Guarded::new();
     let recorder = service.recorder.clone();
-    let mut client = client(serve(service).await).await;
+    let mut client = connect(service);
 
     let (replies, end) = drain(
         client
@@ -179,7 +193,7 @@ async fn server_stream_over_limit_is_cut_with_resource_exhausted() {
 async fn client_stream_at_limit_passes_and_over_limit_fails() {
     let service = Guarded::new();
     let recorder = service.recorder.clone();
-    let mut client = client(serve(service).await).await;
+    let mut client = connect(service);
 
     let summary = client
         .client_stream(authed(texts(&["a", "b", "c"])))
@@ -216,7 +230,7 @@ async fn client_stream_at_limit_passes_and_over_limit_fails() {
 
 #[tokio::test]
 async fn message_bytes_limit_applies_both_ways() {
-    let mut client = client(serve(Guarded::new()).await).await;
+    let mut client = connect(Guarded::new());
     let one = |len: usize| authed(tokio_stream::iter(vec![echo(&"x".repeat(len))]));
 
     // 60 characters: the request encodes to 62 bytes, the summary echoing it to 64,
@@ -243,7 +257,7 @@ async fn message_bytes_limit_applies_both_ways() {
 
 #[tokio::test]
 async fn bidi_at_limit_and_over_limit() {
-    let mut client = client(serve(Guarded::new()).await).await;
+    let mut client = connect(Guarded::new());
 
     let (replies, end) = drain(
         client
@@ -283,7 +297,7 @@ async fn bidi_at_limit_and_over_limit() {
 async fn hook_rejects_with_invalid_argument_before_handler() {
     let service = Guarded::new();
     let (work, recorder) = (service.work.clone(), service.recorder.clone());
-    let mut client = client(serve(service).await).await;
+    let mut client = connect(service);
 
     let status = client.unary(echo("forbidden")).await.unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
@@ -303,7 +317,7 @@ async fn hook_rejects_with_invalid_argument_before_handler() {
 async fn hook_rejection_inside_client_stream_ends_the_call() {
     let service = Guarded::new();
     let recorder = service.recorder.clone();
-    let mut client = client(serve(service).await).await;
+    let mut client = connect(service);
 
     let status = client
         .client_stream(authed(texts(&["a", "forbidden", "c"])))
@@ -326,7 +340,7 @@ async fn hook_rejection_inside_client_stream_ends_the_call() {
 async fn dropped_server_stream_stops_the_producer() {
     let service = Guarded::new();
     let (work, recorder) = (service.work.clone(), service.recorder.clone());
-    let mut client = client(serve(service).await).await;
+    let mut client = connect(service);
 
     // Four replies 200 ms apart (under the limit of 5); the client leaves after two.
     let request = StreamRequest {
@@ -364,7 +378,7 @@ async fn dropped_server_stream_stops_the_producer() {
 async fn outbound_rate_delays_without_dropping() {
     let service = Paced::default();
     let timer = service.timer.clone();
-    let mut client = client(serve(service).await).await;
+    let mut client = connect(service);
     let started = std::time::Instant::now();
     let (replies, end) = drain(
         client
@@ -392,7 +406,7 @@ async fn outbound_rate_delays_without_dropping() {
 
 #[tokio::test]
 async fn inbound_rate_rejects_a_burst() {
-    let mut client = client(serve(Paced::default()).await).await;
+    let mut client = connect(Paced::default());
     // Burst 2: two back-to-back messages pass, the third is too early.
     let summary = client
         .client_stream(texts(&["a", "b"]))
@@ -413,7 +427,7 @@ async fn inbound_rate_rejects_a_burst() {
 
 #[tokio::test]
 async fn timeout_ends_a_slow_unary_call_with_deadline_exceeded() {
-    let mut client = client(serve(Paced::default()).await).await;
+    let mut client = connect(Paced::default());
     let status = client.unary(echo("slow")).await.unwrap_err();
     assert_eq!(status.code(), Code::DeadlineExceeded);
     assert_eq!(status.message(), "Unary: deadline exceeded");
@@ -423,7 +437,7 @@ async fn timeout_ends_a_slow_unary_call_with_deadline_exceeded() {
 async fn timeout_cuts_a_long_stream_with_deadline_exceeded() {
     let service = Paced::default();
     let work = service.work.clone();
-    let mut client = client(serve(service).await).await;
+    let mut client = connect(service);
     let request = StreamRequest {
         count: 1000,
         text: "tick".into(),
@@ -441,7 +455,7 @@ async fn timeout_cuts_a_long_stream_with_deadline_exceeded() {
 
 #[tokio::test]
 async fn server_keeps_serving_after_rejections() {
-    let mut client = client(serve(Guarded::new()).await).await;
+    let mut client = connect(Guarded::new());
     for _ in 0..3 {
         assert_eq!(
             client
@@ -464,7 +478,7 @@ async fn server_keeps_serving_after_rejections() {
 
 #[tokio::test]
 async fn timeout_none_exempts_one_rpc_from_the_general_timeout() {
-    let mut client = client(serve(Paced::default()).await).await;
+    let mut client = connect(Paced::default());
     // Three messages 200 ms apart: the call lives past the general 300 ms timeout,
     // which `limit(Bidi, timeout_ms = none)` switched off for this RPC.
     let (tx, rx) = tokio::sync::mpsc::channel(1);

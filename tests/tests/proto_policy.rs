@@ -1,10 +1,13 @@
 //! Policy declared in the `.proto` (`tonic_intercept/v1/options.proto`), enforced by
-//! `#[intercept]` over real loopback TCP; and roles.
+//! `#[intercept]`, served by the hardened server in memory
+//! (`tonic_intercept::testing::InMemory`); and roles.
 
 use std::time::Duration;
 
 use tokio_stream::StreamExt;
 use tonic::{Code, Request, Response, Status, Streaming};
+use tonic_intercept::server::Server;
+use tonic_intercept::testing::InMemory;
 use tonic_intercept::{StaticTokens, auth::Principal, intercept};
 use tonic_intercept_tests::catalog_pb::catalog_service_client::CatalogServiceClient;
 use tonic_intercept_tests::catalog_pb::catalog_service_server::CatalogServiceServer;
@@ -86,16 +89,10 @@ async fn catalog() -> CatalogServiceClient<tonic::transport::Channel> {
             ("user-token", Principal::new("ada").with_roles(["reader"])),
         ]),
     };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(CatalogServiceServer::new(service))
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-    );
-    CatalogServiceClient::connect(format!("http://{addr}"))
-        .await
-        .unwrap()
+    let server = Server::builder().add_service(CatalogServiceServer::new(service));
+    // The server runs as long as the client's channel does.
+    let server = InMemory::serve(server).await.unwrap();
+    CatalogServiceClient::new(server.channel())
 }
 
 #[tokio::test]

@@ -104,9 +104,43 @@ pub(crate) fn is_resource_exhausted(e: &io::Error) -> bool {
     }
 }
 
+/// The connection of a `testing::InMemory` client: the server's half of a duplex pipe,
+/// and what handlers find in their requests' extensions.
+#[cfg(feature = "testing")]
+pub(crate) type MemoryConnection = (tokio::io::DuplexStream, connection::InMemoryConnectInfo);
+
+/// Where connections come from: a TCP listener, or (feature `testing`) the in-memory
+/// connections of `testing::InMemory`.
+#[derive(Debug)]
+pub(super) enum Listener {
+    Tcp(TcpListener),
+    #[cfg(feature = "testing")]
+    Memory(mpsc::Receiver<MemoryConnection>),
+}
+
+/// A connection as accepted, before its handshake.
+#[derive(Debug)]
+enum Accepted {
+    Tcp(TcpStream),
+    #[cfg(feature = "testing")]
+    Memory(MemoryConnection),
+}
+
+impl Listener {
+    /// The next connection; `None` when no more can come (every in-memory connector is
+    /// gone).
+    async fn accept(&mut self) -> Option<io::Result<Accepted>> {
+        match self {
+            Self::Tcp(listener) => Some(listener.accept().await.map(|(s, _)| Accepted::Tcp(s))),
+            #[cfg(feature = "testing")]
+            Self::Memory(incoming) => incoming.recv().await.map(|c| Ok(Accepted::Memory(c))),
+        }
+    }
+}
+
 /// Accepts until `signal` completes, then drains (see `Server::serve_with_shutdown`).
 pub(super) async fn serve(
-    listener: TcpListener,
+    mut listener: Listener,
     shared: Arc<Shared>,
     signal: impl Future<Output = ()>,
 ) {
@@ -130,10 +164,13 @@ pub(super) async fn serve(
         let accepted = tokio::select! {
             biased;
             () = &mut signal => break,
-            accepted = listener.accept() => accepted,
+            accepted = listener.accept() => match accepted {
+                Some(accepted) => accepted,
+                None => break,
+            },
         };
         let stream = match accepted {
-            Ok((stream, _)) => {
+            Ok(stream) => {
                 backoff.reset();
                 stream
             }
@@ -177,22 +214,26 @@ pub(super) async fn serve(
     }
 }
 
-async fn run_connection(stream: TcpStream, shared: &Shared, mut signals: Signals) {
+async fn run_connection(accepted: Accepted, shared: &Shared, mut signals: Signals) {
     let settings = &shared.settings;
-    if let Err(e) = stream.set_nodelay(settings.tcp_nodelay) {
-        tracing::debug!(error = %e, "TCP_NODELAY");
-    }
-    if let Some(idle) = settings.tcp_keepalive {
-        let keepalive = socket2::TcpKeepalive::new().with_time(idle);
-        if let Err(e) = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive) {
-            tracing::debug!(error = %e, "TCP keepalive");
+    let handshake = async {
+        match accepted {
+            Accepted::Tcp(stream) => {
+                configure_tcp(&stream, settings);
+                let tcp = TcpConnectInfo {
+                    local_addr: stream.local_addr().ok(),
+                    remote_addr: stream.peer_addr().ok(),
+                };
+                handshake(stream, tcp, shared).await
+            }
+            // No socket, no TLS: plaintext HTTP/2 over the pipe, its preface checked and
+            // timed like a TCP connection's.
+            #[cfg(feature = "testing")]
+            Accepted::Memory((stream, info)) => {
+                preface(Transport::Memory(stream), ConnectInfo::Memory(info)).await
+            }
         }
-    }
-    let tcp = TcpConnectInfo {
-        local_addr: stream.local_addr().ok(),
-        remote_addr: stream.peer_addr().ok(),
     };
-    let handshake = handshake(stream, tcp, shared);
     let handshake = tokio::time::timeout(settings.handshake_timeout, handshake);
     let (io, info) = tokio::select! {
         biased;
@@ -213,6 +254,18 @@ async fn run_connection(stream: TcpStream, shared: &Shared, mut signals: Signals
     connection::serve(io, info, shared, signals).await;
 }
 
+fn configure_tcp(stream: &TcpStream, settings: &Settings) {
+    if let Err(e) = stream.set_nodelay(settings.tcp_nodelay) {
+        tracing::debug!(error = %e, "TCP_NODELAY");
+    }
+    if let Some(idle) = settings.tcp_keepalive {
+        let keepalive = socket2::TcpKeepalive::new().with_time(idle);
+        if let Err(e) = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive) {
+            tracing::debug!(error = %e, "TCP keepalive");
+        }
+    }
+}
+
 /// The client's connection preface, then the header of its first frame (a `SETTINGS`).
 const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 const PREFIX_LEN: usize = PREFACE.len() + 9;
@@ -224,7 +277,7 @@ async fn handshake(
     shared: &Shared,
 ) -> io::Result<(Io, ConnectInfo)> {
     #[cfg(feature = "tls")]
-    let (mut io, info) = match &shared.tls {
+    let (io, info) = match &shared.tls {
         None => (Transport::Plain(stream), ConnectInfo::Tcp(tcp)),
         Some(config) => {
             use tonic::transport::server::Connected;
@@ -235,10 +288,15 @@ async fn handshake(
         }
     };
     #[cfg(not(feature = "tls"))]
-    let (mut io, info) = {
+    let (io, info) = {
         let _ = shared;
         (Transport::Plain(stream), ConnectInfo::Tcp(tcp))
     };
+    preface(io, info).await
+}
+
+/// Reads and checks the client's HTTP/2 preface and first frame header.
+async fn preface(mut io: Transport, info: ConnectInfo) -> io::Result<(Io, ConnectInfo)> {
     let mut prefix = [0u8; PREFIX_LEN];
     io.read_exact(&mut prefix).await?;
     if &prefix[..PREFACE.len()] != PREFACE || prefix[PREFACE.len() + 3] != FRAME_TYPE_SETTINGS {
@@ -262,6 +320,8 @@ enum Transport {
     Plain(TcpStream),
     #[cfg(feature = "tls")]
     Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+    #[cfg(feature = "testing")]
+    Memory(tokio::io::DuplexStream),
 }
 
 /// One accepted connection after its handshake: the bytes already read (the preface and
@@ -283,6 +343,8 @@ impl AsyncRead for Transport {
             Self::Plain(s) => Pin::new(s).poll_read(cx, buf),
             #[cfg(feature = "tls")]
             Self::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            #[cfg(feature = "testing")]
+            Self::Memory(s) => Pin::new(s).poll_read(cx, buf),
         }
     }
 }
@@ -297,6 +359,8 @@ impl AsyncWrite for Transport {
             Self::Plain(s) => Pin::new(s).poll_write(cx, buf),
             #[cfg(feature = "tls")]
             Self::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            #[cfg(feature = "testing")]
+            Self::Memory(s) => Pin::new(s).poll_write(cx, buf),
         }
     }
 
@@ -309,6 +373,8 @@ impl AsyncWrite for Transport {
             Self::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             #[cfg(feature = "tls")]
             Self::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+            #[cfg(feature = "testing")]
+            Self::Memory(s) => Pin::new(s).poll_write_vectored(cx, bufs),
         }
     }
 
@@ -317,6 +383,8 @@ impl AsyncWrite for Transport {
             Self::Plain(s) => s.is_write_vectored(),
             #[cfg(feature = "tls")]
             Self::Tls(s) => s.is_write_vectored(),
+            #[cfg(feature = "testing")]
+            Self::Memory(s) => s.is_write_vectored(),
         }
     }
 
@@ -325,6 +393,8 @@ impl AsyncWrite for Transport {
             Self::Plain(s) => Pin::new(s).poll_flush(cx),
             #[cfg(feature = "tls")]
             Self::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            #[cfg(feature = "testing")]
+            Self::Memory(s) => Pin::new(s).poll_flush(cx),
         }
     }
 
@@ -333,6 +403,8 @@ impl AsyncWrite for Transport {
             Self::Plain(s) => Pin::new(s).poll_shutdown(cx),
             #[cfg(feature = "tls")]
             Self::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            #[cfg(feature = "testing")]
+            Self::Memory(s) => Pin::new(s).poll_shutdown(cx),
         }
     }
 }

@@ -428,6 +428,35 @@ impl Server {
         listener: TcpListener,
         signal: impl Future<Output = ()>,
     ) -> io::Result<()> {
+        let (shared, health) = self.prepare().await?;
+        let signal = not_serving_after(signal, health);
+        accept::serve(accept::Listener::Tcp(listener), Arc::new(shared), signal).await;
+        Ok(())
+    }
+
+    /// For [`testing::InMemory`](crate::testing::InMemory): sets the server up like
+    /// [`serve_with_shutdown`](Self::serve_with_shutdown) (the same routes, edges,
+    /// settings, health and reflection), and returns the future that serves the
+    /// connections of `incoming` until `signal` completes, then drains. TLS, if set, is not
+    /// used: the connections are plaintext HTTP/2.
+    #[cfg(feature = "testing")]
+    pub(crate) async fn serve_in_memory(
+        self,
+        incoming: tokio::sync::mpsc::Receiver<accept::MemoryConnection>,
+        signal: impl Future<Output = ()> + Send + 'static,
+    ) -> io::Result<impl Future<Output = ()> + Send + 'static> {
+        let (shared, health) = self.prepare().await?;
+        let signal = not_serving_after(signal, health);
+        Ok(accept::serve(
+            accept::Listener::Memory(incoming),
+            Arc::new(shared),
+            signal,
+        ))
+    }
+
+    /// The routes with every service, health turned `SERVING`, and what each connection
+    /// shares; the health handle, to turn `NOT_SERVING` on shutdown.
+    async fn prepare(self) -> io::Result<(accept::Shared, Option<Health>)> {
         let mut routes = self.routes;
         for add in &self.intercepted {
             routes = (add.0)(routes, self.metrics.as_ref());
@@ -465,13 +494,14 @@ impl Server {
             #[cfg(feature = "tls")]
             self.tls,
         );
-        let signal = async move {
-            signal.await;
-            if let Some(health) = health {
-                health.set_not_serving().await;
-            }
-        };
-        accept::serve(listener, Arc::new(shared), signal).await;
-        Ok(())
+        Ok((shared, health))
+    }
+}
+
+/// `signal`, then health turned `NOT_SERVING`: the accept loop's shutdown signal.
+async fn not_serving_after(signal: impl Future<Output = ()>, health: Option<Health>) {
+    signal.await;
+    if let Some(health) = health {
+        health.set_not_serving().await;
     }
 }

@@ -55,6 +55,41 @@ pub(super) enum ConnectInfo {
     Tcp(TcpConnectInfo),
     #[cfg(feature = "tls")]
     Tls(tonic::transport::server::TlsConnectInfo<TcpConnectInfo>),
+    #[cfg(feature = "testing")]
+    Memory(InMemoryConnectInfo),
+}
+
+/// In a request's extensions when the call came over an in-memory connection of
+/// [`testing::InMemory`](crate::testing::InMemory) (feature `testing`), served by
+/// [`Server`](super::Server) or by tonic's own server: there is no address, so
+/// `Request::remote_addr` is `None` (and a per-peer call rate does not apply), and this
+/// says which connection it was.
+///
+/// ```
+/// # fn handler(request: tonic::Request<()>) {
+/// use tonic_intercept::testing::InMemoryConnectInfo;
+/// if let Some(info) = request.extensions().get::<InMemoryConnectInfo>() {
+///     println!("in-memory connection #{}", info.connection());
+/// }
+/// # }
+/// ```
+#[cfg(feature = "testing")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct InMemoryConnectInfo {
+    connection: u64,
+}
+
+#[cfg(feature = "testing")]
+impl InMemoryConnectInfo {
+    pub(crate) fn new(connection: u64) -> Self {
+        Self { connection }
+    }
+
+    /// The connection's number, from 1, in the order the [`InMemory`](crate::testing::InMemory)
+    /// server's connector opened them.
+    pub fn connection(&self) -> u64 {
+        self.connection
+    }
 }
 
 /// Serves one connection until it ends, its idle time or age runs out, or the server
@@ -203,6 +238,10 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
                 {
                     peer_certs = tls.peer_certs();
                 }
+            }
+            #[cfg(feature = "testing")]
+            ConnectInfo::Memory(memory) => {
+                req.extensions_mut().insert(*memory);
             }
         }
         let guard = StreamGuard::new(self.activity.clone());

@@ -48,6 +48,14 @@
 //! Reflection shows the whole schema to anyone who reaches the server: it is off unless
 //! you call it.
 //!
+//! # In memory
+//!
+//! With the `testing` feature, `tonic_intercept::testing::InMemory` serves a [`Server`]
+//! over in-memory pipes instead of a listener, for tests: the same accept loop (the
+//! connection cap, the preface check and handshake timeout), connections, edges and
+//! policies; no TCP options and no TLS, and handlers find an `InMemoryConnectInfo`
+//! (no address) instead of the TCP connect info.
+//!
 //! # TLS
 //!
 //! With the `tls` feature, `Server::tls` takes a `rustls::ServerConfig` (rustls with
@@ -59,7 +67,11 @@ mod accept;
 mod builder;
 mod connection;
 
+#[cfg(feature = "testing")]
+pub(crate) use accept::MemoryConnection;
 pub use builder::Server;
+#[cfg(feature = "testing")]
+pub use connection::InMemoryConnectInfo;
 /// rustls, as [`Server::tls`] takes it (the version tonic's `tls-ring` uses).
 #[cfg(feature = "tls")]
 pub use tokio_rustls::rustls;
