@@ -12,6 +12,15 @@ fn main() -> Result<(), tonic_intercept_build::Error> {
     // Envoy's rate limit service, server side, for the test RLS server (tests/tests/common_rls):
     // the runtime's vendored protos, plain prost + tonic (no `_intercept` types), in a
     // folder of their own (tests/generated.rs lists what OUT_DIR holds).
+    // protovalidate rules (tonic-intercept-build's feature `protovalidate` serves
+    // `buf/validate/validate.proto`), in a folder of their own like the RLS protos.
+    let validated =
+        std::path::PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR")).join("validated");
+    std::fs::create_dir_all(&validated).expect("creating OUT_DIR/validated");
+    tonic_intercept_build::configure()
+        .out_dir(&validated)
+        .file_descriptor_set_path(validated.join("validated.bin"))
+        .compile_protos(&["proto/validated/v1/validated.proto"], &["proto"])?;
     let out =
         std::path::PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR")).join("envoy_rls");
     std::fs::create_dir_all(&out).expect("creating OUT_DIR/envoy_rls");

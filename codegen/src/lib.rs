@@ -110,6 +110,7 @@ mod generate;
 mod model;
 mod names;
 mod policy;
+mod protovalidate;
 mod service_generator;
 mod source;
 
@@ -243,6 +244,7 @@ impl Builder {
         }
         let mut resolver = ChainFileResolver::new();
         resolver.add(OptionsFile);
+        protovalidate::add_resolver(&mut resolver);
         for include in includes {
             resolver.add(IncludeFileResolver::new(include.as_ref().to_owned()));
         }
@@ -330,12 +332,13 @@ impl Builder {
             .build_server(self.build_server)
             .service_generator();
         let mut config = prost_build::Config::new();
-        config.out_dir(out_dir).service_generator(Box::new(
+        config.out_dir(&out_dir).service_generator(Box::new(
             service_generator::InterceptGenerator {
                 tonic,
                 policies,
                 build_server: self.build_server,
                 intercept_types: self.intercept_types,
+                protovalidate: protovalidate::Plan::new(encoded_fds, &out_dir)?,
             },
         ));
         config.compile_fds(fds).map_err(Error::Io)
@@ -383,7 +386,7 @@ fn generated_files(compiler: &protox::Compiler) -> HashSet<String> {
         todo.extend(
             file.dependencies()
                 .map(|d| d.name().to_owned())
-                .filter(|d| d != OPTIONS_PROTO_NAME),
+                .filter(|d| d != OPTIONS_PROTO_NAME && !protovalidate::is_served(d)),
         );
     }
     seen

@@ -17,6 +17,9 @@ pub(crate) struct InterceptGenerator {
     pub(crate) build_server: bool,
     /// Whether to emit the `<service>_intercept` module at all.
     pub(crate) intercept_types: bool,
+    /// The `ProtoValidate` impls for messages with `buf.validate` rules (feature
+    /// `protovalidate`), appended to their package's file.
+    pub(crate) protovalidate: crate::protovalidate::Plan,
 }
 
 impl ServiceGenerator for InterceptGenerator {
@@ -44,5 +47,6 @@ impl ServiceGenerator for InterceptGenerator {
 
     fn finalize_package(&mut self, package: &str, buf: &mut String) {
         self.tonic.finalize_package(package, buf);
+        self.protovalidate.emit(package, buf);
     }
 }
