@@ -75,8 +75,8 @@
 
 use std::sync::{LazyLock, Mutex};
 
-use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor};
 use prost_protovalidate::{Error, RuntimeError, Validator};
+use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor};
 use tonic::Status;
 
 use super::Violations;
@@ -111,7 +111,15 @@ pub trait ProtoValidate: prost::Message + Sized {
             Err(Error::Validation(error)) => {
                 for v in error.violations() {
                     let description = if v.message().is_empty() {
-                        format!("[{}]", v.rule_id())
+                        declared_message(&v.rule_path(), v.rule_id())
+                            .or_else(|| {
+                                message_rule_message(
+                                    Self::descriptor(),
+                                    &v.field_path(),
+                                    v.rule_id(),
+                                )
+                            })
+                            .unwrap_or_else(|| format!("[{}]", v.rule_id()))
                     } else {
                         v.message().to_owned()
                     };
@@ -122,6 +130,99 @@ pub trait ProtoValidate: prost::Message + Sized {
             Err(other) => Err(other),
         }
     }
+}
+
+/// The message `buf/validate/validate.proto` declares for the rule `rule_id` at
+/// `rule_path` (`string.email`, `repeated.items.string.uuid`): prost-protovalidate leaves
+/// the message of the well-known format rules (email, uuid, hostname, ...) empty, as the
+/// conformance suite expects of the wire `Violation`; a client reading `BadRequest` gets
+/// protovalidate's own text instead (`value is empty, which is not a valid UUID`).
+#[cold]
+fn declared_message(rule_path: &str, rule_id: &str) -> Option<String> {
+    use prost_reflect::{Kind, Value};
+
+    let pool = &*prost_protovalidate::types::DESCRIPTOR_POOL;
+    let mut message = pool.get_message_by_name("buf.validate.FieldRules")?;
+    let mut segments = rule_path.split('.').peekable();
+    let field = loop {
+        let field = message.get_field_by_name(segments.next()?)?;
+        if segments.peek().is_none() {
+            break field;
+        }
+        match field.kind() {
+            Kind::Message(inner) => message = inner,
+            _ => return None,
+        }
+    };
+    let predefined = pool.get_extension_by_name("buf.validate.predefined")?;
+    let options = field.options();
+    let value = options.get_extension(&predefined);
+    let Value::Message(predefined) = value.as_ref() else {
+        return None;
+    };
+    let rules = predefined.get_field_by_name("cel")?;
+    let Value::List(rules) = rules.as_ref() else {
+        return None;
+    };
+    rules.iter().find_map(|rule| {
+        let rule = rule.as_message()?;
+        let id = rule.get_field_by_name("id")?;
+        if id.as_str()? != rule_id {
+            return None;
+        }
+        let message = rule.get_field_by_name("message")?;
+        message.as_str().map(str::to_owned)
+    })
+}
+
+/// The message of the message-level rule `(buf.validate.message).cel` with id `rule_id`
+/// on the message at `field_path` under `root` (`""`: `root` itself): prost-protovalidate
+/// reports those rules with their id and no message, as the conformance suite expects of
+/// the wire `Violation`; the `.proto` author's text is what a client should read.
+#[cold]
+fn message_rule_message(
+    root: &MessageDescriptor,
+    field_path: &str,
+    rule_id: &str,
+) -> Option<String> {
+    use prost_reflect::{Kind, Value};
+
+    let mut message = root.clone();
+    for segment in field_path.split('.').filter(|s| !s.is_empty()) {
+        let name = segment.split('[').next()?;
+        let field = message.get_field_by_name(name)?;
+        let field = if field.is_map() && segment.contains('[') {
+            field.kind().as_message()?.map_entry_value_field()
+        } else {
+            field
+        };
+        message = match field.kind() {
+            Kind::Message(inner) => inner,
+            _ => return None,
+        };
+    }
+    // The extension as the message's own pool (the generator's) defines it.
+    let extension = message
+        .parent_pool()
+        .get_extension_by_name("buf.validate.message")?;
+    let options = message.options();
+    let value = options.get_extension(&extension);
+    let Value::Message(rules) = value.as_ref() else {
+        return None;
+    };
+    let cel = rules.get_field_by_name("cel")?;
+    let Value::List(cel) = cel.as_ref() else {
+        return None;
+    };
+    cel.iter().find_map(|rule| {
+        let rule = rule.as_message()?;
+        let id = rule.get_field_by_name("id")?;
+        if id.as_str()? != rule_id {
+            return None;
+        }
+        let text = rule.get_field_by_name("message")?;
+        text.as_str().filter(|t| !t.is_empty()).map(str::to_owned)
+    })
 }
 
 /// One validator for the process: it caches each message type's compiled rules.
@@ -150,8 +251,9 @@ pub fn descriptor(set: &'static [u8], name: &str) -> MessageDescriptor {
             pool
         }
     };
-    pool.get_message_by_name(name)
-        .unwrap_or_else(|| panic!("`{name}` is in the FileDescriptorSet tonic-intercept-build wrote"))
+    pool.get_message_by_name(name).unwrap_or_else(|| {
+        panic!("`{name}` is in the FileDescriptorSet tonic-intercept-build wrote")
+    })
 }
 
 /// Validates one inbound message of `call` against its `.proto` rules: `Ok` when it is
