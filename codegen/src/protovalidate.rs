@@ -132,7 +132,8 @@ mod imp {
                 });
         }
         if !by_package.is_empty() {
-            std::fs::write(out_dir.join(DESCRIPTORS_FILE), encoded_fds).map_err(crate::Error::Io)?;
+            std::fs::write(out_dir.join(DESCRIPTORS_FILE), encoded_fds)
+                .map_err(crate::Error::Io)?;
         }
         Ok(Plan { by_package })
     }
@@ -183,11 +184,11 @@ mod imp {
     fn sanitize(ident: String) -> String {
         match ident.as_str() {
             "as" | "break" | "const" | "continue" | "else" | "enum" | "false" | "fn" | "for"
-            | "if" | "impl" | "in" | "let" | "loop" | "match" | "mod" | "move" | "mut"
-            | "pub" | "ref" | "return" | "static" | "struct" | "trait" | "true" | "type"
-            | "unsafe" | "use" | "where" | "while" | "dyn" | "abstract" | "become" | "box"
-            | "do" | "final" | "macro" | "override" | "priv" | "typeof" | "unsized"
-            | "virtual" | "yield" | "async" | "await" | "try" | "gen" => format!("r#{ident}"),
+            | "if" | "impl" | "in" | "let" | "loop" | "match" | "mod" | "move" | "mut" | "pub"
+            | "ref" | "return" | "static" | "struct" | "trait" | "true" | "type" | "unsafe"
+            | "use" | "where" | "while" | "dyn" | "abstract" | "become" | "box" | "do"
+            | "final" | "macro" | "override" | "priv" | "typeof" | "unsized" | "virtual"
+            | "yield" | "async" | "await" | "try" | "gen" => format!("r#{ident}"),
             "_" | "super" | "self" | "Self" | "extern" | "crate" => format!("{ident}_"),
             s if s.starts_with(|c: char| c.is_numeric()) => format!("_{ident}"),
             _ => ident,
