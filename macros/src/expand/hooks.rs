@@ -138,6 +138,9 @@ fn validate_method(plan: &RpcPlan, rpc: &TokenStream) -> TokenStream {
     // its `.proto`'s `buf.validate` rules (feature `protovalidate`), else the bound
     // `Validate` that reports the missing impl (runtime/src/policy/validate/pick.rs).
     let validated = Ident::new("validated", at);
+    // `call` keeps the parameter's own (call-site) span: spanned at the user's tokens it
+    // would not resolve when the attribute is written inside a `macro_rules!`.
+    let call = quote!(call);
     let check = quote_spanned! {at=>
         {
             #[allow(unused_imports)]
@@ -145,7 +148,7 @@ fn validate_method(plan: &RpcPlan, rpc: &TokenStream) -> TokenStream {
                 ValidateByHand as _, ValidateByRules as _, ValidateMissing as _,
             };
             (&&&::tonic_intercept::__private::ValidatePick(#validated))
-                .__tonic_intercept_validate(call)
+                .__tonic_intercept_validate(#call)
         }
     };
     quote! {
