@@ -372,6 +372,15 @@ fn the_rules_are_checkable_without_a_server() {
     let mut violations = Violations::new();
     valid().validate_rules(&mut violations).unwrap();
     assert!(violations.is_empty());
+    // A message without rules of its own reports those of the message it holds.
+    let mut violations = Violations::new();
+    pb::Envelope {
+        address: Some(Address { zip: "1".into() }),
+    }
+    .validate_rules(&mut violations)
+    .unwrap();
+    let found: Vec<_> = violations.iter().collect();
+    assert_eq!(found, [("address.zip", "must be 5 characters")]);
 }
 
 #[tokio::test]
@@ -403,4 +412,43 @@ async fn rules_that_cannot_be_evaluated_end_the_call_with_internal() {
     );
     assert!(status.get_details_bad_request().is_none());
     assert_eq!(seen.load(Ordering::SeqCst), 0);
+}
+
+/// Whether a message type implements `ProtoValidate`, by the same autoref specialization
+/// the expansion uses.
+struct Probe<T>(std::marker::PhantomData<T>);
+
+trait WithRules {
+    fn has_rules(&self) -> bool;
+}
+
+impl<T: ProtoValidate> WithRules for Probe<T> {
+    fn has_rules(&self) -> bool {
+        true
+    }
+}
+
+trait WithoutRules {
+    fn has_rules(&self) -> bool;
+}
+
+impl<T> WithoutRules for &Probe<T> {
+    fn has_rules(&self) -> bool {
+        false
+    }
+}
+
+#[test]
+fn the_generator_implements_proto_validate_only_for_messages_with_rules() {
+    use std::marker::PhantomData;
+    // Rules on its fields, in a message CEL rule, or in a message it holds.
+    assert!((&Probe::<CreateUserRequest>(PhantomData)).has_rules());
+    assert!((&Probe::<Address>(PhantomData)).has_rules());
+    assert!((&Probe::<pb::Envelope>(PhantomData)).has_rules());
+    assert!((&Probe::<Chunk>(PhantomData)).has_rules());
+    assert!((&Probe::<BrokenRequest>(PhantomData)).has_rules());
+    // No rules: no impl, so `validate(Echo)` would not compile (tests/ui/fail).
+    assert!(!(&Probe::<Plain>(PhantomData)).has_rules());
+    assert!(!(&Probe::<CreateUserReply>(PhantomData)).has_rules());
+    assert!(!(&Probe::<UploadSummary>(PhantomData)).has_rules());
 }
