@@ -439,6 +439,9 @@ impl<T> WithoutRules for &Probe<T> {
 }
 
 #[test]
+// The explicit borrow is the autoref specialization: without it `WithoutRules` is never
+// reached.
+#[allow(clippy::needless_borrow)]
 fn the_generator_implements_proto_validate_only_for_messages_with_rules() {
     use std::marker::PhantomData;
     // Rules on its fields, in a message CEL rule, or in a message it holds.

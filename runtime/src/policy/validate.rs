@@ -24,6 +24,10 @@ pub use pick::{ByHand, ByRules, Missing, Pick};
 /// every violation in the status details as a `google.rpc.BadRequest`, which clients
 /// decode with [`tonic_types::StatusExt::get_details_bad_request`].
 ///
+/// With the feature `protovalidate`, a message whose `.proto` carries `buf.validate` rules
+/// needs no impl: `validate(..)` checks those rules (`tonic_intercept::validate::protovalidate`),
+/// and an impl written here still wins over them.
+///
 /// ```
 /// use tonic_intercept::Validate;
 /// use tonic_intercept::validate::Violations;
