@@ -20,6 +20,19 @@ fn main() -> Result<(), tonic_intercept_build::Error> {
         .build_server(false)
         .out_dir(&a6)
         .compile_protos(&["proto/a6/v1/a6.proto"], &["proto"])?;
+    // protovalidate rules (tonic-intercept-build's feature `protovalidate` serves
+    // `buf/validate/validate.proto`), in a folder of their own like the RLS protos; only
+    // with this crate's feature `protovalidate` (Cargo.toml says why).
+    #[cfg(feature = "protovalidate")]
+    {
+        let validated =
+            std::path::PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR")).join("validated");
+        std::fs::create_dir_all(&validated).expect("creating OUT_DIR/validated");
+        tonic_intercept_build::configure()
+            .out_dir(&validated)
+            .file_descriptor_set_path(validated.join("validated.bin"))
+            .compile_protos(&["proto/validated/v1/validated.proto"], &["proto"])?;
+    }
     let out =
         std::path::PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR")).join("envoy_rls");
     std::fs::create_dir_all(&out).expect("creating OUT_DIR/envoy_rls");

@@ -203,6 +203,7 @@ mod model;
 mod names;
 pub mod plugin;
 mod policy;
+mod protovalidate;
 mod service_generator;
 mod source;
 
@@ -717,6 +718,7 @@ impl Builder {
         }
         let mut resolver = ChainFileResolver::new();
         resolver.add(OptionsFile);
+        protovalidate::add_resolver(&mut resolver);
         for include in includes {
             resolver.add(IncludeFileResolver::new(include.as_ref().to_owned()));
         }
@@ -783,7 +785,7 @@ impl Builder {
     /// the `.proto` is not read on that path (prost-build's `Service` has lost the options):
     /// use [`Builder::compile_protos`] for it.
     pub fn service_generator(self) -> Box<dyn prost_build::ServiceGenerator> {
-        self.intercept_generator(model::Policies::new())
+        self.intercept_generator(model::Policies::new(), protovalidate::Plan::default())
     }
 
     /// Writes the descriptor set (unless it was the input), then runs prost-build with
@@ -807,6 +809,12 @@ impl Builder {
                     )
                 })?,
         };
+        // `ProtoValidate` impls for the messages with `buf.validate` rules (feature
+        // `protovalidate`); none from a `prost_types` set, which has lost the rules.
+        let protovalidate = match encoded_fds {
+            Some(encoded) => protovalidate::Plan::new(encoded, &out_dir)?,
+            None => protovalidate::Plan::default(),
+        };
         if let Some(encoded) = encoded_fds {
             let fds_path = self
                 .file_descriptor_set_path
@@ -815,7 +823,7 @@ impl Builder {
             std::fs::write(&fds_path, encoded).map_err(Error::Io)?;
         }
         self.note_protoc_args();
-        let mut config = self.config_for(config, entry, policies);
+        let mut config = self.config_for(config, entry, policies, protovalidate);
         config.out_dir(out_dir);
         let _types = NonPathTypes::set(self.with_extended_rust_types);
         config.compile_fds(fds).map_err(Error::Io)
@@ -824,10 +832,16 @@ impl Builder {
     /// prost-build's `Config` with every setting of the builder and our service generator
     /// holding `policies`: what [`Builder::compile_protos`] writes to files and [`plugin`]
     /// returns in memory.
-    fn config_for(&self, config: Config, entry: Entry, policies: model::Policies) -> Config {
+    fn config_for(
+        &self,
+        config: Config,
+        entry: Entry,
+        policies: model::Policies,
+        protovalidate: protovalidate::Plan,
+    ) -> Config {
         let mut config = self.prost_config(config, entry);
         if self.build_client || self.build_server {
-            config.service_generator(self.intercept_generator(policies));
+            config.service_generator(self.intercept_generator(policies, protovalidate));
         }
         config
     }
@@ -906,6 +920,7 @@ impl Builder {
     fn intercept_generator(
         &self,
         policies: model::Policies,
+        protovalidate: protovalidate::Plan,
     ) -> Box<dyn prost_build::ServiceGenerator> {
         Box::new(service_generator::InterceptGenerator {
             tonic: self.tonic_builder().service_generator(),
@@ -913,6 +928,7 @@ impl Builder {
             build_client: self.build_client && self.codec_path == DEFAULT_CODEC_PATH,
             build_server: self.build_server,
             intercept_types: self.intercept_types,
+            protovalidate,
             proto_path: self.proto_path.clone(),
             disable_comments: self.disable_comments.clone(),
             server_mod_attributes: self.tonic_attributes_of(TonicAttribute::ServerMod),
@@ -1068,7 +1084,7 @@ fn generated_files(
         todo.extend(
             file.dependencies()
                 .map(|d| d.name().to_owned())
-                .filter(|d| d != OPTIONS_PROTO_NAME),
+                .filter(|d| d != OPTIONS_PROTO_NAME && !protovalidate::is_served(d)),
         );
     }
     seen

@@ -267,7 +267,12 @@ pub fn generate(request: &[u8]) -> Result<Vec<GeneratedFile>, Error> {
         .map(|file| (Module::from_protobuf_package_name(file.package()), file))
         .collect();
     let mut generated = builder
-        .config_for(Config::new(), Entry::Protos, policies)
+        .config_for(
+            Config::new(),
+            Entry::Protos,
+            policies,
+            crate::protovalidate::Plan::default(),
+        )
         .generate(requests)
         .map_err(|e| Error::Proto(e.to_string()))?;
 

@@ -29,6 +29,9 @@ pub(crate) struct InterceptGenerator {
     /// attribute).
     pub(crate) server_mod_attributes: Vec<(String, String)>,
     pub(crate) client_mod_attributes: Vec<(String, String)>,
+    /// The `ProtoValidate` impls for messages with `buf.validate` rules (feature
+    /// `protovalidate`), appended to their package's file.
+    pub(crate) protovalidate: crate::protovalidate::Plan,
 }
 
 impl ServiceGenerator for InterceptGenerator {
@@ -70,6 +73,7 @@ impl ServiceGenerator for InterceptGenerator {
 
     fn finalize_package(&mut self, package: &str, buf: &mut String) {
         self.tonic.finalize_package(package, buf);
+        self.protovalidate.emit(package, buf);
     }
 }
 

@@ -416,7 +416,14 @@ for __EchoEchoServiceUnaryHooks {
         message: &<pb::echo_service_intercept::Unary as ::tonic_intercept::__private::Rpc>::Request,
     ) -> ::core::result::Result<(), ::tonic_intercept::__private::Status> {
         let validated = message;
-        ::tonic_intercept::__private::validate(call, validated)
+        {
+            #[allow(unused_imports)]
+            use ::tonic_intercept::__private::{
+                ValidateByHand as _, ValidateByRules as _, ValidateMissing as _,
+            };
+            (&&&::tonic_intercept::__private::ValidatePick(validated))
+                .__tonic_intercept_validate(call)
+        }
     }
     fn on_request(
         &self,

@@ -37,6 +37,14 @@ pub use crate::policy::admission::{
 };
 pub use crate::trace::{TraceCalls, call_span};
 pub use crate::validate::check as validate;
+#[cfg(feature = "protovalidate")]
+pub use crate::validate::protovalidate::{
+    ProtoValidate, descriptor as proto_descriptor, prost_reflect::MessageDescriptor,
+};
+pub use crate::validate::{
+    ByHand as ValidateByHand, ByRules as ValidateByRules, Missing as ValidateMissing,
+    Pick as ValidatePick,
+};
 
 /// `rpc_span!("pkg.Service/Method", call)`: the span of one call, from `Rpc::span`.
 pub use crate::__rpc_span as rpc_span;

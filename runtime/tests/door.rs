@@ -103,6 +103,36 @@ fn generated_code_paths_compile_through_the_door() {
         &tonic::Request::new(()),
         None,
     );
+    // `validate(..)`: the expansion's autoref pick; a hand-written impl is found first.
+    {
+        // As the expansion does: all three in scope, the one that applies is used.
+        #[allow(unused_imports)]
+        use door::{ValidateByHand as _, ValidateByRules as _, ValidateMissing as _};
+        struct Named(&'static str);
+        impl tonic_intercept::Validate for Named {
+            fn validate(&self, v: &mut tonic_intercept::validate::Violations) {
+                if self.0.is_empty() {
+                    v.field("name", "must not be empty");
+                }
+            }
+        }
+        assert!(
+            (&&&door::ValidatePick(&Named("a")))
+                .__tonic_intercept_validate(&call)
+                .is_ok()
+        );
+        let refused = (&&&door::ValidatePick(&Named(""))).__tonic_intercept_validate(&call);
+        assert_eq!(refused.unwrap_err().code(), tonic::Code::InvalidArgument);
+        assert!(door::validate(&call, &Named("b")).is_ok());
+    }
+    // What tonic-intercept-build emits for a message with `buf.validate` rules.
+    #[cfg(feature = "protovalidate")]
+    {
+        fn _rules<M: door::ProtoValidate>() -> &'static door::MessageDescriptor {
+            M::descriptor()
+        }
+        let _: fn(&'static [u8], &str) -> door::MessageDescriptor = door::proto_descriptor;
+    }
     let cache = tonic_intercept::IdempotencyCache::<Ping>::new(door::Duration::from_secs(1), 4);
     let metadata = tonic::metadata::MetadataMap::new();
     assert!(matches!(

@@ -133,9 +133,24 @@ fn validate_method(plan: &RpcPlan, rpc: &TokenStream) -> TokenStream {
         return quote!();
     };
     // The message is bound to a name spanned at `validate`, so a message type without
-    // `Validate` is reported there.
+    // `Validate` is reported there. Autoref specialization on the concrete message type
+    // (this impl is not generic) picks its validation: a hand-written `Validate` impl, else
+    // its `.proto`'s `buf.validate` rules (feature `protovalidate`), else the bound
+    // `Validate` that reports the missing impl (runtime/src/policy/validate/pick.rs).
     let validated = Ident::new("validated", at);
-    let check = quote!(::tonic_intercept::__private::validate(call, #validated));
+    // `call` keeps the parameter's own (call-site) span: spanned at the user's tokens it
+    // would not resolve when the attribute is written inside a `macro_rules!`.
+    let call = quote!(call);
+    let check = quote_spanned! {at=>
+        {
+            #[allow(unused_imports)]
+            use ::tonic_intercept::__private::{
+                ValidateByHand as _, ValidateByRules as _, ValidateMissing as _,
+            };
+            (&&&::tonic_intercept::__private::ValidatePick(#validated))
+                .__tonic_intercept_validate(#call)
+        }
+    };
     quote! {
         fn validate(
             &self,

@@ -8,6 +8,13 @@ use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
 
 use crate::call::Call;
 
+mod pick;
+#[cfg(feature = "protovalidate")]
+pub mod protovalidate;
+
+#[doc(hidden)] // reached through `__private`
+pub use pick::{ByHand, ByRules, Missing, Pick};
+
 /// Checks a message and records what is wrong with it, field by field.
 ///
 /// Implement it for a request message and name the RPC in `#[intercept(validate(...))]`:
@@ -16,6 +23,10 @@ use crate::call::Call;
 /// (`CreateUser: 2 invalid fields: name: must not be empty; email: must contain @`) and
 /// every violation in the status details as a `google.rpc.BadRequest`, which clients
 /// decode with [`tonic_types::StatusExt::get_details_bad_request`].
+///
+/// With the feature `protovalidate`, a message whose `.proto` carries `buf.validate` rules
+/// needs no impl: `validate(..)` checks those rules (`tonic_intercept::validate::protovalidate`),
+/// and an impl written here still wins over them.
 ///
 /// ```
 /// use tonic_intercept::Validate;
@@ -60,10 +71,21 @@ use crate::call::Call;
 /// let found: Vec<_> = violations.iter().collect();
 /// assert_eq!(found, [("name", "must not be empty"), ("address.zip", "must have 5 digits")]);
 /// ```
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` does not implement `tonic_intercept::Validate`",
-    label = "this message cannot be validated",
-    note = "implement `tonic_intercept::Validate` for `{Self}` or remove `validate` for this RPC"
+#[cfg_attr(
+    not(feature = "protovalidate"),
+    diagnostic::on_unimplemented(
+        message = "`{Self}` does not implement `tonic_intercept::Validate`",
+        label = "this message cannot be validated",
+        note = "implement `tonic_intercept::Validate` for `{Self}` or remove `validate` for this RPC"
+    )
+)]
+#[cfg_attr(
+    feature = "protovalidate",
+    diagnostic::on_unimplemented(
+        message = "`{Self}` does not implement `tonic_intercept::Validate`",
+        label = "this message cannot be validated",
+        note = "implement `tonic_intercept::Validate` for `{Self}`, give it `buf.validate` rules in its `.proto` (built with tonic-intercept-build's feature `protovalidate`), or remove `validate` for this RPC"
+    )
 )]
 pub trait Validate {
     /// Records each problem of `self` in `violations`; records nothing when `self` is
