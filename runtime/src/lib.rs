@@ -135,6 +135,21 @@
 //! a server served in memory with connected channels, and the `Call` a verifier, hook or
 //! validation receives, built without a server.
 //!
+//! ## Cargo features
+//!
+//! None is on by default.
+//!
+//! | feature | what it adds |
+//! |---|---|
+//! | `tls` | TLS and mutual TLS for [`server::Server`], from a rustls config |
+//! | `mtls` | `auth::ClientCert`: the verified client certificate (SPIFFE ID, DNS name or CN) as the caller's identity, roles from OUs, a table or a closure (implies `tls`) |
+//! | `jwt` | `auth::Jwt`: bearer JWTs (RS, PS, ES, EdDSA, HS) checked against static keys or a JWKS URL, fetched once at a time and at most once per 30 s |
+//! | `protovalidate` | `validate(Rpc)` from the `.proto`'s `buf.validate` rules (with `tonic-intercept-build`'s feature of that name); a hand-written [`Validate`] wins. Its build runs `protoc` |
+//! | `redis` | call rates and idempotency keys shared across replicas in Redis (`backend::RedisGcra`, `idempotency::RedisIdempotency`) |
+//! | `envoy-rls` | call rates kept by an Envoy rate limit service (`backend::EnvoyRls`) |
+//! | `opentelemetry` | each call's span a child of the caller's span (W3C `traceparent`), for a `tracing-opentelemetry` layer to export |
+//! | `testing` | for `[dev-dependencies]`: `testing::InMemory` (a server in memory, connected channels, no port) and `testing::CallBuilder` |
+//!
 //! ## Guides
 //!
 //! - [`#[intercept]`](macro@intercept): the reference of every entry, its rules and the
