@@ -44,7 +44,16 @@
 //!
 //! `tonic_prost_build::compile_protos(path)`, `compile_fds(set)`, `Config` and
 //! `FileDescriptorSet` have their namesakes here too. [`Error`] converts into
-//! `std::io::Error`, so `?` works in a `main` returning `std::io::Result<()>`.
+//! `std::io::Error`, so `?` works in a `main` returning `std::io::Result<()>`, and
+//! `compile_protos` has tonic-prost-build's signature (one path type for both lists), so
+//! an empty list of includes needs no annotation either:
+//!
+//! ```no_run
+//! fn main() -> std::io::Result<()> {
+//!     tonic_intercept_build::configure().compile_protos(&["proto/users.proto"], &[])?;
+//!     Ok(())
+//! }
+//! ```
 //!
 //! Every option of tonic-prost-build's `Builder` (0.14) and prost-build's `Config` (0.14),
 //! and ours. "Config" means: set it on a `prost_build::Config` given to
@@ -682,11 +691,7 @@ impl Builder {
     /// `import "tonic_intercept/v1/options.proto";` resolves without the file on disk, and
     /// the policy declared with it is merged, checked and put on the RPC descriptors (see
     /// [Policy in the proto](crate#policy-in-the-proto)).
-    pub fn compile_protos(
-        self,
-        protos: &[impl AsRef<Path>],
-        includes: &[impl AsRef<Path>],
-    ) -> Result<(), Error> {
+    pub fn compile_protos<P: AsRef<Path>>(self, protos: &[P], includes: &[P]) -> Result<(), Error> {
         self.compile_with_config(Config::new(), protos, includes)
     }
 
@@ -696,11 +701,11 @@ impl Builder {
     /// is replaced, and what only concerns running `protoc` (`protoc_arg`,
     /// `protoc_executable`, `skip_protoc_run`, `file_descriptor_set_path`, `skip_source_info`)
     /// is not seen (prost keeps it private): set the last three on the builder.
-    pub fn compile_with_config(
+    pub fn compile_with_config<P: AsRef<Path>>(
         self,
         config: Config,
-        protos: &[impl AsRef<Path>],
-        includes: &[impl AsRef<Path>],
+        protos: &[P],
+        includes: &[P],
     ) -> Result<(), Error> {
         if self.emit_rerun_if_changed {
             for path in protos.iter().map(AsRef::as_ref) {

@@ -33,7 +33,7 @@ fn written_to_the_output_directory_by_default() {
     tonic_intercept_build::configure()
         .out_dir(dir.join("out"))
         .emit_rerun_if_changed(false)
-        .compile_protos(&[dir.join("shop.proto")], &[&dir])
+        .compile_protos(&[dir.join("shop.proto")], std::slice::from_ref(&dir))
         .unwrap();
     let bytes = std::fs::read(
         dir.join("out")
@@ -65,7 +65,7 @@ fn written_where_file_descriptor_set_path_says() {
         .out_dir(dir.join("out"))
         .emit_rerun_if_changed(false)
         .file_descriptor_set_path(&path)
-        .compile_protos(&[dir.join("shop.proto")], &[&dir])
+        .compile_protos(&[dir.join("shop.proto")], std::slice::from_ref(&dir))
         .unwrap();
     assert_eq!(
         names(&std::fs::read(&path).unwrap()).last().unwrap(),

@@ -23,7 +23,7 @@ fn undefined_type_reports_file_line_column() {
     let error = tonic_intercept_build::configure()
         .out_dir(dir.join("out"))
         .emit_rerun_if_changed(false)
-        .compile_protos(&[dir.join("bad.proto")], &[&dir])
+        .compile_protos(&[dir.join("bad.proto")], std::slice::from_ref(&dir))
         .unwrap_err();
     let message = format!("{error:?}");
     assert!(
@@ -46,7 +46,7 @@ fn syntax_error_reports_file_line_column() {
     let error = tonic_intercept_build::configure()
         .out_dir(dir.join("out"))
         .emit_rerun_if_changed(false)
-        .compile_protos(&[dir.join("bad.proto")], &[&dir])
+        .compile_protos(&[dir.join("bad.proto")], std::slice::from_ref(&dir))
         .unwrap_err();
     let message = error.to_string();
     assert!(message.contains("bad.proto:2:"), "{message}");
@@ -58,7 +58,7 @@ fn missing_file_says_which() {
     let error = tonic_intercept_build::configure()
         .out_dir(dir.join("out"))
         .emit_rerun_if_changed(false)
-        .compile_protos(&[dir.join("nope.proto")], &[&dir])
+        .compile_protos(&[dir.join("nope.proto")], std::slice::from_ref(&dir))
         .unwrap_err();
     assert!(error.to_string().contains("nope.proto"), "{error}");
 }
@@ -74,7 +74,7 @@ fn compile_shop(name: &str, body: &str) -> Result<String, String> {
     let result = tonic_intercept_build::configure()
         .out_dir(dir.join("out"))
         .emit_rerun_if_changed(false)
-        .compile_protos(&[dir.join("shop.proto")], &[&dir]);
+        .compile_protos(&[dir.join("shop.proto")], std::slice::from_ref(&dir));
     let result = match result {
         Ok(()) => Ok(std::fs::read_to_string(dir.join("out/shop.v1.rs")).unwrap()),
         Err(error) => {
