@@ -669,6 +669,23 @@ mod tests {
         );
     }
 
+    /// `KNOWN`, the list the error names, and the parser's arms are two lists: every name
+    /// listed must parse (with a value of the right shape), so they cannot drift apart.
+    #[test]
+    fn every_known_parameter_parses() {
+        for name in KNOWN.split(',').map(str::trim) {
+            let accepted = [
+                name.to_owned(),
+                format!("{name}=.a"),
+                format!("{name}=.a=b"),
+            ]
+            .iter()
+            .any(|entry| Parameters::parse(entry).is_ok());
+            assert!(accepted, "`{name}` is listed in KNOWN but does not parse");
+        }
+        assert!(KNOWN.split(',').count() >= 27);
+    }
+
     #[test]
     fn include_file_nests_packages() {
         let modules: BTreeMap<String, Module> = ["a.v1", "a.v2", "b", ""]
